@@ -1,0 +1,4 @@
+/* pbxguard: the command-line client. */
+#pragma once
+
+int cli_main(int argc, char **argv);

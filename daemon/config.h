@@ -1,0 +1,128 @@
+/* Configuration: /etc/pbxguard/pbxguard.conf, INI sections in the style Asterisk admins know.
+ * config_load() fills a struct config with defaults first, then the file; every error names
+ * file, line, section and key. Modules read only their own sub-struct. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "addr.h"
+#include "log.h"
+#include "sec_event.h"
+
+#define CFG_DEFAULT_PATH "/etc/pbxguard/pbxguard.conf"
+#define CFG_NAME_MAX 32
+#define CFG_HOST_MAX 256
+#define CFG_PATH_MAX 512
+#define CFG_SECRET_MAX 256
+#define CFG_PORTS_MAX 16
+
+struct cfg_general {
+    char database[CFG_PATH_MAX];       /* /var/lib/pbxguard/pbxguard.db */
+    char control_socket[CFG_PATH_MAX]; /* /run/pbxguard/control.sock */
+    char control_group[CFG_NAME_MAX];  /* "" = root only (0600); else 0660 with this group */
+    char lock_file[CFG_PATH_MAX];      /* /run/pbxguard/pbxguardd.lock */
+    enum log_level log_level;          /* info */
+    enum log_target log_target;        /* stderr */
+    int64_t retention_s;               /* 30d: failures and lifted bans older than this are pruned */
+};
+
+enum cfg_ami_auth { CFG_AMI_AUTH_MD5 = 0, CFG_AMI_AUTH_PLAIN };
+
+struct cfg_ami {
+    char name[CFG_NAME_MAX]; /* from [ami:NAME] */
+    char host[CFG_HOST_MAX]; /* IPv4, IPv6 or hostname */
+    uint16_t port;           /* 5038 */
+    char username[CFG_NAME_MAX * 2];
+    char secret[CFG_SECRET_MAX]; /* from secret= or the first line of secret_file= */
+    enum cfg_ami_auth auth;      /* md5 */
+    int64_t ping_interval_ms;    /* 20s: keepalive Ping period */
+    int64_t ping_timeout_ms;     /* 10s: no reply within this = stalled peer */
+    int64_t connect_timeout_ms;  /* 10s */
+    int64_t backoff_min_ms;      /* 1s */
+    int64_t backoff_max_ms;      /* 60s */
+};
+
+struct cfg_service_override {
+    char service[SEC_SERVICE_MAX]; /* "PJSIP" */
+    unsigned maxretry;             /* 0 = not overridden */
+    double weight[SEC_EVENT_TYPE_COUNT]; /* < 0 = not overridden */
+};
+
+#define CFG_SERVICES_MAX 8
+
+struct cfg_policy {
+    unsigned maxretry;       /* 5: weighted failures within findtime that earn a ban */
+    int64_t findtime_s;      /* 10m */
+    int64_t bantime_s;       /* 1h: first offence */
+    double bantime_factor;   /* 2: each repeat offence multiplies the ban length */
+    int64_t bantime_max_s;   /* 7d: escalation cap */
+    unsigned permanent_after; /* 0 = never; else the N-th offence is permanent */
+    int64_t offence_window_s; /* 30d: offences older than this do not escalate */
+    unsigned ipv4_prefix;    /* 32 */
+    unsigned ipv6_prefix;    /* 64 (32..128) */
+    double weight[SEC_EVENT_TYPE_COUNT]; /* [events] */
+    struct cfg_service_override services[CFG_SERVICES_MAX]; /* [policy:SERVICE] */
+    unsigned nservices;
+};
+
+struct cfg_whitelist {
+    struct addr_prefix *prefixes; /* configured CIDRs; loopback and AMI peers are added at run time */
+    unsigned n;
+};
+
+enum cfg_statsd_type { CFG_STATSD_COUNTER = 0, CFG_STATSD_METER };
+
+struct cfg_statsd {
+    bool enabled;                  /* no */
+    char host[CFG_HOST_MAX];       /* 127.0.0.1 */
+    uint16_t port;                 /* 8125 */
+    char prefix[48];               /* "" : prefix for the res_auth_stats names */
+    char own_prefix[48];           /* "pbxguard" : the daemon's own meters */
+    enum cfg_statsd_type type;     /* c */
+    bool per_address;              /* yes */
+    unsigned per_address_limit;    /* 1000 distinct addresses per flush interval; 0 = unlimited */
+    unsigned max_payload;          /* 1432 */
+    int64_t flush_interval_ms;     /* 1s */
+};
+
+struct cfg_nftables {
+    char table[CFG_NAME_MAX];      /* pbxguard (family inet) */
+    char set4[CFG_NAME_MAX];       /* banned4 */
+    char set6[CFG_NAME_MAX];       /* banned6 */
+    char chain[CFG_NAME_MAX];      /* input */
+    int priority;                  /* -10: ahead of filter (0) */
+    bool hook_forward;             /* no */
+    uint16_t tcp_ports[CFG_PORTS_MAX]; /* empty = all traffic from a banned source is dropped */
+    unsigned ntcp_ports;
+    uint16_t udp_ports[CFG_PORTS_MAX];
+    unsigned nudp_ports;
+    unsigned set_size;             /* 0 = kernel default */
+    bool remove_on_stop;           /* no: bans stay in the kernel while the daemon is down */
+    int64_t check_interval_ms;     /* 30s: slow periodic check behind the netlink monitor */
+};
+
+struct config {
+    char path[CFG_PATH_MAX];
+    struct cfg_general general;
+    struct cfg_ami *ami;
+    unsigned nami;
+    struct cfg_policy policy;
+    struct cfg_whitelist whitelist;
+    struct cfg_statsd statsd;
+    struct cfg_nftables nftables;
+};
+
+/* Called once per error with a complete message, e.g.
+ * "pbxguard.conf:14: [ami:pbx1] port: \"50a8\" is not a port number (1-65535)". */
+typedef void (*config_error_fn)(void *data, const char *message);
+
+/* Fills ret_cfg with the defaults. */
+void config_defaults(struct config *ret_cfg);
+/* Loads path over the defaults. Reports every error it finds (not only the first) through
+ * on_error and returns the number of errors (0 = ret_cfg is valid), or -errno if the file
+ * cannot be read (also reported). ret_cfg must be config_free()d in every case. */
+int config_load(const char *path, struct config *ret_cfg, config_error_fn on_error, void *data);
+void config_free(struct config *cfg); /* accepts NULL-filled structs */
+/* Prints the effective configuration (secrets masked), as `pbxguardd -t` shows it. */
+void config_dump(const struct config *cfg, FILE *out);

@@ -1,0 +1,58 @@
+/* The event loop: one thread, epoll, timers on CLOCK_MONOTONIC, signals through signalfd, and
+ * "turn end" hooks that run once after every batch of ready events (group commit, one netlink
+ * batch and one StatsD flush per turn). Handles are embedded in the objects that own them. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+struct loop;
+
+typedef void (*loop_io_fn)(struct loop *l, int fd, uint32_t events, void *data);
+typedef void (*loop_fn)(struct loop *l, void *data);
+
+struct loop_io {
+    int fd;
+    loop_io_fn fn;
+    void *data;
+};
+
+struct loop_timer {
+    uint64_t due_ms; /* monotonic */
+    loop_fn fn;
+    void *data;
+    unsigned heap_index; /* 0 = not armed */
+};
+
+struct loop *loop_new(void); /* NULL + errno */
+void loop_free(struct loop *l); /* accepts NULL */
+
+/* events: EPOLLIN/EPOLLOUT/...; the callback gets what epoll reported. Returns 0 or -errno. */
+int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_fn fn, void *data);
+int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events);
+void loop_io_del(struct loop *l, struct loop_io *io); /* safe on a never-added io (fd -1) */
+void loop_io_init(struct loop_io *io); /* fd = -1 */
+
+void loop_timer_init(struct loop_timer *t, loop_fn fn, void *data);
+/* (Re)arms t to fire once, delay_ms from now. */
+void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ms);
+void loop_timer_cancel(struct loop *l, struct loop_timer *t);
+bool loop_timer_armed(const struct loop_timer *t);
+
+/* Blocks signo and delivers it through the loop. Returns 0 or -errno. */
+int loop_signal_add(struct loop *l, int signo, loop_fn fn, void *data);
+
+/* Runs fn after every turn, in the order added. Returns 0 or -ENOMEM. */
+int loop_turn_end_add(struct loop *l, loop_fn fn, void *data);
+
+/* Runs until loop_stop(); returns 0, or -errno if epoll itself failed. */
+int loop_run(struct loop *l);
+void loop_stop(struct loop *l);
+
+/* Monotonic milliseconds, refreshed at the start of each turn. */
+uint64_t loop_now_ms(struct loop *l);
+/* Wall-clock Unix milliseconds, refreshed at the start of each turn. */
+int64_t loop_wall_ms(struct loop *l);
+/* Reads the clocks directly (for code outside a turn). */
+uint64_t loop_clock_mono_ms(void);
+int64_t loop_clock_wall_ms(void);

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs the Debian packages pbxguard needs that are missing; quick when nothing is.
+# Usage: scripts/deps.sh run|test
+set -eu
+
+run_pkgs="meson ninja-build pkg-config gcc libc6-dev libnftnl-dev libmnl-dev libjansson-dev
+  libsqlite3-dev libmd-dev libsystemd-dev nftables iproute2 python3"
+test_pkgs="$run_pkgs libcmocka-dev clang libclang-rt-14-dev sqlite3 util-linux procps"
+
+case "${1:-}" in
+run) want=$run_pkgs ;;
+test) want=$test_pkgs ;;
+*) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "pbxguard: missing Debian packages:$missing" >&2
+    echo "pbxguard: run this as root (or: sudo apt-get install$missing)" >&2
+    exit 1
+fi
+echo "pbxguard: installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
