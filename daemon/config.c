@@ -1,0 +1,1147 @@
+/* The configuration file: a small table-driven INI parser of our own.
+ *
+ * Why not libinih: we want every error to carry file, line, section and key, ALL errors reported
+ * in one pass (an admin fixing a config should not play whack-a-mole), unknown keys refused
+ * (a typo such as "maxrety" must not silently leave protection at its default), repeated keys
+ * for lists, and scalar keys set twice flagged. With a parser this small, doing it ourselves is
+ * less code than adapting a callback API to all of that.
+ *
+ * Syntax: "[section]" or "[section:NAME]" headers; "key = value" lines; whole-line comments
+ * starting with ';' or '#'. A value may be wrapped in double quotes to keep leading or trailing
+ * blanks. There are no inline comments: secrets may hold ';' and '#', and a stray comment after
+ * a number is reported as a bad number rather than silently dropped.
+ *
+ * Adding a key is one line in the table of its section (and a default in config_defaults()). */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "duration.h"
+
+#define LINE_MAX_LEN 4096
+#define QUOTE_MAX 72 /* bytes of a value quoted back in an error message */
+#define MSG_MAX 1024
+
+enum key_kind {
+    K_STRING,      /* printable text; empty allowed only with min = 0 */
+    K_NAME,        /* [A-Za-z0-9_.-]: nftables objects, groups; empty allowed only with min = 0 */
+    K_PATH,        /* absolute path */
+    K_HOST,        /* IPv4, IPv6 or hostname: non-empty, no blanks */
+    K_UINT,        /* unsigned */
+    K_INT,         /* int */
+    K_PORT,        /* uint16_t, 1-65535 */
+    K_SECONDS,     /* duration into int64_t seconds */
+    K_MILLIS,      /* duration into int64_t milliseconds; also "250ms" */
+    K_BOOL,        /* bool */
+    K_DOUBLE,      /* double */
+    K_ENUM,        /* int-sized enum, names in enums */
+    K_PORTS,       /* uint16_t array + unsigned count; comma lists, repeatable */
+    K_CIDRS,       /* the whitelist: comma lists, repeatable */
+    K_SECRET,      /* AMI secret, inline */
+    K_SECRET_FILE, /* AMI secret, first line of a root-only file */
+};
+
+struct enum_name {
+    const char *name; /* the first name listed for a value is the one config_dump prints */
+    int value;
+};
+
+struct key_def {
+    const char *name;
+    enum key_kind kind;
+    size_t offset;       /* into the section's struct */
+    size_t size;         /* of the field (strings: buffer size; arrays: capacity in elements) */
+    size_t count_offset; /* K_PORTS: the unsigned count */
+    double min, max;     /* numbers: bounds in the field's unit; strings: min = 1 forbids empty */
+    const struct enum_name *enums;
+};
+
+enum section_kind {
+    S_GENERAL,
+    S_AMI,
+    S_POLICY,
+    S_SERVICE,
+    S_EVENTS,
+    S_WHITELIST,
+    S_STATSD,
+    S_NFTABLES,
+    S_COUNT
+};
+
+struct section_def {
+    const char *name;
+    enum section_kind kind;
+    bool named; /* [name:ARG] */
+    const struct key_def *keys;
+    size_t nkeys;
+    bool event_weights; /* event type names are keys too */
+};
+
+#define FLD(type, field) offsetof(struct type, field), sizeof(((struct type *)0)->field)
+#define ARR(type, field, cnt)                                                                     \
+    offsetof(struct type, field),                                                                 \
+        sizeof(((struct type *)0)->field) / sizeof(((struct type *)0)->field[0]),                 \
+        offsetof(struct type, cnt)
+#define NKEYS(t) (sizeof(t) / sizeof(t[0]))
+
+#define DAY 86400.0
+#define YEAR (365 * DAY)
+
+static const struct enum_name level_names[] = {
+    {"error", LOG_LVL_ERR}, {"warning", LOG_LVL_WARN}, {"notice", LOG_LVL_NOTICE},
+    {"info", LOG_LVL_INFO}, {"debug", LOG_LVL_DEBUG}, {NULL, 0}};
+static const struct enum_name target_names[] = {
+    {"stderr", LOG_TARGET_STDERR}, {"syslog", LOG_TARGET_SYSLOG}, {NULL, 0}};
+static const struct enum_name auth_names[] = {
+    {"md5", CFG_AMI_AUTH_MD5}, {"plain", CFG_AMI_AUTH_PLAIN}, {NULL, 0}};
+static const struct enum_name statsd_type_names[] = {{"counter", CFG_STATSD_COUNTER},
+                                                     {"meter", CFG_STATSD_METER},
+                                                     {"c", CFG_STATSD_COUNTER},
+                                                     {"m", CFG_STATSD_METER},
+                                                     {NULL, 0}};
+
+/* The control socket's path must fit sockaddr_un.sun_path with its NUL. */
+#define SUN_PATH_MAX ((double)sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+
+static const struct key_def general_keys[] = {
+    {"database", K_PATH, FLD(cfg_general, database), 0, 1, 0, NULL},
+    {"control_socket", K_PATH, FLD(cfg_general, control_socket), 0, 1, SUN_PATH_MAX, NULL},
+    {"control_group", K_NAME, FLD(cfg_general, control_group), 0, 0, 0, NULL},
+    {"lock_file", K_PATH, FLD(cfg_general, lock_file), 0, 1, 0, NULL},
+    {"log_level", K_ENUM, FLD(cfg_general, log_level), 0, 0, 0, level_names},
+    {"log_target", K_ENUM, FLD(cfg_general, log_target), 0, 0, 0, target_names},
+    {"retention", K_SECONDS, FLD(cfg_general, retention_s), 0, 3600, 10 * YEAR, NULL},
+};
+
+static const struct key_def ami_keys[] = {
+    {"host", K_HOST, FLD(cfg_ami, host), 0, 1, 0, NULL},
+    {"port", K_PORT, FLD(cfg_ami, port), 0, 1, 65535, NULL},
+    {"username", K_STRING, FLD(cfg_ami, username), 0, 1, 0, NULL},
+    {"secret", K_SECRET, FLD(cfg_ami, secret), 0, 1, 0, NULL},
+    {"secret_file", K_SECRET_FILE, FLD(cfg_ami, secret), 0, 1, 0, NULL},
+    {"auth", K_ENUM, FLD(cfg_ami, auth), 0, 0, 0, auth_names},
+    {"ping_interval", K_MILLIS, FLD(cfg_ami, ping_interval_ms), 0, 1000, 3600e3, NULL},
+    {"ping_timeout", K_MILLIS, FLD(cfg_ami, ping_timeout_ms), 0, 1000, 600e3, NULL},
+    {"connect_timeout", K_MILLIS, FLD(cfg_ami, connect_timeout_ms), 0, 1000, 600e3, NULL},
+    {"backoff_min", K_MILLIS, FLD(cfg_ami, backoff_min_ms), 0, 100, 600e3, NULL},
+    {"backoff_max", K_MILLIS, FLD(cfg_ami, backoff_max_ms), 0, 1000, DAY * 1e3, NULL},
+};
+
+static const struct key_def policy_keys[] = {
+    {"maxretry", K_UINT, FLD(cfg_policy, maxretry), 0, 1, 1e6, NULL},
+    {"findtime", K_SECONDS, FLD(cfg_policy, findtime_s), 0, 1, 30 * DAY, NULL},
+    {"bantime", K_SECONDS, FLD(cfg_policy, bantime_s), 0, 1, YEAR, NULL},
+    {"bantime_factor", K_DOUBLE, FLD(cfg_policy, bantime_factor), 0, 1, 100, NULL},
+    {"bantime_max", K_SECONDS, FLD(cfg_policy, bantime_max_s), 0, 1, 10 * YEAR, NULL},
+    {"permanent_after", K_UINT, FLD(cfg_policy, permanent_after), 0, 0, 1000, NULL},
+    {"offence_window", K_SECONDS, FLD(cfg_policy, offence_window_s), 0, 1, 10 * YEAR, NULL},
+    {"ipv4_prefix", K_UINT, FLD(cfg_policy, ipv4_prefix), 0, 8, 32, NULL},
+    {"ipv6_prefix", K_UINT, FLD(cfg_policy, ipv6_prefix), 0, 32, 128, NULL},
+};
+
+static const struct key_def service_keys[] = {
+    {"maxretry", K_UINT, FLD(cfg_service_override, maxretry), 0, 1, 1e6, NULL},
+};
+
+static const struct key_def whitelist_keys[] = {
+    {"cidr", K_CIDRS, 0, 0, 0, 0, 0, NULL},
+};
+
+static const struct key_def statsd_keys[] = {
+    {"enabled", K_BOOL, FLD(cfg_statsd, enabled), 0, 0, 0, NULL},
+    {"host", K_HOST, FLD(cfg_statsd, host), 0, 1, 0, NULL},
+    {"port", K_PORT, FLD(cfg_statsd, port), 0, 1, 65535, NULL},
+    {"prefix", K_NAME, FLD(cfg_statsd, prefix), 0, 0, 0, NULL},
+    {"own_prefix", K_NAME, FLD(cfg_statsd, own_prefix), 0, 0, 0, NULL},
+    {"type", K_ENUM, FLD(cfg_statsd, type), 0, 0, 0, statsd_type_names},
+    {"per_address", K_BOOL, FLD(cfg_statsd, per_address), 0, 0, 0, NULL},
+    {"per_address_limit", K_UINT, FLD(cfg_statsd, per_address_limit), 0, 0, 1e7, NULL},
+    {"max_payload", K_UINT, FLD(cfg_statsd, max_payload), 0, 64, 65000, NULL},
+    {"flush_interval", K_MILLIS, FLD(cfg_statsd, flush_interval_ms), 0, 10, 60e3, NULL},
+};
+
+static const struct key_def nftables_keys[] = {
+    {"table", K_NAME, FLD(cfg_nftables, table), 0, 1, 0, NULL},
+    {"set4", K_NAME, FLD(cfg_nftables, set4), 0, 1, 0, NULL},
+    {"set6", K_NAME, FLD(cfg_nftables, set6), 0, 1, 0, NULL},
+    {"chain", K_NAME, FLD(cfg_nftables, chain), 0, 1, 0, NULL},
+    {"priority", K_INT, FLD(cfg_nftables, priority), 0, -1000, 1000, NULL},
+    {"hook_forward", K_BOOL, FLD(cfg_nftables, hook_forward), 0, 0, 0, NULL},
+    {"tcp_ports", K_PORTS, ARR(cfg_nftables, tcp_ports, ntcp_ports), 1, 65535, NULL},
+    {"udp_ports", K_PORTS, ARR(cfg_nftables, udp_ports, nudp_ports), 1, 65535, NULL},
+    {"set_size", K_UINT, FLD(cfg_nftables, set_size), 0, 0, 1e8, NULL},
+    {"remove_on_stop", K_BOOL, FLD(cfg_nftables, remove_on_stop), 0, 0, 0, NULL},
+    {"check_interval", K_MILLIS, FLD(cfg_nftables, check_interval_ms), 0, 1000, 3600e3, NULL},
+};
+
+static const struct section_def sections[] = {
+    {"general", S_GENERAL, false, general_keys, NKEYS(general_keys), false},
+    {"ami", S_AMI, true, ami_keys, NKEYS(ami_keys), false},
+    {"policy", S_POLICY, false, policy_keys, NKEYS(policy_keys), false},
+    {"policy", S_SERVICE, true, service_keys, NKEYS(service_keys), true},
+    {"events", S_EVENTS, false, NULL, 0, true},
+    {"whitelist", S_WHITELIST, false, whitelist_keys, NKEYS(whitelist_keys), false},
+    {"statsd", S_STATSD, false, statsd_keys, NKEYS(statsd_keys), false},
+    {"nftables", S_NFTABLES, false, nftables_keys, NKEYS(nftables_keys), false},
+};
+
+#define MAX_SECTION_KEYS 16
+_Static_assert(NKEYS(general_keys) <= MAX_SECTION_KEYS && NKEYS(ami_keys) <= MAX_SECTION_KEYS &&
+                   NKEYS(policy_keys) <= MAX_SECTION_KEYS &&
+                   NKEYS(statsd_keys) <= MAX_SECTION_KEYS &&
+                   NKEYS(nftables_keys) <= MAX_SECTION_KEYS,
+               "key_line[] holds one line per key of a section");
+
+struct parser {
+    const char *path;
+    unsigned line;
+    struct config *cfg;
+    config_error_fn on_error;
+    void *data;
+    int nerrors;
+
+    const struct section_def *sec; /* NULL outside a (valid) section */
+    bool in_bad_section;           /* after a bad header: its keys are ignored, not reported */
+    char secname[2 * CFG_NAME_MAX + 2]; /* "ami:NAME" as written, for messages */
+    unsigned sec_line;
+    void *base;                            /* the struct this section's keys write into */
+    unsigned key_line[MAX_SECTION_KEYS];   /* where each key was set in this section; 0 = not */
+    unsigned weight_line[SEC_EVENT_TYPE_COUNT];
+    unsigned seen_line[S_COUNT];           /* first header line of each unnamed section */
+    unsigned *service_lines;               /* header line of each [policy:SERVICE] */
+};
+
+static void report(struct parser *p, unsigned line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void report(struct parser *p, unsigned line, const char *key, const char *fmt, ...)
+{
+    char what[MSG_MAX - 128], msg[MSG_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (line && p->secname[0] && key)
+        snprintf(msg, sizeof(msg), "%s:%u: [%s] %s: %s", p->path, line, p->secname, key, what);
+    else if (line && p->secname[0])
+        snprintf(msg, sizeof(msg), "%s:%u: [%s] %s", p->path, line, p->secname, what);
+    else if (line)
+        snprintf(msg, sizeof(msg), "%s:%u: %s", p->path, line, what);
+    else
+        snprintf(msg, sizeof(msg), "%s: %s", p->path, what);
+    p->nerrors++;
+    if (p->on_error)
+        p->on_error(p->data, msg);
+}
+
+/* A value quoted back to the admin: escaped (no control bytes reach a terminal) and bounded. */
+static const char *quoted(const char *v, char buf[QUOTE_MAX])
+{
+    return log_escape(v, strlen(v), buf, QUOTE_MAX);
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static char *trim(char *s)
+{
+    while (is_blank(*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && is_blank(s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static bool is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.';
+}
+
+static bool valid_name(const char *s)
+{
+    for (; *s; s++)
+        if (!is_name_char(*s))
+            return false;
+    return true;
+}
+
+static bool printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+/* --- defaults --- */
+
+static const enum sec_event_type default_failures[] = {
+    SEC_FAILED_ACL,         SEC_INVALID_ACCOUNT_ID,        SEC_INVALID_PASSWORD,
+    SEC_CHALLENGE_RESPONSE_FAILED, SEC_REQUEST_NOT_ALLOWED, SEC_REQUEST_BAD_FORMAT,
+};
+
+void config_defaults(struct config *ret_cfg)
+{
+    struct config *c = ret_cfg;
+
+    memset(c, 0, sizeof(*c));
+    snprintf(c->path, sizeof(c->path), "%s", CFG_DEFAULT_PATH);
+
+    snprintf(c->general.database, sizeof(c->general.database), "/var/lib/pbxguard/pbxguard.db");
+    snprintf(c->general.control_socket, sizeof(c->general.control_socket),
+             "/run/pbxguard/control.sock");
+    snprintf(c->general.lock_file, sizeof(c->general.lock_file), "/run/pbxguard/pbxguardd.lock");
+    c->general.log_level = LOG_LVL_INFO;
+    c->general.log_target = LOG_TARGET_STDERR;
+    c->general.retention_s = 30 * 86400;
+
+    c->policy.maxretry = 5;
+    c->policy.findtime_s = 600;
+    c->policy.bantime_s = 3600;
+    c->policy.bantime_factor = 2;
+    c->policy.bantime_max_s = 7 * 86400;
+    c->policy.permanent_after = 0;
+    c->policy.offence_window_s = 30 * 86400;
+    c->policy.ipv4_prefix = 32;
+    c->policy.ipv6_prefix = 64;
+    for (size_t i = 0; i < NKEYS(default_failures); i++)
+        c->policy.weight[default_failures[i]] = 1;
+
+    snprintf(c->statsd.host, sizeof(c->statsd.host), "127.0.0.1");
+    c->statsd.port = 8125;
+    snprintf(c->statsd.own_prefix, sizeof(c->statsd.own_prefix), "pbxguard");
+    c->statsd.type = CFG_STATSD_COUNTER;
+    c->statsd.per_address = true;
+    c->statsd.per_address_limit = 1000;
+    c->statsd.max_payload = 1432;
+    c->statsd.flush_interval_ms = 1000;
+
+    snprintf(c->nftables.table, sizeof(c->nftables.table), "pbxguard");
+    snprintf(c->nftables.set4, sizeof(c->nftables.set4), "banned4");
+    snprintf(c->nftables.set6, sizeof(c->nftables.set6), "banned6");
+    snprintf(c->nftables.chain, sizeof(c->nftables.chain), "input");
+    c->nftables.priority = -10;
+    c->nftables.check_interval_ms = 30000;
+}
+
+static void ami_defaults(struct cfg_ami *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->port = 5038;
+    a->auth = CFG_AMI_AUTH_MD5;
+    a->ping_interval_ms = 20000;
+    a->ping_timeout_ms = 10000;
+    a->connect_timeout_ms = 10000;
+    a->backoff_min_ms = 1000;
+    a->backoff_max_ms = 60000;
+}
+
+/* --- values --- */
+
+static const char *range_text(const struct key_def *k, char *buf, size_t len)
+{
+    char a[32], b[32];
+    switch (k->kind) {
+    case K_SECONDS:
+        snprintf(buf, len, "%s..%s", duration_format((int64_t)k->min, a, sizeof(a)),
+                 duration_format((int64_t)k->max, b, sizeof(b)));
+        break;
+    case K_MILLIS:
+        if ((int64_t)k->min % 1000)
+            snprintf(a, sizeof(a), "%lldms", (long long)k->min);
+        else
+            duration_format((int64_t)k->min / 1000, a, sizeof(a));
+        snprintf(buf, len, "%s..%s", a, duration_format((int64_t)k->max / 1000, b, sizeof(b)));
+        break;
+    default:
+        snprintf(buf, len, "%g..%g", k->min, k->max);
+        break;
+    }
+    return buf;
+}
+
+static bool parse_u64(const char *s, unsigned long long *ret)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *ret = v;
+    return true;
+}
+
+static bool parse_millis(const char *s, int64_t *ret_ms)
+{
+    size_t n = strlen(s);
+    int64_t sec;
+
+    if (n > 2 && strcmp(s + n - 2, "ms") == 0) {
+        char digits[24];
+        unsigned long long v;
+        if (n - 2 >= sizeof(digits))
+            return false;
+        memcpy(digits, s, n - 2);
+        digits[n - 2] = '\0';
+        if (!parse_u64(digits, &v) || v > INT64_MAX)
+            return false;
+        *ret_ms = (int64_t)v;
+        return true;
+    }
+    if (duration_parse(s, &sec) < 0 || sec > INT64_MAX / 1000)
+        return false;
+    *ret_ms = sec * 1000;
+    return true;
+}
+
+static void enum_list(const struct enum_name *e, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (; e->name && o < len; e++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", e->name);
+}
+
+static void set_cidrs(struct parser *p, const struct key_def *k, char *value)
+{
+    struct cfg_whitelist *w = &p->cfg->whitelist;
+    char q[QUOTE_MAX];
+
+    for (char *save = NULL, *tok = strtok_r(value, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        struct addr_prefix pfx;
+        tok = trim(tok);
+        if (!*tok)
+            continue;
+        if (addr_prefix_parse(tok, false, &pfx) < 0) {
+            char fixed[ADDR_STRLEN];
+            if (addr_prefix_parse(tok, true, &pfx) == 0)
+                report(p, p->line, k->name, "\"%s\" has host bits set (expected %s)",
+                       quoted(tok, q), addr_prefix_format(&pfx, fixed, sizeof(fixed)));
+            else
+                report(p, p->line, k->name,
+                       "\"%s\" is not an address or CIDR (expected e.g. 192.0.2.0/24 or "
+                       "2001:db8::/32)",
+                       quoted(tok, q));
+            continue;
+        }
+        struct addr_prefix *np = realloc(w->prefixes, (w->n + 1) * sizeof(*np));
+        if (!np) {
+            report(p, p->line, k->name, "out of memory");
+            return;
+        }
+        w->prefixes = np;
+        w->prefixes[w->n++] = pfx;
+    }
+}
+
+static void set_ports(struct parser *p, const struct key_def *k, char *value)
+{
+    uint16_t *ports = (uint16_t *)((char *)p->base + k->offset);
+    unsigned *count = (unsigned *)((char *)p->base + k->count_offset);
+    char q[QUOTE_MAX];
+
+    for (char *save = NULL, *tok = strtok_r(value, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        unsigned long long v;
+        tok = trim(tok);
+        if (!*tok)
+            continue;
+        if (!parse_u64(tok, &v) || v < 1 || v > 65535) {
+            report(p, p->line, k->name, "\"%s\" is not a port number (expected 1-65535)",
+                   quoted(tok, q));
+            continue;
+        }
+        if (*count >= k->size) {
+            report(p, p->line, k->name, "too many ports (at most %zu)", k->size);
+            return;
+        }
+        ports[(*count)++] = (uint16_t)v;
+    }
+}
+
+/* Reads the first line of a root-only file into secret (a buffer of size bytes). */
+static void read_secret_file(struct parser *p, const struct key_def *k, const char *path,
+                             char *secret, size_t size)
+{
+    char q[QUOTE_MAX], buf[CFG_SECRET_MAX + 2];
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        report(p, p->line, k->name, "cannot open \"%s\": %s", quoted(path, q), strerror(errno));
+        return;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        report(p, p->line, k->name, "\"%s\" is not a regular file", quoted(path, q));
+        goto out;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        report(p, p->line, k->name,
+               "\"%s\" is owned by uid %u (expected root or the daemon's user: chown root %s)",
+               quoted(path, q), (unsigned)st.st_uid, q);
+        goto out;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        report(p, p->line, k->name,
+               "\"%s\" is accessible by group or others (mode %04o); refusing to use a secret "
+               "others can read (expected mode 0600: chmod 600 %s)",
+               quoted(path, q), (unsigned)(st.st_mode & 07777), q);
+        goto out;
+    }
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n < 0) {
+        report(p, p->line, k->name, "cannot read \"%s\": %s", quoted(path, q), strerror(errno));
+        goto out;
+    }
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (!buf[0]) {
+        report(p, p->line, k->name, "\"%s\" is empty (expected the AMI secret on its first line)",
+               quoted(path, q));
+    } else if (strlen(buf) >= size) {
+        report(p, p->line, k->name, "the secret in \"%s\" is too long (at most %zu bytes)",
+               quoted(path, q), size - 1);
+    } else if (!printable(buf)) {
+        report(p, p->line, k->name, "the secret in \"%s\" holds control characters",
+               quoted(path, q));
+    } else {
+        memcpy(secret, buf, strlen(buf) + 1);
+    }
+    explicit_bzero(buf, sizeof(buf));
+out:
+    close(fd);
+}
+
+static void set_value(struct parser *p, const struct key_def *k, char *value)
+{
+    void *field = (char *)p->base + k->offset;
+    char q[QUOTE_MAX], range[80];
+    unsigned long long u;
+    int64_t d;
+
+    switch (k->kind) {
+    case K_STRING:
+    case K_NAME:
+    case K_PATH:
+    case K_HOST:
+    case K_SECRET: {
+        size_t n = strlen(value), cap = k->size - 1;
+        if (k->max > 0 && (size_t)k->max < cap)
+            cap = (size_t)k->max;
+        if (!n && k->min > 0) {
+            report(p, p->line, k->name, "empty value (expected %s)",
+                   k->kind == K_PATH ? "an absolute path" : "a value");
+        } else if (n > cap) {
+            report(p, p->line, k->name, "value is too long (at most %zu bytes)", cap);
+        } else if (!printable(value)) {
+            report(p, p->line, k->name, "\"%s\" holds control characters", quoted(value, q));
+        } else if (k->kind == K_NAME && !valid_name(value)) {
+            report(p, p->line, k->name,
+                   "\"%s\" is not a valid name (expected letters, digits, '_', '-', '.')",
+                   quoted(value, q));
+        } else if (k->kind == K_PATH && value[0] != '/') {
+            report(p, p->line, k->name, "\"%s\" is not an absolute path (expected /...)",
+                   quoted(value, q));
+        } else if (k->kind == K_HOST && strpbrk(value, " \t")) {
+            report(p, p->line, k->name,
+                   "\"%s\" is not a host (expected an IPv4/IPv6 address or a host name)",
+                   quoted(value, q));
+        } else {
+            memcpy(field, value, n + 1);
+        }
+        break;
+    }
+    case K_SECRET_FILE:
+        if (value[0] != '/')
+            report(p, p->line, k->name, "\"%s\" is not an absolute path (expected /...)",
+                   quoted(value, q));
+        else
+            read_secret_file(p, k, value, field, k->size);
+        break;
+    case K_UINT:
+    case K_PORT:
+        if (!parse_u64(value, &u)) {
+            report(p, p->line, k->name, "\"%s\" is not a %s (expected %s)", quoted(value, q),
+                   k->kind == K_PORT ? "port number" : "whole number",
+                   range_text(k, range, sizeof(range)));
+        } else if ((double)u < k->min || (double)u > k->max) {
+            report(p, p->line, k->name, "%llu is out of range (expected %s)", u,
+                   range_text(k, range, sizeof(range)));
+        } else if (k->kind == K_PORT) {
+            *(uint16_t *)field = (uint16_t)u;
+        } else {
+            *(unsigned *)field = (unsigned)u;
+        }
+        break;
+    case K_INT: {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (!value[0] || *end || errno) {
+            report(p, p->line, k->name, "\"%s\" is not a whole number (expected %s)",
+                   quoted(value, q), range_text(k, range, sizeof(range)));
+        } else if ((double)v < k->min || (double)v > k->max) {
+            report(p, p->line, k->name, "%ld is out of range (expected %s)", v,
+                   range_text(k, range, sizeof(range)));
+        } else {
+            *(int *)field = (int)v;
+        }
+        break;
+    }
+    case K_SECONDS:
+    case K_MILLIS: {
+        bool ok = k->kind == K_SECONDS ? duration_parse(value, &d) == 0 : parse_millis(value, &d);
+        if (!ok)
+            report(p, p->line, k->name,
+                   "\"%s\" is not a duration (expected e.g. 30s, 10m, 1h, 7d or 1h30m)",
+                   quoted(value, q));
+        else if ((double)d < k->min || (double)d > k->max)
+            report(p, p->line, k->name, "\"%s\" is out of range (expected %s)", quoted(value, q),
+                   range_text(k, range, sizeof(range)));
+        else
+            *(int64_t *)field = d;
+        break;
+    }
+    case K_BOOL:
+        if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "on") ||
+            !strcmp(value, "1"))
+            *(bool *)field = true;
+        else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "off") ||
+                 !strcmp(value, "0"))
+            *(bool *)field = false;
+        else
+            report(p, p->line, k->name, "\"%s\" is not a boolean (expected yes or no)",
+                   quoted(value, q));
+        break;
+    case K_DOUBLE: {
+        char *end;
+        double v = strtod(value, &end);
+        if (!value[0] || *end || !isfinite(v))
+            report(p, p->line, k->name, "\"%s\" is not a number (expected %s)", quoted(value, q),
+                   range_text(k, range, sizeof(range)));
+        else if (v < k->min || v > k->max)
+            report(p, p->line, k->name, "%g is out of range (expected %s)", v,
+                   range_text(k, range, sizeof(range)));
+        else
+            *(double *)field = v;
+        break;
+    }
+    case K_ENUM: {
+        const struct enum_name *e = k->enums;
+        while (e->name && strcmp(e->name, value) != 0)
+            e++;
+        if (e->name) {
+            _Static_assert(sizeof(enum log_level) == sizeof(int), "enums are int-sized");
+            *(int *)field = e->value;
+        } else {
+            char list[160];
+            enum_list(k->enums, list, sizeof(list));
+            report(p, p->line, k->name, "\"%s\" is not valid (expected one of: %s)",
+                   quoted(value, q), list);
+        }
+        break;
+    }
+    case K_PORTS:
+        set_ports(p, k, value);
+        break;
+    case K_CIDRS:
+        set_cidrs(p, k, value);
+        break;
+    }
+}
+
+static void set_weight(struct parser *p, int type, const char *key, const char *value)
+{
+    double *w = p->sec->kind == S_EVENTS ? &p->cfg->policy.weight[type]
+                                         : &((struct cfg_service_override *)p->base)->weight[type];
+    char q[QUOTE_MAX], *end;
+    double v = strtod(value, &end);
+
+    if (!value[0] || *end || !isfinite(v) || v < 0 || v > 1000)
+        report(p, p->line, key, "\"%s\" is not a weight (expected a number 0..1000; 0 = ignore)",
+               quoted(value, q));
+    else
+        *w = v;
+}
+
+/* --- sections --- */
+
+static const char *section_display(const struct section_def *s)
+{
+    if (s->kind == S_AMI)
+        return "ami:NAME";
+    if (s->kind == S_SERVICE)
+        return "policy:SERVICE";
+    return s->name;
+}
+
+/* The line where the current section set key, or 0. */
+static unsigned line_of(const struct parser *p, const char *key)
+{
+    for (size_t i = 0; i < p->sec->nkeys; i++)
+        if (!strcmp(p->sec->keys[i].name, key))
+            return p->key_line[i];
+    return 0;
+}
+
+static void end_section(struct parser *p)
+{
+    if (p->sec && p->sec->kind == S_AMI) {
+        struct cfg_ami *a = p->base;
+        unsigned host = line_of(p, "host"), user = line_of(p, "username"),
+                 secret = line_of(p, "secret"), secret_file = line_of(p, "secret_file"),
+                 bmin = line_of(p, "backoff_min"), bmax = line_of(p, "backoff_max");
+        if (!host)
+            report(p, p->sec_line, "host", "missing (expected host = ADDRESS or NAME of the "
+                                           "Asterisk server)");
+        if (!user)
+            report(p, p->sec_line, "username",
+                   "missing (expected the AMI user from manager.conf)");
+        if (secret && secret_file)
+            report(p, secret > secret_file ? secret : secret_file, NULL,
+                   "secret and secret_file are both set (lines %u and %u; keep one)",
+                   secret < secret_file ? secret : secret_file,
+                   secret > secret_file ? secret : secret_file);
+        else if (!secret && !secret_file)
+            report(p, p->sec_line, "secret",
+                   "missing (expected secret = ... or secret_file = /etc/pbxguard/NAME.secret)");
+        if (a->backoff_min_ms > a->backoff_max_ms)
+            report(p, bmax ? bmax : bmin, "backoff_max", "is below backoff_min");
+    } else if (p->sec && p->sec->kind == S_POLICY) {
+        struct cfg_policy *pol = p->base;
+        unsigned line = line_of(p, "bantime_max");
+        if (!line)
+            line = line_of(p, "bantime");
+        if (pol->bantime_max_s < pol->bantime_s)
+            report(p, line ? line : p->sec_line, "bantime_max", "is below bantime");
+    }
+    p->sec = NULL;
+    p->in_bad_section = false;
+    p->secname[0] = '\0';
+    p->base = NULL;
+}
+
+static void begin_section(struct parser *p, char *header)
+{
+    char q[QUOTE_MAX];
+    char *colon = strchr(header, ':');
+    char *name = header, *arg = NULL;
+    const struct section_def *s = NULL;
+
+    end_section(p);
+    p->in_bad_section = true; /* until proven otherwise */
+    memset(p->key_line, 0, sizeof(p->key_line));
+    memset(p->weight_line, 0, sizeof(p->weight_line));
+    p->sec_line = p->line;
+    if (colon) {
+        *colon = '\0';
+        name = trim(header);
+        arg = trim(colon + 1);
+    } else {
+        name = trim(header);
+    }
+    snprintf(p->secname, sizeof(p->secname), "%.*s%s%.*s", CFG_NAME_MAX, name, arg ? ":" : "",
+             CFG_NAME_MAX, arg ? arg : "");
+    if (!printable(p->secname) || !valid_name(name)) {
+        report(p, p->line, NULL, "bad section header");
+        p->secname[0] = '\0';
+        return;
+    }
+    for (size_t i = 0; i < NKEYS(sections); i++)
+        if (!strcmp(sections[i].name, name) && sections[i].named == (arg != NULL))
+            s = &sections[i];
+    if (!s) {
+        p->secname[0] = '\0';
+        report(p, p->line, NULL,
+               "unknown section [%s] (expected one of: general, ami:NAME, policy, "
+               "policy:SERVICE, events, whitelist, statsd, nftables)",
+               quoted(header, q));
+        return;
+    }
+    if (arg && (!arg[0] || !valid_name(arg) || strlen(arg) >= CFG_NAME_MAX)) {
+        report(p, p->line, NULL,
+               "\"%s\" is not a valid %s name (expected 1-%d letters, digits, '_', '-', '.')",
+               quoted(arg, q), s->kind == S_AMI ? "server" : "service", CFG_NAME_MAX - 1);
+        return;
+    }
+
+    struct config *c = p->cfg;
+    switch (s->kind) {
+    case S_AMI: {
+        for (unsigned i = 0; i < c->nami; i++)
+            if (!strcmp(c->ami[i].name, arg)) {
+                report(p, p->line, NULL, "server defined twice (each [ami:NAME] once)");
+                return;
+            }
+        struct cfg_ami *na = realloc(c->ami, (c->nami + 1) * sizeof(*na));
+        if (!na) {
+            report(p, p->line, NULL, "out of memory");
+            return;
+        }
+        c->ami = na;
+        ami_defaults(&na[c->nami]);
+        snprintf(na[c->nami].name, sizeof(na[c->nami].name), "%s", arg);
+        p->base = &na[c->nami++];
+        break;
+    }
+    case S_SERVICE: {
+        if (strlen(arg) >= SEC_SERVICE_MAX) {
+            report(p, p->line, NULL, "service name is too long (at most %d bytes)",
+                   SEC_SERVICE_MAX - 1);
+            return;
+        }
+        for (unsigned i = 0; i < c->policy.nservices; i++)
+            if (!strcmp(c->policy.services[i].service, arg)) {
+                report(p, p->line, NULL, "service defined twice (first on line %u)",
+                       p->service_lines[i]);
+                return;
+            }
+        if (c->policy.nservices >= CFG_SERVICES_MAX) {
+            report(p, p->line, NULL, "too many [policy:SERVICE] sections (at most %d)",
+                   CFG_SERVICES_MAX);
+            return;
+        }
+        struct cfg_service_override *o = &c->policy.services[c->policy.nservices];
+        unsigned *nl = realloc(p->service_lines, (c->policy.nservices + 1) * sizeof(*nl));
+        if (!nl) {
+            report(p, p->line, NULL, "out of memory");
+            return;
+        }
+        p->service_lines = nl;
+        nl[c->policy.nservices++] = p->line;
+        memset(o, 0, sizeof(*o));
+        snprintf(o->service, sizeof(o->service), "%s", arg);
+        for (int t = 0; t < SEC_EVENT_TYPE_COUNT; t++)
+            o->weight[t] = -1;
+        p->base = o;
+        break;
+    }
+    default:
+        if (p->seen_line[s->kind]) {
+            report(p, p->line, NULL, "section repeated (first on line %u; merge them)",
+                   p->seen_line[s->kind]);
+            return;
+        }
+        p->seen_line[s->kind] = p->line;
+        p->base = s->kind == S_GENERAL    ? (void *)&c->general
+                  : s->kind == S_POLICY   ? (void *)&c->policy
+                  : s->kind == S_STATSD   ? (void *)&c->statsd
+                  : s->kind == S_NFTABLES ? (void *)&c->nftables
+                                          : (void *)c;
+        break;
+    }
+    p->sec = s;
+    p->in_bad_section = false;
+}
+
+static void key_list(const struct section_def *s, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < s->nkeys && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", s->keys[i].name);
+    if (s->event_weights && o < len)
+        snprintf(buf + o, len - o, "%san event type such as InvalidPassword = 1",
+                 o ? ", or " : "");
+}
+
+static void handle_key(struct parser *p, char *key, char *value)
+{
+    char q[QUOTE_MAX], list[400];
+    const struct section_def *s = p->sec;
+
+    if (p->in_bad_section)
+        return; /* the header was reported; its keys would only repeat the news */
+    if (!s) {
+        report(p, p->line, NULL, "\"%s\" is outside any section (add a [section] header above it)",
+               quoted(key, q));
+        return;
+    }
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct key_def *k = &s->keys[i];
+        if (strcmp(k->name, key) != 0)
+            continue;
+        if (k->kind != K_PORTS && k->kind != K_CIDRS) {
+            if (p->key_line[i]) {
+                report(p, p->line, key, "set twice (first on line %u; keep one)",
+                       p->key_line[i]);
+                return;
+            }
+            p->key_line[i] = p->line;
+        }
+        set_value(p, k, value);
+        return;
+    }
+    if (s->event_weights) {
+        int t = sec_event_type_from_name(key, strlen(key));
+        if (t >= 0) {
+            if (p->weight_line[t]) {
+                report(p, p->line, key, "set twice (first on line %u; keep one)",
+                       p->weight_line[t]);
+                return;
+            }
+            p->weight_line[t] = p->line;
+            set_weight(p, t, key, value);
+            return;
+        }
+    }
+    key_list(s, list, sizeof(list));
+    report(p, p->line, NULL, "%s: unknown key in [%s] (expected %s)", quoted(key, q),
+           section_display(s), list);
+}
+
+/* Strips one pair of surrounding double quotes, which keep leading/trailing blanks. */
+static char *unquote(char *v)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+        v[n - 1] = '\0';
+        return v + 1;
+    }
+    return v;
+}
+
+static void parse_line(struct parser *p, char *line)
+{
+    char *s = trim(line);
+    char q[QUOTE_MAX];
+
+    if (!*s || *s == ';' || *s == '#')
+        return;
+    if (*s == '[') {
+        char *close = strchr(s, ']');
+        char *after = close ? trim(close + 1) : NULL;
+        if (!close || (*after && *after != ';' && *after != '#')) {
+            end_section(p);
+            p->in_bad_section = true;
+            report(p, p->line, NULL, "bad section header \"%s\" (expected [name] or [name:ARG])",
+                   quoted(s, q));
+            return;
+        }
+        *close = '\0';
+        begin_section(p, s + 1);
+        return;
+    }
+    char *eq = strchr(s, '=');
+    if (!eq) {
+        if (!p->in_bad_section)
+            report(p, p->line, NULL, "\"%s\" is not a setting (expected key = value)",
+                   quoted(s, q));
+        return;
+    }
+    *eq = '\0';
+    char *key = trim(s), *value = unquote(trim(eq + 1));
+    if (!*key) {
+        report(p, p->line, NULL, "missing key before '=' (expected key = value)");
+        return;
+    }
+    handle_key(p, key, value);
+}
+
+static void check_whole(struct parser *p)
+{
+    const struct cfg_nftables *n = &p->cfg->nftables;
+
+    p->secname[0] = '\0';
+    if (!strcmp(n->set4, n->set6)) {
+        snprintf(p->secname, sizeof(p->secname), "nftables");
+        report(p, p->seen_line[S_NFTABLES] ? p->seen_line[S_NFTABLES] : 1, "set6",
+               "must differ from set4");
+        p->secname[0] = '\0';
+    }
+}
+
+int config_load(const char *path, struct config *ret_cfg, config_error_fn on_error, void *data)
+{
+    struct parser p = {.path = path, .cfg = ret_cfg, .on_error = on_error, .data = data};
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n;
+
+    config_defaults(ret_cfg);
+    if (strlen(path) >= sizeof(ret_cfg->path)) {
+        report(&p, 0, NULL, "path too long");
+        return -ENAMETOOLONG;
+    }
+    snprintf(ret_cfg->path, sizeof(ret_cfg->path), "%s", path);
+
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        int err = errno;
+        report(&p, 0, NULL, "cannot read: %s", strerror(err));
+        return -err;
+    }
+    while ((n = getline(&buf, &cap, f)) >= 0) {
+        p.line++;
+        if (n > 0 && buf[n - 1] == '\n')
+            buf[--n] = '\0';
+        if (n > 0 && buf[n - 1] == '\r')
+            buf[--n] = '\0';
+        if (strlen(buf) != (size_t)n) {
+            report(&p, p.line, NULL, "line holds a NUL byte");
+            continue;
+        }
+        if (n > LINE_MAX_LEN) {
+            report(&p, p.line, NULL, "line is too long (at most %d bytes)", LINE_MAX_LEN);
+            continue;
+        }
+        parse_line(&p, buf);
+    }
+    int err = ferror(f) ? errno : 0;
+    if (buf)
+        explicit_bzero(buf, cap); /* it held secrets */
+    free(buf);
+    fclose(f);
+    if (err) {
+        report(&p, 0, NULL, "read error: %s", strerror(err));
+        free(p.service_lines);
+        return -err;
+    }
+    end_section(&p);
+    check_whole(&p);
+    free(p.service_lines);
+    return p.nerrors;
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    if (cfg->ami)
+        explicit_bzero(cfg->ami, cfg->nami * sizeof(*cfg->ami));
+    free(cfg->ami);
+    cfg->ami = NULL;
+    cfg->nami = 0;
+    free(cfg->whitelist.prefixes);
+    cfg->whitelist.prefixes = NULL;
+    cfg->whitelist.n = 0;
+}
+
+/* --- dump --- */
+
+static void dump_key(FILE *out, const struct key_def *k, const void *base)
+{
+    const void *field = (const char *)base + k->offset;
+    char buf[64];
+
+    switch (k->kind) {
+    case K_STRING:
+    case K_NAME:
+    case K_PATH:
+    case K_HOST: {
+        const char *s = field;
+        /* Quote values whose blanks would otherwise be trimmed away on reading back. */
+        bool quote = s[0] && (is_blank(s[0]) || is_blank(s[strlen(s) - 1]));
+        fprintf(out, "%s = %s%s%s\n", k->name, quote ? "\"" : "", s, quote ? "\"" : "");
+        break;
+    }
+    case K_SECRET:
+        fprintf(out, "%s = %s\n", k->name, ((const char *)field)[0] ? "********" : "");
+        break;
+    case K_SECRET_FILE:
+        break; /* its content is shown (masked) as secret */
+    case K_UINT:
+        fprintf(out, "%s = %u\n", k->name, *(const unsigned *)field);
+        break;
+    case K_INT:
+        fprintf(out, "%s = %d\n", k->name, *(const int *)field);
+        break;
+    case K_PORT:
+        fprintf(out, "%s = %u\n", k->name, *(const uint16_t *)field);
+        break;
+    case K_SECONDS:
+        fprintf(out, "%s = %s\n", k->name, duration_format(*(const int64_t *)field, buf, 64));
+        break;
+    case K_MILLIS: {
+        int64_t ms = *(const int64_t *)field;
+        if (ms % 1000)
+            fprintf(out, "%s = %lldms\n", k->name, (long long)ms);
+        else
+            fprintf(out, "%s = %s\n", k->name, duration_format(ms / 1000, buf, 64));
+        break;
+    }
+    case K_BOOL:
+        fprintf(out, "%s = %s\n", k->name, *(const bool *)field ? "yes" : "no");
+        break;
+    case K_DOUBLE:
+        fprintf(out, "%s = %g\n", k->name, *(const double *)field);
+        break;
+    case K_ENUM: {
+        int v = *(const int *)field;
+        const struct enum_name *e = k->enums;
+        while (e->name && e->value != v)
+            e++;
+        fprintf(out, "%s = %s\n", k->name, e->name ? e->name : "?");
+        break;
+    }
+    case K_PORTS: {
+        const uint16_t *ports = field;
+        unsigned n = *(const unsigned *)((const char *)base + k->count_offset);
+        fprintf(out, "%s =", k->name);
+        for (unsigned i = 0; i < n; i++)
+            fprintf(out, "%s%u", i ? ", " : " ", ports[i]);
+        fputc('\n', out);
+        break;
+    }
+    case K_CIDRS:
+        break; /* dumped by config_dump from the whitelist */
+    }
+}
+
+static void dump_keys(FILE *out, const struct key_def *keys, size_t n, const void *base)
+{
+    for (size_t i = 0; i < n; i++)
+        dump_key(out, &keys[i], base);
+}
+
+void config_dump(const struct config *cfg, FILE *out)
+{
+    char buf[ADDR_STRLEN];
+
+    fprintf(out, "# effective configuration from %s\n", cfg->path);
+    fprintf(out, "[general]\n");
+    dump_keys(out, general_keys, NKEYS(general_keys), &cfg->general);
+    for (unsigned i = 0; i < cfg->nami; i++) {
+        fprintf(out, "\n[ami:%s]\n", cfg->ami[i].name);
+        dump_keys(out, ami_keys, NKEYS(ami_keys), &cfg->ami[i]);
+    }
+    fprintf(out, "\n[policy]\n");
+    dump_keys(out, policy_keys, NKEYS(policy_keys), &cfg->policy);
+    fprintf(out, "\n[events]\n");
+    for (int t = 0; t < SEC_EVENT_TYPE_COUNT; t++)
+        fprintf(out, "%s = %g\n", sec_event_type_name(t), cfg->policy.weight[t]);
+    for (unsigned i = 0; i < cfg->policy.nservices; i++) {
+        const struct cfg_service_override *o = &cfg->policy.services[i];
+        fprintf(out, "\n[policy:%s]\n", o->service);
+        if (o->maxretry)
+            fprintf(out, "maxretry = %u\n", o->maxretry);
+        for (int t = 0; t < SEC_EVENT_TYPE_COUNT; t++)
+            if (o->weight[t] >= 0)
+                fprintf(out, "%s = %g\n", sec_event_type_name(t), o->weight[t]);
+    }
+    fprintf(out, "\n[whitelist]\n");
+    for (unsigned i = 0; i < cfg->whitelist.n; i++)
+        fprintf(out, "cidr = %s\n", addr_prefix_format(&cfg->whitelist.prefixes[i], buf,
+                                                       sizeof(buf)));
+    fprintf(out, "\n[statsd]\n");
+    dump_keys(out, statsd_keys, NKEYS(statsd_keys), &cfg->statsd);
+    fprintf(out, "\n[nftables]\n");
+    dump_keys(out, nftables_keys, NKEYS(nftables_keys), &cfg->nftables);
+}

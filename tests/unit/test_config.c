@@ -1,0 +1,500 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define MAX_ERRORS 16
+
+struct errors {
+    char msg[MAX_ERRORS][1024];
+    int n;
+};
+
+static void collect(void *data, const char *message)
+{
+    struct errors *e = data;
+    if (e->n < MAX_ERRORS)
+        snprintf(e->msg[e->n], sizeof(e->msg[0]), "%s", message);
+    e->n++;
+}
+
+static char path[64];
+static struct errors errs;
+static struct config cfg;
+
+/* Writes text to a fresh temporary file named by `path`, mode 0600. */
+static void write_file(const char *name, const char *text, mode_t mode)
+{
+    FILE *f = fopen(name, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(name, mode), 0);
+}
+
+/* Loads text as a config file; returns config_load()'s result. */
+static int load(const char *text)
+{
+    snprintf(path, sizeof(path), "/tmp/pbxguard-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_file(path, text, 0600);
+    memset(&errs, 0, sizeof(errs));
+    config_free(&cfg);
+    int r = config_load(path, &cfg, collect, &errs);
+    unlink(path);
+    return r;
+}
+
+/* The one error message, with the temporary path replaced by "F". */
+static const char *only_error(void)
+{
+    static char out[1024];
+    assert_int_equal(errs.n, 1);
+    const char *m = errs.msg[0];
+    size_t plen = strlen(path);
+    assert_memory_equal(m, path, plen);
+    snprintf(out, sizeof(out), "F%s", m + plen);
+    return out;
+}
+
+static void teardown_config(void)
+{
+    config_free(&cfg);
+}
+
+static void defaults_are_the_documented_ones(void **state)
+{
+    config_defaults(&cfg);
+    assert_string_equal(cfg.general.database, "/var/lib/pbxguard/pbxguard.db");
+    assert_string_equal(cfg.general.control_socket, "/run/pbxguard/control.sock");
+    assert_int_equal(cfg.general.log_level, LOG_LVL_INFO);
+    assert_int_equal(cfg.policy.maxretry, 5);
+    assert_int_equal(cfg.policy.findtime_s, 600);
+    assert_int_equal(cfg.policy.bantime_s, 3600);
+    assert_int_equal(cfg.policy.bantime_max_s, 7 * 86400);
+    assert_int_equal(cfg.policy.ipv6_prefix, 64);
+    assert_string_equal(cfg.nftables.table, "pbxguard");
+    assert_int_equal(cfg.nftables.priority, -10);
+    assert_false(cfg.statsd.enabled);
+    assert_int_equal(cfg.statsd.port, 8125);
+    assert_int_equal(cfg.nami, 0);
+}
+
+static void default_weights_count_only_failures(void **state)
+{
+    config_defaults(&cfg);
+    for (int t = 0; t < SEC_EVENT_TYPE_COUNT; t++) {
+        bool failure = t == SEC_FAILED_ACL || t == SEC_INVALID_ACCOUNT_ID ||
+                       t == SEC_INVALID_PASSWORD || t == SEC_CHALLENGE_RESPONSE_FAILED ||
+                       t == SEC_REQUEST_NOT_ALLOWED || t == SEC_REQUEST_BAD_FORMAT;
+        assert_true(cfg.policy.weight[t] == (failure ? 1.0 : 0.0));
+    }
+}
+
+static void empty_file_gives_the_defaults(void **state)
+{
+    assert_int_equal(load("; nothing but a comment\n\n# and another\n"), 0);
+    assert_int_equal(cfg.policy.maxretry, 5);
+    assert_string_equal(cfg.path, path);
+}
+
+static void valid_file_sets_every_section(void **state)
+{
+    assert_int_equal(load("[general]\n"
+                          "database = /tmp/x/pbx.db\n"
+                          "log_level = debug\n"
+                          "log_target = syslog\n"
+                          "[ami:pbx1]\n"
+                          "host = 192.0.2.10\n"
+                          "port = 5039\n"
+                          "username = pbxguard\n"
+                          "secret = s3cr;et#\n"
+                          "auth = plain\n"
+                          "ping_interval = 15s\n"
+                          "[ami:pbx2]\n"
+                          "host = pbx2.example.net\n"
+                          "username = u\n"
+                          "secret = \" padded \"\n"
+                          "[policy]\n"
+                          "maxretry = 3\n"
+                          "findtime = 1h30m\n"
+                          "bantime_factor = 1.5\n"
+                          "ipv6_prefix = 56\n"
+                          "[events]\n"
+                          "ChallengeSent = 0.25\n"
+                          "[whitelist]\n"
+                          "cidr = 10.0.0.0/8, 2001:db8::/32\n"
+                          "cidr = 192.0.2.7\n"
+                          "[statsd]\n"
+                          "enabled = yes\n"
+                          "type = meter\n"
+                          "[nftables]\n"
+                          "udp_ports = 5060, 5061\n"
+                          "udp_ports = 4569\n"
+                          "priority = -150\n"),
+                     0);
+    assert_string_equal(cfg.general.database, "/tmp/x/pbx.db");
+    assert_int_equal(cfg.general.log_level, LOG_LVL_DEBUG);
+    assert_int_equal(cfg.general.log_target, LOG_TARGET_SYSLOG);
+    assert_int_equal(cfg.nami, 2);
+    assert_string_equal(cfg.ami[0].name, "pbx1");
+    assert_string_equal(cfg.ami[0].host, "192.0.2.10");
+    assert_int_equal(cfg.ami[0].port, 5039);
+    assert_string_equal(cfg.ami[0].secret, "s3cr;et#");
+    assert_int_equal(cfg.ami[0].auth, CFG_AMI_AUTH_PLAIN);
+    assert_int_equal(cfg.ami[0].ping_interval_ms, 15000);
+    assert_int_equal(cfg.ami[1].port, 5038);
+    assert_string_equal(cfg.ami[1].secret, " padded ");
+    assert_int_equal(cfg.policy.maxretry, 3);
+    assert_int_equal(cfg.policy.findtime_s, 5400);
+    assert_true(cfg.policy.bantime_factor == 1.5);
+    assert_int_equal(cfg.policy.ipv6_prefix, 56);
+    assert_true(cfg.policy.weight[SEC_CHALLENGE_SENT] == 0.25);
+    assert_int_equal(cfg.whitelist.n, 3);
+    assert_true(cfg.statsd.enabled);
+    assert_int_equal(cfg.statsd.type, CFG_STATSD_METER);
+    assert_int_equal(cfg.nftables.nudp_ports, 3);
+    assert_int_equal(cfg.nftables.udp_ports[2], 4569);
+    assert_int_equal(cfg.nftables.priority, -150);
+}
+
+static void millisecond_durations_are_accepted(void **state)
+{
+    assert_int_equal(load("[statsd]\nflush_interval = 250ms\n"), 0);
+    assert_int_equal(cfg.statsd.flush_interval_ms, 250);
+    assert_int_equal(load("[statsd]\nflush_interval = 2s\n"), 0);
+    assert_int_equal(cfg.statsd.flush_interval_ms, 2000);
+}
+
+static void service_section_overrides_maxretry_and_weights(void **state)
+{
+    assert_int_equal(load("[policy:PJSIP]\nmaxretry = 10\nChallengeSent = 0.1\n"), 0);
+    assert_int_equal(cfg.policy.nservices, 1);
+    assert_string_equal(cfg.policy.services[0].service, "PJSIP");
+    assert_int_equal(cfg.policy.services[0].maxretry, 10);
+    assert_true(cfg.policy.services[0].weight[SEC_CHALLENGE_SENT] == 0.1);
+    assert_true(cfg.policy.services[0].weight[SEC_INVALID_PASSWORD] < 0);
+}
+
+static void unknown_key_names_file_line_section_and_key(void **state)
+{
+    assert_int_equal(load("[policy]\nmaxretry = 3\nmaxrety = 4\n"), 1);
+    const char *m = only_error();
+    assert_non_null(strstr(m, "F:3: [policy] maxrety: unknown key in [policy] (expected "));
+    assert_non_null(strstr(m, "maxretry"));
+}
+
+static void unknown_section_is_an_error(void **state)
+{
+    assert_int_equal(load("[polcy]\nmaxretry = 3\n"), 1);
+    assert_non_null(strstr(only_error(), "F:1: unknown section [polcy]"));
+}
+
+static void key_outside_a_section_is_an_error(void **state)
+{
+    assert_int_equal(load("maxretry = 3\n"), 1);
+    assert_non_null(strstr(only_error(), "F:1: \"maxretry\" is outside any section"));
+}
+
+static void line_without_equals_is_an_error(void **state)
+{
+    assert_int_equal(load("[policy]\nmaxretry 3\n"), 1);
+    assert_non_null(strstr(only_error(), "F:2: [policy] \"maxretry 3\" is not a setting"));
+}
+
+static void bad_number_says_what_is_expected(void **state)
+{
+    assert_int_equal(load("[ami:pbx1]\nhost = h\nusername = u\nsecret = s\nport = 50a8\n"), 1);
+    assert_string_equal(only_error(),
+                        "F:5: [ami:pbx1] port: \"50a8\" is not a port number (expected 1..65535)");
+}
+
+static void out_of_range_number_is_an_error(void **state)
+{
+    assert_int_equal(load("[policy]\nipv6_prefix = 16\n"), 1);
+    assert_string_equal(only_error(),
+                        "F:2: [policy] ipv6_prefix: 16 is out of range (expected 32..128)");
+}
+
+static void bad_duration_is_an_error(void **state)
+{
+    assert_int_equal(load("[policy]\nbantime = 1 hour\n"), 1);
+    assert_non_null(strstr(only_error(), "F:2: [policy] bantime: \"1 hour\" is not a duration"));
+}
+
+static void inline_comment_is_not_silently_dropped(void **state)
+{
+    assert_int_equal(load("[policy]\nmaxretry = 3 ; three strikes\n"), 1);
+    assert_non_null(strstr(only_error(), "F:2: [policy] maxretry: \"3 ; three strikes\""));
+}
+
+static void bad_boolean_and_enum_are_errors(void **state)
+{
+    assert_int_equal(load("[statsd]\nenabled = maybe\n[general]\nlog_level = loud\n"), 2);
+    assert_non_null(strstr(errs.msg[0], ":2: [statsd] enabled: \"maybe\" is not a boolean"));
+    assert_non_null(strstr(errs.msg[1], ":4: [general] log_level: \"loud\" is not valid "
+                                        "(expected one of: error, warning, notice, info, debug)"));
+}
+
+static void key_set_twice_is_an_error(void **state)
+{
+    assert_int_equal(load("[policy]\nmaxretry = 3\nmaxretry = 4\n"), 1);
+    assert_string_equal(only_error(),
+                        "F:3: [policy] maxretry: set twice (first on line 2; keep one)");
+}
+
+static void repeated_section_is_an_error(void **state)
+{
+    assert_int_equal(load("[policy]\n[general]\n[policy]\n"), 1);
+    assert_non_null(strstr(only_error(), "F:3: [policy] section repeated (first on line 1"));
+}
+
+static void relative_path_is_an_error(void **state)
+{
+    assert_int_equal(load("[general]\ndatabase = pbxguard.db\n"), 1);
+    assert_non_null(strstr(only_error(), "database: \"pbxguard.db\" is not an absolute path"));
+}
+
+static void control_characters_are_escaped_in_messages(void **state)
+{
+    assert_int_equal(load("[ami:a]\nhost = h\nusername = u\x1b[31m\nsecret = s\n"), 1);
+    assert_non_null(strstr(only_error(), "username: \"u\\x1b[31m\" holds control characters"));
+}
+
+static void cidr_with_host_bits_suggests_the_network(void **state)
+{
+    assert_int_equal(load("[whitelist]\ncidr = 192.0.2.1/24\n"), 1);
+    assert_string_equal(
+        only_error(),
+        "F:2: [whitelist] cidr: \"192.0.2.1/24\" has host bits set (expected 192.0.2.0/24)");
+}
+
+static void bad_port_in_a_list_is_an_error(void **state)
+{
+    assert_int_equal(load("[nftables]\ntcp_ports = 5060, 0, 5061\n"), 1);
+    assert_non_null(strstr(only_error(), "F:2: [nftables] tcp_ports: \"0\" is not a port number"));
+    assert_int_equal(cfg.nftables.ntcp_ports, 2);
+}
+
+static void unknown_event_weight_is_an_error(void **state)
+{
+    assert_int_equal(load("[events]\nInvalidPasword = 1\n"), 1);
+    assert_non_null(strstr(only_error(), "F:2: [events] InvalidPasword: unknown key"));
+}
+
+static void ami_without_host_username_or_secret_is_an_error(void **state)
+{
+    assert_int_equal(load("[ami:pbx1]\nport = 5038\n"), 3);
+    assert_non_null(strstr(errs.msg[0], ":1: [ami:pbx1] host: missing"));
+    assert_non_null(strstr(errs.msg[1], ":1: [ami:pbx1] username: missing"));
+    assert_non_null(strstr(errs.msg[2], ":1: [ami:pbx1] secret: missing"));
+}
+
+static void ami_defined_twice_is_an_error(void **state)
+{
+    assert_int_equal(load("[ami:a]\nhost = h\nusername = u\nsecret = s\n"
+                          "[ami:a]\nhost = h\nusername = u\nsecret = s\n"),
+                     1);
+    assert_non_null(strstr(only_error(), "F:5: [ami:a] server defined twice"));
+}
+
+static void secret_and_secret_file_together_is_an_error(void **state)
+{
+    write_file("/tmp/pbxguard-test-secret", "from-file\n", 0600);
+    assert_int_equal(load("[ami:a]\nhost = h\nusername = u\nsecret = s\n"
+                          "secret_file = /tmp/pbxguard-test-secret\n"),
+                     1);
+    unlink("/tmp/pbxguard-test-secret");
+    assert_string_equal(only_error(),
+                        "F:5: [ami:a] secret and secret_file are both set (lines 4 and 5; keep one)");
+}
+
+static void secret_file_supplies_its_first_line(void **state)
+{
+    write_file("/tmp/pbxguard-test-secret", "from-file\nsecond line\n", 0600);
+    assert_int_equal(load("[ami:a]\nhost = h\nusername = u\n"
+                          "secret_file = /tmp/pbxguard-test-secret\n"),
+                     0);
+    unlink("/tmp/pbxguard-test-secret");
+    assert_string_equal(cfg.ami[0].secret, "from-file");
+}
+
+static void secret_file_readable_by_others_is_refused(void **state)
+{
+    write_file("/tmp/pbxguard-test-secret", "from-file\n", 0644);
+    assert_int_equal(load("[ami:a]\nhost = h\nusername = u\n"
+                          "secret_file = /tmp/pbxguard-test-secret\n"),
+                     1);
+    unlink("/tmp/pbxguard-test-secret");
+    const char *m = only_error();
+    assert_non_null(strstr(m, "F:4: [ami:a] secret_file: \"/tmp/pbxguard-test-secret\" is "
+                              "accessible by group or others (mode 0644)"));
+    assert_non_null(strstr(m, "chmod 600 /tmp/pbxguard-test-secret"));
+    assert_string_equal(cfg.ami[0].secret, "");
+}
+
+static void bantime_max_below_bantime_is_an_error(void **state)
+{
+    assert_int_equal(load("[policy]\nbantime = 2d\nbantime_max = 1d\n"), 1);
+    assert_string_equal(only_error(), "F:3: [policy] bantime_max: is below bantime");
+}
+
+static void three_mistakes_give_three_errors(void **state)
+{
+    assert_int_equal(load("[general]\n"
+                          "log_level = verbose\n"
+                          "[policy]\n"
+                          "findtime = 10 minutes\n"
+                          "[statsd]\n"
+                          "hots = 127.0.0.1\n"),
+                     3);
+    assert_non_null(strstr(errs.msg[0], ":2: [general] log_level:"));
+    assert_non_null(strstr(errs.msg[1], ":4: [policy] findtime:"));
+    assert_non_null(strstr(errs.msg[2], ":6: [statsd] hots: unknown key"));
+}
+
+static void missing_file_returns_the_errno_and_says_so(void **state)
+{
+    memset(&errs, 0, sizeof(errs));
+    config_free(&cfg);
+    assert_int_equal(config_load("/nonexistent/pbxguard.conf", &cfg, collect, &errs), -ENOENT);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msg[0], "/nonexistent/pbxguard.conf: cannot read: "
+                                     "No such file or directory");
+}
+
+static void shipped_config_is_valid(void **state)
+{
+    memset(&errs, 0, sizeof(errs));
+    config_free(&cfg);
+    assert_int_equal(config_load("../etc/pbxguard.conf", &cfg, collect, &errs), 0);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(cfg.nami, 1);
+    assert_string_equal(cfg.ami[0].host, "127.0.0.1");
+}
+
+/* Every default written in the shipped file is the built-in default: the annotations don't lie. */
+static void shipped_config_states_the_builtin_defaults(void **state)
+{
+    struct config def;
+    char *a = NULL, *b = NULL;
+    size_t alen = 0, blen = 0;
+
+    config_defaults(&def);
+    memset(&errs, 0, sizeof(errs));
+    config_free(&cfg);
+    assert_int_equal(config_load("../etc/pbxguard.conf", &cfg, collect, &errs), 0);
+    /* the sample's AMI section and path are what differ from a bare default */
+    snprintf(def.path, sizeof(def.path), "%s", cfg.path);
+    def.ami = cfg.ami;
+    def.nami = cfg.nami;
+    FILE *fa = open_memstream(&a, &alen), *fb = open_memstream(&b, &blen);
+    config_dump(&def, fa);
+    config_dump(&cfg, fb);
+    fclose(fa);
+    fclose(fb);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
+static void dump_masks_the_secret(void **state)
+{
+    char *out = NULL;
+    size_t len = 0;
+    assert_int_equal(load("[ami:a]\nhost = h\nusername = u\nsecret = hunter2\n"), 0);
+    FILE *f = open_memstream(&out, &len);
+    config_dump(&cfg, f);
+    fclose(f);
+    assert_null(strstr(out, "hunter2"));
+    assert_non_null(strstr(out, "secret = ********\n"));
+    assert_non_null(strstr(out, "[ami:a]\nhost = h\n"));
+    free(out);
+}
+
+/* What config_dump prints reads back as the same configuration. */
+static void dump_reads_back_as_the_same_configuration(void **state)
+{
+    char *first = NULL, *second = NULL;
+    size_t len = 0;
+    assert_int_equal(load("[policy]\nfindtime = 1h30m\n[policy:SIP]\nmaxretry = 2\n"
+                          "InvalidPassword = 3\n[whitelist]\ncidr = 10.0.0.0/8\n"
+                          "[nftables]\nudp_ports = 5060\n[statsd]\nflush_interval = 250ms\n"),
+                     0);
+    FILE *f = open_memstream(&first, &len);
+    config_dump(&cfg, f);
+    fclose(f);
+    /* drop the "# effective configuration from PATH" line, which names the temp file */
+    assert_int_equal(load(strchr(first, '\n') + 1), 0);
+    f = open_memstream(&second, &len);
+    config_dump(&cfg, f);
+    fclose(f);
+    assert_string_equal(strchr(first, '\n'), strchr(second, '\n'));
+    free(first);
+    free(second);
+}
+
+static void free_accepts_null_and_zeroed_structs(void **state)
+{
+    struct config z;
+    memset(&z, 0, sizeof(z));
+    config_free(NULL);
+    config_free(&z);
+    config_free(&z);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults_are_the_documented_ones),
+        cmocka_unit_test(default_weights_count_only_failures),
+        cmocka_unit_test(empty_file_gives_the_defaults),
+        cmocka_unit_test(valid_file_sets_every_section),
+        cmocka_unit_test(millisecond_durations_are_accepted),
+        cmocka_unit_test(service_section_overrides_maxretry_and_weights),
+        cmocka_unit_test(unknown_key_names_file_line_section_and_key),
+        cmocka_unit_test(unknown_section_is_an_error),
+        cmocka_unit_test(key_outside_a_section_is_an_error),
+        cmocka_unit_test(line_without_equals_is_an_error),
+        cmocka_unit_test(bad_number_says_what_is_expected),
+        cmocka_unit_test(out_of_range_number_is_an_error),
+        cmocka_unit_test(bad_duration_is_an_error),
+        cmocka_unit_test(inline_comment_is_not_silently_dropped),
+        cmocka_unit_test(bad_boolean_and_enum_are_errors),
+        cmocka_unit_test(key_set_twice_is_an_error),
+        cmocka_unit_test(repeated_section_is_an_error),
+        cmocka_unit_test(relative_path_is_an_error),
+        cmocka_unit_test(control_characters_are_escaped_in_messages),
+        cmocka_unit_test(cidr_with_host_bits_suggests_the_network),
+        cmocka_unit_test(bad_port_in_a_list_is_an_error),
+        cmocka_unit_test(unknown_event_weight_is_an_error),
+        cmocka_unit_test(ami_without_host_username_or_secret_is_an_error),
+        cmocka_unit_test(ami_defined_twice_is_an_error),
+        cmocka_unit_test(secret_and_secret_file_together_is_an_error),
+        cmocka_unit_test(secret_file_supplies_its_first_line),
+        cmocka_unit_test(secret_file_readable_by_others_is_refused),
+        cmocka_unit_test(bantime_max_below_bantime_is_an_error),
+        cmocka_unit_test(three_mistakes_give_three_errors),
+        cmocka_unit_test(missing_file_returns_the_errno_and_says_so),
+        cmocka_unit_test(shipped_config_is_valid),
+        cmocka_unit_test(shipped_config_states_the_builtin_defaults),
+        cmocka_unit_test(dump_masks_the_secret),
+        cmocka_unit_test(dump_reads_back_as_the_same_configuration),
+        cmocka_unit_test(free_accepts_null_and_zeroed_structs),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    teardown_config();
+    return r;
+}
