@@ -1,0 +1,49 @@
+/* The control socket: a unix stream socket served on the event loop, newline-delimited JSON
+ * requests and replies (docs/control-protocol.md). Every connection's peer credentials are
+ * checked (root, the daemon's own user, or a member of [general] control_group); requests are
+ * capped in size, every client has a deadline, writes never block the loop. */
+#pragma once
+#include <jansson.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "loop.h"
+
+#define CTL_REQUEST_MAX (64 * 1024)      /* one request line, newline included */
+#define CTL_REPLY_MAX (32 * 1024 * 1024) /* a larger reply is replaced by an error */
+#define CTL_DEADLINE_MS 5000             /* to send a request, or to take a reply */
+#define CTL_CLIENTS_MAX 64
+
+/* Reply codes, the same numbers the CLI exits with. */
+enum ctl_code {
+    CTL_CODE_FAILED = 1, /* the operation failed (also: permission denied) */
+    CTL_CODE_USAGE = 2,  /* malformed request, unknown command, invalid argument */
+};
+
+struct ctl_peer {
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+};
+
+/* Answers one request. cmd is req's "cmd" string; req stays owned by the caller. Returns a new
+ * reply object ({"ok":true,...} or ctl_error()); NULL is answered as an internal error. */
+typedef json_t *(*ctl_handler_fn)(void *data, const char *cmd, json_t *req,
+                                  const struct ctl_peer *peer);
+
+/* Creates the socket at cfg->control_socket (its directory too, if missing) and serves it.
+ * A stale socket left by a dead daemon is replaced; a live one is not (-EADDRINUSE); a path
+ * that is not a socket is left alone (-EEXIST); an unknown control_group is -ENOENT.
+ * Returns NULL with errno set (the caller logs). */
+struct ctl *ctl_new(struct loop *l, const struct cfg_general *cfg, ctl_handler_fn handler,
+                    void *data);
+/* Closes every client and the listening socket, and removes the socket file. Accepts NULL. */
+void ctl_free(struct ctl *c);
+
+/* Number of connected clients (for status and tests). */
+unsigned ctl_clients(const struct ctl *c);
+
+/* {"ok":false,"error":MESSAGE,"code":code}; message is printf-formatted. */
+json_t *ctl_error(enum ctl_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* {"ok":true} */
+json_t *ctl_ok(void);

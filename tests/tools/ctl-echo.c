@@ -1,0 +1,60 @@
+/* A tiny real control server for the socket tests: serves ctl on a loop with a handler that
+ * echoes each request back with the peer's credentials. "ready" on stdout once listening.
+ * Usage: ctl-echo SOCKET [GROUP]; exits 0 on SIGTERM, 1 (with the reason) if ctl_new fails. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+static json_t *echo(void *data, const char *cmd, json_t *req, const struct ctl_peer *peer)
+{
+    if (strcmp(cmd, "fail") == 0)
+        return ctl_error(CTL_CODE_FAILED, "failed as asked");
+    if (strcmp(cmd, "clients") == 0)
+        return json_pack("{s:b, s:i}", "ok", 1, "clients", (int)ctl_clients(data));
+    return json_pack("{s:b, s:s, s:O, s:{s:i, s:i}}", "ok", 1, "cmd", cmd, "req", req, "peer",
+                     "uid", (int)peer->uid, "pid", (int)peer->pid);
+}
+
+static struct ctl *server;
+
+static json_t *dispatch(void *data, const char *cmd, json_t *req, const struct ctl_peer *peer)
+{
+    return echo(server, cmd, req, peer);
+}
+
+static void on_term(struct loop *l, void *data)
+{
+    loop_stop(l);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: ctl-echo SOCKET [GROUP]\n");
+        return 2;
+    }
+    struct cfg_general cfg = {0};
+    snprintf(cfg.control_socket, sizeof(cfg.control_socket), "%s", argv[1]);
+    if (argc > 2)
+        snprintf(cfg.control_group, sizeof(cfg.control_group), "%s", argv[2]);
+    struct loop *l = loop_new();
+    if (!l)
+        return 1;
+    loop_signal_add(l, SIGTERM, on_term, NULL);
+    loop_signal_add(l, SIGINT, on_term, NULL);
+    server = ctl_new(l, &cfg, dispatch, NULL);
+    if (!server) {
+        printf("error: %s\n", strerror(errno));
+        loop_free(l);
+        return 1;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    int r = loop_run(l);
+    ctl_free(server);
+    loop_free(l);
+    return r < 0 ? 1 : 0;
+}
