@@ -10,6 +10,7 @@ so the host's own ruleset is never touched. Every wait is bounded in count and t
     t.ok(cond, "what it shows")
     t.done()
 """
+import atexit
 import json
 import os
 import shutil
@@ -138,3 +139,100 @@ def stop_process(p, sig=signal.SIGTERM, timeout=5.0):
         p.kill()
         p.wait()
     return p.returncode, time.monotonic() - t0
+
+
+# --- running the daemon (foundation, issue 2) ---
+
+SHIPPED_CONFIG = os.path.join(SOURCE, "etc", "pbxguard.conf")
+
+
+def make_config(dirpath, overrides=None, append="", name="pbxguard.conf"):
+    """Writes a test configuration into dirpath and returns its path.
+
+    Starts from the shipped etc/pbxguard.conf with the database, control socket and lock file
+    moved into dirpath; overrides maps (section, key) to a new value (the key must be present
+    in the shipped file's section, commented lines do not count); append is raw INI text added
+    at the end (extra sections such as [policy:PJSIP])."""
+    overrides = dict(overrides or {})
+    overrides.setdefault(("general", "database"), os.path.join(dirpath, "pbxguard.db"))
+    overrides.setdefault(("general", "control_socket"), os.path.join(dirpath, "control.sock"))
+    overrides.setdefault(("general", "lock_file"), os.path.join(dirpath, "pbxguardd.lock"))
+    pending = set(overrides)
+    out = []
+    section = None
+    with open(SHIPPED_CONFIG) as f:
+        for line in f:
+            s = line.strip()
+            if s.startswith("["):
+                section = s[1:s.index("]")]
+            elif "=" in s and not s.startswith((";", "#")):
+                key = s.split("=", 1)[0].strip()
+                if (section, key) in overrides:
+                    line = f"{key} = {overrides[(section, key)]}\n"
+                    pending.discard((section, key))
+            out.append(line)
+    if pending:
+        raise KeyError(f"not in the shipped config: {sorted(pending)}")
+    path = os.path.join(dirpath, name)
+    with open(path, "w") as f:
+        f.write("".join(out) + append)
+    os.chmod(path, 0o600)
+    return path
+
+
+_DAEMONS = []
+
+
+def _kill_daemons():
+    for p in _DAEMONS:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_kill_daemons)
+
+
+class Daemon:
+    """A running pbxguardd: its stderr goes to a log file that tests read with wait_log()."""
+
+    def __init__(self, config, args=(), env=None, log_path=None):
+        self.log_path = log_path or config + ".log"
+        self._log = open(self.log_path, "w")
+        self.p = subprocess.Popen([DAEMON, "-c", config, *args], stdin=subprocess.DEVNULL,
+                                  stdout=self._log, stderr=subprocess.STDOUT,
+                                  env=dict(os.environ, **(env or {})))
+        _DAEMONS.append(self.p)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, text, timeout=5.0, count=1):
+        """Waits until text appears count times in the log (or the daemon exits); returns
+        whether it did."""
+        wait_for(lambda: self.log().count(text) >= count or self.p.poll() is not None,
+                 timeout=timeout)
+        return self.log().count(text) >= count
+
+    def running(self):
+        return self.p.poll() is None
+
+    def send_signal(self, sig):
+        self.p.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        """Returns (returncode, seconds it took)."""
+        r = stop_process(self.p, sig, timeout)
+        self._log.close()
+        return r
+
+    def wait(self, timeout=5.0):
+        try:
+            return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
