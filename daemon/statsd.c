@@ -147,6 +147,14 @@ bool statsd_addrset_admit(struct statsd_addrset *set, const struct sec_endpoint 
 struct statsd {
     bool enabled;
     int fd;
+    /* The resolved server. A connect() that failed (no route yet at boot, a blackhole or
+     * unreachable route) is retried at most once per flush interval, without resolving again. */
+    struct sockaddr_storage server;
+    socklen_t server_len;
+    bool connected;
+    int connect_errno;
+    uint64_t connect_tried_ms;
+    uint64_t retry_ms;
     char prefix[STATSD_PREFIX_MAX];
     char own_prefix[STATSD_PREFIX_MAX];
     const char *type; /* "c" or "m" for the res_auth_stats meters */
@@ -158,9 +166,17 @@ struct statsd {
     uint64_t report_suppressed; /* lines suppressed since the last report */
 };
 
-/* The first address of host that a UDP socket connects to. Resolution may block (a name), which
- * is why it happens only at start and reload. */
-static int open_socket(const char *host, uint16_t port, int *ret_fd)
+struct endpoint {
+    int fd;
+    struct sockaddr_storage sa;
+    socklen_t len;
+    int connect_errno; /* 0 = connected */
+};
+
+/* The first address of host that a UDP socket connects to or, if none does, the first one a
+ * socket could be made for (connected later). Resolution may block (a name), which is why it
+ * happens only at start and reload. */
+static int open_socket(const char *host, uint16_t port, struct endpoint *ret)
 {
     char portstr[8];
     snprintf(portstr, sizeof(portstr), "%u", port);
@@ -171,36 +187,71 @@ static int open_socket(const char *host, uint16_t port, int *ret_fd)
     if (r != 0)
         return r == EAI_SYSTEM ? -errno : (r == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH);
     int err = -EHOSTUNREACH;
+    struct endpoint fallback = {.fd = -1};
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(fallback.sa))
+            continue;
         int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             err = -errno;
             continue;
         }
+        struct endpoint e = {.fd = fd, .len = ai->ai_addrlen};
+        memcpy(&e.sa, ai->ai_addr, ai->ai_addrlen);
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            if (fallback.fd >= 0)
+                close(fallback.fd);
             freeaddrinfo(res);
-            *ret_fd = fd;
+            *ret = e;
             return 0;
         }
-        err = -errno;
-        close(fd);
+        e.connect_errno = errno;
+        if (fallback.fd < 0)
+            fallback = e;
+        else
+            close(fd);
     }
     freeaddrinfo(res);
-    return err;
+    if (fallback.fd < 0)
+        return err;
+    *ret = fallback;
+    return 0;
+}
+
+static void maybe_reconnect(struct statsd *s)
+{
+    uint64_t now = loop_clock_mono_ms();
+    if (s->connect_tried_ms != 0 && now - s->connect_tried_ms < s->retry_ms)
+        return;
+    s->connect_tried_ms = now ? now : 1;
+    if (connect(s->fd, (const struct sockaddr *)&s->server, s->server_len) == 0) {
+        s->connected = true;
+        s->connect_errno = 0;
+    } else {
+        s->connect_errno = errno;
+    }
 }
 
 static void send_pending(struct statsd *s)
 {
     if (s->pack.len == 0)
         return;
-    ssize_t r = s->fd >= 0 ? send(s->fd, s->pack.buf, s->pack.len, MSG_DONTWAIT | MSG_NOSIGNAL)
-                           : -1;
+    if (s->fd >= 0 && !s->connected)
+        maybe_reconnect(s);
+    ssize_t r = -1;
+    int err = EBADF;
+    if (s->fd >= 0 && s->connected) {
+        r = send(s->fd, s->pack.buf, s->pack.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        err = r < 0 ? errno : EMSGSIZE;
+    } else if (s->fd >= 0) {
+        err = s->connect_errno;
+    }
     if (r >= 0 && (size_t)r == s->pack.len) {
         s->st.datagrams_sent++;
         s->st.lines_sent += s->pack.lines;
     } else {
         /* Dropped, never retried: a slow or absent server must not hold memory or time. */
-        s->st.send_errno = r < 0 ? (s->fd >= 0 ? (uint64_t)errno : EBADF) : EMSGSIZE;
+        s->st.send_errno = (uint64_t)err;
         s->st.datagrams_dropped++;
         s->st.lines_dropped += s->pack.lines;
         s->report_dropped += s->pack.lines;
@@ -236,7 +287,7 @@ static void emit_metric(struct statsd *s, const char *prefix, const char *name, 
 
 /* Everything a configuration decides, built aside so that a failed reload changes nothing. */
 struct setup {
-    int fd;
+    struct endpoint ep;
     struct statsd_addrset *addrs;
     char *buf;
     size_t cap;
@@ -244,7 +295,7 @@ struct setup {
 
 static int setup_build(const struct cfg_statsd *cfg, struct setup *ret)
 {
-    struct setup su = {.fd = -1};
+    struct setup su = {.ep.fd = -1};
     size_t cap = cfg->max_payload ? cfg->max_payload : DEFAULT_PAYLOAD;
     if (cap < STATSD_PAYLOAD_MIN)
         cap = STATSD_PAYLOAD_MIN;
@@ -255,7 +306,7 @@ static int setup_build(const struct cfg_statsd *cfg, struct setup *ret)
         *ret = su;
         return 0;
     }
-    int r = open_socket(cfg->host, cfg->port, &su.fd);
+    int r = open_socket(cfg->host, cfg->port, &su.ep);
     if (r < 0)
         return r;
     su.buf = malloc(cap);
@@ -264,7 +315,7 @@ static int setup_build(const struct cfg_statsd *cfg, struct setup *ret)
                                              ? (uint64_t)cfg->flush_interval_ms
                                              : DEFAULT_INTERVAL_MS);
     if (!su.buf || !su.addrs) {
-        close(su.fd);
+        close(su.ep.fd);
         free(su.buf);
         statsd_addrset_free(su.addrs);
         return -ENOMEM;
@@ -280,7 +331,14 @@ static void apply(struct statsd *s, const struct cfg_statsd *cfg, struct setup *
     free(s->pack.buf);
     statsd_addrset_free(s->addrs);
     s->enabled = cfg->enabled;
-    s->fd = su->fd;
+    s->fd = su->ep.fd;
+    s->server = su->ep.sa;
+    s->server_len = su->ep.len;
+    s->connected = su->ep.fd >= 0 && su->ep.connect_errno == 0;
+    s->connect_errno = su->ep.connect_errno;
+    s->connect_tried_ms = loop_clock_mono_ms();
+    s->retry_ms = cfg->flush_interval_ms > 0 ? (uint64_t)cfg->flush_interval_ms
+                                             : DEFAULT_INTERVAL_MS;
     s->addrs = su->addrs;
     s->pack = (struct statsd_pack){.buf = su->buf, .cap = su->cap};
     s->per_address = cfg->per_address;

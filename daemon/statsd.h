@@ -59,8 +59,11 @@ struct statsd_stats {
 };
 
 /* Resolves cfg->host (IPv4, IPv6 or a name; the first address that connects wins) and opens
- * the socket. With cfg->enabled false, returns an emitter that sends nothing (so a reload can
- * enable it). NULL + errno on failure (EAI errors become EHOSTUNREACH). */
+ * the socket. A server that cannot be connected to yet (no route: the network is not up, a
+ * blackhole route) is not an error: its datagrams are dropped and counted, and connect() is
+ * retried once per flush interval. With cfg->enabled false, returns an emitter that sends
+ * nothing (so a reload can enable it). NULL + errno if the name does not resolve
+ * (EHOSTUNREACH) or no socket can be made. */
 struct statsd *statsd_new(const struct cfg_statsd *cfg);
 void statsd_free(struct statsd *s); /* flushes what is buffered; accepts NULL */
 

@@ -12,6 +12,11 @@ run) want=$run_pkgs ;;
 test) want=$test_pkgs ;;
 *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
+# The StatsD integration test runs etsy's statsd (from npm) on Node: any node with npm will do
+# (Node from elsewhere than Debian ships its own npm, which Debian's npm package would clash with).
+if [ "$1" = test ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+    want="$want nodejs npm"
+fi
 
 missing=""
 for p in $want; do

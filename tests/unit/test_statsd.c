@@ -420,6 +420,25 @@ static void with_nothing_listening_datagrams_are_dropped_and_nothing_grows(void 
     statsd_free(s);
 }
 
+static void server_without_a_route_is_not_an_error_but_its_datagrams_are_dropped(void **state)
+{
+    NEED_NETNS();
+    /* The namespace has only loopback: no route to TEST-NET-1. */
+    struct cfg_statsd cfg = cfg_for("192.0.2.1", 8125);
+    struct statsd *s = statsd_new(&cfg);
+    assert_non_null(s);
+    statsd_count(s, STATSD_M_DB_ERRORS, 1);
+    statsd_flush(s);
+    statsd_count(s, STATSD_M_DB_ERRORS, 1);
+    statsd_flush(s);
+    struct statsd_stats st;
+    statsd_get_stats(s, &st);
+    assert_int_equal(st.datagrams_sent, 0);
+    assert_int_equal(st.datagrams_dropped, 2);
+    assert_int_equal(st.send_errno, ENETUNREACH);
+    statsd_free(s);
+}
+
 static void disabled_emitter_opens_nothing_and_sends_nothing(void **state)
 {
     struct cfg_statsd cfg = cfg_for("127.0.0.1", 9);
@@ -507,6 +526,7 @@ int main(void)
         cmocka_unit_test(lines_beyond_the_payload_size_go_in_further_datagrams),
         cmocka_unit_test(a_line_longer_than_the_payload_is_dropped_and_counted),
         cmocka_unit_test(with_nothing_listening_datagrams_are_dropped_and_nothing_grows),
+        cmocka_unit_test(server_without_a_route_is_not_an_error_but_its_datagrams_are_dropped),
         cmocka_unit_test(disabled_emitter_opens_nothing_and_sends_nothing),
         cmocka_unit_test(reload_moves_to_the_new_server),
         cmocka_unit_test(failed_reload_keeps_the_running_configuration),
