@@ -87,9 +87,9 @@ struct section_def {
 };
 
 #define FLD(type, field) offsetof(struct type, field), sizeof(((struct type *)0)->field)
-#define ARR(type, field, cnt)                                                                     \
-    offsetof(struct type, field),                                                                 \
-        sizeof(((struct type *)0)->field) / sizeof(((struct type *)0)->field[0]),                 \
+#define ARR(type, field, cnt)                                                                      \
+    offsetof(struct type, field),                                                                  \
+        sizeof(((struct type *)0)->field) / sizeof(((struct type *)0)->field[0]),                  \
         offsetof(struct type, cnt)
 #define NKEYS(t) (sizeof(t) / sizeof(t[0]))
 
@@ -98,7 +98,7 @@ struct section_def {
 
 static const struct enum_name level_names[] = {
     {"error", LOG_LVL_ERR}, {"warning", LOG_LVL_WARN}, {"notice", LOG_LVL_NOTICE},
-    {"info", LOG_LVL_INFO}, {"debug", LOG_LVL_DEBUG}, {NULL, 0}};
+    {"info", LOG_LVL_INFO}, {"debug", LOG_LVL_DEBUG},  {NULL, 0}};
 static const struct enum_name target_names[] = {
     {"stderr", LOG_TARGET_STDERR}, {"syslog", LOG_TARGET_SYSLOG}, {NULL, 0}};
 static const struct enum_name auth_names[] = {
@@ -209,15 +209,15 @@ struct parser {
     void *data;
     int nerrors;
 
-    const struct section_def *sec; /* NULL outside a (valid) section */
-    bool in_bad_section;           /* after a bad header: its keys are ignored, not reported */
+    const struct section_def *sec;      /* NULL outside a (valid) section */
+    bool in_bad_section;                /* after a bad header: its keys are ignored, not reported */
     char secname[2 * CFG_NAME_MAX + 2]; /* "ami:NAME" as written, for messages */
     unsigned sec_line;
-    void *base;                            /* the struct this section's keys write into */
-    unsigned key_line[MAX_SECTION_KEYS];   /* where each key was set in this section; 0 = not */
+    void *base;                          /* the struct this section's keys write into */
+    unsigned key_line[MAX_SECTION_KEYS]; /* where each key was set in this section; 0 = not */
     unsigned weight_line[SEC_EVENT_TYPE_COUNT];
-    unsigned seen_line[S_COUNT];           /* first header line of each unnamed section */
-    unsigned *service_lines;               /* header line of each [policy:SERVICE] */
+    unsigned seen_line[S_COUNT]; /* first header line of each unnamed section */
+    unsigned *service_lines;     /* header line of each [policy:SERVICE] */
 };
 
 static void report(struct parser *p, unsigned line, const char *key, const char *fmt, ...)
@@ -267,8 +267,8 @@ static char *trim(char *s)
 
 static bool is_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
 }
 
 static bool valid_name(const char *s)
@@ -290,8 +290,9 @@ static bool printable(const char *s)
 /* --- defaults --- */
 
 static const enum sec_event_type default_failures[] = {
-    SEC_FAILED_ACL,         SEC_INVALID_ACCOUNT_ID,        SEC_INVALID_PASSWORD,
-    SEC_CHALLENGE_RESPONSE_FAILED, SEC_REQUEST_NOT_ALLOWED, SEC_REQUEST_BAD_FORMAT,
+    SEC_FAILED_ACL,          SEC_INVALID_ACCOUNT_ID,
+    SEC_INVALID_PASSWORD,    SEC_CHALLENGE_RESPONSE_FAILED,
+    SEC_REQUEST_NOT_ALLOWED, SEC_REQUEST_BAD_FORMAT,
 };
 
 void config_defaults(struct config *ret_cfg)
@@ -709,11 +710,11 @@ static void end_section(struct parser *p)
                  secret = line_of(p, "secret"), secret_file = line_of(p, "secret_file"),
                  bmin = line_of(p, "backoff_min"), bmax = line_of(p, "backoff_max");
         if (!host)
-            report(p, p->sec_line, "host", "missing (expected host = ADDRESS or NAME of the "
-                                           "Asterisk server)");
+            report(p, p->sec_line, "host",
+                   "missing (expected host = ADDRESS or NAME of the "
+                   "Asterisk server)");
         if (!user)
-            report(p, p->sec_line, "username",
-                   "missing (expected the AMI user from manager.conf)");
+            report(p, p->sec_line, "username", "missing (expected the AMI user from manager.conf)");
         if (secret && secret_file)
             report(p, secret > secret_file ? secret : secret_file, NULL,
                    "secret and secret_file are both set (lines %u and %u; keep one)",
@@ -858,8 +859,7 @@ static void key_list(const struct section_def *s, char *buf, size_t len)
     for (size_t i = 0; i < s->nkeys && o < len; i++)
         o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", s->keys[i].name);
     if (s->event_weights && o < len)
-        snprintf(buf + o, len - o, "%san event type such as InvalidPassword = 1",
-                 o ? ", or " : "");
+        snprintf(buf + o, len - o, "%san event type such as InvalidPassword = 1", o ? ", or " : "");
 }
 
 static void handle_key(struct parser *p, char *key, char *value)
@@ -880,8 +880,7 @@ static void handle_key(struct parser *p, char *key, char *value)
             continue;
         if (k->kind != K_PORTS && k->kind != K_CIDRS) {
             if (p->key_line[i]) {
-                report(p, p->line, key, "set twice (first on line %u; keep one)",
-                       p->key_line[i]);
+                report(p, p->line, key, "set twice (first on line %u; keep one)", p->key_line[i]);
                 return;
             }
             p->key_line[i] = p->line;
@@ -1138,8 +1137,8 @@ void config_dump(const struct config *cfg, FILE *out)
     }
     fprintf(out, "\n[whitelist]\n");
     for (unsigned i = 0; i < cfg->whitelist.n; i++)
-        fprintf(out, "cidr = %s\n", addr_prefix_format(&cfg->whitelist.prefixes[i], buf,
-                                                       sizeof(buf)));
+        fprintf(out, "cidr = %s\n",
+                addr_prefix_format(&cfg->whitelist.prefixes[i], buf, sizeof(buf)));
     fprintf(out, "\n[statsd]\n");
     dump_keys(out, statsd_keys, NKEYS(statsd_keys), &cfg->statsd);
     fprintf(out, "\n[nftables]\n");

@@ -151,8 +151,8 @@ static int lock_all(struct daemon *d)
         r = take_lock(paths[i], &d->lock_fds[i], &holder);
         if (r == -EWOULDBLOCK) {
             if (holder > 0)
-                log_err("another pbxguardd (pid %ld) is running with %s %s; stop it first",
-                        holder, what[i], i == 0 ? d->cfg->general.database : paths[i]);
+                log_err("another pbxguardd (pid %ld) is running with %s %s; stop it first", holder,
+                        what[i], i == 0 ? d->cfg->general.database : paths[i]);
             else
                 log_err("another pbxguardd is running with %s %s (lock %s held); stop it first",
                         what[i], i == 0 ? d->cfg->general.database : paths[i], paths[i]);

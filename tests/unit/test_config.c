@@ -317,8 +317,8 @@ static void secret_and_secret_file_together_is_an_error(void **state)
                           "secret_file = /tmp/pbxguard-test-secret\n"),
                      1);
     unlink("/tmp/pbxguard-test-secret");
-    assert_string_equal(only_error(),
-                        "F:5: [ami:a] secret and secret_file are both set (lines 4 and 5; keep one)");
+    assert_string_equal(
+        only_error(), "F:5: [ami:a] secret and secret_file are both set (lines 4 and 5; keep one)");
 }
 
 static void secret_file_supplies_its_first_line(void **state)
