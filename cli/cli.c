@@ -1,10 +1,164 @@
-/* Placeholder until the CLI lands (issue 7). */
+/* pbxguard: parse the command line, ask the daemon over the control socket, print the answer. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
+#include "build-config.h"
 #include "cli.h"
+#include "cli_args.h"
+#include "cli_client.h"
+#include "cli_format.h"
+#include "config.h"
+
+static void print_help(FILE *out, const struct cli_command *cmd)
+{
+    if (cmd) {
+        fprintf(out, "usage: pbxguard %s\n\n%s.\n\nOptions:\n%s", cmd->usage, cmd->summary,
+                cmd->help);
+        fprintf(out, "  -s, --socket PATH    the daemon's control socket\n"
+                     "  -c, --config PATH    take the socket's path from this configuration\n"
+                     "  -h, --help           this help\n\n"
+                     "Exit codes: 0 success, 1 the operation failed, 2 usage error, 3 the daemon "
+                     "is not running.\n");
+        return;
+    }
+    fprintf(out, "usage: pbxguard [-s SOCKET | -c CONFIG] [--json] COMMAND [ARGS]\n\n"
+                 "Commands:\n");
+    for (const struct cli_command *c = cli_commands; c->name; c++)
+        fprintf(out, "  %-8s %s\n", c->name, c->summary);
+    fprintf(out,
+            "\nOptions:\n"
+            "  -s, --socket PATH    the daemon's control socket (default " CLI_DEFAULT_SOCKET ")\n"
+            "  -c, --config PATH    take the socket's path from this configuration file\n"
+            "  -j, --json           print the daemon's reply as JSON, for scripts\n"
+            "  -h, --help           this help; pbxguard COMMAND --help for a command's options\n"
+            "  -V, --version        print the version\n\n"
+            "Exit codes: 0 success, 1 the operation failed, 2 usage error, 3 the daemon is not "
+            "running.\n");
+}
+
+static void config_error(void *data, const char *message)
+{
+    fprintf(stderr, "pbxguard: %s\n", message);
+}
+
+/* The socket: -s, else the configuration's control_socket (-c, or the default file if it
+ * exists), else the built-in default. */
+static int socket_path(const struct cli_args *a, char *buf, size_t buflen)
+{
+    if (a->socket) {
+        snprintf(buf, buflen, "%s", a->socket);
+        return 0;
+    }
+    const char *path = a->config;
+    if (!path)
+        path = CFG_DEFAULT_PATH;
+    struct config cfg;
+    int r = config_load(path, &cfg, a->config ? config_error : NULL, NULL);
+    if (r == 0)
+        snprintf(buf, buflen, "%s", cfg.general.control_socket);
+    config_free(&cfg);
+    if (r != 0 && a->config)
+        return -EINVAL;
+    if (r != 0)
+        snprintf(buf, buflen, "%s", CLI_DEFAULT_SOCKET);
+    return 0;
+}
+
+static int exit_code(const json_t *reply)
+{
+    if (json_is_true(json_object_get(reply, "ok")))
+        return CLI_EXIT_OK;
+    json_int_t code = json_integer_value(json_object_get(reply, "code"));
+    return code == CLI_EXIT_USAGE ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
+}
 
 int cli_main(int argc, char **argv)
 {
-    fprintf(stderr, "pbxguard: CLI pending\n");
-    return 1;
+    struct cli_args a;
+    const struct cli_command *hint;
+    char err[512];
+
+    if (cli_args_parse(argc, argv, &a, &hint, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pbxguard: %s\n", err);
+        if (hint)
+            fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n", hint->usage,
+                    hint->name);
+        else
+            fprintf(stderr, "usage: pbxguard COMMAND [ARGS] (see pbxguard --help)\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (a.version) {
+        printf("pbxguard %s\n", PBXGUARD_VERSION);
+        cli_args_release(&a);
+        return CLI_EXIT_OK;
+    }
+    if (a.help) {
+        print_help(stdout, a.command);
+        cli_args_release(&a);
+        return CLI_EXIT_OK;
+    }
+
+    char path[CFG_PATH_MAX];
+    if (socket_path(&a, path, sizeof(path)) < 0) {
+        cli_args_release(&a);
+        return CLI_EXIT_FAILED;
+    }
+    json_t *reply = NULL;
+    int r = cli_client_call(path, a.request, CLI_TIMEOUT_MS, &reply);
+    const char *cmd = a.command->name;
+    if (r == -ENOENT || r == -ECONNREFUSED) {
+        fprintf(stderr,
+                "pbxguard: the daemon is not running (nothing listens on %s); "
+                "start it with: systemctl start pbxguard\n",
+                path);
+        cli_args_release(&a);
+        return CLI_EXIT_NOT_RUNNING;
+    }
+    if (r < 0) {
+        if (r == -EACCES || r == -EPERM)
+            fprintf(stderr, "pbxguard: %s: permission denied (run as root or as a member of "
+                            "the control_group)\n", path);
+        else if (r == -ETIMEDOUT)
+            fprintf(stderr, "pbxguard: %s: the daemon did not answer within %d s\n", cmd,
+                    CLI_TIMEOUT_MS / 1000);
+        else if (r == -EPROTO)
+            fprintf(stderr, "pbxguard: %s: the daemon closed the connection without an answer\n",
+                    cmd);
+        else
+            fprintf(stderr, "pbxguard: %s: %s\n", path, strerror(-r));
+        cli_args_release(&a);
+        return CLI_EXIT_FAILED;
+    }
+
+    int code = exit_code(reply);
+    if (a.json) {
+        char *s = json_dumps(reply, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (s)
+            printf("%s\n", s);
+        free(s);
+    } else if (code == CLI_EXIT_OK) {
+        if (cli_format_reply(cmd, reply, (int64_t)time(NULL), stdout) < 0)
+            code = CLI_EXIT_FAILED;
+    } else {
+        const char *msg = json_string_value(json_object_get(reply, "error"));
+        fprintf(stderr, "pbxguard: %s: %s\n", cmd, msg ? msg : "failed");
+        size_t i;
+        const json_t *x;
+        json_array_foreach(json_object_get(reply, "errors"), i, x)
+        {
+            if (json_is_string(x))
+                fprintf(stderr, "pbxguard: %s\n", json_string_value(x));
+        }
+        if (code == CLI_EXIT_USAGE)
+            fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n", a.command->usage,
+                    cmd);
+    }
+    json_decref(reply);
+    cli_args_release(&a);
+    if (fflush(stdout) != 0)
+        code = CLI_EXIT_FAILED;
+    return code;
 }

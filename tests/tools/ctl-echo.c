@@ -12,6 +12,12 @@ static json_t *echo(void *data, const char *cmd, json_t *req, const struct ctl_p
 {
     if (strcmp(cmd, "fail") == 0)
         return ctl_error(CTL_CODE_FAILED, "failed as asked");
+    /* Fixed addresses make the handler fail, so the CLI's exit codes can be checked. */
+    const char *addr = json_string_value(json_object_get(req, "addr"));
+    if (addr && strcmp(addr, "192.0.2.66") == 0)
+        return ctl_error(CTL_CODE_FAILED, "refused as asked");
+    if (addr && strcmp(addr, "192.0.2.67") == 0)
+        return ctl_error(CTL_CODE_USAGE, "bad request as asked");
     if (strcmp(cmd, "clients") == 0)
         return json_pack("{s:b, s:i}", "ok", 1, "clients", (int)ctl_clients(data));
     return json_pack("{s:b, s:s, s:O, s:{s:i, s:i}}", "ok", 1, "cmd", cmd, "req", req, "peer",

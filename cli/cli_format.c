@@ -1,0 +1,274 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli_format.h"
+#include "duration.h"
+#include "log.h"
+
+const char *cli_format_time(int64_t unix_s, char *buf, size_t buflen)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    if (unix_s <= 0 || !localtime_r(&t, &tm) || !strftime(buf, buflen, "%Y-%m-%d %H:%M:%S", &tm))
+        snprintf(buf, buflen, "-");
+    return buf;
+}
+
+const char *cli_format_size(int64_t bytes, char *buf, size_t buflen)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+    if (bytes < 1024) {
+        snprintf(buf, buflen, "%" PRId64 " B", bytes < 0 ? 0 : bytes);
+        return buf;
+    }
+    double v = (double)bytes / 1024;
+    unsigned u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, buflen, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+static int64_t num(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    if (json_is_real(v))
+        return (int64_t)json_real_value(v);
+    return 0;
+}
+
+/* A string field escaped for the terminal (it may hold attacker-controlled bytes). */
+static const char *str(const json_t *o, const char *key, char *buf, size_t buflen)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_string(v))
+        return "-";
+    return log_escape(json_string_value(v), json_string_length(v), buf, buflen);
+}
+
+static const char *ago(const json_t *o, const char *key, int64_t now, char *buf, size_t buflen)
+{
+    int64_t t = num(o, key);
+    if (t <= 0)
+        return "never";
+    char d[32];
+    int64_t delta = now > t ? now - t : 0;
+    snprintf(buf, buflen, "%s ago", duration_format(delta, d, sizeof(d)));
+    return buf;
+}
+
+/* "59m12s left", "permanent", or "ended". */
+static const char *remaining(const json_t *ban, int64_t now, char *buf, size_t buflen)
+{
+    const json_t *exp = json_object_get(ban, "expires");
+    if (!json_is_integer(exp))
+        return "permanent";
+    int64_t left = json_integer_value(exp) - now;
+    if (left < 0)
+        left = 0;
+    return duration_format(left, buf, buflen);
+}
+
+static void print_status(const json_t *r, int64_t now, FILE *out)
+{
+    char a[64], b[64], e[256];
+    fprintf(out, "pbxguardd %s, up %s\n", str(r, "version", e, sizeof(e)),
+            duration_format(num(r, "uptime"), a, sizeof(a)));
+    const json_t *db = json_object_get(r, "database");
+    fprintf(out, "%-12s %s (%s)\n", "database", str(db, "path", e, sizeof(e)),
+            cli_format_size(num(db, "size"), a, sizeof(a)));
+    const json_t *nft = json_object_get(r, "nftables");
+    fprintf(out, "%-12s %s", "nftables", json_is_true(json_object_get(nft, "ok")) ? "ok" : "FAILING");
+    if (json_is_string(json_object_get(nft, "detail")))
+        fprintf(out, " (%s)", str(nft, "detail", e, sizeof(e)));
+    fputc('\n', out);
+    fprintf(out, "%-12s %" PRId64 " events, %" PRId64 " bans\n", "today", num(r, "events_today"),
+            num(r, "bans_today"));
+    const json_t *act = json_object_get(r, "active_bans");
+    fprintf(out, "%-12s %" PRId64 " bans (%" PRId64 " IPv4, %" PRId64 " IPv6)\n", "active",
+            num(act, "v4") + num(act, "v6"), num(act, "v4"), num(act, "v6"));
+    const json_t *ami = json_object_get(r, "ami");
+    size_t i;
+    const json_t *s;
+    if (json_array_size(ami) == 0) {
+        fprintf(out, "%-12s none configured\n", "AMI");
+        return;
+    }
+    fprintf(out, "AMI sessions:\n");
+    json_array_foreach(ami, i, s)
+    {
+        char name[64], state[64], host[300];
+        snprintf(b, sizeof(b), "%s", ago(s, "last_event", now, a, sizeof(a)));
+        fprintf(out, "  %-12s %-12s %s:%" PRId64 "  last event %s\n",
+                str(s, "name", name, sizeof(name)), str(s, "state", state, sizeof(state)),
+                str(s, "host", host, sizeof(host)), num(s, "port"), b);
+    }
+}
+
+static void print_ban_line(const char *verb, const json_t *ban, int64_t now, FILE *out)
+{
+    char p[64], d[32], t[32];
+    str(ban, "prefix", p, sizeof(p));
+    if (!json_is_integer(json_object_get(ban, "expires")))
+        fprintf(out, "%s %s permanently\n", verb, p);
+    else
+        fprintf(out, "%s %s for %s (until %s)\n", verb, p, remaining(ban, now, d, sizeof(d)),
+                cli_format_time(num(ban, "expires"), t, sizeof(t)));
+}
+
+static void print_list(const json_t *r, int64_t now, FILE *out)
+{
+    const json_t *bans = json_object_get(r, "bans");
+    size_t i;
+    const json_t *b;
+    int w = 6;
+    json_array_foreach(bans, i, b)
+    {
+        const char *p = json_string_value(json_object_get(b, "prefix"));
+        if (p && (int)strlen(p) > w)
+            w = (int)strlen(p);
+    }
+    if (json_array_size(bans) == 0) {
+        fprintf(out, "no active bans\n");
+        return;
+    }
+    fprintf(out, "%-*s  %-10s  %-9s  %8s  %-19s  %s\n", w, "PREFIX", "REMAINING", "REASON",
+            "FAILURES", "FIRST SEEN", "LAST SEEN");
+    json_array_foreach(bans, i, b)
+    {
+        char p[64], rem[32], reason[32], f[32], l[32];
+        fprintf(out, "%-*s  %-10s  %-9s  %8" PRId64 "  %-19s  %s\n", w,
+                str(b, "prefix", p, sizeof(p)), remaining(b, now, rem, sizeof(rem)),
+                str(b, "reason", reason, sizeof(reason)), num(b, "failures"),
+                cli_format_time(num(b, "first_seen"), f, sizeof(f)),
+                cli_format_time(num(b, "last_seen"), l, sizeof(l)));
+    }
+    fprintf(out, "%zu active ban%s\n", json_array_size(bans), json_array_size(bans) == 1 ? "" : "s");
+}
+
+static void print_show(const json_t *r, int64_t now, FILE *out)
+{
+    char a[64], b[64], t[32], e[300];
+    fprintf(out, "%-12s %s\n", "address", str(r, "addr", a, sizeof(a)));
+    if (json_is_string(json_object_get(r, "key")))
+        fprintf(out, "%-12s %s\n", "counted as", str(r, "key", a, sizeof(a)));
+    const json_t *wl = json_object_get(r, "whitelist");
+    if (json_is_string(wl))
+        fprintf(out, "%-12s yes, matches %s: never banned automatically\n", "whitelisted",
+                str(r, "whitelist", a, sizeof(a)));
+    else
+        fprintf(out, "%-12s no\n", "whitelisted");
+
+    const json_t *ban = json_object_get(r, "ban");
+    if (json_is_object(ban)) {
+        fprintf(out, "%-12s yes, as %s (%s", "banned", str(ban, "prefix", a, sizeof(a)),
+                str(ban, "reason", b, sizeof(b)));
+        if (json_is_integer(json_object_get(ban, "expires")))
+            fprintf(out, ", %s left, until %s)\n", remaining(ban, now, e, sizeof(e)),
+                    cli_format_time(num(ban, "expires"), t, sizeof(t)));
+        else
+            fprintf(out, ", permanent)\n");
+        fprintf(out, "%-12s %s by %s", "since", cli_format_time(num(ban, "start"), t, sizeof(t)),
+                str(ban, "origin", e, sizeof(e)));
+        if (json_is_string(json_object_get(ban, "note")))
+            fprintf(out, ": %s", str(ban, "note", e, sizeof(e)));
+        fputc('\n', out);
+    } else {
+        fprintf(out, "%-12s no\n", "banned");
+    }
+    fprintf(out, "%-12s %s\n", "first seen", cli_format_time(num(r, "first_seen"), t, sizeof(t)));
+    fprintf(out, "%-12s %s\n", "last seen", cli_format_time(num(r, "last_seen"), t, sizeof(t)));
+
+    size_t i;
+    const json_t *x;
+    const json_t *fails = json_object_get(r, "failures");
+    if (json_array_size(fails)) {
+        fprintf(out, "failures:\n");
+        json_array_foreach(fails, i, x)
+        {
+            char svc[64], ev[64];
+            fprintf(out, "  %-8s %-24s %8" PRId64 "\n", str(x, "service", svc, sizeof(svc)),
+                    str(x, "event", ev, sizeof(ev)), num(x, "count"));
+        }
+    } else {
+        fprintf(out, "%-12s none recorded\n", "failures");
+    }
+    const json_t *acc = json_object_get(r, "accounts");
+    if (json_array_size(acc)) {
+        fprintf(out, "accounts tried:\n");
+        json_array_foreach(acc, i, x)
+        {
+            fprintf(out, "  %-33s %8" PRId64 "\n", str(x, "account", e, sizeof(e)),
+                    num(x, "count"));
+        }
+    }
+    const json_t *past = json_object_get(r, "past_bans");
+    if (json_array_size(past)) {
+        fprintf(out, "past bans:\n");
+        json_array_foreach(past, i, x)
+        {
+            char p[64], reason[32], how[32], by[64], len[32];
+            int64_t start = num(x, "start"), ended = num(x, "ended");
+            fprintf(out, "  %s  %-18s %-9s %-8s %s", cli_format_time(start, t, sizeof(t)),
+                    str(x, "prefix", p, sizeof(p)), str(x, "reason", reason, sizeof(reason)),
+                    duration_format(ended > start ? ended - start : 0, len, sizeof(len)),
+                    str(x, "end_reason", how, sizeof(how)));
+            if (json_is_string(json_object_get(x, "lifted_by")))
+                fprintf(out, " by %s", str(x, "lifted_by", by, sizeof(by)));
+            fputc('\n', out);
+        }
+    }
+}
+
+static void print_unban(const json_t *r, FILE *out)
+{
+    const json_t *lifted = json_object_get(r, "lifted");
+    size_t i;
+    const json_t *x;
+    json_array_foreach(lifted, i, x)
+    {
+        char p[300];
+        fprintf(out, "unbanned %s\n",
+                log_escape(json_string_value(x) ? json_string_value(x) : "-",
+                           json_string_length(x), p, sizeof(p)));
+    }
+}
+
+static void print_reload(const json_t *r, FILE *out)
+{
+    fprintf(out, "configuration reloaded\n");
+    size_t i;
+    const json_t *x;
+    json_array_foreach(json_object_get(r, "warnings"), i, x)
+    {
+        char w[512];
+        fprintf(out, "warning: %s\n",
+                log_escape(json_string_value(x) ? json_string_value(x) : "", json_string_length(x),
+                           w, sizeof(w)));
+    }
+}
+
+int cli_format_reply(const char *cmd, const json_t *reply, int64_t now, FILE *out)
+{
+    if (strcmp(cmd, "status") == 0)
+        print_status(reply, now, out);
+    else if (strcmp(cmd, "ban") == 0)
+        print_ban_line("banned", json_object_get(reply, "ban"), now, out);
+    else if (strcmp(cmd, "unban") == 0)
+        print_unban(reply, out);
+    else if (strcmp(cmd, "list") == 0)
+        print_list(reply, now, out);
+    else if (strcmp(cmd, "show") == 0)
+        print_show(reply, now, out);
+    else if (strcmp(cmd, "reload") == 0)
+        print_reload(reply, out);
+    else
+        fprintf(out, "ok\n");
+    return ferror(out) ? -EIO : 0;
+}
