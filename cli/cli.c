@@ -11,6 +11,7 @@
 #include "cli_client.h"
 #include "cli_format.h"
 #include "config.h"
+#include "report.h"
 
 static void print_help(FILE *out, const struct cli_command *cmd)
 {
@@ -28,6 +29,7 @@ static void print_help(FILE *out, const struct cli_command *cmd)
                  "Commands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
         fprintf(out, "  %-8s %s\n", c->name, c->summary);
+    fprintf(out, "  %-8s %s\n", "report", "summarize attacks and bans over a period (see pbxguard report --help)");
     fprintf(out,
             "\nOptions:\n"
             "  -s, --socket PATH    the daemon's control socket (default " CLI_DEFAULT_SOCKET ")\n"
@@ -80,6 +82,10 @@ int cli_main(int argc, char **argv)
     struct cli_args a;
     const struct cli_command *hint;
     char err[512];
+
+    /* report reads the database itself (read-only) and has its own options. */
+    if (argc >= 2 && strcmp(argv[1], "report") == 0)
+        return report_main(argc - 1, argv + 1);
 
     if (cli_args_parse(argc, argv, &a, &hint, err, sizeof(err)) < 0) {
         fprintf(stderr, "pbxguard: %s\n", err);
