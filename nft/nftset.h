@@ -1,0 +1,98 @@
+/* The daemon's hands: bans enforced by nftables sets, spoken to over netlink (libnftnl + libmnl,
+ * never a forked nft). Everything lives in our own table (inet pbxguard by default): a set of IPv4
+ * and a set of IPv6 prefixes with per-element timeouts, and a base chain on the input hook (and
+ * optionally forward) with "saddr @set counter drop" rules.
+ *
+ * Elements are queued and committed together: one commit is one netlink transaction per chunk of
+ * up to NFTSET_CHUNK elements, each message with its own sequence number and ack, every error
+ * read back and tied to its element. The library does not log: results and errors go back to
+ * the caller, and nftset_strerror() turns them into words. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "config.h"
+
+#define NFTSET_CHUNK 1000
+
+struct nftset;
+
+enum nftset_setup_action {
+    NFTSET_ADOPTED = 0, /* the table was already right; nothing changed (its bans are intact) */
+    NFTSET_CREATED,     /* there was no table; it was created empty */
+    NFTSET_REPLACED,    /* the table was wrong; it was replaced, empty, in one transaction */
+};
+
+enum nftset_op { NFTSET_BAN = 0, NFTSET_UNBAN };
+
+struct nftset_result {
+    enum nftset_op op;
+    struct addr_prefix prefix;
+    uint64_t timeout_ms; /* ban: as queued, 0 = permanent */
+    /* 0, or -errno: -ENOENT (unban: not in the set), -ENOSPC (the set is full), -ENOTEMPTY
+     * (ban: overlaps another banned prefix), -EOPNOTSUPP (a prefix, but the kernel's sets hold
+     * only single addresses), -ECANCELED (not applied: its transaction failed for others
+     * repeatedly), or a transport error. */
+    int err;
+    bool refreshed;            /* ban: the element existed and was replaced with this timeout */
+    bool held;                 /* unban -ENOENT: the address lies inside the banned prefix holder */
+    struct addr_prefix holder;
+};
+
+typedef void (*nftset_result_fn)(void *data, const struct nftset_result *r);
+
+/* Opens the netlink sockets (command and monitor) and checks that we may speak nf_tables.
+ * Does not touch the ruleset. NULL + errno: EPERM (needs CAP_NET_ADMIN), EAFNOSUPPORT,
+ * EPROTONOSUPPORT or EOPNOTSUPP (the kernel lacks nf_tables), ENOMEM, EINVAL (bad names). */
+struct nftset *nftset_open(const struct cfg_nftables *cfg);
+void nftset_free(struct nftset *s); /* accepts NULL; leaves the table in the kernel */
+
+/* Makes our table right, idempotently: adopts it if it already is, else (re)creates it in one
+ * transaction (the old one, if any, is deleted in the same transaction). Other tables are never
+ * touched. The first call probes whether the kernel accepts interval + timeout sets. */
+int nftset_setup(struct nftset *s, enum nftset_setup_action *ret_action);
+
+/* True if the sets hold prefixes (interval + timeout); false if the kernel only accepted
+ * timeout sets, which hold single addresses. Known after nftset_setup(). */
+bool nftset_has_intervals(const struct nftset *s);
+/* "interval,timeout" or "timeout (no prefixes)", for the log line after setup. */
+const char *nftset_mode(const struct nftset *s);
+
+/* Queues one element for the next commit. timeout_ms is the ban's remaining time, 0 =
+ * permanent. A ban of an element that exists replaces it (new timeout). Returns 0, -ENOMEM, or
+ * -EINVAL (bad family or length). */
+int nftset_queue_ban(struct nftset *s, const struct addr_prefix *p, uint64_t timeout_ms);
+int nftset_queue_unban(struct nftset *s, const struct addr_prefix *p);
+unsigned long nftset_queued(const struct nftset *s);
+
+/* Commits everything queued: one transaction per chunk. fn (may be NULL) is called once per
+ * element with its result. A kernel transaction is all or nothing, so when some elements fail,
+ * the chunk is sent again without them. Returns the number of elements that failed (0 = all
+ * applied), or -errno if the netlink socket itself failed (then every element not yet reported
+ * is reported with that error). The queue is empty afterwards in every case. */
+long nftset_commit(struct nftset *s, nftset_result_fn fn, void *data);
+
+/* Looks up one address: 0 with the banned prefix that holds it and its remaining time in
+ * ms (0 = permanent), -ENOENT if it is not banned, or -errno. */
+int nftset_contains(struct nftset *s, const struct addr *a, struct addr_prefix *ret_prefix,
+                    uint64_t *ret_expires_ms);
+
+/* The monitor: a non-blocking netlink socket on the nf_tables notification group, for the
+ * event loop (EPOLLIN). nftset_monitor_read() drains it and sets *ret_damaged when someone else
+ * deleted or flushed our table, a set, a chain or a rule, or deleted elements (then the caller
+ * re-runs nftset_setup() and re-installs the active bans). If notifications were lost (the
+ * socket overflowed, e.g. during a big restore) it runs nftset_check() instead. */
+int nftset_monitor_fd(const struct nftset *s);
+int nftset_monitor_read(struct nftset *s, bool *ret_damaged);
+
+/* The slow periodic check: cheap (never dumps a set). Damaged = the table, a set or a chain is
+ * missing, or they or the rules are not what nftset_setup() would make. */
+int nftset_check(struct nftset *s, bool *ret_damaged);
+
+/* Deletes our table (for remove_on_stop). A missing table is not an error. */
+int nftset_teardown(struct nftset *s);
+
+/* Words for the errors above, aimed at an admin: "needs CAP_NET_ADMIN", "kernel lacks
+ * nf_tables support", "set is full (raise [nftables] set_size)", ... err is -errno or errno. */
+const char *nftset_strerror(int err);
