@@ -74,6 +74,7 @@ struct nftset {
     struct mnl_socket *mon;
     uint32_t portid;
     uint32_t seq;
+    unsigned chunk; /* elements per transaction */
     int interval; /* -1 = not probed yet, 0 = timeout only, 1 = interval + timeout */
     char fingerprint[64];
 
@@ -126,13 +127,16 @@ static bool name_ok(const char *n)
     return len > 0 && len < CFG_NAME_MAX && n[0] != '_';
 }
 
+/* Returns the size the kernel granted (FORCE needs CAP_NET_ADMIN; without it rmem_max caps). */
 static int set_sock_buf(struct mnl_socket *nl, int force_opt, int opt, int size)
 {
-    if (mnl_socket_setsockopt(nl, force_opt, &size, sizeof(size)) == 0)
+    int fd = mnl_socket_get_fd(nl), got = 0;
+    socklen_t len = sizeof(got);
+    if (setsockopt(fd, SOL_SOCKET, force_opt, &size, sizeof(size)) < 0)
+        setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
+    if (getsockopt(fd, SOL_SOCKET, opt, &got, &len) < 0)
         return 0;
-    if (mnl_socket_setsockopt(nl, opt, &size, sizeof(size)) == 0)
-        return 0;
-    return -errno;
+    return got;
 }
 
 static int grow(void **p, size_t *cap, size_t want, size_t elem)
@@ -339,8 +343,15 @@ struct nftset *nftset_open(const struct cfg_nftables *cfg)
     }
     s->portid = mnl_socket_get_portid(s->nl);
     /* Acks of a big batch are all queued at once; errors need not echo the whole request. */
-    set_sock_buf(s->nl, SO_SNDBUFFORCE, SO_SNDBUF, SOCK_BUF);
-    set_sock_buf(s->nl, SO_RCVBUFFORCE, SO_RCVBUF, SOCK_BUF);
+    int sndbuf = set_sock_buf(s->nl, SO_SNDBUFFORCE, SO_SNDBUF, SOCK_BUF);
+    int rcvbuf = set_sock_buf(s->nl, SO_RCVBUFFORCE, SO_RCVBUF, SOCK_BUF);
+    /* Every ack of a transaction is queued before we read any: size chunks so that they fit
+     * (an ack costs about 1 KiB of receive buffer; an element takes up to two messages), and so
+     * that a chunk fits in one send. */
+    long chunk = rcvbuf / 2048;
+    if (sndbuf / (2 * ELEM_MSG_MAX) < chunk)
+        chunk = sndbuf / (2 * ELEM_MSG_MAX);
+    s->chunk = chunk < 16 ? 16 : chunk > NFTSET_CHUNK ? NFTSET_CHUNK : (unsigned)chunk;
     int one = 1;
     mnl_socket_setsockopt(s->nl, NETLINK_CAP_ACK, &one, sizeof(one));
     struct timeval tv = {.tv_sec = 5};
@@ -1020,8 +1031,8 @@ long nftset_commit(struct nftset *s, nftset_result_fn fn, void *data)
     long failed = 0;
     int fatal = 0;
 
-    for (unsigned long lo = 0; lo < s->nq; lo += NFTSET_CHUNK) {
-        unsigned long hi = s->nq - lo > NFTSET_CHUNK ? lo + NFTSET_CHUNK : s->nq;
+    for (unsigned long lo = 0; lo < s->nq; lo += s->chunk) {
+        unsigned long hi = s->nq - lo > s->chunk ? lo + s->chunk : s->nq;
         if (!fatal)
             fatal = commit_chunk(s, lo, hi);
         for (unsigned long i = lo; i < hi; i++) {

@@ -14,7 +14,7 @@
 #include "addr.h"
 #include "config.h"
 
-#define NFTSET_CHUNK 1000
+#define NFTSET_CHUNK 1000 /* at most; fewer if the socket buffers are small */
 
 struct nftset;
 

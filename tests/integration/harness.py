@@ -236,3 +236,47 @@ class Daemon:
             return self.p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+
+# ---- nftables layer (issue 5) -------------------------------------------------------------
+
+NFT_TOOL = os.path.join(BUILD, "tests", "nft-tool")
+
+
+def nft_tool(*args, timeout=60, **kw):
+    """Runs tests/tools/nft-tool (the real nftables layer) and returns the CompletedProcess."""
+    return subprocess.run([NFT_TOOL, *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _nft_elem_key(val):
+    if isinstance(val, str):
+        return val
+    if "prefix" in val:
+        return f'{val["prefix"]["addr"]}/{val["prefix"]["len"]}'
+    if "range" in val:
+        return f'{val["range"][0]}-{val["range"][1]}'
+    return json.dumps(val)
+
+
+def nft_set_elements(set_name, table="pbxguard", family="inet"):
+    """Lists a set with `nft -j`: {"addr" or "addr/len": (timeout_s, expires_s)}, where a
+    permanent element has (None, None). Returns None if the set does not exist."""
+    out = nft_json("list", "set", family, table, set_name)
+    if out is None:
+        return None
+    elems = {}
+    for obj in out:
+        if "set" not in obj:
+            continue
+        for e in obj["set"].get("elem", []):
+            if isinstance(e, dict) and "elem" in e:
+                inner = e["elem"]
+                elems[_nft_elem_key(inner["val"])] = (inner.get("timeout"), inner.get("expires"))
+            else:
+                elems[_nft_elem_key(e)] = (None, None)
+    return elems
+
+
+def nft_tables():
+    """Returns the set of (family, name) of every table in this namespace."""
+    out = nft_json("list", "tables") or []
+    return {(o["table"]["family"], o["table"]["name"]) for o in out if "table" in o}
