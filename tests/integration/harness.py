@@ -237,6 +237,7 @@ class Daemon:
         except subprocess.TimeoutExpired:
             return None
 
+
 # ---- nftables layer (issue 5) -------------------------------------------------------------
 
 NFT_TOOL = os.path.join(BUILD, "tests", "nft-tool")
