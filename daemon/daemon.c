@@ -139,11 +139,14 @@ static int lock_all(struct daemon *d)
     char db_lock[CFG_PATH_MAX + 8];
     const char *paths[2] = {db_lock, d->cfg->general.lock_file};
     const char *what[2] = {"database", "lock file"};
+    /* The state directory is private; the runtime one must stay traversable for members of
+     * control_group to reach the socket. */
+    const mode_t dir_mode[2] = {0750, 0755};
 
     snprintf(db_lock, sizeof(db_lock), "%s.lock", d->cfg->general.database);
     for (int i = 0; i < 2; i++) {
         long holder = 0;
-        int r = make_parent_dir(paths[i], 0750);
+        int r = make_parent_dir(paths[i], dir_mode[i]);
         if (r < 0) {
             log_err("cannot create the directory of %s: %s", paths[i], strerror(-r));
             return r;
@@ -255,6 +258,9 @@ static int run(struct daemon *d)
     if (!d->cfg)
         return 1;
     apply_logging(d);
+    /* The database holds attacker addresses and account names: not for other users' eyes,
+     * also when started by hand rather than by systemd (UMask=0027 there). */
+    umask(0027);
     if (lock_all(d) < 0)
         return 1;
     /* Writes to a socket whose peer left must fail with EPIPE, not kill the daemon. */

@@ -83,6 +83,9 @@ def test_database_directory_is_created():
         dm.wait_log("started")
         t.ok(os.path.isdir(os.path.dirname(db)), "a missing database directory is created",
              dm.log())
+        dbdir = os.path.dirname(db)
+        mode = os.stat(dbdir).st_mode & 0o777 if os.path.isdir(dbdir) else None
+        t.eq(mode, 0o750, "the database directory is private to root and its group (0750)")
         dm.stop()
 
 
