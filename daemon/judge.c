@@ -1,0 +1,256 @@
+/* The decide step. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "judge.h"
+
+struct judge {
+    struct store *store;
+    const struct policy *policy;
+};
+
+struct judge *judge_new(struct store *store, const struct policy *policy)
+{
+    struct judge *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->store = store;
+    j->policy = policy;
+    return j;
+}
+
+void judge_free(struct judge *j)
+{
+    free(j);
+}
+
+void judge_set_policy(struct judge *j, const struct policy *policy)
+{
+    j->policy = policy;
+}
+
+static bool ban_active(const struct store_ban *b, int64_t now_ms)
+{
+    return !b->ended_ms && (!b->expires_ms || b->expires_ms > now_ms);
+}
+
+static int first_active(void *data, const struct store_ban *b)
+{
+    *(struct store_ban *)data = *b;
+    return 1; /* found: stop */
+}
+
+static void verdict_from_ban(const struct store_ban *b, enum verdict_action action,
+                             enum verdict_reason reason, int64_t now_ms, struct verdict *v)
+{
+    v->action = action;
+    v->reason = reason;
+    v->prefix = b->prefix;
+    v->timeout_ms = b->expires_ms ? b->expires_ms - now_ms : 0;
+    if (action == VERDICT_BAN && b->expires_ms && v->timeout_ms < 1)
+        v->timeout_ms = 1;
+    v->failures = b->failures;
+    v->offence = b->offence;
+    v->ban_id = b->id;
+    if (b->event_type >= 0)
+        v->event_type = (enum sec_event_type)b->event_type;
+    snprintf(v->service, sizeof(v->service), "%s", b->service);
+}
+
+static unsigned next_offence(struct judge *j, const struct addr_prefix *key, int64_t now_ms,
+                             int *ret_err)
+{
+    unsigned n = 0;
+    *ret_err = store_offences_since(j->store, key, now_ms - policy_offence_window_ms(j->policy),
+                                    &n);
+    return n + 1;
+}
+
+int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
+                struct verdict *ret_verdict)
+{
+    struct verdict v = {.event_type = ev->type};
+    snprintf(v.service, sizeof(v.service), "%.*s", SEC_SERVICE_MAX - 1, ev->service);
+    double w = policy_weight(j->policy, ev->type, ev->service);
+    if (w <= 0) {
+        *ret_verdict = v;
+        return 0;
+    }
+    struct addr_prefix key;
+    policy_key(j->policy, &ev->remote.addr, &key);
+    v.whitelisted = policy_whitelist_match(j->policy, &ev->remote.addr) != NULL;
+    int r = store_failure_add(j->store, ev, &key, v.whitelisted ? 0 : w, v.whitelisted, now_ms);
+    if (r < 0)
+        return r;
+    v.counted = true;
+    if (v.whitelisted) {
+        *ret_verdict = v;
+        return 0;
+    }
+
+    /* Failures before the end of the key's last ban do not count again: an unbanned source
+     * starts from a clean window. */
+    int64_t from = now_ms - policy_findtime_ms(j->policy);
+    struct store_ban last;
+    r = store_ban_last(j->store, &key, &last);
+    if (r == 0) {
+        if (ban_active(&last, now_ms)) {
+            v.already_banned = true;
+            *ret_verdict = v;
+            return 0;
+        }
+        int64_t end = last.ended_ms ? last.ended_ms : last.expires_ms;
+        if (end > from)
+            from = end;
+    } else if (r != -ENOENT) {
+        return r;
+    }
+    double sum;
+    r = store_window_sum(j->store, &key, from, now_ms, &sum);
+    if (r < 0)
+        return r;
+    /* Weights are decimal fractions: allow for the last bits of a sum like 0.1 * 10. */
+    if (sum + 1e-9 < (double)policy_threshold(j->policy, ev->service)) {
+        *ret_verdict = v;
+        return 0;
+    }
+
+    /* Rare path (a ban is due): a broader active ban (a manual /24) already covers the key. */
+    struct store_ban cover;
+    r = store_bans_covering(j->store, &key.addr, true, now_ms, first_active, &cover);
+    if (r < 0)
+        return r;
+    if (r == 1 && cover.prefix.len <= key.len) {
+        v.already_banned = true;
+        *ret_verdict = v;
+        return 0;
+    }
+
+    struct store_ban b = {.prefix = key, .start_ms = now_ms, .reason = STORE_BAN_THRESHOLD,
+                          .failures = sum, .event_type = (int)ev->type};
+    b.offence = next_offence(j, &key, now_ms, &r);
+    if (r < 0)
+        return r;
+    int64_t len = policy_ban_ms(j->policy, b.offence);
+    b.expires_ms = len ? now_ms + len : 0;
+    snprintf(b.origin, sizeof(b.origin), "%.*s", SEC_SOURCE_MAX - 1, ev->source);
+    snprintf(b.service, sizeof(b.service), "%s", v.service);
+    r = store_ban_add(j->store, &b, &b.id);
+    if (r < 0)
+        return r;
+    verdict_from_ban(&b, VERDICT_BAN, VERDICT_THRESHOLD, now_ms, &v);
+    *ret_verdict = v;
+    return 0;
+}
+
+int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t duration_ms,
+                     bool force, const char *who, int64_t now_ms, struct verdict *ret_verdict)
+{
+    if (duration_ms < 0)
+        return -EINVAL;
+    struct addr_prefix p;
+    addr_prefix_of(&prefix->addr, prefix->len, &p);
+    if (!force && policy_whitelist_overlap(j->policy, &p))
+        return -EPERM;
+    int r = store_ban_lift(j->store, &p, now_ms, who, NULL);
+    if (r < 0)
+        return r;
+    struct store_ban b = {.prefix = p, .start_ms = now_ms, .reason = STORE_BAN_MANUAL,
+                          .event_type = -1};
+    b.expires_ms = duration_ms ? now_ms + duration_ms : 0;
+    b.offence = next_offence(j, &p, now_ms, &r);
+    if (r < 0)
+        return r;
+    snprintf(b.origin, sizeof(b.origin), "%s", who ? who : "");
+    r = store_ban_add(j->store, &b, &b.id);
+    if (r < 0)
+        return r;
+    struct verdict v = {0};
+    verdict_from_ban(&b, VERDICT_BAN, VERDICT_MANUAL, now_ms, &v);
+    *ret_verdict = v;
+    return 0;
+}
+
+#define UNBAN_MAX 64
+
+struct collect {
+    struct store_ban bans[UNBAN_MAX];
+    unsigned n;
+    unsigned max_len; /* no narrower than the asked prefix */
+};
+
+static int collect_ban(void *data, const struct store_ban *b)
+{
+    struct collect *c = data;
+    if (b->prefix.len > c->max_len)
+        return 0;
+    if (c->n < UNBAN_MAX)
+        c->bans[c->n++] = *b;
+    return 0;
+}
+
+int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who,
+                int64_t now_ms, struct verdict *ret_verdicts, unsigned max, unsigned *ret_n)
+{
+    struct addr_prefix p;
+    addr_prefix_of(&prefix->addr, prefix->len, &p);
+    /* Every active ban that holds the asked prefix (its own ban included). */
+    struct collect *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->max_len = p.len;
+    int r = store_bans_covering(j->store, &p.addr, true, now_ms, collect_ban, c);
+    unsigned n = 0;
+    /* The exact ban alone if there is one; otherwise the broader ones. */
+    bool exact = false;
+    for (unsigned i = 0; r == 0 && i < c->n; i++)
+        exact |= addr_prefix_equal(&c->bans[i].prefix, &p);
+    for (unsigned i = 0; r == 0 && i < c->n && n < max; i++) {
+        const struct store_ban *b = &c->bans[i];
+        if (exact && !addr_prefix_equal(&b->prefix, &p))
+            continue;
+        if (i > 0 && addr_prefix_equal(&b->prefix, &c->bans[i - 1].prefix))
+            continue; /* one lift ends every active ban of a prefix */
+        r = store_ban_lift(j->store, &b->prefix, now_ms, who, NULL);
+        if (r == 0) {
+            struct verdict v = {0};
+            verdict_from_ban(b, VERDICT_UNBAN, VERDICT_MANUAL, now_ms, &v);
+            v.timeout_ms = 0;
+            ret_verdicts[n++] = v;
+        }
+    }
+    free(c);
+    if (r < 0)
+        return r;
+    if (n == 0)
+        return -ENOENT;
+    *ret_n = n;
+    return 0;
+}
+
+int judge_expire(struct judge *j, int64_t now_ms, unsigned max, unsigned *ret_n)
+{
+    return store_bans_expire(j->store, now_ms, max, ret_n);
+}
+
+struct restore {
+    int64_t now_ms;
+    judge_verdict_fn fn;
+    void *data;
+};
+
+static int restore_one(void *data, const struct store_ban *b)
+{
+    struct restore *rs = data;
+    struct verdict v = {0};
+    verdict_from_ban(b, VERDICT_BAN, VERDICT_RESTORE, rs->now_ms, &v);
+    return rs->fn(rs->data, &v);
+}
+
+int judge_active_bans(struct judge *j, int64_t now_ms, judge_verdict_fn fn, void *data)
+{
+    struct restore rs = {now_ms, fn, data};
+    return store_bans_active(j->store, now_ms, restore_one, &rs);
+}

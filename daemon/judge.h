@@ -1,0 +1,70 @@
+/* The decide step: policy + store. The core hands it each event and each CLI request; it
+ * returns verdicts for the sinks (nftables, StatsD, log). No sockets, no kernel, no logging:
+ * errors are returned (-errno from store.h) for the core to log once. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "policy.h"
+#include "sec_event.h"
+#include "store.h"
+
+enum verdict_action { VERDICT_NONE = 0, VERDICT_BAN, VERDICT_UNBAN };
+enum verdict_reason {
+    VERDICT_THRESHOLD = 0, /* the window reached the threshold */
+    VERDICT_MANUAL,        /* a ban or unban asked for on the control socket */
+    VERDICT_RESTORE,       /* an active ban re-installed at start or after a repair */
+};
+
+struct verdict {
+    enum verdict_action action;
+    enum verdict_reason reason;
+    struct addr_prefix prefix;   /* what to add to / remove from the ban sets */
+    int64_t timeout_ms;          /* ban: kernel timeout; 0 = permanent */
+    double failures;             /* weighted failures in the window when it tripped */
+    unsigned offence;            /* n-th offence of the key */
+    int64_t ban_id;              /* the bans row (0 for unban) */
+    /* About the event itself, for the meters, also when action is VERDICT_NONE: */
+    bool counted;                /* it weighed > 0 and was recorded (failed_auth meters) */
+    bool whitelisted;            /* recorded but never counted: its source is whitelisted */
+    bool already_banned;         /* its key is banned now: recorded, no new verdict */
+    enum sec_event_type event_type;
+    char service[SEC_SERVICE_MAX];
+};
+
+struct judge;
+
+/* Borrows store and policy; both must outlive the judge. NULL + errno (ENOMEM). */
+struct judge *judge_new(struct store *store, const struct policy *policy);
+void judge_free(struct judge *j); /* accepts NULL */
+/* After a reload: windows and bans carry on, counted under the new rules. */
+void judge_set_policy(struct judge *j, const struct policy *policy);
+
+/* Records ev (if it weighs anything; whitelisted sources too, marked as such) and sums its
+ * key's window [max(now - findtime, end of the key's last ban), now]. When the sum reaches the
+ * service's threshold and the key is not banned (nor inside an active broader ban), adds a
+ * threshold ban whose length follows the key's offence count and returns it as VERDICT_BAN.
+ * The window runs on now_ms (the daemon's wall clock at receipt), not on the event's own time. */
+int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
+                struct verdict *ret_verdict);
+
+/* A manual ban of prefix (host bits cleared) for duration_ms (0 = permanent). A prefix that
+ * overlaps the whitelist is refused with -EPERM unless force. An active ban of the same prefix
+ * is replaced (ended as lifted by who). who: "cli:uid=0". */
+int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t duration_ms,
+                     bool force, const char *who, int64_t now_ms, struct verdict *ret_verdict);
+
+/* Lifts the active ban of prefix, or if there is none, every active ban holding it (an address
+ * inside a banned /64: the /64 is lifted, and the verdict's prefix says so). Writes up to max
+ * VERDICT_UNBAN verdicts; *ret_n gets their number. -ENOENT: nothing banned there. */
+int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who,
+                int64_t now_ms, struct verdict *ret_verdicts, unsigned max, unsigned *ret_n);
+
+/* Marks up to max bans whose time has passed as ended (the kernel drops them by itself). */
+int judge_expire(struct judge *j, int64_t now_ms, unsigned max, unsigned *ret_n);
+
+/* Calls fn with a VERDICT_BAN (reason RESTORE, timeout = remaining time) for every active ban:
+ * for restore at start and whenever the nftables table must be rebuilt. */
+typedef int (*judge_verdict_fn)(void *data, const struct verdict *v);
+int judge_active_bans(struct judge *j, int64_t now_ms, judge_verdict_fn fn, void *data);

@@ -1,0 +1,879 @@
+/* The store over SQLite. Every statement is prepared once at open and bound per call; nothing
+ * the network sent is ever part of SQL text. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "schema/schema.h"
+#include "store.h"
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_FAILURE_ADD,
+    ST_WINDOW_SUM,
+    ST_BAN_LAST,
+    ST_BAN_HISTORY,
+    ST_BAN_ADD,
+    ST_BAN_LIFT,
+    ST_OFFENCES,
+    ST_BANS_EXPIRE,
+    ST_BANS_ACTIVE,
+    ST_PRUNE_FAILURES,
+    ST_PRUNE_BANS,
+    ST_PRUNE_INCIDENTS,
+    ST_INCIDENT,
+    ST_KEY_STATS,
+    ST_SHOW_SUMMARY,
+    ST_SHOW_BY_TYPE,
+    ST_SHOW_ACCOUNTS,
+    ST_COUNT
+};
+
+#define BAN_COLUMNS                                                                               \
+    "id, prefix, start_ms, expires_ms, reason, origin, failures, offence, service, event_type, " \
+    "ended_ms, end_reason, lifted_by"
+
+static const char *const sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_FAILURE_ADD] = "INSERT INTO failures (ts_ms, key, addr, port, transport, service, "
+                       "event_type, account, source, weight, whitelisted) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [ST_WINDOW_SUM] = "SELECT total(weight) FROM failures WHERE key = ?1 AND ts_ms >= ?2 "
+                      "AND ts_ms <= ?3",
+    [ST_BAN_LAST] = "SELECT " BAN_COLUMNS " FROM bans WHERE prefix = ?1 "
+                    "ORDER BY start_ms DESC, id DESC LIMIT 1",
+    [ST_BAN_HISTORY] = "SELECT " BAN_COLUMNS " FROM bans WHERE prefix = ?1 "
+                       "ORDER BY start_ms DESC, id DESC",
+    [ST_BAN_ADD] = "INSERT INTO bans (prefix, family, len, start_ms, expires_ms, reason, origin, "
+                   "failures, offence, service, event_type, ended_ms, end_reason, lifted_by) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [ST_BAN_LIFT] = "UPDATE bans SET ended_ms = ?2, end_reason = 'lifted', lifted_by = ?3 "
+                    "WHERE prefix = ?1 AND ended_ms IS NULL",
+    [ST_OFFENCES] = "SELECT count(*) FROM bans WHERE prefix = ?1 AND start_ms >= ?2 "
+                    "AND reason = 'threshold'",
+    [ST_BANS_EXPIRE] = "UPDATE bans SET ended_ms = expires_ms, end_reason = 'expired' "
+                       "WHERE id IN (SELECT id FROM bans WHERE ended_ms IS NULL "
+                       "AND expires_ms <= ?1 LIMIT ?2)",
+    [ST_BANS_ACTIVE] = "SELECT " BAN_COLUMNS " FROM bans WHERE ended_ms IS NULL "
+                       "AND (expires_ms IS NULL OR expires_ms > ?1) ORDER BY start_ms, id",
+    [ST_PRUNE_FAILURES] = "DELETE FROM failures WHERE id IN (SELECT id FROM failures "
+                          "WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
+    [ST_PRUNE_BANS] = "DELETE FROM bans WHERE id IN (SELECT id FROM bans WHERE start_ms < ?1 "
+                      "AND ended_ms IS NOT NULL AND ended_ms < ?1 ORDER BY start_ms LIMIT ?2)",
+    [ST_PRUNE_INCIDENTS] = "DELETE FROM daemon_events WHERE id IN (SELECT id FROM daemon_events "
+                           "WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
+    [ST_INCIDENT] = "INSERT INTO daemon_events (ts_ms, kind, source, message) "
+                    "VALUES (?1, ?2, ?3, ?4)",
+    [ST_KEY_STATS] = "SELECT count(*), total(weight), min(ts_ms), max(ts_ms) FROM failures "
+                     "WHERE key = ?1",
+    [ST_SHOW_SUMMARY] = "SELECT count(*), total(whitelisted), min(ts_ms), max(ts_ms) "
+                        "FROM failures WHERE key = ?1 AND addr = ?2",
+    [ST_SHOW_BY_TYPE] = "SELECT service, event_type, count(*), total(weight) FROM failures "
+                        "WHERE key = ?1 AND addr = ?2 GROUP BY service, event_type "
+                        "ORDER BY 3 DESC, 1, 2",
+    [ST_SHOW_ACCOUNTS] = "SELECT account, count(*), max(ts_ms) FROM failures "
+                         "WHERE key = ?1 AND addr = ?2 AND account IS NOT NULL "
+                         "GROUP BY account ORDER BY 2 DESC, 3 DESC LIMIT 100",
+};
+
+enum op_kind { OP_BAN_ADD, OP_BAN_LIFT };
+
+/* One ban change made during the open turn, kept until its commit succeeds. */
+struct op {
+    enum op_kind kind;
+    struct store_ban ban; /* OP_BAN_LIFT: prefix, ended_ms, lifted_by */
+};
+
+struct store {
+    sqlite3 *db;
+    bool read_only;
+    bool in_turn;
+    int version;
+    sqlite3_stmt *st[ST_COUNT];
+    char errmsg[256];
+    struct op *journal; /* ops of the open turn, or (after a failed commit) pending replay */
+    unsigned njournal;
+    bool replaying;
+    struct store_stats stats;
+    /* The last key formatted, since record + window count format the same key back to back. */
+    struct addr_prefix key_cached;
+    bool key_cached_valid;
+    char key_text[ADDR_STRLEN];
+};
+
+static int map_rc(struct store *s, int rc)
+{
+    if (s && s->db)
+        snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return 0;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_READONLY:
+        return -EROFS;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return -EUCLEAN;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return -EACCES;
+    case SQLITE_CANTOPEN: {
+        int e = s && s->db ? sqlite3_system_errno(s->db) : 0;
+        return e ? -e : -ENOENT;
+    }
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+        return -EINVAL;
+    default:
+        return -EIO;
+    }
+}
+
+const char *store_strerror(int err)
+{
+    switch (err < 0 ? -err : err) {
+    case 0:
+        return "success";
+    case EBUSY:
+        return "the database is locked by another writer";
+    case EROFS:
+        return "the database (or its directory) is read-only";
+    case ENOSPC:
+        return "the disk holding the database is full";
+    case EUCLEAN:
+        return "the database file is corrupt or not an SQLite database; it was left as it is";
+    case EPROTONOSUPPORT:
+        return "the database was written by a newer pbxguard (schema version too new); "
+               "it was left untouched";
+    case ESTALE:
+        return "the database schema is older than this program; start pbxguardd once to "
+               "upgrade it";
+    case ENOENT:
+        return "no such database file (or row)";
+    default:
+        return strerror(err < 0 ? -err : err);
+    }
+}
+
+/* The message of the last failed store_open(): the daemon is single-threaded. */
+static char open_errmsg[256];
+
+const char *store_errmsg(const struct store *s)
+{
+    return s ? s->errmsg : open_errmsg;
+}
+
+int store_schema_version(const struct store *s)
+{
+    return s->version;
+}
+
+void store_get_stats(const struct store *s, struct store_stats *ret_stats)
+{
+    *ret_stats = s->stats;
+    ret_stats->journal_pending = s->in_turn ? 0 : s->njournal;
+}
+
+bool store_in_turn(const struct store *s)
+{
+    return s->in_turn;
+}
+
+/* Runs a statement that returns no rows (or whose rows are ignored) and resets it. */
+static int run(struct store *s, sqlite3_stmt *st)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    int r = rc == SQLITE_DONE ? 0 : map_rc(s, rc);
+    sqlite3_reset(st);
+    return r;
+}
+
+static int exec(struct store *s, const char *text)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(s->db, text, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        int r = map_rc(s, rc);
+        if (msg)
+            snprintf(s->errmsg, sizeof(s->errmsg), "%s", msg);
+        sqlite3_free(msg);
+        return r;
+    }
+    return 0;
+}
+
+/* Reads one integer-valued PRAGMA (or query). */
+static int query_int(struct store *s, const char *text, int64_t *ret)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, text, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return map_rc(s, rc);
+    rc = sqlite3_step(st);
+    int r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -EIO : map_rc(s, rc);
+    if (r == 0)
+        *ret = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int query_text(struct store *s, const char *text, char *buf, size_t len)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(s->db, text, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return map_rc(s, rc);
+    rc = sqlite3_step(st);
+    int r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -EIO : map_rc(s, rc);
+    if (r == 0) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(buf, len, "%s", t ? (const char *)t : "");
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* Applies the migrations the file lacks, all in one transaction: either the file ends at the
+ * newest version or it stays exactly as it was. */
+static int migrate(struct store *s)
+{
+    int r = exec(s, "BEGIN IMMEDIATE");
+    if (r < 0)
+        return r;
+    int64_t v;
+    r = query_int(s, "PRAGMA user_version", &v); /* again, now that we hold the write lock */
+    if (r == 0 && v > (int64_t)schema_nmigrations)
+        r = -EPROTONOSUPPORT;
+    for (int64_t i = r == 0 ? v : (int64_t)schema_nmigrations; i < (int64_t)schema_nmigrations;
+         i++) {
+        r = exec(s, schema_migrations[i]);
+        if (r < 0)
+            break;
+    }
+    if (r == 0 && v < (int64_t)schema_nmigrations) {
+        char text[64];
+        /* An integer we produced, not data: PRAGMA takes no bound parameters. */
+        snprintf(text, sizeof(text), "PRAGMA user_version = %u", schema_nmigrations);
+        r = exec(s, text);
+    }
+    if (r == 0)
+        r = exec(s, "COMMIT");
+    if (r < 0) {
+        char keep[sizeof(s->errmsg)];
+        memcpy(keep, s->errmsg, sizeof(keep));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        memcpy(s->errmsg, keep, sizeof(keep));
+        return r;
+    }
+    s->version = (int)schema_nmigrations;
+    return 0;
+}
+
+/* WAL, synchronous=NORMAL and foreign keys, each read back: a setting that silently did not
+ * take (an old SQLite, a file system without shared memory) is an error, not a surprise. */
+static int configure(struct store *s, const struct store_options *opt)
+{
+    char mode[16];
+    int64_t v;
+    char text[64];
+    snprintf(text, sizeof(text), "PRAGMA cache_size = -%d", opt->cache_kib);
+    int r = exec(s, text);
+    if (r == 0 && !s->read_only) {
+        r = query_text(s, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
+        if (r == 0 && strcmp(mode, "wal") != 0) {
+            snprintf(s->errmsg, sizeof(s->errmsg), "journal_mode is %s, not wal", mode);
+            r = -EIO;
+        }
+    }
+    if (r == 0)
+        r = exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+    if (r == 0)
+        r = query_int(s, "PRAGMA synchronous", &v);
+    if (r == 0 && v != 1) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "synchronous is %lld, not NORMAL (1)",
+                 (long long)v);
+        r = -EIO;
+    }
+    if (r == 0)
+        r = query_int(s, "PRAGMA foreign_keys", &v);
+    if (r == 0 && v != 1) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "foreign_keys did not turn on");
+        r = -EIO;
+    }
+    return r;
+}
+
+int store_open(const char *path, const struct store_options *opt, struct store **ret_store)
+{
+    struct store_options o = {.busy_timeout_ms = 50, .cache_kib = 65536};
+    if (opt) {
+        o.flags = opt->flags;
+        if (opt->busy_timeout_ms > 0)
+            o.busy_timeout_ms = opt->busy_timeout_ms;
+        if (opt->cache_kib > 0)
+            o.cache_kib = opt->cache_kib;
+    }
+    struct store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->read_only = o.flags & STORE_READ_ONLY;
+    int flags = s->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    int r = rc == SQLITE_OK ? 0 : map_rc(s, rc);
+    if (r == 0) {
+        sqlite3_extended_result_codes(s->db, 1);
+        sqlite3_busy_timeout(s->db, o.busy_timeout_ms);
+    }
+    /* The version first, before any setting writes to the file: a newer or foreign file must
+     * be left exactly as it is. */
+    int64_t v = 0;
+    if (r == 0)
+        r = query_int(s, "PRAGMA user_version", &v);
+    if (r == 0 && v > (int64_t)schema_nmigrations) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "schema version %lld, this binary knows up to %u",
+                 (long long)v, schema_nmigrations);
+        r = -EPROTONOSUPPORT;
+    }
+    if (r == 0 && s->read_only && v < (int64_t)schema_nmigrations) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "schema version %lld, this binary needs %u",
+                 (long long)v, schema_nmigrations);
+        r = -ESTALE;
+    }
+    if (r == 0)
+        r = configure(s, &o);
+    if (r == 0 && !s->read_only)
+        r = migrate(s);
+    if (r == 0 && s->read_only)
+        s->version = (int)v;
+    for (int i = 0; r == 0 && i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+        if (rc != SQLITE_OK)
+            r = map_rc(s, rc);
+    }
+    if (r == 0 && !s->read_only) {
+        s->journal = calloc(STORE_JOURNAL_MAX, sizeof(*s->journal));
+        if (!s->journal)
+            r = -ENOMEM;
+    }
+    if (r < 0) {
+        /* The handle goes; its message stays readable through store_errmsg(NULL). */
+        snprintf(open_errmsg, sizeof(open_errmsg), "%s", s->errmsg);
+        store_close(s);
+        return r;
+    }
+    *ret_store = s;
+    return 0;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    if (s->in_turn)
+        store_turn_commit(s);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s->journal);
+    free(s);
+}
+
+static int replay(struct store *s);
+
+/* Opens the turn's transaction on first use; replays ban changes a failed commit left. */
+static int turn_begin(struct store *s)
+{
+    if (s->in_turn || s->read_only)
+        return 0;
+    int r = run(s, s->st[ST_BEGIN]);
+    if (r < 0)
+        return r;
+    s->in_turn = true;
+    if (s->njournal)
+        replay(s);
+    return 0;
+}
+
+static void journal_add(struct store *s, enum op_kind kind, const struct store_ban *b)
+{
+    if (s->replaying)
+        return;
+    if (s->njournal == STORE_JOURNAL_MAX) {
+        s->stats.journal_lost++;
+        return;
+    }
+    s->journal[s->njournal].kind = kind;
+    s->journal[s->njournal].ban = *b;
+    s->njournal++;
+}
+
+int store_turn_commit(struct store *s)
+{
+    if (!s->in_turn)
+        return 0;
+    int r = run(s, s->st[ST_COMMIT]);
+    if (r == 0) {
+        s->in_turn = false;
+        s->njournal = 0;
+        s->stats.commits++;
+        return 0;
+    }
+    /* The turn is lost; its ban changes stay in the journal for the next transaction. */
+    char keep[sizeof(s->errmsg)];
+    memcpy(keep, s->errmsg, sizeof(keep));
+    if (!sqlite3_get_autocommit(s->db))
+        run(s, s->st[ST_ROLLBACK]);
+    memcpy(s->errmsg, keep, sizeof(keep));
+    s->in_turn = false;
+    s->key_cached_valid = false;
+    s->stats.commit_failures++;
+    return r;
+}
+
+static const char *key_text(struct store *s, const struct addr_prefix *key)
+{
+    if (!s->key_cached_valid || !addr_prefix_equal(&s->key_cached, key)) {
+        addr_prefix_format(key, s->key_text, sizeof(s->key_text));
+        s->key_cached = *key;
+        s->key_cached_valid = true;
+    }
+    return s->key_text;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *t, size_t max)
+{
+    size_t n = t ? strnlen(t, max) : 0;
+    if (n)
+        sqlite3_bind_text(st, i, t, (int)n, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
+                      double weight, bool whitelisted, int64_t ts_ms)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    char addr[ADDR_STRLEN];
+    sqlite3_stmt *st = s->st[ST_FAILURE_ADD];
+    sqlite3_bind_int64(st, 1, ts_ms);
+    sqlite3_bind_text(st, 2, key_text(s, key), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, addr_format(&ev->remote.addr, addr, sizeof(addr)), -1, SQLITE_STATIC);
+    if (ev->remote.port)
+        sqlite3_bind_int(st, 4, ev->remote.port);
+    else
+        sqlite3_bind_null(st, 4);
+    bind_text_or_null(st, 5, sec_transport_name(ev->remote.transport), 8);
+    sqlite3_bind_text(st, 6, ev->service, (int)strnlen(ev->service, SEC_SERVICE_MAX),
+                      SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, (int)ev->type);
+    bind_text_or_null(st, 8, ev->account, SEC_ACCOUNT_MAX);
+    sqlite3_bind_text(st, 9, ev->source, (int)strnlen(ev->source, SEC_SOURCE_MAX), SQLITE_STATIC);
+    sqlite3_bind_double(st, 10, weight);
+    sqlite3_bind_int(st, 11, whitelisted);
+    return run(s, st);
+}
+
+int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms,
+                     int64_t to_ms, double *ret_sum)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_WINDOW_SUM];
+    sqlite3_bind_text(st, 1, key_text(s, key), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, from_ms);
+    sqlite3_bind_int64(st, 3, to_ms);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_sum = sqlite3_column_double(st, 0);
+        r = 0;
+    } else {
+        r = map_rc(s, rc);
+        if (r == 0)
+            r = -EIO;
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+static void column_text(sqlite3_stmt *st, int col, char *buf, size_t len)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(buf, len, "%s", t ? (const char *)t : "");
+}
+
+/* Fills b from a row of BAN_COLUMNS. -EUCLEAN if the prefix is not one we could have written. */
+static int read_ban(sqlite3_stmt *st, struct store_ban *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->id = sqlite3_column_int64(st, 0);
+    const unsigned char *p = sqlite3_column_text(st, 1);
+    if (!p || addr_prefix_parse((const char *)p, true, &b->prefix) < 0)
+        return -EUCLEAN;
+    b->start_ms = sqlite3_column_int64(st, 2);
+    b->expires_ms = sqlite3_column_int64(st, 3); /* NULL reads as 0 = permanent */
+    const unsigned char *reason = sqlite3_column_text(st, 4);
+    b->reason = reason && strcmp((const char *)reason, "manual") == 0 ? STORE_BAN_MANUAL
+                                                                       : STORE_BAN_THRESHOLD;
+    column_text(st, 5, b->origin, sizeof(b->origin));
+    b->failures = sqlite3_column_double(st, 6);
+    b->offence = (unsigned)sqlite3_column_int(st, 7);
+    column_text(st, 8, b->service, sizeof(b->service));
+    b->event_type = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 9);
+    b->ended_ms = sqlite3_column_int64(st, 10);
+    const unsigned char *end = sqlite3_column_text(st, 11);
+    b->end = !end ? STORE_BAN_ACTIVE
+             : strcmp((const char *)end, "lifted") == 0 ? STORE_BAN_LIFTED
+                                                        : STORE_BAN_EXPIRED;
+    column_text(st, 12, b->lifted_by, sizeof(b->lifted_by));
+    return 0;
+}
+
+int store_ban_last(struct store *s, const struct addr_prefix *prefix, struct store_ban *ret_ban)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_BAN_LAST];
+    sqlite3_bind_text(st, 1, key_text(s, prefix), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        struct store_ban b;
+        r = read_ban(st, &b);
+        if (r == 0)
+            *ret_ban = b;
+    } else {
+        r = rc == SQLITE_DONE ? -ENOENT : map_rc(s, rc);
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+static int ban_add(struct store *s, const struct store_ban *b, int64_t *ret_id)
+{
+    char prefix[ADDR_STRLEN];
+    sqlite3_stmt *st = s->st[ST_BAN_ADD];
+    sqlite3_bind_text(st, 1, addr_prefix_format(&b->prefix, prefix, sizeof(prefix)), -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, b->prefix.addr.family == AF_INET ? 4 : 6);
+    sqlite3_bind_int(st, 3, b->prefix.len);
+    sqlite3_bind_int64(st, 4, b->start_ms);
+    if (b->expires_ms)
+        sqlite3_bind_int64(st, 5, b->expires_ms);
+    else
+        sqlite3_bind_null(st, 5);
+    sqlite3_bind_text(st, 6, b->reason == STORE_BAN_MANUAL ? "manual" : "threshold", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, b->origin, (int)strnlen(b->origin, sizeof(b->origin)),
+                      SQLITE_STATIC);
+    sqlite3_bind_double(st, 8, b->failures);
+    sqlite3_bind_int(st, 9, (int)b->offence);
+    bind_text_or_null(st, 10, b->service, sizeof(b->service));
+    if (b->event_type >= 0 && b->event_type < SEC_EVENT_TYPE_COUNT)
+        sqlite3_bind_int(st, 11, b->event_type);
+    else
+        sqlite3_bind_null(st, 11);
+    if (b->ended_ms) {
+        sqlite3_bind_int64(st, 12, b->ended_ms);
+        sqlite3_bind_text(st, 13, b->end == STORE_BAN_LIFTED ? "lifted" : "expired", -1,
+                          SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(st, 12);
+        sqlite3_bind_null(st, 13);
+    }
+    bind_text_or_null(st, 14, b->lifted_by, sizeof(b->lifted_by));
+    int r = run(s, st);
+    if (r == 0 && ret_id)
+        *ret_id = sqlite3_last_insert_rowid(s->db);
+    return r;
+}
+
+int store_ban_add(struct store *s, const struct store_ban *b, int64_t *ret_id)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    r = ban_add(s, b, ret_id);
+    if (r == 0)
+        journal_add(s, OP_BAN_ADD, b);
+    return r;
+}
+
+static int ban_lift(struct store *s, const struct addr_prefix *prefix, int64_t now_ms,
+                    const char *who, unsigned *ret_n)
+{
+    sqlite3_stmt *st = s->st[ST_BAN_LIFT];
+    sqlite3_bind_text(st, 1, key_text(s, prefix), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    bind_text_or_null(st, 3, who, STORE_WHO_MAX - 1);
+    int r = run(s, st);
+    if (r == 0 && ret_n)
+        *ret_n = (unsigned)sqlite3_changes(s->db);
+    return r;
+}
+
+int store_ban_lift(struct store *s, const struct addr_prefix *prefix, int64_t now_ms,
+                   const char *who, unsigned *ret_n)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    unsigned n = 0;
+    r = ban_lift(s, prefix, now_ms, who, &n);
+    if (r == 0 && n) {
+        struct store_ban b = {.prefix = *prefix, .ended_ms = now_ms, .end = STORE_BAN_LIFTED};
+        snprintf(b.lifted_by, sizeof(b.lifted_by), "%s", who ? who : "");
+        journal_add(s, OP_BAN_LIFT, &b);
+    }
+    if (r == 0 && ret_n)
+        *ret_n = n;
+    return r;
+}
+
+/* Re-applies the ban changes of a turn whose commit failed, inside the new transaction. The
+ * journal keeps them until this transaction commits in turn. */
+static int replay(struct store *s)
+{
+    s->replaying = true;
+    for (unsigned i = 0; i < s->njournal; i++) {
+        const struct op *o = &s->journal[i];
+        if (o->kind == OP_BAN_ADD)
+            ban_add(s, &o->ban, NULL);
+        else
+            ban_lift(s, &o->ban.prefix, o->ban.ended_ms, o->ban.lifted_by, NULL);
+        s->stats.journal_replayed++;
+    }
+    s->replaying = false;
+    return 0;
+}
+
+int store_offences_since(struct store *s, const struct addr_prefix *prefix, int64_t since_ms,
+                         unsigned *ret_n)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_OFFENCES];
+    sqlite3_bind_text(st, 1, key_text(s, prefix), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, since_ms);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *ret_n = (unsigned)sqlite3_column_int64(st, 0);
+    else
+        r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_bans_expire(struct store *s, int64_t now_ms, unsigned max, unsigned *ret_n)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_BANS_EXPIRE];
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, max);
+    r = run(s, st);
+    if (r == 0 && ret_n)
+        *ret_n = (unsigned)sqlite3_changes(s->db);
+    return r;
+}
+
+/* Steps a ban query, calling fn per row. Rows that do not parse are skipped (never rewritten). */
+static int walk_bans(struct store *s, sqlite3_stmt *st, store_ban_fn fn, void *data)
+{
+    int rc, r = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_ban b;
+        if (read_ban(st, &b) < 0)
+            continue;
+        r = fn(data, &b);
+        if (r)
+            break;
+    }
+    if (!r && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = map_rc(s, rc);
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_bans_active(struct store *s, int64_t now_ms, store_ban_fn fn, void *data)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_BANS_ACTIVE];
+    sqlite3_bind_int64(st, 1, now_ms);
+    return walk_bans(s, st, fn, data);
+}
+
+struct covering {
+    bool active_only;
+    int64_t now_ms;
+    store_ban_fn fn;
+    void *data;
+};
+
+static int covering_one(void *data, const struct store_ban *b)
+{
+    struct covering *c = data;
+    if (c->active_only && (b->ended_ms || (b->expires_ms && b->expires_ms <= c->now_ms)))
+        return 0;
+    return c->fn(c->data, b);
+}
+
+int store_bans_covering(struct store *s, const struct addr *a, bool active_only, int64_t now_ms,
+                        store_ban_fn fn, void *data)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    struct covering c = {active_only, now_ms, fn, data};
+    /* Longest prefix first: the address itself, then every shorter prefix holding it. */
+    for (int len = (int)addr_max_len(a); r == 0 && len >= 0; len--) {
+        struct addr_prefix p;
+        addr_prefix_of(a, (unsigned)len, &p);
+        sqlite3_stmt *st = s->st[ST_BAN_HISTORY];
+        sqlite3_bind_text(st, 1, key_text(s, &p), -1, SQLITE_STATIC);
+        r = walk_bans(s, st, covering_one, &c);
+    }
+    return r;
+}
+
+static int prune_one(struct store *s, int which, int64_t cutoff_ms, unsigned max, unsigned *n)
+{
+    sqlite3_stmt *st = s->st[which];
+    sqlite3_bind_int64(st, 1, cutoff_ms);
+    sqlite3_bind_int64(st, 2, max);
+    int r = run(s, st);
+    if (r == 0)
+        *n = (unsigned)sqlite3_changes(s->db);
+    return r;
+}
+
+int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_deleted)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    static const int order[] = {ST_PRUNE_FAILURES, ST_PRUNE_BANS, ST_PRUNE_INCIDENTS};
+    unsigned total = 0;
+    for (size_t i = 0; r == 0 && total < max && i < sizeof(order) / sizeof(order[0]); i++) {
+        unsigned n = 0;
+        r = prune_one(s, order[i], cutoff_ms, max - total, &n);
+        total += n;
+    }
+    if (r == 0 && ret_deleted)
+        *ret_deleted = total;
+    return r;
+}
+
+int store_incident(struct store *s, int64_t ts_ms, const char *kind, const char *source,
+                   const char *message)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_INCIDENT];
+    sqlite3_bind_int64(st, 1, ts_ms);
+    sqlite3_bind_text(st, 2, kind, (int)strnlen(kind, 64), SQLITE_STATIC);
+    bind_text_or_null(st, 3, source, 64);
+    sqlite3_bind_text(st, 4, message ? message : "", (int)strnlen(message ? message : "", 1024),
+                      SQLITE_STATIC);
+    return run(s, st);
+}
+
+int store_key_stats(struct store *s, const struct addr_prefix *key, struct store_key_stats *ret)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_KEY_STATS];
+    sqlite3_bind_text(st, 1, key_text(s, key), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        ret->count = sqlite3_column_int64(st, 0);
+        ret->weight = sqlite3_column_double(st, 1);
+        ret->first_ms = sqlite3_column_int64(st, 2);
+        ret->last_ms = sqlite3_column_int64(st, 3);
+    } else {
+        r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_show(struct store *s, const struct addr *a, const struct addr_prefix *key,
+               const struct store_show_fns *fns, void *data, struct store_addr_summary *ret)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    char addr[ADDR_STRLEN];
+    addr_format(a, addr, sizeof(addr));
+    const char *k = key_text(s, key);
+    struct store_addr_summary sum = {0};
+
+    sqlite3_stmt *st = s->st[ST_SHOW_SUMMARY];
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        sum.count = sqlite3_column_int64(st, 0);
+        sum.whitelisted = sqlite3_column_int64(st, 1);
+        sum.first_ms = sqlite3_column_int64(st, 2);
+        sum.last_ms = sqlite3_column_int64(st, 3);
+    } else {
+        r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
+    }
+    sqlite3_reset(st);
+
+    if (r == 0 && fns && fns->by_type) {
+        st = s->st[ST_SHOW_BY_TYPE];
+        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
+        while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            r = fns->by_type(data, (const char *)sqlite3_column_text(st, 0),
+                             sqlite3_column_int(st, 1), sqlite3_column_int64(st, 2),
+                             sqlite3_column_double(st, 3));
+        if (r == 0 && rc != SQLITE_DONE)
+            r = map_rc(s, rc);
+        sqlite3_reset(st);
+    }
+    if (r == 0 && fns && fns->account) {
+        st = s->st[ST_SHOW_ACCOUNTS];
+        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
+        while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            r = fns->account(data, (const char *)sqlite3_column_text(st, 0),
+                             sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
+        if (r == 0 && rc != SQLITE_DONE)
+            r = map_rc(s, rc);
+        sqlite3_reset(st);
+    }
+    if (r == 0 && fns && fns->ban)
+        r = store_bans_covering(s, a, false, 0, fns->ban, data);
+    if (r == 0 && ret)
+        *ret = sum;
+    return r;
+}

@@ -1,0 +1,158 @@
+/* The store: the only code that speaks SQL. SQLite is the store of record for failures, bans
+ * (active and ended, which is also the offence history) and the daemon's own incidents; the
+ * schema is schema/NNN-*.sql, built into the binary.
+ *
+ * Transactions: every call that touches the database opens the loop turn's transaction lazily
+ * (BEGIN IMMEDIATE) and store_turn_commit(), called by the core once at the end of each loop
+ * turn, commits it: one transaction per turn however many events it carries.
+ *
+ * If a commit fails, the turn is rolled back. Its failures are lost (the windows restart from
+ * what was committed), but its ban decisions are not: the verdicts were already acted on (the
+ * kernel enforces them with their own timeouts), and the store keeps every ban added or lifted
+ * during the turn in a bounded journal (STORE_JOURNAL_MAX entries) that it replays at the start
+ * of the next transaction it manages to open. Entries beyond the bound are counted in
+ * store_stats.journal_lost (the kernel still enforces them; they are missing from the history).
+ *
+ * Errors are -errno values with a fixed meaning, for the caller to log once (store_strerror()
+ * and store_errmsg() give the words):
+ *   -EBUSY        the database is locked by another writer (retry on a later turn)
+ *   -EROFS        the file or its directory is read-only
+ *   -ENOSPC       the disk (or a size limit) is full
+ *   -EUCLEAN      the file is corrupt or not an SQLite database (it is left as it is)
+ *   -EPROTONOSUPPORT  the file's schema is newer than this binary knows (left untouched)
+ *   -ESTALE       opened read-only, the file's schema is older than this binary (run the daemon)
+ *   -EACCES, -ENOENT, -ENOMEM, -EIO  as usual; -ENOENT also means "no such row". */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "sec_event.h"
+
+#define STORE_JOURNAL_MAX 16384
+#define STORE_WHO_MAX 64
+
+struct store;
+
+enum store_open_flags {
+    STORE_READ_ONLY = 1 << 0, /* readers (reports): no migration, no writes */
+};
+
+struct store_options {
+    unsigned flags;         /* enum store_open_flags */
+    int busy_timeout_ms;    /* default 50 (the daemon's loop must not wait long); readers: more */
+    int cache_kib;          /* page cache bound; default 65536 (64 MiB) */
+};
+
+enum store_ban_reason { STORE_BAN_THRESHOLD = 0, STORE_BAN_MANUAL };
+enum store_ban_end { STORE_BAN_ACTIVE = 0, STORE_BAN_EXPIRED, STORE_BAN_LIFTED };
+
+struct store_ban {
+    int64_t id;                 /* 0 before store_ban_add() */
+    struct addr_prefix prefix;
+    int64_t start_ms;
+    int64_t expires_ms;         /* 0 = permanent */
+    enum store_ban_reason reason;
+    char origin[STORE_WHO_MAX]; /* "ami:pbx1", "cli:uid=0" */
+    double failures;            /* weighted failures that led to it */
+    unsigned offence;           /* n-th offence of the key */
+    char service[SEC_SERVICE_MAX]; /* of the tripping event; "" for manual bans */
+    int event_type;             /* enum sec_event_type of the tripping event; -1 if none */
+    int64_t ended_ms;           /* 0 while active */
+    enum store_ban_end end;
+    char lifted_by[STORE_WHO_MAX];
+};
+
+struct store_stats {
+    uint64_t commits, commit_failures;
+    uint64_t journal_replayed, journal_lost;
+    unsigned journal_pending; /* ops waiting for the next transaction */
+};
+
+/* Opens (creating it if missing, unless read-only) and migrates the database: WAL,
+ * synchronous=NORMAL, foreign_keys=ON (read back), migrations applied in one transaction. A file
+ * whose schema is newer than the binary is refused untouched. opt may be NULL (defaults). */
+int store_open(const char *path, const struct store_options *opt, struct store **ret_store);
+/* Commits a pending turn (errors ignored: use store_turn_commit() first to see them). */
+void store_close(struct store *s); /* accepts NULL */
+
+/* The last SQLite message for the last failure (for the log line), "" if none. With s NULL:
+ * the message of the last failed store_open(). */
+const char *store_errmsg(const struct store *s);
+/* Words for one of the error codes listed above. */
+const char *store_strerror(int err);
+int store_schema_version(const struct store *s);
+void store_get_stats(const struct store *s, struct store_stats *ret_stats);
+
+/* Ends the loop turn: commits everything since the first call of the turn. On failure the turn
+ * is rolled back, its ban changes kept for replay, and the error returned. No-op without
+ * pending work. */
+int store_turn_commit(struct store *s);
+/* True while a turn's transaction is open. */
+bool store_in_turn(const struct store *s);
+
+/* Records one weighing event under key. ts_ms is the window clock (receipt time). */
+int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
+                      double weight, bool whitelisted, int64_t ts_ms);
+/* Sum of weights recorded for key with from_ms <= ts_ms <= to_ms (exact). */
+int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms,
+                     int64_t to_ms, double *ret_sum);
+
+/* The most recent ban of exactly this prefix (active or ended); -ENOENT if it never had one. */
+int store_ban_last(struct store *s, const struct addr_prefix *prefix, struct store_ban *ret_ban);
+/* Inserts b (id ignored); *ret_id (may be NULL) gets the new row id. */
+int store_ban_add(struct store *s, const struct store_ban *b, int64_t *ret_id);
+/* Ends every active ban of exactly this prefix as lifted at now_ms by who. *ret_n (may be
+ * NULL) gets how many; 0 is not an error. */
+int store_ban_lift(struct store *s, const struct addr_prefix *prefix, int64_t now_ms,
+                   const char *who, unsigned *ret_n);
+/* Threshold bans of exactly this prefix started at or after since_ms. */
+int store_offences_since(struct store *s, const struct addr_prefix *prefix, int64_t since_ms,
+                         unsigned *ret_n);
+/* Marks up to max bans whose expiry is <= now_ms as ended ('expired', at their expiry). */
+int store_bans_expire(struct store *s, int64_t now_ms, unsigned max, unsigned *ret_n);
+
+/* Called once per ban; a non-zero return stops the walk and is returned. */
+typedef int (*store_ban_fn)(void *data, const struct store_ban *b);
+/* Every active ban at now_ms (not ended, not expired), oldest first: restore at start,
+ * self-healing, `list`. */
+int store_bans_active(struct store *s, int64_t now_ms, store_ban_fn fn, void *data);
+/* Every ban (active and ended, newest first) whose prefix holds a: one indexed lookup per
+ * prefix length. active_only limits it to bans active at now_ms. */
+int store_bans_covering(struct store *s, const struct addr *a, bool active_only, int64_t now_ms,
+                        store_ban_fn fn, void *data);
+
+/* Deletes up to max rows older than cutoff_ms: failures first, then ended bans, then incidents.
+ * Small chunks (e.g. 1000), called from a timer, so the loop never stalls. *ret_deleted (may be
+ * NULL) gets the count; fewer than max means nothing older is left. Active bans are kept. */
+int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_deleted);
+
+/* Records one of the daemon's own incidents (kind: 'ami-disconnect', 'nft-repair', 'db-error',
+ * ...). message must already be safe to display (log_escape() attacker text first). */
+int store_incident(struct store *s, int64_t ts_ms, const char *kind, const char *source,
+                   const char *message);
+
+/* Failure statistics of one key (for `list`). -ENOENT-free: zeros if nothing recorded. */
+struct store_key_stats {
+    int64_t count;
+    double weight;
+    int64_t first_ms, last_ms; /* 0 if count == 0 */
+};
+int store_key_stats(struct store *s, const struct addr_prefix *key, struct store_key_stats *ret);
+
+/* Everything about one address, for `show ADDR`. key is the address's counting key (failures
+ * are found under it, then filtered to the address). The callbacks may be NULL. */
+struct store_show_fns {
+    store_ban_fn ban; /* every ban covering the address, newest first */
+    /* failures by service and event type, most frequent first */
+    int (*by_type)(void *data, const char *service, int event_type, int64_t count, double weight);
+    /* accounts tried (attacker text: escape before display), most tried first, up to 100 */
+    int (*account)(void *data, const char *account, int64_t count, int64_t last_ms);
+};
+struct store_addr_summary {
+    int64_t count;       /* failures recorded for the address */
+    int64_t whitelisted; /* of which while whitelisted */
+    int64_t first_ms, last_ms;
+};
+int store_show(struct store *s, const struct addr *a, const struct addr_prefix *key,
+               const struct store_show_fns *fns, void *data, struct store_addr_summary *ret);

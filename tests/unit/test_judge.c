@@ -1,0 +1,414 @@
+/* The decide step, policy + store on a real SQLite file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "judge.h"
+#include "store_fixtures.h"
+
+#define MIN_MS (60 * 1000)
+#define HOUR_MS (3600 * 1000)
+#define T0 1700000000000LL /* some Unix ms */
+
+struct world {
+    char dir[64], db[128];
+    struct cfg_policy cfg;
+    struct store *store;
+    struct policy *policy;
+    struct judge *judge;
+};
+
+static void world_open(struct world *w)
+{
+    assert_int_equal(store_open(w->db, NULL, &w->store), 0);
+    struct addr_prefix wl = fx_prefix("192.0.2.0/24");
+    struct cfg_whitelist cw = {.prefixes = &wl, .n = 1};
+    w->policy = policy_new(&w->cfg, &cw);
+    assert_non_null(w->policy);
+    w->judge = judge_new(w->store, w->policy);
+    assert_non_null(w->judge);
+}
+
+static void world_close(struct world *w)
+{
+    if (w->store)
+        assert_int_equal(store_turn_commit(w->store), 0);
+    judge_free(w->judge);
+    policy_free(w->policy);
+    store_close(w->store);
+    w->judge = NULL;
+    w->policy = NULL;
+    w->store = NULL;
+}
+
+static int setup(void **state)
+{
+    struct world *w = calloc(1, sizeof(*w));
+    snprintf(w->dir, sizeof(w->dir), "/tmp/pbxguard-judge-XXXXXX");
+    if (!mkdtemp(w->dir))
+        return -1;
+    snprintf(w->db, sizeof(w->db), "%s/pbxguard.db", w->dir);
+    fx_cfg_policy(&w->cfg);
+    *state = w;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct world *w = *state;
+    world_close(w);
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[160];
+        snprintf(p, sizeof(p), "%s%s", w->db, suffix[i]);
+        unlink(p);
+    }
+    rmdir(w->dir);
+    free(w);
+    return 0;
+}
+
+/* Judges one event of type from addr at t; returns the verdict. */
+static struct verdict judge_at(struct world *w, enum sec_event_type type, const char *addr,
+                               int64_t t)
+{
+    struct sec_event ev = fx_event(type, "PJSIP", addr);
+    struct verdict v;
+    int r = judge_event(w->judge, &ev, t, &v);
+    if (r < 0)
+        fail_msg("judge_event: %s (%s)", store_strerror(r), store_errmsg(w->store));
+    return v;
+}
+
+static struct verdict fail_at(struct world *w, const char *addr, int64_t t)
+{
+    return judge_at(w, SEC_CHALLENGE_RESPONSE_FAILED, addr, t);
+}
+
+static void threshold_bans_exactly_at_the_nth_failure(void **state)
+{
+    struct world *w = *state;
+    static const unsigned maxretry[] = {1, 3, 5};
+    for (size_t c = 0; c < 3; c++) {
+        w->cfg.maxretry = maxretry[c];
+        world_open(w);
+        char addr[32];
+        snprintf(addr, sizeof(addr), "198.51.100.%zu", c + 1);
+        for (unsigned i = 1; i < maxretry[c]; i++)
+            assert_int_equal(fail_at(w, addr, T0 + i).action, VERDICT_NONE);
+        struct verdict v = fail_at(w, addr, T0 + 100);
+        assert_int_equal(v.action, VERDICT_BAN);
+        assert_int_equal(v.reason, VERDICT_THRESHOLD);
+        assert_true(v.failures == maxretry[c]);
+        assert_int_equal(v.timeout_ms, HOUR_MS);
+        assert_int_equal(v.offence, 1);
+        world_close(w);
+    }
+}
+
+static void failures_older_than_findtime_slide_out_of_the_window(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    /* 4 failures, then the 5th 10 minutes and 1 ms after the first: only 4 in the window. */
+    for (int i = 0; i < 4; i++)
+        fail_at(w, "198.51.100.1", T0 + i * MIN_MS / 10);
+    assert_int_equal(fail_at(w, "198.51.100.1", T0 + 10 * MIN_MS + 1).action, VERDICT_NONE);
+    /* Exactly findtime after the second one, it is still in: 5 in [now - findtime, now]. */
+    assert_int_equal(fail_at(w, "198.51.100.1", T0 + MIN_MS / 10 + 10 * MIN_MS).action,
+                     VERDICT_BAN);
+}
+
+static void benign_events_weigh_nothing_and_are_not_recorded(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 20; i++) {
+        struct verdict v = judge_at(w, SEC_CHALLENGE_SENT, "198.51.100.1", T0 + i);
+        assert_int_equal(v.action, VERDICT_NONE);
+        assert_false(v.counted);
+    }
+    struct store_key_stats ks;
+    struct addr_prefix k = fx_prefix("198.51.100.1");
+    assert_int_equal(store_key_stats(w->store, &k, &ks), 0);
+    assert_int_equal(ks.count, 0);
+}
+
+static void weights_add_up_to_the_threshold(void **state)
+{
+    struct world *w = *state;
+    w->cfg.weight[SEC_INVALID_ACCOUNT_ID] = 2.5;
+    world_open(w);
+    assert_int_equal(judge_at(w, SEC_INVALID_ACCOUNT_ID, "198.51.100.1", T0).action,
+                     VERDICT_NONE);
+    struct verdict v = judge_at(w, SEC_INVALID_ACCOUNT_ID, "198.51.100.1", T0 + 1);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_true(v.failures == 5);
+}
+
+static void fractional_weights_reach_the_threshold_despite_rounding(void **state)
+{
+    struct world *w = *state;
+    w->cfg.maxretry = 1;
+    w->cfg.weight[SEC_FAILED_ACL] = 0.1;
+    world_open(w);
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(judge_at(w, SEC_FAILED_ACL, "198.51.100.1", T0 + i).action,
+                         VERDICT_NONE);
+    assert_int_equal(judge_at(w, SEC_FAILED_ACL, "198.51.100.1", T0 + 9).action, VERDICT_BAN);
+}
+
+static void a_restarted_store_carries_on_4_then_5(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fail_at(w, "198.51.100.9", T0 + i).action, VERDICT_NONE);
+    world_close(w);
+    world_open(w);
+    struct verdict v = fail_at(w, "198.51.100.9", T0 + 10);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_true(v.failures == 5);
+}
+
+static void events_of_a_banned_key_are_recorded_without_a_new_verdict(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "198.51.100.1", T0 + i);
+    for (int i = 0; i < 10; i++) {
+        struct verdict v = fail_at(w, "198.51.100.1", T0 + 10 + i);
+        assert_int_equal(v.action, VERDICT_NONE);
+        assert_true(v.already_banned);
+        assert_true(v.counted);
+    }
+    struct store_key_stats ks;
+    struct addr_prefix k = fx_prefix("198.51.100.1");
+    assert_int_equal(store_key_stats(w->store, &k, &ks), 0);
+    assert_int_equal(ks.count, 15);
+}
+
+static void two_addresses_in_one_ipv6_64_are_banned_together(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 4; i++)
+        fail_at(w, i % 2 ? "2001:db8:5:6::1" : "2001:db8:5:6:ffff::9", T0 + i);
+    struct verdict other = fail_at(w, "2001:db8:5:7::1", T0 + 5);
+    assert_int_equal(other.action, VERDICT_NONE);
+    struct verdict v = fail_at(w, "2001:db8:5:6::abcd", T0 + 6);
+    assert_int_equal(v.action, VERDICT_BAN);
+    char buf[ADDR_STRLEN];
+    assert_string_equal(addr_prefix_format(&v.prefix, buf, sizeof(buf)), "2001:db8:5:6::/64");
+}
+
+static void whitelisted_sources_are_recorded_but_never_banned(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    static const char *const wl[] = {"192.0.2.77", "127.0.0.1", "::1"};
+    for (size_t a = 0; a < 3; a++) {
+        for (int i = 0; i < 20; i++) {
+            struct verdict v = fail_at(w, wl[a], T0 + i);
+            assert_int_equal(v.action, VERDICT_NONE);
+            assert_true(v.whitelisted);
+            assert_true(v.counted);
+        }
+    }
+    struct store_key_stats ks;
+    struct addr_prefix k = fx_prefix("192.0.2.77");
+    assert_int_equal(store_key_stats(w->store, &k, &ks), 0);
+    assert_int_equal(ks.count, 20);
+    assert_true(ks.weight == 0);
+}
+
+static void repeat_offences_escalate_up_to_the_cap(void **state)
+{
+    struct world *w = *state;
+    w->cfg.bantime_max_s = 3 * 3600;
+    world_open(w);
+    static const int64_t expect_hours[] = {1, 2, 3, 3};
+    int64_t t = T0;
+    for (size_t n = 0; n < 4; n++) {
+        struct verdict v = {0};
+        for (int i = 0; i < 5; i++)
+            v = fail_at(w, "198.51.100.1", t + i);
+        assert_int_equal(v.action, VERDICT_BAN);
+        assert_int_equal(v.offence, n + 1);
+        assert_int_equal(v.timeout_ms, expect_hours[n] * HOUR_MS);
+        t += v.timeout_ms + 1000; /* after the ban ran out */
+    }
+}
+
+static void offences_outside_the_offence_window_do_not_escalate(void **state)
+{
+    struct world *w = *state;
+    w->cfg.offence_window_s = 86400;
+    world_open(w);
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "198.51.100.1", T0 + i);
+    struct verdict v = {0};
+    for (int i = 0; i < 5; i++)
+        v = fail_at(w, "198.51.100.1", T0 + 2 * 86400000LL + i);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_int_equal(v.offence, 1);
+    assert_int_equal(v.timeout_ms, HOUR_MS);
+}
+
+static void nth_offence_earns_a_permanent_ban(void **state)
+{
+    struct world *w = *state;
+    w->cfg.permanent_after = 2;
+    world_open(w);
+    struct verdict v = {0};
+    for (int i = 0; i < 5; i++)
+        v = fail_at(w, "198.51.100.1", T0 + i);
+    int64_t t = T0 + v.timeout_ms + 1000;
+    for (int i = 0; i < 5; i++)
+        v = fail_at(w, "198.51.100.1", t + i);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_int_equal(v.timeout_ms, 0);
+    assert_true(fail_at(w, "198.51.100.1", t + 400LL * 86400000).already_banned);
+}
+
+static void manual_ban_refuses_the_whitelist_unless_forced(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct verdict v;
+    struct addr_prefix p = fx_prefix("192.0.2.0/25");
+    assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, false, "cli:uid=0", T0, &v),
+                     -EPERM);
+    struct addr_prefix lo = fx_prefix("127.0.0.1");
+    assert_int_equal(judge_manual_ban(w->judge, &lo, HOUR_MS, false, "cli:uid=0", T0, &v),
+                     -EPERM);
+    assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, true, "cli:uid=0", T0, &v), 0);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_int_equal(v.reason, VERDICT_MANUAL);
+}
+
+static void manual_ban_is_recorded_as_manual_with_who_and_length(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct verdict v;
+    struct addr_prefix p = fx_prefix("203.0.113.0/24");
+    assert_int_equal(judge_manual_ban(w->judge, &p, 0, false, "cli:uid=0", T0, &v), 0);
+    assert_int_equal(v.timeout_ms, 0);
+    struct store_ban b;
+    assert_int_equal(store_ban_last(w->store, &p, &b), 0);
+    assert_int_equal(b.reason, STORE_BAN_MANUAL);
+    assert_string_equal(b.origin, "cli:uid=0");
+    assert_int_equal(b.expires_ms, 0);
+    /* An address inside it is already banned: its failures earn no second verdict. */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(fail_at(w, "203.0.113.5", T0 + i).action, VERDICT_NONE);
+}
+
+static void unban_lifts_the_ban_and_the_window_starts_clean(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "198.51.100.1", T0 + i);
+    struct verdict out[4];
+    unsigned n = 0;
+    struct addr_prefix p = fx_prefix("198.51.100.1");
+    assert_int_equal(judge_unban(w->judge, &p, "cli:uid=0", T0 + 100, out, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].action, VERDICT_UNBAN);
+    assert_true(addr_prefix_equal(&out[0].prefix, &p));
+    /* The 5 failures before the unban do not count again. */
+    assert_int_equal(fail_at(w, "198.51.100.1", T0 + 200).action, VERDICT_NONE);
+    struct store_ban b;
+    assert_int_equal(store_ban_last(w->store, &p, &b), 0);
+    assert_string_equal(b.lifted_by, "cli:uid=0");
+    assert_int_equal(judge_unban(w->judge, &p, "cli:uid=0", T0 + 300, out, 4, &n), -ENOENT);
+}
+
+static void unban_of_an_address_inside_a_banned_prefix_names_the_prefix(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "2001:db8:9:9::1", T0 + i);
+    struct verdict out[4];
+    unsigned n = 0;
+    struct addr_prefix a = fx_prefix("2001:db8:9:9::77");
+    assert_int_equal(judge_unban(w->judge, &a, "cli:uid=0", T0 + 100, out, 4, &n), 0);
+    assert_int_equal(n, 1);
+    char buf[ADDR_STRLEN];
+    assert_string_equal(addr_prefix_format(&out[0].prefix, buf, sizeof(buf)),
+                        "2001:db8:9:9::/64");
+}
+
+struct verdicts {
+    struct verdict v[8];
+    unsigned n;
+};
+
+static int collect(void *data, const struct verdict *v)
+{
+    struct verdicts *out = data;
+    if (out->n < 8)
+        out->v[out->n++] = *v;
+    return 0;
+}
+
+static void active_bans_are_restored_with_their_remaining_time(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "198.51.100.1", T0 + i);
+    struct verdict v;
+    struct addr_prefix p = fx_prefix("203.0.113.0/24");
+    assert_int_equal(judge_manual_ban(w->judge, &p, 0, false, "cli:uid=0", T0, &v), 0);
+    world_close(w);
+    world_open(w);
+    struct verdicts out = {0};
+    assert_int_equal(judge_active_bans(w->judge, T0 + 10 * MIN_MS, collect, &out), 0);
+    assert_int_equal(out.n, 2);
+    /* Oldest first: the manual one (T0), then the threshold one (T0 + 4). */
+    assert_int_equal(out.v[0].reason, VERDICT_RESTORE);
+    assert_true(addr_prefix_equal(&out.v[0].prefix, &p));
+    assert_int_equal(out.v[0].timeout_ms, 0); /* permanent */
+    assert_int_equal(out.v[1].timeout_ms, HOUR_MS + 4 - 10 * MIN_MS);
+    /* After the hour, only the permanent one is left, and expiry marks the other ended. */
+    unsigned n = 0;
+    assert_int_equal(judge_expire(w->judge, T0 + 2 * HOUR_MS, 100, &n), 0);
+    assert_int_equal(n, 1);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(threshold_bans_exactly_at_the_nth_failure),
+        T(failures_older_than_findtime_slide_out_of_the_window),
+        T(benign_events_weigh_nothing_and_are_not_recorded),
+        T(weights_add_up_to_the_threshold),
+        T(fractional_weights_reach_the_threshold_despite_rounding),
+        T(a_restarted_store_carries_on_4_then_5),
+        T(events_of_a_banned_key_are_recorded_without_a_new_verdict),
+        T(two_addresses_in_one_ipv6_64_are_banned_together),
+        T(whitelisted_sources_are_recorded_but_never_banned),
+        T(repeat_offences_escalate_up_to_the_cap),
+        T(offences_outside_the_offence_window_do_not_escalate),
+        T(nth_offence_earns_a_permanent_ban),
+        T(manual_ban_refuses_the_whitelist_unless_forced),
+        T(manual_ban_is_recorded_as_manual_with_who_and_length),
+        T(unban_lifts_the_ban_and_the_window_starts_clean),
+        T(unban_of_an_address_inside_a_banned_prefix_names_the_prefix),
+        T(active_bans_are_restored_with_their_remaining_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

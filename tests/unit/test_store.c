@@ -1,0 +1,488 @@
+/* The store on real SQLite files in a temporary directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "schema/schema.h"
+#include "store.h"
+#include "store_fixtures.h"
+
+struct tmp {
+    char dir[64];
+    char db[128];
+};
+
+static int setup(void **state)
+{
+    struct tmp *t = calloc(1, sizeof(*t));
+    snprintf(t->dir, sizeof(t->dir), "/tmp/pbxguard-store-XXXXXX");
+    if (!mkdtemp(t->dir))
+        return -1;
+    snprintf(t->db, sizeof(t->db), "%s/pbxguard.db", t->dir);
+    *state = t;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct tmp *t = *state;
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < 4; i++) {
+        char p[160];
+        snprintf(p, sizeof(p), "%s%s", t->db, suffix[i]);
+        unlink(p);
+    }
+    rmdir(t->dir);
+    free(t);
+    return 0;
+}
+
+/* Runs SQL on the file through a separate connection, as an admin or another program would. */
+static void raw_exec(const char *db, const char *text)
+{
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    char *err = NULL;
+    int rc = sqlite3_exec(h, text, NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", text, err);
+    sqlite3_close(h);
+}
+
+static int64_t raw_int(const char *db, const char *text)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, text, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+static char *read_all(const char *path, size_t *ret_len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = malloc(1 << 20);
+    *ret_len = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    return buf;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static struct store *open_ok(const char *db)
+{
+    struct store *s = NULL;
+    int r = store_open(db, NULL, &s);
+    if (r < 0)
+        fail_msg("store_open: %s (%s)", store_strerror(r), store_errmsg(NULL));
+    return s;
+}
+
+static void fresh_file_gets_the_newest_schema_in_wal_mode(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    assert_int_equal(store_schema_version(s), (int)schema_nmigrations);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), schema_nmigrations);
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(t->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM event_types"), SEC_EVENT_TYPE_COUNT);
+}
+
+static void reopening_a_current_file_keeps_its_data(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    assert_int_equal(store_incident(s, 1000, "start", NULL, "pbxguardd started"), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    s = open_ok(t->db);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_events"), 1);
+}
+
+static void empty_version_0_file_is_migrated(void **state)
+{
+    struct tmp *t = *state;
+    raw_exec(t->db, "PRAGMA user_version = 0");
+    struct store *s = open_ok(t->db);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), schema_nmigrations);
+}
+
+static void failed_migration_leaves_the_file_as_it_was(void **state)
+{
+    struct tmp *t = *state;
+    /* A stray table in the way: migration 001 fails half-way, so it must all roll back. */
+    raw_exec(t->db, "CREATE TABLE bans (x); INSERT INTO bans VALUES (42)");
+    struct store *s = NULL;
+    assert_int_not_equal(store_open(t->db, NULL, &s), 0);
+    assert_null(s);
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 0);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE name = 'failures'"),
+                     0);
+    assert_int_equal(raw_int(t->db, "SELECT x FROM bans"), 42);
+}
+
+static void newer_schema_is_refused_and_left_untouched(void **state)
+{
+    struct tmp *t = *state;
+    raw_exec(t->db, "CREATE TABLE future (x); INSERT INTO future VALUES (1); "
+                    "PRAGMA user_version = 999");
+    size_t n0, n1;
+    char *before = read_all(t->db, &n0);
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, NULL, &s), -EPROTONOSUPPORT);
+    assert_null(s);
+    assert_non_null(strstr(store_errmsg(NULL), "999"));
+    char *after = read_all(t->db, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", t->db);
+    assert_false(exists(wal));
+    free(before);
+    free(after);
+}
+
+static void file_that_is_not_a_database_is_refused_untouched(void **state)
+{
+    struct tmp *t = *state;
+    FILE *f = fopen(t->db, "wb");
+    for (int i = 0; i < 4096; i++)
+        fputc("garbage!"[i % 8], f);
+    fclose(f);
+    size_t n0, n1;
+    char *before = read_all(t->db, &n0);
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, NULL, &s), -EUCLEAN);
+    char *after = read_all(t->db, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before);
+    free(after);
+}
+
+static void read_only_store_reports_erofs_on_write(void **state)
+{
+    struct tmp *t = *state;
+    store_close(open_ok(t->db));
+    struct store_options o = {.flags = STORE_READ_ONLY};
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, &o, &s), 0);
+    assert_int_equal(store_incident(s, 1, "x", NULL, "y"), -EROFS);
+    double sum = -1;
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    assert_int_equal(store_window_sum(s, &k, 0, 10, &sum), 0);
+    assert_true(sum == 0);
+    store_close(s);
+}
+
+static void read_only_open_of_an_older_schema_says_run_the_daemon(void **state)
+{
+    struct tmp *t = *state;
+    raw_exec(t->db, "PRAGMA user_version = 0");
+    struct store_options o = {.flags = STORE_READ_ONLY};
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, &o, &s), -ESTALE);
+}
+
+static void locked_database_reports_ebusy_and_works_once_released(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(t->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(store_incident(s, 1, "db-error", "store", "x"), -EBUSY);
+    assert_false(store_in_turn(s));
+    assert_int_equal(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    assert_int_equal(store_incident(s, 2, "db-error", "store", "retried"), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_events"), 1);
+}
+
+static void window_sum_is_exact_at_both_edges(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    static const int64_t ts[] = {999, 1000, 1500, 2000, 2001};
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, ts[i]), 0);
+    static const struct {
+        int64_t from, to;
+        double sum;
+    } cases[] = {{1000, 2000, 3}, {999, 2001, 5}, {1001, 1999, 1}, {2002, 3000, 0}};
+    for (size_t i = 0; i < 4; i++) {
+        double sum = -1;
+        assert_int_equal(store_window_sum(s, &k, cases[i].from, cases[i].to, &sum), 0);
+        assert_true(sum == cases[i].sum);
+    }
+    struct addr_prefix other = fx_prefix("192.0.2.2");
+    double sum = -1;
+    assert_int_equal(store_window_sum(s, &other, 0, 5000, &sum), 0);
+    assert_true(sum == 0);
+    store_close(s);
+}
+
+static void commit_ends_the_turn_and_makes_it_durable(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 10), 0);
+    assert_true(store_in_turn(s));
+    assert_int_equal(store_turn_commit(s), 0);
+    assert_false(store_in_turn(s));
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 1);
+}
+
+static void attacker_text_is_stored_as_data(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_ACCOUNT_ID, "PJSIP", "192.0.2.1");
+    snprintf(ev.account, sizeof(ev.account), "x'); DROP TABLE bans; --");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 10), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures WHERE account = "
+                                    "'x''); DROP TABLE bans; --'"),
+                     1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans"), 0);
+}
+
+static void prune_deletes_old_rows_in_chunks_and_keeps_active_bans(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    for (int i = 0; i < 25; i++)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 100 + i), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 10000 + i), 0);
+    struct store_ban old_ended = {.prefix = fx_prefix("192.0.2.7"), .start_ms = 50,
+                                  .expires_ms = 60, .ended_ms = 60, .end = STORE_BAN_EXPIRED,
+                                  .event_type = -1};
+    struct store_ban old_permanent = {.prefix = fx_prefix("192.0.2.8"), .start_ms = 50,
+                                      .event_type = -1, .reason = STORE_BAN_MANUAL};
+    assert_int_equal(store_ban_add(s, &old_ended, NULL), 0);
+    assert_int_equal(store_ban_add(s, &old_permanent, NULL), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+
+    unsigned n, total = 0, calls = 0;
+    do {
+        assert_int_equal(store_prune(s, 5000, 10, &n), 0);
+        assert_true(n <= 10);
+        assert_int_equal(store_turn_commit(s), 0);
+        total += n;
+    } while (n == 10 && ++calls < 100);
+    assert_int_equal(total, 26); /* 25 failures + the ended ban */
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 5);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans"), 1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '192.0.2.8'"), 1);
+}
+
+static void ban_round_trips_with_every_field(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_ban b = {.prefix = fx_prefix("2001:db8:1:2::/64"), .start_ms = 1000,
+                          .expires_ms = 3601000, .reason = STORE_BAN_THRESHOLD, .failures = 5.5,
+                          .offence = 2, .event_type = SEC_CHALLENGE_RESPONSE_FAILED};
+    snprintf(b.origin, sizeof(b.origin), "ami:pbx1");
+    snprintf(b.service, sizeof(b.service), "PJSIP");
+    int64_t id = 0;
+    assert_int_equal(store_ban_add(s, &b, &id), 0);
+    assert_true(id > 0);
+    struct store_ban got;
+    assert_int_equal(store_ban_last(s, &b.prefix, &got), 0);
+    assert_int_equal(got.id, id);
+    assert_true(addr_prefix_equal(&got.prefix, &b.prefix));
+    assert_int_equal(got.expires_ms, b.expires_ms);
+    assert_int_equal(got.offence, 2);
+    assert_true(got.failures == 5.5);
+    assert_string_equal(got.origin, "ami:pbx1");
+    assert_string_equal(got.service, "PJSIP");
+    assert_int_equal(got.event_type, SEC_CHALLENGE_RESPONSE_FAILED);
+    assert_int_equal(got.end, STORE_BAN_ACTIVE);
+    unsigned n = 0;
+    assert_int_equal(store_ban_lift(s, &b.prefix, 2000, "cli:uid=0", &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_ban_last(s, &b.prefix, &got), 0);
+    assert_int_equal(got.end, STORE_BAN_LIFTED);
+    assert_int_equal(got.ended_ms, 2000);
+    assert_string_equal(got.lifted_by, "cli:uid=0");
+    struct addr_prefix none = fx_prefix("2001:db8:1:3::/64");
+    assert_int_equal(store_ban_last(s, &none, &got), -ENOENT);
+    store_close(s);
+}
+
+/* The child floods the store, one transaction per 1000 events, and reports each committed total
+ * on a pipe; the parent kills it with SIGKILL mid-flood. */
+#define FLOOD_TURN 1000
+
+static void flood(const char *db, int fd)
+{
+    struct store *s = NULL;
+    if (store_open(db, NULL, &s) < 0)
+        _exit(2);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    for (int64_t turn = 1; turn <= 100000; turn++) {
+        for (int i = 0; i < FLOOD_TURN; i++) {
+            ev.remote.addr.bytes[3] = (uint8_t)i;
+            struct addr_prefix k;
+            addr_prefix_of(&ev.remote.addr, 32, &k);
+            if (store_failure_add(s, &ev, &k, 1, false, turn * 1000 + i) < 0)
+                _exit(3);
+        }
+        if (store_turn_commit(s) < 0)
+            _exit(4);
+        int64_t committed = turn * FLOOD_TURN;
+        if (write(fd, &committed, sizeof(committed)) != sizeof(committed))
+            _exit(5);
+    }
+    _exit(0);
+}
+
+static void kill_9_mid_flood_keeps_every_committed_turn_and_integrity(void **state)
+{
+    struct tmp *t = *state;
+    store_close(open_ok(t->db));
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        flood(t->db, p[1]);
+    }
+    close(p[1]);
+    int64_t committed = 0, v;
+    /* Bounded: stop after 20 commits, or if the child ends early. */
+    for (int n = 0; n < 20 && read(p[0], &v, sizeof(v)) == sizeof(v); n++)
+        committed = v;
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    /* Commits the child made after its last report we read are in the file too. */
+    while (read(p[0], &v, sizeof(v)) == sizeof(v))
+        committed = v;
+    close(p[0]);
+    assert_true(WIFSIGNALED(status));
+    assert_true(committed >= 20 * FLOOD_TURN);
+
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(t->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    int64_t rows = raw_int(t->db, "SELECT count(*) FROM failures");
+    /* Every reported commit is there; at most one more turn committed between its report and
+     * the kill; never a partial turn. */
+    assert_true(rows == committed || rows == committed + FLOOD_TURN);
+    /* And the store opens it again. */
+    store_close(open_ok(t->db));
+}
+
+static int count_ban(void *data, const struct store_ban *b)
+{
+    (*(unsigned *)data)++;
+    return 0;
+}
+
+static void active_bans_exclude_ended_and_expired(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_ban b[] = {
+        {.prefix = fx_prefix("192.0.2.1"), .start_ms = 0, .expires_ms = 5000, .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.2"), .start_ms = 0, .expires_ms = 500, .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.3"), .start_ms = 0, .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.4"), .start_ms = 0, .expires_ms = 5000, .ended_ms = 100,
+         .end = STORE_BAN_LIFTED, .event_type = -1},
+    };
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(store_ban_add(s, &b[i], NULL), 0);
+    unsigned n = 0;
+    assert_int_equal(store_bans_active(s, 1000, count_ban, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_bans_expire(s, 1000, 100, &n), 0);
+    assert_int_equal(n, 1);
+    struct store_ban got;
+    assert_int_equal(store_ban_last(s, &b[1].prefix, &got), 0);
+    assert_int_equal(got.end, STORE_BAN_EXPIRED);
+    assert_int_equal(got.ended_ms, 500);
+    store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(fresh_file_gets_the_newest_schema_in_wal_mode, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(reopening_a_current_file_keeps_its_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(empty_version_0_file_is_migrated, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_migration_leaves_the_file_as_it_was, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(newer_schema_is_refused_and_left_untouched, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(file_that_is_not_a_database_is_refused_untouched, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(read_only_store_reports_erofs_on_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(read_only_open_of_an_older_schema_says_run_the_daemon,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(locked_database_reports_ebusy_and_works_once_released,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(window_sum_is_exact_at_both_edges, setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_ends_the_turn_and_makes_it_durable,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(attacker_text_is_stored_as_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(prune_deletes_old_rows_in_chunks_and_keeps_active_bans,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(ban_round_trips_with_every_field, setup, teardown),
+        cmocka_unit_test_setup_teardown(kill_9_mid_flood_keeps_every_committed_turn_and_integrity,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(active_bans_exclude_ended_and_expired, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
