@@ -362,7 +362,7 @@ struct nftset *nftset_open(const struct cfg_nftables *cfg)
     struct nlmsghdr *nlh = req_hdr(s, NFT_MSG_GETGEN, 0);
     r = talk(s, nlh, gen_cb, NULL);
     if (r < 0) {
-        if (r == -EINVAL || r == -ENOENT)
+        if (r == -EINVAL) /* nfnetlink is there, but no nf_tables subsystem behind it */
             r = -EOPNOTSUPP;
         goto fail;
     }
