@@ -206,7 +206,7 @@ static int ban_state(struct report_db *d, sqlite3_stmt **cache, const char *key,
 {
     if (!*cache && prep(d, cache,
                         "SELECT expires_ms, ended_ms FROM bans WHERE prefix = ?1 AND "
-                        "start_ms <= ?2 ORDER BY start_ms DESC LIMIT 1",
+                        "start_ms <= ?2 ORDER BY start_ms DESC, id DESC LIMIT 1",
                         0) < 0)
         return -EIO;
     sqlite3_stmt *st = *cache;
