@@ -695,6 +695,7 @@ static const char html_css[] =
     "th{color:#5b6573;font-weight:600}\n"
     "td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\n"
     "td.mono{font-family:ui-monospace,Menlo,Consolas,monospace}\n"
+    ".t{white-space:nowrap}\n"
     ".tiles{display:flex;flex-wrap:wrap;gap:10px}\n"
     ".tile{flex:1 1 150px;border:1px solid #eceef1;border-radius:6px;padding:8px 10px}\n"
     ".tile b{display:block;font-size:22px}\n"
@@ -707,6 +708,14 @@ static const char html_css[] =
     "svg rect.bar.src{fill:#b3261e}\n"
     "svg line{stroke:#c9ced6;stroke-width:1}\n"
     "p.none{color:#5b6573;font-style:italic;margin:0}\n";
+
+/* A local time that wraps between date and time, never inside either. */
+static void html_time(FILE *out, int64_t t)
+{
+    char d[16], hm[16];
+    fprintf(out, "<span class=\"t\">%s</span> <span class=\"t\">%s</span>",
+            fmt_time(t, "%Y-%m-%d", d, sizeof(d)), fmt_time(t, "%H:%M", hm, sizeof(hm)));
+}
 
 static void html_tile(FILE *out, const char *label, uint64_t n)
 {
@@ -908,17 +917,26 @@ int report_render_html(const struct report *r, FILE *out)
               out);
         for (unsigned i = 0; i < r->ntop; i++) {
             const struct report_source *s = &r->top[i];
-            fprintf(out, "<tr><td class=\"n\">%u</td><td class=\"mono\">", i + 1);
+            fprintf(out, "<tr><td>%u</td><td class=\"mono\">", i + 1);
             h(out, s->key);
             fprintf(out, "</td><td class=\"n\">%llu</td><td>", (unsigned long long)s->attempts);
             h(out, join_services(s, ", ", buf, sizeof(buf)));
             fputs("</td><td>", out);
             h(out, join_types(s, ", ", buf, sizeof(buf)));
-            fprintf(out, "</td><td class=\"n\">%llu</td><td>%s</td><td>%s</td>",
-                    (unsigned long long)s->accounts, local_min(s->first_seen, a, sizeof(a)),
-                    local_min(s->last_seen, b, sizeof(b)));
-            text_ban(s, buf, sizeof(buf));
-            fprintf(out, "<td class=\"ban-%s\">%s</td></tr>\n", ban_state_name(s->ban), buf);
+            fprintf(out, "</td><td class=\"n\">%llu</td><td>", (unsigned long long)s->accounts);
+            html_time(out, s->first_seen);
+            fputs("</td><td>", out);
+            html_time(out, s->last_seen);
+            fputs("</td>", out);
+            fprintf(out, "<td class=\"ban-%s\">", ban_state_name(s->ban));
+            if (s->ban == REPORT_BAN_ACTIVE || s->ban == REPORT_BAN_ENDED)
+            {
+                fprintf(out, "%s ", s->ban == REPORT_BAN_ACTIVE ? "until" : "ended");
+                html_time(out, s->ban_until);
+            }
+            else
+                fputs(s->ban == REPORT_BAN_PERMANENT ? "permanent" : "-", out);
+            fputs("</td></tr>\n", out);
         }
         fputs("</table>\n", out);
     } else {
@@ -932,7 +950,7 @@ int report_render_html(const struct report *r, FILE *out)
               "</th><th class=\"n\">Sources</th></tr>\n",
               out);
         for (unsigned i = 0; i < r->naccounts; i++) {
-            fprintf(out, "<tr><td class=\"n\">%u</td><td class=\"mono\">", i + 1);
+            fprintf(out, "<tr><td>%u</td><td class=\"mono\">", i + 1);
             h(out, r->accounts[i].name);
             fprintf(out, "</td><td class=\"n\">%llu</td><td class=\"n\">%llu</td></tr>\n",
                     (unsigned long long)r->accounts[i].attempts,
@@ -954,7 +972,7 @@ int report_render_html(const struct report *r, FILE *out)
         for (unsigned i = 0; i < r->nnew_sources; i++) {
             fputs("<tr><td class=\"mono\">", out);
             h(out, r->new_sources[i].key);
-            fprintf(out, "</td><td>%s</td><td class=\"n\">%llu</td></tr>\n",
+            fprintf(out, "</td><td class=\"t\">%s</td><td class=\"n\">%llu</td></tr>\n",
                     local_min(r->new_sources[i].first_seen, a, sizeof(a)),
                     (unsigned long long)r->new_sources[i].attempts);
         }

@@ -1,0 +1,188 @@
+/* Builds the report tests' fixture database from known events, through the real store API (so
+ * the schema and the way rows are written are the daemon's own).
+ *
+ *   report-fixture DB            the day 2026-11-25 (UTC) described below
+ *   report-fixture --empty DB    an initialized database with nothing in it
+ *   report-fixture --report ...  runs report_main(...) (used until `pbxguard report` dispatches)
+ *
+ * The expected reports are tests/fixtures/report/db.{txt,csv,json}; tests/integration/report.py
+ * checks them. Change this file and those together. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "report.h"
+#include "store.h"
+
+#define DAY0_MS 1795564800000LL /* 2026-11-25T00:00:00Z */
+#define H (3600 * 1000LL)
+#define M (60 * 1000LL)
+#define S 1000LL
+
+static struct store *st;
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "report-fixture: %s: %s (%s)\n", what, store_strerror(rc), store_errmsg(st));
+    exit(1);
+}
+
+static struct addr_prefix key_of(const char *addr)
+{
+    struct addr a;
+    struct addr_prefix p;
+    if (addr_parse(addr, strlen(addr), &a) < 0) {
+        fprintf(stderr, "report-fixture: bad address %s\n", addr);
+        exit(1);
+    }
+    addr_prefix_of(&a, a.family == AF_INET ? 32 : 64, &p);
+    return p;
+}
+
+static void failure(int64_t ts_ms, const char *addr, const char *service,
+                    enum sec_event_type type, const char *account, bool whitelisted)
+{
+    struct sec_event ev = {.type = type, .version = 1, .event_tv_ms = ts_ms,
+                           .received_ms = ts_ms};
+    snprintf(ev.service, sizeof(ev.service), "%s", service);
+    snprintf(ev.source, sizeof(ev.source), "ami:pbx1");
+    if (addr_parse(addr, strlen(addr), &ev.remote.addr) < 0)
+        exit(1);
+    ev.remote.port = 5060;
+    ev.remote.transport = SEC_TRANSPORT_UDP;
+    if (account)
+        snprintf(ev.account, sizeof(ev.account), "%s", account);
+    struct addr_prefix key = key_of(addr);
+    int rc = store_failure_add(st, &ev, &key, whitelisted ? 0.0 : 1.0, whitelisted, ts_ms);
+    if (rc < 0)
+        die("store_failure_add", rc);
+}
+
+static void ban(const char *prefix, int64_t start_ms, int64_t expires_ms,
+                enum store_ban_reason reason, unsigned offence)
+{
+    struct store_ban b = {.start_ms = start_ms, .expires_ms = expires_ms, .reason = reason,
+                          .offence = offence, .event_type = -1};
+    b.prefix = key_of(prefix);
+    if (reason == STORE_BAN_THRESHOLD) {
+        snprintf(b.origin, sizeof(b.origin), "ami:pbx1");
+        snprintf(b.service, sizeof(b.service), "PJSIP");
+        b.event_type = SEC_CHALLENGE_RESPONSE_FAILED;
+        b.failures = 5;
+    } else {
+        snprintf(b.origin, sizeof(b.origin), "cli:uid=0");
+    }
+    int rc = store_ban_add(st, &b, NULL);
+    if (rc < 0)
+        die("store_ban_add", rc);
+}
+
+static void incident(int64_t ts_ms, const char *kind, const char *source)
+{
+    int rc = store_incident(st, ts_ms, kind, source, kind);
+    if (rc < 0)
+        die("store_incident", rc);
+}
+
+static void commit(void)
+{
+    int rc = store_turn_commit(st);
+    if (rc < 0)
+        die("store_turn_commit", rc);
+}
+
+/* The story of 2026-11-25, in the order the daemon would have written it. */
+static void the_day(void)
+{
+    /* the day before: 203.0.113.5 and 192.0.2.200 were already known */
+    failure(DAY0_MS - 5 * 86400 * S, "203.0.113.5", "PJSIP", SEC_INVALID_ACCOUNT_ID, "100",
+            false);
+    incident(DAY0_MS - 86400 * S, "start", NULL);
+    failure(DAY0_MS - 1 * S, "192.0.2.200", "PJSIP", SEC_FAILED_ACL, NULL, false);
+    ban("192.0.2.200", DAY0_MS - 1 * H, DAY0_MS + 1 * H, STORE_BAN_THRESHOLD, 1);
+    commit();
+
+    /* 203.0.113.5 scans extensions, then guesses the password of 100: banned at 02:11 */
+    for (int i = 0; i < 12; i++) {
+        char acc[8];
+        snprintf(acc, sizeof(acc), "%d", 100 + i % 4);
+        failure(DAY0_MS + 1 * H + i * M, "203.0.113.5", "PJSIP", SEC_INVALID_ACCOUNT_ID, acc,
+                false);
+    }
+    for (int i = 0; i < 6; i++)
+        failure(DAY0_MS + 2 * H + 10 * M + i * 10 * S, "203.0.113.5", "PJSIP",
+                SEC_CHALLENGE_RESPONSE_FAILED, "100", false);
+    ban("203.0.113.5", DAY0_MS + 2 * H + 11 * M, DAY0_MS + 3 * H + 11 * M, STORE_BAN_THRESHOLD, 1);
+    incident(DAY0_MS + 3 * H, "ami-disconnect", "ami:pbx1");
+    incident(DAY0_MS + 3 * H + 5 * S, "ami-connect", "ami:pbx1");
+    commit();
+
+    /* ... comes back after its ban and earns a second, longer one (until the next morning) */
+    for (int i = 0; i < 8; i++)
+        failure(DAY0_MS + 5 * H + i * 30 * S, "203.0.113.5", "PJSIP",
+                SEC_CHALLENGE_RESPONSE_FAILED, "100", false);
+    ban("203.0.113.5", DAY0_MS + 5 * H + 4 * M, DAY0_MS + 33 * H + 4 * M, STORE_BAN_THRESHOLD,
+        2);
+    commit();
+
+    /* an IPv6 /64 tries the AMI admin password; banned by hand (permanently), lifted at noon */
+    for (int i = 0; i < 5; i++)
+        failure(DAY0_MS + 9 * H + 30 * M + i * M, i % 2 ? "2001:db8:77:1::11" : "2001:db8:77:1::10",
+                "AMI", SEC_INVALID_PASSWORD, "admin", false);
+    ban("2001:db8:77:1::", DAY0_MS + 10 * H, 0, STORE_BAN_MANUAL, 1);
+    commit();
+    struct addr_prefix p6 = key_of("2001:db8:77:1::");
+    int rc = store_ban_lift(st, &p6, DAY0_MS + 12 * H, "cli:uid=0", NULL);
+    if (rc < 0)
+        die("store_ban_lift", rc);
+    commit();
+
+    /* a phone on the LAN (whitelisted) with a stale password: recorded and reported, never
+     * counted toward a ban */
+    failure(DAY0_MS + 14 * H + 1 * S, "10.0.0.5", "PJSIP", SEC_INVALID_PASSWORD, "201", true);
+    incident(DAY0_MS + 15 * H, "ami-disconnect", "ami:pbx1");
+    incident(DAY0_MS + 15 * H + 2 * S, "ami-connect", "ami:pbx1");
+    incident(DAY0_MS + 16 * H, "nft-repair", "nft");
+    commit();
+
+    /* chan_sip probing with account names meant for spreadsheets, browsers and terminals */
+    failure(DAY0_MS + 20 * H + 15 * M, "198.51.100.77", "SIP", SEC_INVALID_ACCOUNT_ID,
+            "=cmd|' /C calc'!A0", false);
+    failure(DAY0_MS + 20 * H + 16 * M, "198.51.100.77", "SIP", SEC_INVALID_ACCOUNT_ID,
+            "<script>alert(1)</script>", false);
+    failure(DAY0_MS + 20 * H + 17 * M, "198.51.100.77", "SIP", SEC_INVALID_ACCOUNT_ID,
+            "bad\x1b[2Jname", false);
+    commit();
+
+    /* the last second of the day, and the first of the next (outside the period) */
+    failure(DAY0_MS + 24 * H - 1 * S, "192.0.2.200", "PJSIP", SEC_FAILED_ACL, NULL, false);
+    failure(DAY0_MS + 24 * H, "192.0.2.200", "PJSIP", SEC_FAILED_ACL, NULL, false);
+    commit();
+
+    /* the daemon marks what ran out, as it does on its expiry timer */
+    rc = store_bans_expire(st, DAY0_MS + 30 * H, 1000, NULL);
+    if (rc < 0)
+        die("store_bans_expire", rc);
+    commit();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--report") == 0)
+        return report_main(argc - 1, argv + 1);
+
+    bool empty = argc == 3 && strcmp(argv[1], "--empty") == 0;
+    if (argc != 2 && !empty) {
+        fprintf(stderr, "usage: report-fixture [--empty] DB | --report ARGS...\n");
+        return 2;
+    }
+    int rc = store_open(argv[argc - 1], NULL, &st);
+    if (rc < 0)
+        die("store_open", rc);
+    if (!empty)
+        the_day();
+    store_close(st);
+    return 0;
+}
