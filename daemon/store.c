@@ -31,6 +31,7 @@ enum {
     ST_SHOW_SUMMARY,
     ST_SHOW_BY_TYPE,
     ST_SHOW_ACCOUNTS,
+    ST_BAN_LENS,
     ST_COUNT
 };
 
@@ -81,6 +82,7 @@ static const char *const sql[ST_COUNT] = {
     [ST_SHOW_ACCOUNTS] = "SELECT account, count(*), max(ts_ms) FROM failures "
                          "WHERE key = ?1 AND addr = ?2 AND account IS NOT NULL "
                          "GROUP BY account ORDER BY 2 DESC, 3 DESC LIMIT 100",
+    [ST_BAN_LENS] = "SELECT DISTINCT family, len FROM bans",
 };
 
 enum op_kind { OP_BAN_ADD, OP_BAN_LIFT };
@@ -106,7 +108,44 @@ struct store {
     struct addr_prefix key_cached;
     bool key_cached_valid;
     char key_text[ADDR_STRLEN];
+    /* Prefix lengths (per family: [0] IPv4, [1] IPv6) that any ban row has, so a covering-ban
+     * lookup probes only those instead of all 33 or 129. Bits are only ever set (a length whose
+     * bans were pruned costs one useless probe until the next open). */
+    uint64_t ban_lens[2][3];
+    /* store_ban_last() answers, cached: a flood from one banned source asks the same question
+     * thousands of times per turn. Direct-mapped and bounded; every change to bans (and every
+     * rollback) bumps generation, which empties it at once. */
+    struct ban_cache_entry {
+        uint64_t generation; /* 0 = never filled */
+        struct addr_prefix prefix;
+        bool found;
+        struct store_ban ban;
+    } *ban_cache;
+    uint64_t generation;
 };
+
+#define BAN_CACHE_SIZE 1024
+
+static unsigned ban_cache_slot(const struct addr_prefix *p)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over the prefix */
+    const uint8_t *b = p->addr.bytes;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ b[i]) * 16777619u;
+    h = (h ^ p->len) * 16777619u;
+    return h % BAN_CACHE_SIZE;
+}
+
+static void ban_len_mark(struct store *s, int family, unsigned len)
+{
+    if (len <= 128)
+        s->ban_lens[family == AF_INET ? 0 : 1][len / 64] |= 1ull << (len % 64);
+}
+
+static bool ban_len_seen(const struct store *s, int family, unsigned len)
+{
+    return s->ban_lens[family == AF_INET ? 0 : 1][len / 64] & (1ull << (len % 64));
+}
 
 static int map_rc(struct store *s, int rc)
 {
@@ -368,6 +407,21 @@ int store_open(const char *path, const struct store_options *opt, struct store *
         if (rc != SQLITE_OK)
             r = map_rc(s, rc);
     }
+    if (r == 0) {
+        sqlite3_stmt *st = s->st[ST_BAN_LENS];
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            ban_len_mark(s, sqlite3_column_int(st, 0) == 4 ? AF_INET : AF_INET6,
+                         (unsigned)sqlite3_column_int(st, 1));
+        if (rc != SQLITE_DONE)
+            r = map_rc(s, rc);
+        sqlite3_reset(st);
+    }
+    if (r == 0) {
+        s->generation = 1;
+        s->ban_cache = calloc(BAN_CACHE_SIZE, sizeof(*s->ban_cache));
+        if (!s->ban_cache)
+            r = -ENOMEM;
+    }
     if (r == 0 && !s->read_only) {
         s->journal = calloc(STORE_JOURNAL_MAX, sizeof(*s->journal));
         if (!s->journal)
@@ -393,6 +447,7 @@ void store_close(struct store *s)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
     free(s->journal);
+    free(s->ban_cache);
     free(s);
 }
 
@@ -444,6 +499,7 @@ int store_turn_commit(struct store *s)
     memcpy(s->errmsg, keep, sizeof(keep));
     s->in_turn = false;
     s->key_cached_valid = false;
+    s->generation++;
     s->stats.commit_failures++;
     return r;
 }
@@ -554,16 +610,27 @@ int store_ban_last(struct store *s, const struct addr_prefix *prefix, struct sto
     int r = turn_begin(s);
     if (r < 0)
         return r;
+    struct ban_cache_entry *c = &s->ban_cache[ban_cache_slot(prefix)];
+    if (c->generation == s->generation && addr_prefix_equal(&c->prefix, prefix)) {
+        if (!c->found)
+            return -ENOENT;
+        *ret_ban = c->ban;
+        return 0;
+    }
     sqlite3_stmt *st = s->st[ST_BAN_LAST];
     sqlite3_bind_text(st, 1, key_text(s, prefix), -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         struct store_ban b;
         r = read_ban(st, &b);
-        if (r == 0)
+        if (r == 0) {
             *ret_ban = b;
+            *c = (struct ban_cache_entry){s->generation, *prefix, true, b};
+        }
     } else {
         r = rc == SQLITE_DONE ? -ENOENT : map_rc(s, rc);
+        if (r == -ENOENT)
+            *c = (struct ban_cache_entry){.generation = s->generation, .prefix = *prefix};
     }
     sqlite3_reset(st);
     return r;
@@ -603,6 +670,9 @@ static int ban_add(struct store *s, const struct store_ban *b, int64_t *ret_id)
     }
     bind_text_or_null(st, 14, b->lifted_by, sizeof(b->lifted_by));
     int r = run(s, st);
+    s->generation++;
+    if (r == 0)
+        ban_len_mark(s, b->prefix.addr.family, b->prefix.len);
     if (r == 0 && ret_id)
         *ret_id = sqlite3_last_insert_rowid(s->db);
     return r;
@@ -627,6 +697,7 @@ static int ban_lift(struct store *s, const struct addr_prefix *prefix, int64_t n
     sqlite3_bind_int64(st, 2, now_ms);
     bind_text_or_null(st, 3, who, STORE_WHO_MAX - 1);
     int r = run(s, st);
+    s->generation++;
     if (r == 0 && ret_n)
         *ret_n = (unsigned)sqlite3_changes(s->db);
     return r;
@@ -694,6 +765,7 @@ int store_bans_expire(struct store *s, int64_t now_ms, unsigned max, unsigned *r
     sqlite3_bind_int64(st, 1, now_ms);
     sqlite3_bind_int64(st, 2, max);
     r = run(s, st);
+    s->generation++;
     if (r == 0 && ret_n)
         *ret_n = (unsigned)sqlite3_changes(s->db);
     return r;
@@ -751,6 +823,8 @@ int store_bans_covering(struct store *s, const struct addr *a, bool active_only,
     struct covering c = {active_only, now_ms, fn, data};
     /* Longest prefix first: the address itself, then every shorter prefix holding it. */
     for (int len = (int)addr_max_len(a); r == 0 && len >= 0; len--) {
+        if (!ban_len_seen(s, a->family, (unsigned)len))
+            continue;
         struct addr_prefix p;
         addr_prefix_of(a, (unsigned)len, &p);
         sqlite3_stmt *st = s->st[ST_BAN_HISTORY];
@@ -766,6 +840,8 @@ static int prune_one(struct store *s, int which, int64_t cutoff_ms, unsigned max
     sqlite3_bind_int64(st, 1, cutoff_ms);
     sqlite3_bind_int64(st, 2, max);
     int r = run(s, st);
+    if (which == ST_PRUNE_BANS)
+        s->generation++;
     if (r == 0)
         *n = (unsigned)sqlite3_changes(s->db);
     return r;

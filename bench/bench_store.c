@@ -1,0 +1,235 @@
+/* Store + policy benchmark. Prints figures; never passes or fails on time.
+ *
+ *   bench_store [DIR] [BIG_ROWS]
+ *
+ * DIR (default /var/tmp) holds the scratch databases, deleted afterwards. BIG_ROWS (default
+ * 10000000) is the size of the largest table for the window-count figure. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "judge.h"
+#include "policy.h"
+#include "store.h"
+
+#define TURN 1000
+#define T0 1700000000000LL
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long max_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static void unlink_db(const char *db)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[600];
+        snprintf(p, sizeof(p), "%s%s", db, suffix[i]);
+        unlink(p);
+    }
+}
+
+static void die(const char *what, int r)
+{
+    fprintf(stderr, "bench_store: %s: %s (%s)\n", what, store_strerror(r), store_errmsg(NULL));
+    exit(1);
+}
+
+static void cfg_defaults(struct cfg_policy *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->maxretry = 5;
+    c->findtime_s = 600;
+    c->bantime_s = 3600;
+    c->bantime_factor = 2;
+    c->bantime_max_s = 7 * 86400;
+    c->offence_window_s = 30 * 86400;
+    c->ipv4_prefix = 32;
+    c->ipv6_prefix = 64;
+    for (int t = 0; t < SEC_EVENT_TYPE_COUNT; t++)
+        c->weight[t] = policy_default_weight((enum sec_event_type)t);
+}
+
+static void event_for(struct sec_event *ev, uint32_t source)
+{
+    ev->remote.addr.family = AF_INET;
+    ev->remote.addr.bytes[0] = 10;
+    ev->remote.addr.bytes[1] = (uint8_t)(source >> 16);
+    ev->remote.addr.bytes[2] = (uint8_t)(source >> 8);
+    ev->remote.addr.bytes[3] = (uint8_t)source;
+}
+
+/* Pushes n events through judge + store in TURN-event transactions, the sources cycling over
+ * nsources addresses; 1 ms of wall clock per turn. Returns events per second. */
+static double flood(const char *db, unsigned nsources, unsigned n, unsigned *ret_bans)
+{
+    struct store *s;
+    int r = store_open(db, NULL, &s);
+    if (r < 0)
+        die("store_open", r);
+    struct cfg_policy c;
+    cfg_defaults(&c);
+    struct policy *p = policy_new(&c, NULL);
+    struct judge *j = judge_new(s, p);
+    struct sec_event ev = {.type = SEC_CHALLENGE_RESPONSE_FAILED, .service = "PJSIP",
+                           .remote = {.port = 5060, .transport = SEC_TRANSPORT_UDP},
+                           .account = "1001", .source = "ami:pbx1"};
+    unsigned bans = 0;
+    double t = now_s();
+    for (unsigned i = 0; i < n; i++) {
+        event_for(&ev, i % nsources);
+        struct verdict v;
+        r = judge_event(j, &ev, T0 + i / TURN, &v);
+        if (r < 0)
+            die("judge_event", r);
+        bans += v.action == VERDICT_BAN;
+        if ((i + 1) % TURN == 0 && (r = store_turn_commit(s)) < 0)
+            die("commit", r);
+    }
+    if ((r = store_turn_commit(s)) < 0)
+        die("commit", r);
+    double el = now_s() - t;
+    judge_free(j);
+    policy_free(p);
+    store_close(s);
+    *ret_bans = bans;
+    return n / el;
+}
+
+/* Fills failures with rows spread over 100k keys, in time order, in 100k-row transactions. */
+static void fill(const char *db, unsigned rows)
+{
+    struct store *s;
+    int r = store_open(db, NULL, &s);
+    if (r < 0)
+        die("store_open", r);
+    store_close(s);
+    sqlite3 *h;
+    sqlite3_open(db, &h);
+    sqlite3_exec(h, "PRAGMA synchronous = OFF; PRAGMA cache_size = -262144", NULL, NULL, NULL);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(h,
+                       "INSERT INTO failures (ts_ms, key, addr, port, transport, service, "
+                       "event_type, account, source, weight) VALUES (?1, ?2, ?2, 5060, 'UDP', "
+                       "'PJSIP', 11, '1001', 'ami:pbx1', 1)",
+                       -1, &st, NULL);
+    for (unsigned i = 0; i < rows; i++) {
+        if (i % 100000 == 0)
+            sqlite3_exec(h, i ? "COMMIT; BEGIN" : "BEGIN", NULL, NULL, NULL);
+        char key[32];
+        unsigned src = (i * 7919u) % 100000u;
+        snprintf(key, sizeof(key), "10.%u.%u.%u", src >> 16, (src >> 8) & 255, src & 255);
+        sqlite3_bind_int64(st, 1, T0 + i);
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            fprintf(stderr, "fill: %s\n", sqlite3_errmsg(h));
+            exit(1);
+        }
+        sqlite3_reset(st);
+    }
+    sqlite3_exec(h, "COMMIT; PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+}
+
+static double file_mib(const char *db)
+{
+    struct stat st;
+    return stat(db, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0;
+}
+
+/* Median cost of one window count (store_window_sum) on a table of `rows` failures. */
+static void window_cost(const char *db, unsigned rows)
+{
+    unlink_db(db);
+    double t = now_s();
+    fill(db, rows);
+    double fill_s = now_s() - t;
+    struct store *s;
+    int r = store_open(db, NULL, &s);
+    if (r < 0)
+        die("store_open", r);
+    enum { ROUNDS = 5, COUNTS = 20000 };
+    double best[ROUNDS];
+    for (int round = 0; round < ROUNDS; round++) {
+        t = now_s();
+        double sum = 0, total = 0;
+        for (unsigned i = 0; i < COUNTS; i++) {
+            struct addr_prefix k = {.addr = {.family = AF_INET}, .len = 32};
+            unsigned src = (i * 104729u) % 100000u;
+            k.addr.bytes[0] = 10;
+            k.addr.bytes[1] = (uint8_t)(src >> 16);
+            k.addr.bytes[2] = (uint8_t)(src >> 8);
+            k.addr.bytes[3] = (uint8_t)src;
+            /* The last 10 minutes of the table, as the live window would be. */
+            int64_t end = T0 + rows;
+            if ((r = store_window_sum(s, &k, end - 600000, end, &sum)) < 0)
+                die("window", r);
+            total += sum;
+        }
+        store_turn_commit(s);
+        best[round] = (now_s() - t) / COUNTS * 1e6;
+        if (total < 0)
+            printf("?");
+    }
+    for (int a = 0; a < ROUNDS; a++) /* sort, for the median */
+        for (int b = a + 1; b < ROUNDS; b++)
+            if (best[b] < best[a]) {
+                double x = best[a];
+                best[a] = best[b];
+                best[b] = x;
+            }
+    store_close(s);
+    printf("window count, table of %u failures (100k keys): median %.2f us over %d rounds of "
+           "%d counts (min %.2f, max %.2f); filled in %.1f s; file %.0f MiB = %.1f MiB per "
+           "million failures\n",
+           rows, best[ROUNDS / 2], ROUNDS, COUNTS, best[0], best[ROUNDS - 1], fill_s,
+           file_mib(db), file_mib(db) / (rows / 1e6));
+    unlink_db(db);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : "/var/tmp";
+    unsigned big = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 10000000;
+    char db[512];
+    snprintf(db, sizeof(db), "%s/pbxguard-bench-%d.db", dir, (int)getpid());
+    printf("bench_store: judge + store, %d events per transaction, WAL, synchronous=NORMAL, "
+           "database in %s\n", TURN, dir);
+
+    unsigned bans;
+    unlink_db(db);
+    double eps = flood(db, 1, 1000000, &bans);
+    printf("one hot source: %.0f events/s (1M events, %u ban), max RSS %ld KiB\n", eps, bans,
+           max_rss_kib());
+    unlink_db(db);
+
+    eps = flood(db, 100000, 1000000, &bans);
+    printf("100k distinct sources: %.0f events/s (1M events, 10 each, %u bans), max RSS %ld KiB, "
+           "file %.0f MiB = %.1f MiB per million failures\n",
+           eps, bans, max_rss_kib(), file_mib(db), file_mib(db));
+    unlink_db(db);
+
+    window_cost(db, 1000000);
+    if (big > 1000000)
+        window_cost(db, big);
+    printf("max RSS %ld KiB\n", max_rss_kib());
+    return 0;
+}
