@@ -1,32 +1,559 @@
-/* The pipeline glue. Grows as the modules land: AMI sources, policy + store, nftables, StatsD. */
+/* The pipeline glue: sources -> judge (policy + store) -> verdicts -> sinks.
+ *
+ * Everything happens on the loop's one thread. An event handed over by a source is judged at
+ * once (recorded in the turn's open transaction, window summed, maybe a verdict); a ban verdict
+ * is queued for nftables and counted for StatsD. At the end of the turn, in this order: the
+ * queued nftables elements go to the kernel in one transaction (enforcement first, so a ban
+ * lands within the turn that decided it), the store commits the turn (group commit), and the
+ * StatsD datagram is sent. If the database fails, bans already decided stay in the kernel with
+ * their own timeouts, and the store keeps them in its journal for the next transaction. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
+#include "ami_session.h"
 #include "core.h"
+#include "core_internal.h"
+#include "duration.h"
+#include "judge.h"
 #include "log.h"
+#include "nftset.h"
+#include "policy.h"
+#include "statsd.h"
+#include "store.h"
 
-struct core {
-    struct loop *loop;
-    const struct config *cfg;
-};
+#define EXPIRE_CHUNK 1000
+#define PRUNE_CHUNK 1000
+#define MAINT_INTERVAL_MS 1000
+#define PRUNE_IDLE_INTERVAL_MS 60000
+
+static const char *reason_name(enum verdict_reason r)
+{
+    switch (r) {
+    case VERDICT_THRESHOLD: return "threshold";
+    case VERDICT_MANUAL: return "manual";
+    case VERDICT_RESTORE: return "restore";
+    }
+    return "?";
+}
+
+/* --- the database's health: one log line per change of state, not per failure --- */
+
+static void db_failed(struct core *c, const char *what, int err)
+{
+    c->stats.db_errors++;
+    statsd_count(c->statsd, STATSD_M_DB_ERRORS, 1);
+    if (c->db_failing)
+        return;
+    c->db_failing = true;
+    log_err("database %s: %s failed: %s (%s); bans already decided stay enforced, events are "
+            "not counted until it recovers",
+            c->cfg->general.database, what, store_strerror(err), store_errmsg(c->store));
+}
+
+static void db_succeeded(struct core *c)
+{
+    if (!c->db_failing)
+        return;
+    c->db_failing = false;
+    log_notice("database %s recovered", c->cfg->general.database);
+    store_incident(c->store, loop_wall_ms(c->loop), "db-error", "store",
+                   "database errors ended; recovered");
+}
+
+/* --- nftables --- */
+
+static void on_nft_result(void *data, const struct nftset_result *r)
+{
+    struct core *c = data;
+    char buf[ADDR_STRLEN];
+
+    if (r->err == 0)
+        return;
+    if (r->op == NFTSET_UNBAN && r->err == -ENOENT)
+        return; /* already gone from the kernel: its timeout ran out */
+    c->stats.nft_errors++;
+    statsd_count(c->statsd, STATSD_M_NFT_ERRORS, 1);
+    log_err("nftables: cannot %s %s: %s", r->op == NFTSET_BAN ? "ban" : "unban",
+            addr_prefix_format(&r->prefix, buf, sizeof(buf)), nftset_strerror(r->err));
+}
+
+static void nft_commit(struct core *c)
+{
+    if (!nftset_queued(c->nft))
+        return;
+    long failed = nftset_commit(c->nft, on_nft_result, c);
+    if (failed < 0 && !c->nft_failing) {
+        c->nft_failing = true;
+        log_err("nftables: the netlink transaction failed: %s", nftset_strerror((int)failed));
+    } else if (failed >= 0 && c->nft_failing) {
+        c->nft_failing = false;
+        log_notice("nftables: transactions succeed again");
+    }
+}
+
+static int queue_restore(void *data, const struct verdict *v)
+{
+    struct core *c = data;
+    int r = nftset_queue_ban(c->nft, &v->prefix, (uint64_t)v->timeout_ms);
+    if (r == 0)
+        c->restore_count++;
+    return r == -ENOMEM ? r : 0;
+}
+
+/* Installs every active ban from the store with its remaining time, in one commit. */
+static int nft_restore(struct core *c)
+{
+    c->restore_count = 0;
+    int r = judge_active_bans(c->judge, loop_clock_wall_ms(), queue_restore, c);
+    nft_commit(c);
+    return r;
+}
+
+/* Makes our table right and re-installs the active bans. why: "start", "repair". */
+static int nft_rebuild(struct core *c, const char *why)
+{
+    enum nftset_setup_action action;
+    uint64_t t0 = loop_clock_mono_ms();
+    int r = nftset_setup(c->nft, &action);
+    if (r < 0) {
+        if (!c->nft_failing)
+            log_err("nftables: cannot set up table inet %s: %s", c->cfg->nftables.table,
+                    nftset_strerror(r));
+        c->nft_failing = true;
+        c->nft_healthy = false;
+        return r;
+    }
+    r = nft_restore(c);
+    if (r < 0)
+        db_failed(c, "reading the active bans", r);
+    c->nft_healthy = true;
+    c->nft_failing = false;
+    const char *what = action == NFTSET_ADOPTED   ? "adopted"
+                       : action == NFTSET_CREATED ? "created"
+                                                  : "replaced";
+    if (strcmp(why, "start") == 0) {
+        log_notice("nftables: table inet %s %s (sets: %s); %lu active bans installed in %llu ms",
+                   c->cfg->nftables.table, what, nftset_mode(c->nft), c->restore_count,
+                   (unsigned long long)(loop_clock_mono_ms() - t0));
+    } else {
+        c->stats.nft_repairs++;
+        log_warn("nftables: table inet %s was damaged (deleted or flushed by someone else); "
+                 "%s it and re-installed %lu active bans in %llu ms",
+                 c->cfg->nftables.table, what, c->restore_count,
+                 (unsigned long long)(loop_clock_mono_ms() - t0));
+        char msg[128];
+        snprintf(msg, sizeof(msg), "table %s, %lu bans re-installed", what, c->restore_count);
+        store_incident(c->store, loop_wall_ms(c->loop), "nft-repair", "nftables", msg);
+    }
+    return 0;
+}
+
+static void on_nft_monitor(struct loop *l, int fd, uint32_t events, void *data)
+{
+    struct core *c = data;
+    bool damaged = false;
+    int r = nftset_monitor_read(c->nft, &damaged);
+    if (r < 0)
+        log_debug("nftables monitor: %s", nftset_strerror(r));
+    if (damaged)
+        c->nft_repair_pending = true; /* repaired at the end of this turn */
+}
+
+static void on_nft_check(struct loop *l, void *data)
+{
+    struct core *c = data;
+    bool damaged = false;
+    if (nftset_check(c->nft, &damaged) < 0 || damaged)
+        c->nft_repair_pending = true;
+    loop_timer_arm(l, &c->nft_check_timer, (uint64_t)c->cfg->nftables.check_interval_ms);
+}
+
+/* --- verdicts --- */
+
+static void apply_ban(struct core *c, const struct verdict *v, const struct sec_event *ev)
+{
+    char buf[ADDR_STRLEN], dur[32];
+    int r = nftset_queue_ban(c->nft, &v->prefix, (uint64_t)v->timeout_ms);
+    if (r < 0)
+        log_err("nftables: cannot queue the ban of %s: %s",
+                addr_prefix_format(&v->prefix, buf, sizeof(buf)), nftset_strerror(r));
+    c->stats.bans++;
+    statsd_count_by(c->statsd, STATSD_M_BANS, reason_name(v->reason), 1);
+    if (v->timeout_ms)
+        duration_format(v->timeout_ms / 1000, dur, sizeof(dur));
+    else
+        snprintf(dur, sizeof(dur), "ever");
+    if (ev) {
+        log_notice("banned %s for %s: %g failures within %s, last %s/%s from %s (offence %u)",
+                   addr_prefix_format(&v->prefix, buf, sizeof(buf)), dur, v->failures,
+                   c->findtime_text, sec_event_type_name(ev->type), ev->service, ev->source,
+                   v->offence);
+    }
+}
+
+void core_apply_verdict(struct core *c, const struct verdict *v)
+{
+    char buf[ADDR_STRLEN];
+    if (v->action == VERDICT_BAN) {
+        apply_ban(c, v, NULL);
+    } else if (v->action == VERDICT_UNBAN) {
+        int r = nftset_queue_unban(c->nft, &v->prefix);
+        if (r < 0)
+            log_err("nftables: cannot queue the unban of %s: %s",
+                    addr_prefix_format(&v->prefix, buf, sizeof(buf)), nftset_strerror(r));
+        c->stats.unbans++;
+        statsd_count_by(c->statsd, STATSD_M_UNBANS, reason_name(v->reason), 1);
+    }
+}
+
+void core_flush(struct core *c)
+{
+    nft_commit(c);
+    int r = store_turn_commit(c->store);
+    if (r < 0)
+        db_failed(c, "commit", r);
+}
+
+/* The sink the sources hand their events to. */
+static void on_event(void *data, const struct sec_event *ev)
+{
+    struct core *c = data;
+    struct verdict v;
+
+    c->stats.events++;
+    c->last_event_ms = loop_wall_ms(c->loop);
+    statsd_count_by(c->statsd, STATSD_M_EVENTS, sec_event_type_name(ev->type), 1);
+    int r = judge_event(c->judge, ev, c->last_event_ms, &v);
+    if (r < 0) {
+        db_failed(c, "recording an event", r);
+        return;
+    }
+    db_succeeded(c);
+    if (v.counted) {
+        c->stats.failures++;
+        statsd_failed_auth(c->statsd, ev);
+    }
+    if (v.action == VERDICT_BAN)
+        apply_ban(c, &v, ev);
+}
+
+/* --- AMI sources --- */
+
+/* The Asterisk we talk to must never be banned: whitelist its address as soon as we know it
+ * (at once for a numeric host, at connect time for a name). */
+static void whitelist_ami_peer(struct core *c, unsigned i, const struct addr *a)
+{
+    char label[POLICY_LABEL_MAX];
+    struct addr_prefix p;
+    if (c->ami_peer_known[i] && addr_equal(&c->ami_peer[i], a))
+        return;
+    addr_prefix_of(a, addr_max_len(a), &p);
+    snprintf(label, sizeof(label), "ami:%s", c->cfg->ami[i].name);
+    if (policy_whitelist_add(c->policy, &p, label) == 0) {
+        c->ami_peer[i] = *a;
+        c->ami_peer_known[i] = true;
+    }
+}
+
+static void watch_ami(struct core *c)
+{
+    for (unsigned i = 0; i < c->nami; i++) {
+        struct addr a;
+        struct ami_session_stats st;
+        if (ami_session_peer(c->ami[i], &a) == 0)
+            whitelist_ami_peer(c, i, &a);
+        ami_session_get_stats(c->ami[i], &st);
+        if (st.reconnects > c->ami_reconnects[i]) {
+            statsd_count(c->statsd, STATSD_M_AMI_RECONNECTS,
+                         (int64_t)(st.reconnects - c->ami_reconnects[i]));
+            store_incident(c->store, loop_wall_ms(c->loop), "ami-disconnect",
+                           ami_session_name(c->ami[i]), "session lost; reconnecting");
+            c->ami_reconnects[i] = st.reconnects;
+        }
+        if (st.frames_discarded > c->ami_discarded[i]) {
+            statsd_count(c->statsd, STATSD_M_AMI_FRAMES_MALFORMED,
+                         (int64_t)(st.frames_discarded - c->ami_discarded[i]));
+            c->ami_discarded[i] = st.frames_discarded;
+        }
+    }
+}
+
+static void stop_ami(struct core *c)
+{
+    for (unsigned i = 0; i < c->nami; i++)
+        ami_session_free(c->ami[i]);
+    free(c->ami);
+    free(c->ami_peer);
+    free(c->ami_peer_known);
+    free(c->ami_reconnects);
+    free(c->ami_discarded);
+    c->ami = NULL;
+    c->ami_peer = NULL;
+    c->ami_peer_known = NULL;
+    c->ami_reconnects = c->ami_discarded = NULL;
+    c->nami = 0;
+}
+
+static int start_ami(struct core *c, const struct config *cfg)
+{
+    unsigned n = cfg->nami;
+    c->ami = calloc(n ? n : 1, sizeof(*c->ami));
+    c->ami_peer = calloc(n ? n : 1, sizeof(*c->ami_peer));
+    c->ami_peer_known = calloc(n ? n : 1, sizeof(*c->ami_peer_known));
+    c->ami_reconnects = calloc(n ? n : 1, sizeof(*c->ami_reconnects));
+    c->ami_discarded = calloc(n ? n : 1, sizeof(*c->ami_discarded));
+    if (!c->ami || !c->ami_peer || !c->ami_peer_known || !c->ami_reconnects ||
+        !c->ami_discarded)
+        return -ENOMEM;
+    struct sec_sink sink = {.submit = on_event, .data = c};
+    for (unsigned i = 0; i < n; i++) {
+        c->ami[i] = ami_session_new(c->loop, &cfg->ami[i], sink);
+        if (!c->ami[i]) {
+            int e = errno;
+            log_err("[ami:%s]: cannot start the session: %s", cfg->ami[i].name, strerror(e));
+            stop_ami(c);
+            return -e;
+        }
+        c->nami = i + 1;
+        struct addr a;
+        if (addr_parse(cfg->ami[i].host, strlen(cfg->ami[i].host), &a) == 0)
+            whitelist_ami_peer(c, i, &a);
+    }
+    if (n == 0)
+        log_warn("no [ami:NAME] section configured: nothing will be watched");
+    return 0;
+}
+
+/* --- maintenance: expiry, retention, gauges --- */
+
+static void on_maintenance(struct loop *l, void *data)
+{
+    struct core *c = data;
+    unsigned n = 0;
+    int64_t now = loop_clock_wall_ms();
+
+    int r = judge_expire(c->judge, now, EXPIRE_CHUNK, &n);
+    if (r < 0) {
+        db_failed(c, "expiring bans", r);
+    } else if (n) {
+        c->stats.expired += n;
+        statsd_count_by(c->statsd, STATSD_M_UNBANS, "expired", n);
+    }
+    uint64_t next = MAINT_INTERVAL_MS;
+    if (loop_now_ms(l) >= c->next_prune_ms) {
+        unsigned deleted = 0;
+        r = store_prune(c->store, now - c->cfg->general.retention_s * 1000, PRUNE_CHUNK,
+                        &deleted);
+        if (r < 0)
+            db_failed(c, "pruning old rows", r);
+        /* A full chunk means more is waiting: come back next second, else in a minute. */
+        c->next_prune_ms = loop_now_ms(l) + (deleted == PRUNE_CHUNK ? 0 : PRUNE_IDLE_INTERVAL_MS);
+    }
+    loop_timer_arm(l, &c->maint_timer, next);
+}
+
+static void on_turn_end(struct loop *l, void *data)
+{
+    struct core *c = data;
+    if (c->nami)
+        watch_ami(c);
+    if (c->nft_repair_pending) {
+        c->nft_repair_pending = false;
+        nft_rebuild(c, "repair");
+    }
+    core_flush(c);
+    statsd_flush(c->statsd);
+}
+
+/* --- lifecycle --- */
+
+static struct policy *make_policy(const struct config *cfg)
+{
+    struct policy *p = policy_new(&cfg->policy, &cfg->whitelist);
+    if (!p)
+        log_err("[policy]: invalid settings: %s", strerror(errno));
+    return p;
+}
+
+static int open_store(struct core *c)
+{
+    char dir[CFG_PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", c->cfg->general.database);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        mkdir(dir, 0750); /* its parent must exist; EEXIST is fine */
+    }
+    int r = store_open(c->cfg->general.database, NULL, &c->store);
+    if (r < 0)
+        log_err("database %s: %s (%s)", c->cfg->general.database, store_strerror(r),
+                store_errmsg(NULL));
+    return r;
+}
+
+static int open_nft(struct core *c)
+{
+    c->nft = nftset_open(&c->cfg->nftables);
+    if (!c->nft) {
+        int e = errno;
+        log_err("nftables: %s", nftset_strerror(e));
+        return -e;
+    }
+    int r = nft_rebuild(c, "start");
+    if (r < 0)
+        return r;
+    r = loop_io_add(c->loop, &c->nft_io, nftset_monitor_fd(c->nft), EPOLLIN, on_nft_monitor, c);
+    if (r < 0)
+        return r;
+    loop_timer_init(&c->nft_check_timer, on_nft_check, c);
+    loop_timer_arm(c->loop, &c->nft_check_timer, (uint64_t)c->cfg->nftables.check_interval_ms);
+    return 0;
+}
 
 struct core *core_new(struct loop *l, const struct config *cfg)
 {
     struct core *c = calloc(1, sizeof(*c));
+    int r;
     if (!c)
         return NULL;
     c->loop = l;
     c->cfg = cfg;
+    c->started_ms = loop_clock_wall_ms();
+    loop_io_init(&c->nft_io);
+    loop_timer_init(&c->maint_timer, on_maintenance, c);
+    loop_timer_init(&c->nft_check_timer, on_nft_check, c);
+    duration_format(cfg->policy.findtime_s, c->findtime_text, sizeof(c->findtime_text));
+
+    c->statsd = statsd_new(&cfg->statsd);
+    if (!c->statsd) {
+        r = -errno;
+        log_err("[statsd] server %s: %s", cfg->statsd.host, strerror(errno));
+        goto fail;
+    }
+    if ((r = open_store(c)) < 0)
+        goto fail;
+    c->policy = make_policy(cfg);
+    if (!c->policy) {
+        r = -EINVAL;
+        goto fail;
+    }
+    c->judge = judge_new(c->store, c->policy);
+    if (!c->judge) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if ((r = open_nft(c)) < 0)
+        goto fail;
+    store_turn_commit(c->store);
+    if ((r = core_ctl_start(c)) < 0)
+        goto fail;
+    if ((r = start_ami(c, cfg)) < 0)
+        goto fail;
+    if ((r = loop_turn_end_add(l, on_turn_end, c)) < 0)
+        goto fail;
+    loop_timer_arm(l, &c->maint_timer, MAINT_INTERVAL_MS);
     return c;
+
+fail:
+    core_free(c);
+    errno = -r;
+    return NULL;
+}
+
+static bool same_ami(const struct cfg_ami *a, const struct cfg_ami *b)
+{
+    return strcmp(a->name, b->name) == 0 && strcmp(a->host, b->host) == 0 &&
+           a->port == b->port && strcmp(a->username, b->username) == 0 &&
+           strcmp(a->secret, b->secret) == 0 && a->auth == b->auth &&
+           a->ping_interval_ms == b->ping_interval_ms &&
+           a->ping_timeout_ms == b->ping_timeout_ms &&
+           a->connect_timeout_ms == b->connect_timeout_ms &&
+           a->backoff_min_ms == b->backoff_min_ms && a->backoff_max_ms == b->backoff_max_ms;
+}
+
+static bool same_ami_list(const struct config *a, const struct config *b)
+{
+    if (a->nami != b->nami)
+        return false;
+    for (unsigned i = 0; i < a->nami; i++)
+        if (!same_ami(&a->ami[i], &b->ami[i]))
+            return false;
+    return true;
 }
 
 int core_reload(struct core *c, const struct config *cfg)
 {
+    struct policy *p = make_policy(cfg);
+    if (!p)
+        return -EINVAL;
+    int r = statsd_reload(c->statsd, &cfg->statsd);
+    if (r < 0) {
+        log_err("[statsd] server %s: %s", cfg->statsd.host, strerror(-r));
+        policy_free(p);
+        return r;
+    }
+    if (memcmp(&c->cfg->nftables, &cfg->nftables, sizeof(cfg->nftables)) != 0)
+        log_warn("[nftables] changes take effect when pbxguardd restarts");
+
+    /* From here on nothing fails: switch over. */
+    const struct config *old = c->cfg;
     c->cfg = cfg;
+    duration_format(cfg->policy.findtime_s, c->findtime_text, sizeof(c->findtime_text));
+    if (!same_ami_list(old, cfg)) {
+        stop_ami(c);
+        /* The new policy learns the peers again as the new sessions connect. */
+        judge_set_policy(c->judge, p);
+        policy_free(c->policy);
+        c->policy = p;
+        r = start_ami(c, cfg);
+        if (r < 0)
+            log_err("AMI sessions could not be restarted: %s", strerror(-r));
+    } else {
+        for (unsigned i = 0; i < c->nami; i++) {
+            char label[POLICY_LABEL_MAX];
+            struct addr_prefix pfx;
+            if (!c->ami_peer_known[i])
+                continue;
+            addr_prefix_of(&c->ami_peer[i], addr_max_len(&c->ami_peer[i]), &pfx);
+            snprintf(label, sizeof(label), "ami:%s", cfg->ami[i].name);
+            policy_whitelist_add(p, &pfx, label);
+        }
+        judge_set_policy(c->judge, p);
+        policy_free(c->policy);
+        c->policy = p;
+    }
     return 0;
 }
 
 void core_free(struct core *c)
 {
+    if (!c)
+        return;
+    stop_ami(c);
+    core_ctl_stop(c);
+    if (c->store)
+        core_flush(c);
+    statsd_free(c->statsd);
+    if (c->loop) {
+        loop_timer_cancel(c->loop, &c->maint_timer);
+        loop_timer_cancel(c->loop, &c->nft_check_timer);
+        loop_io_del(c->loop, &c->nft_io);
+    }
+    if (c->nft && c->cfg->nftables.remove_on_stop) {
+        int r = nftset_teardown(c->nft);
+        if (r < 0)
+            log_err("nftables: cannot remove table inet %s: %s", c->cfg->nftables.table,
+                    nftset_strerror(r));
+        else
+            log_notice("nftables: table inet %s removed (remove_on_stop)",
+                       c->cfg->nftables.table);
+    }
+    nftset_free(c->nft);
+    judge_free(c->judge);
+    policy_free(c->policy);
+    store_close(c->store);
     free(c);
 }
