@@ -27,6 +27,18 @@ DAEMON = os.path.join(BUILD, "pbxguardd")
 CLI = os.path.join(BUILD, "pbxguard")
 FIXTURES = os.path.join(SOURCE, "tests", "fixtures")
 
+
+def _sanitized():
+    try:
+        with open(DAEMON, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# True when the binaries under test are the ASan/UBSan build: memory figures mean nothing there.
+SANITIZED = _sanitized()
+
 SKIP = 77
 
 
