@@ -1,6 +1,5 @@
 #include <errno.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include "ami_event.h"
@@ -43,12 +42,40 @@ static int transport_from(const char *s, size_t len, enum sec_transport *ret)
                  {"WS", SEC_TRANSPORT_WS},
                  {"WSS", SEC_TRANSPORT_WSS}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strlen(names[i].name) == len && strncasecmp(s, names[i].name, len) == 0) {
+        if (strlen(names[i].name) == len && ami_caseeq(s, names[i].name, len)) {
             *ret = names[i].t;
             return 0;
         }
     }
     return -EINVAL;
+}
+
+/* Dotted-quad IPv4, strictly (no leading zeros beyond "0", four parts): the common case, done
+ * without the copy and the generic path of inet_pton(). Returns 0 or -EINVAL. */
+static int parse_ipv4(const char *s, size_t len, struct addr *ret)
+{
+    struct addr a;
+    memset(&a, 0, sizeof(a));
+    unsigned part = 0, v = 0, ndig = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || s[i] == '.') {
+            if (ndig == 0 || v > 255 || part > 3 || (ndig > 1 && s[i - ndig] == '0'))
+                return -EINVAL;
+            a.bytes[part++] = (uint8_t)v;
+            v = 0;
+            ndig = 0;
+        } else if (s[i] >= '0' && s[i] <= '9' && ndig < 3) {
+            v = v * 10 + (unsigned)(s[i] - '0');
+            ndig++;
+        } else {
+            return -EINVAL;
+        }
+    }
+    if (part != 4)
+        return -EINVAL;
+    a.family = AF_INET;
+    *ret = a;
+    return 0;
 }
 
 int ami_event_parse_address(const char *s, size_t len, struct sec_endpoint *ret_ep)
@@ -75,9 +102,9 @@ int ami_event_parse_address(const char *s, size_t len, struct sec_endpoint *ret_
     struct sec_endpoint ep;
     memset(&ep, 0, sizeof(ep));
     int want_family;
-    if (plen[0] == 4 && strncasecmp(part[0], "IPV4", 4) == 0)
+    if (plen[0] == 4 && ami_caseeq(part[0], "IPV4", 4))
         want_family = AF_INET;
-    else if (plen[0] == 4 && strncasecmp(part[0], "IPV6", 4) == 0)
+    else if (plen[0] == 4 && ami_caseeq(part[0], "IPV6", 4))
         want_family = AF_INET6;
     else
         return -EINVAL;
@@ -94,7 +121,8 @@ int ami_event_parse_address(const char *s, size_t len, struct sec_endpoint *ret_
         memcpy(ep.scope, pct + 1, slen);
         alen = (size_t)(pct - a);
     }
-    if (addr_parse(a, alen, &ep.addr) < 0)
+    if (want_family == AF_INET ? parse_ipv4(a, alen, &ep.addr) < 0
+                               : addr_parse(a, alen, &ep.addr) < 0)
         return -EINVAL;
     /* "IPV6/::ffff:192.0.2.1" folds to IPv4 and is fine; "IPV4/2001:db8::1" is not. */
     if (want_family == AF_INET && (ep.addr.family != AF_INET || memchr(a, ':', alen)))
@@ -214,34 +242,57 @@ enum field {
     F_EVENT_TV,
 };
 
+/* Header names are matched caselessly, as Asterisk itself reads them. */
+static inline bool name_is(const char *n, const char *want, size_t len)
+{
+    return ami_caseeq(n, want, len);
+}
+
 static enum field field_of(const struct ami_header *h)
 {
     const char *n = h->name;
     switch (h->name_len) {
     case 7:
-        if (strncasecmp(n, "Service", 7) == 0)
+        if (name_is(n, "Service", 7))
             return F_SERVICE;
-        if (strncasecmp(n, "EventTV", 7) == 0)
+        if (name_is(n, "EventTV", 7))
             return F_EVENT_TV;
         break;
     case 9:
-        if (strncasecmp(n, "AccountID", 9) == 0)
+        if (name_is(n, "AccountID", 9))
             return F_ACCOUNT;
-        if (strncasecmp(n, "SessionID", 9) == 0)
+        if (name_is(n, "SessionID", 9))
             return F_SESSION;
         break;
     case 12:
-        if (strncasecmp(n, "EventVersion", 12) == 0)
+        if (name_is(n, "EventVersion", 12))
             return F_VERSION;
-        if (strncasecmp(n, "LocalAddress", 12) == 0)
+        if (name_is(n, "LocalAddress", 12))
             return F_LOCAL;
         break;
     case 13:
-        if (strncasecmp(n, "RemoteAddress", 13) == 0)
+        if (name_is(n, "RemoteAddress", 13))
             return F_REMOTE;
         break;
     }
     return F_NONE;
+}
+
+/* sec_event_type_from_name() with the lengths compared first: most names differ in length. */
+static int type_from_name(const char *s, size_t len)
+{
+    static uint8_t lens[SEC_EVENT_TYPE_COUNT];
+    static const char *names[SEC_EVENT_TYPE_COUNT];
+    if (!names[0]) {
+        for (int i = 0; i < SEC_EVENT_TYPE_COUNT; i++) {
+            names[i] = sec_event_type_name((enum sec_event_type)i);
+            lens[i] = (uint8_t)strlen(names[i]);
+        }
+    }
+    for (int i = 0; i < SEC_EVENT_TYPE_COUNT; i++)
+        if (lens[i] == len && memcmp(names[i], s, len) == 0)
+            return i;
+    return -1;
 }
 
 enum ami_event_result ami_event_from_frame(const struct ami_frame *f, const char *source,
@@ -251,7 +302,7 @@ enum ami_event_result ami_event_from_frame(const struct ami_frame *f, const char
         return AMI_EVENT_NOT_SECURITY;
 
     const struct ami_header *name = &f->headers[0];
-    int type = sec_event_type_from_name(name->value, name->value_len);
+    int type = type_from_name(name->value, name->value_len);
     if (type < 0)
         return AMI_EVENT_UNKNOWN;
 

@@ -1,5 +1,4 @@
 #include <string.h>
-#include <strings.h>
 
 #include "ami_frame.h"
 
@@ -127,9 +126,9 @@ static const struct ami_frame *emit(struct ami_parser *p, enum ami_frame_kind ki
 
 static enum ami_frame_kind kind_of(const struct ami_header *h)
 {
-    if (h->name_len == 5 && strncasecmp(h->name, "Event", 5) == 0)
+    if (h->name_len == 5 && ami_caseeq(h->name, "Event", 5))
         return AMI_FRAME_EVENT;
-    if (h->name_len == 8 && strncasecmp(h->name, "Response", 8) == 0)
+    if (h->name_len == 8 && ami_caseeq(h->name, "Response", 8))
         return AMI_FRAME_RESPONSE;
     return AMI_FRAME_OTHER;
 }
@@ -199,7 +198,7 @@ const struct ami_frame *ami_parser_next(struct ami_parser *p)
         h->name_len = (uint32_t)(colon - s);
         h->value = v;
         h->value_len = (uint32_t)(e - v);
-        if (h->name_len == 16 && strncasecmp(s, "ExpectedResponse", 16) == 0) {
+        if (h->name_len == 16 && ami_caseeq(s, "ExpectedResponse", 16)) {
             memset((char *)v, 0, h->value_len);
             h->value_len = 0;
         }
@@ -211,7 +210,7 @@ const struct ami_header *ami_frame_get(const struct ami_frame *f, const char *na
     size_t len = strlen(name);
     for (unsigned i = 0; i < f->nheaders; i++) {
         const struct ami_header *h = &f->headers[i];
-        if (h->name_len == len && strncasecmp(h->name, name, len) == 0)
+        if (h->name_len == len && ami_caseeq(h->name, name, len))
             return h;
     }
     return NULL;
@@ -230,7 +229,7 @@ bool ami_frame_is_security(const struct ami_frame *f)
     /* Privilege comes right after Event on every event Asterisk writes; look there first. */
     const struct ami_header *h = NULL;
     if (f->nheaders > 1 && f->headers[1].name_len == 9 &&
-        strncasecmp(f->headers[1].name, "Privilege", 9) == 0)
+        ami_caseeq(f->headers[1].name, "Privilege", 9))
         h = &f->headers[1];
     else
         h = ami_frame_get(f, "Privilege");

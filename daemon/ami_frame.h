@@ -98,3 +98,15 @@ bool ami_frame_is_security(const struct ami_frame *f);
 bool ami_header_value_is(const struct ami_header *h, const char *s);
 
 const char *ami_discard_name(enum ami_discard reason);
+
+/* ASCII case-insensitive comparison of len bytes against a name made of letters and digits
+ * (header names, "IPV4", "UDP"); cheaper than strncasecmp() and locale-free. */
+static inline bool ami_caseeq(const char *s, const char *name, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char a = (unsigned char)s[i], b = (unsigned char)name[i];
+        if (a != b && !(((b | 0x20) >= 'a' && (b | 0x20) <= 'z') && (a | 0x20) == (b | 0x20)))
+            return false;
+    }
+    return true;
+}
