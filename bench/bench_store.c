@@ -207,6 +207,12 @@ static void window_cost(const char *db, unsigned rows)
 
 int main(int argc, char **argv)
 {
+    if (getenv("BENCH_WINDOW_ONLY")) {
+        char wdb[512];
+        snprintf(wdb, sizeof(wdb), "%s/pbxguard-bench-w.db", argc > 1 ? argv[1] : "/var/tmp");
+        window_cost(wdb, argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 10000000);
+        return 0;
+    }
     const char *dir = argc > 1 ? argv[1] : "/var/tmp";
     unsigned big = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 10000000;
     char db[512];

@@ -42,6 +42,8 @@ struct store_options {
     unsigned flags;         /* enum store_open_flags */
     int busy_timeout_ms;    /* default 50 (the daemon's loop must not wait long); readers: more */
     int cache_kib;          /* page cache bound; default 65536 (64 MiB) */
+    int mmap_mib;           /* file bytes read through mmap (file-backed, reclaimable by the
+                             * kernel, so memory stays bounded); default 1024; -1 = none */
 };
 
 enum store_ban_reason { STORE_BAN_THRESHOLD = 0, STORE_BAN_MANUAL };
