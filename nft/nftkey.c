@@ -64,3 +64,20 @@ int nftkey_prefix_of(int family, const uint8_t *start, const uint8_t *end,
     }
     return -EINVAL;
 }
+
+enum nftkey_set nftkey_set_of(const struct addr_prefix *p)
+{
+    if (p->addr.family == AF_INET)
+        return p->len >= 32 ? NFTKEY_HOST4 : NFTKEY_NET4;
+    return p->len == 64 ? NFTKEY_NET64 : NFTKEY_NET6;
+}
+
+bool nftkey_set_is_interval(enum nftkey_set k)
+{
+    return k == NFTKEY_NET4 || k == NFTKEY_NET6;
+}
+
+bool nftkey_set_is_v6(enum nftkey_set k)
+{
+    return k == NFTKEY_NET64 || k == NFTKEY_NET6;
+}

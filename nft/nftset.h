@@ -1,7 +1,9 @@
 /* The daemon's hands: bans enforced by nftables sets, spoken to over netlink (libnftnl + libmnl,
- * never a forked nft). Everything lives in our own table (inet pbxguard by default): a set of IPv4
- * and a set of IPv6 prefixes with per-element timeouts, and a base chain on the input hook (and
- * optionally forward) with "saddr @set counter drop" rules.
+ * never a forked nft). Everything lives in our own table (inet pbxguard by default), all sets with
+ * per-element timeouts: set4 (IPv4 addresses) and set6 (IPv6 /64s, matched on the source masked
+ * to /64) are hash sets, the fast path for the policy's usual keys; set4_net and set6_net are
+ * interval sets for every other prefix. A base chain on the input hook (and optionally forward)
+ * has one "saddr @set counter drop" rule per set.
  *
  * Elements are queued and committed together: one commit is one netlink transaction per chunk of
  * up to NFTSET_CHUNK elements, each message with its own sequence number and ack, every error
@@ -31,8 +33,8 @@ struct nftset_result {
     struct addr_prefix prefix;
     uint64_t timeout_ms; /* ban: as queued, 0 = permanent */
     /* 0, or -errno: -ENOENT (unban: not in the set), -ENOSPC (the set is full), -ENOTEMPTY
-     * (ban: overlaps another banned prefix), -EOPNOTSUPP (a prefix, but the kernel's sets hold
-     * only single addresses), -ECANCELED (not applied: its transaction failed for others
+     * (ban: overlaps another banned prefix in the same interval set), -EOPNOTSUPP (a prefix that
+     * needs an interval set, but the kernel has none), -ECANCELED (not applied: its transaction failed for others
      * repeatedly), or a transport error. */
     int err;
     bool refreshed;            /* ban: the element existed and was replaced with this timeout */
@@ -53,10 +55,10 @@ void nftset_free(struct nftset *s); /* accepts NULL; leaves the table in the ker
  * touched. The first call probes whether the kernel accepts interval + timeout sets. */
 int nftset_setup(struct nftset *s, enum nftset_setup_action *ret_action);
 
-/* True if the sets hold prefixes (interval + timeout); false if the kernel only accepted
- * timeout sets, which hold single addresses. Known after nftset_setup(). */
+/* True if the interval sets exist (any prefix can be banned); false if the kernel only accepted
+ * hash timeout sets (IPv4 addresses and IPv6 /64s only). Known after nftset_setup(). */
 bool nftset_has_intervals(const struct nftset *s);
-/* "interval,timeout" or "timeout (no prefixes)", for the log line after setup. */
+/* Which sets are in use, in words, for the log line after setup. */
 const char *nftset_mode(const struct nftset *s);
 
 /* Queues one element for the next commit. timeout_ms is the ban's remaining time, 0 =

@@ -293,3 +293,17 @@ def nft_tables():
     """Returns the set of (family, name) of every table in this namespace."""
     out = nft_json("list", "tables") or []
     return {(o["table"]["family"], o["table"]["name"]) for o in out if "table" in o}
+
+
+def pbxguard_bans(table="pbxguard", set4="banned4", set6="banned6"):
+    """Every ban in our table's four sets, as {"addr" or "addr/len": (timeout_s, expires_s)}:
+    set4 holds IPv4 addresses, set6 IPv6 /64s (listed by nft without the /64, added back here),
+    set4_net and set6_net the other prefixes. None if the table is missing."""
+    bans = {}
+    for name, is64 in ((set4, False), (set4 + "_net", False), (set6, True), (set6 + "_net", False)):
+        elems = nft_set_elements(name, table=table)
+        if elems is None:
+            return None
+        for k, v in elems.items():
+            bans[f"{k}/64" if is64 else k] = v
+    return bans

@@ -14,9 +14,8 @@ h.in_private_netns()
 h.setup_loopback()
 t = h.Tap()
 
-BANS = ["198.51.100.7,3600000", "192.0.2.0/24", "2001:db8::/64,600000"]
-WANT4 = {"198.51.100.7", "192.0.2.0/24"}
-WANT6 = {"2001:db8::/64"}
+BANS = ["198.51.100.7,3600000", "192.0.2.0/24", "2001:db8::/64,600000", "2001:db8:5::/48"]
+WANT = {"198.51.100.7", "192.0.2.0/24", "2001:db8::/64", "2001:db8:5::/48"}
 
 
 class Healer:
@@ -52,14 +51,12 @@ class Healer:
 
 
 def bans_installed():
-    e4 = h.nft_set_elements("banned4") or {}
-    e6 = h.nft_set_elements("banned6") or {}
-    return WANT4 <= set(e4) and WANT6 <= set(e6)
+    return WANT <= set(h.pbxguard_bans() or {})
 
 
 def chain_ok():
     out = h.nft("list", "chain", "inet", "pbxguard", "input", check=False).stdout
-    return out.count("drop") == 2
+    return out.count("drop") == 4
 
 
 def damage_and_wait(what, *nft_args):
@@ -84,7 +81,8 @@ try:
     damage_and_wait("nft flush set banned4", "flush", "set", "inet", "pbxguard", "banned4")
     damage_and_wait("nft flush chain input", "flush", "chain", "inet", "pbxguard", "input")
     damage_and_wait("nft delete element", "delete", "element", "inet", "pbxguard", "banned6",
-                    "{ 2001:db8::/64 }")
+                    "{ 2001:db8:: }")
+    damage_and_wait("nft flush set banned6_net", "flush", "set", "inet", "pbxguard", "banned6_net")
 
     # Someone else's tables are none of our business: no repair for them.
     h.nft("add", "table", "inet", "filter")

@@ -30,7 +30,7 @@ def test_setup_creates_our_table_with_typed_sets_and_drop_rules():
     fresh()
     r = setup_ok()
     t.ok(r.returncode == 0 and "created" in r.stdout, "setup creates the table", r.stdout + r.stderr)
-    t.ok("interval,timeout" in r.stdout, "setup says the sets are interval,timeout", r.stdout)
+    t.ok("interval+timeout for other prefixes" in r.stdout, "setup says which sets it uses", r.stdout)
     sets = {}
     rules = []
     for o in h.nft_json("list", "table", "inet", "pbxguard") or []:
@@ -38,17 +38,24 @@ def test_setup_creates_our_table_with_typed_sets_and_drop_rules():
             sets[o["set"]["name"]] = o["set"]
         if "rule" in o:
             rules.append(o["rule"])
-    t.eq(sorted(sets), ["banned4", "banned6"], "the table holds banned4 and banned6")
-    t.eq((sets["banned4"]["type"], sorted(sets["banned4"]["flags"])),
-         ("ipv4_addr", ["interval", "timeout"]), "banned4 is an ipv4_addr set with interval,timeout")
-    t.eq((sets["banned6"]["type"], sorted(sets["banned6"]["flags"])),
-         ("ipv6_addr", ["interval", "timeout"]), "banned6 is an ipv6_addr set with interval,timeout")
+    t.eq(sorted(sets), ["banned4", "banned4_net", "banned6", "banned6_net"],
+         "the table holds banned4, banned6 and their _net interval sets")
+    t.eq((sets["banned4"]["type"], sets["banned4"]["flags"]), ("ipv4_addr", ["timeout"]),
+         "banned4 is an ipv4_addr hash set with timeouts")
+    t.eq((sets["banned6"]["type"], sets["banned6"]["flags"]), ("ipv6_addr", ["timeout"]),
+         "banned6 is an ipv6_addr hash set with timeouts")
+    t.eq((sets["banned4_net"]["type"], sorted(sets["banned4_net"]["flags"])),
+         ("ipv4_addr", ["interval", "timeout"]), "banned4_net is an ipv4_addr set with interval,timeout")
+    t.eq((sets["banned6_net"]["type"], sorted(sets["banned6_net"]["flags"])),
+         ("ipv6_addr", ["interval", "timeout"]), "banned6_net is an ipv6_addr set with interval,timeout")
     chain = [o["chain"] for o in h.nft_json("list", "chain", "inet", "pbxguard", "input") if "chain" in o][0]
     t.eq((chain["hook"], chain["prio"], chain["policy"]), ("input", -10, "accept"),
          "the chain hooks input at priority -10, ahead of filter")
     text = h.nft("list", "chain", "inet", "pbxguard", "input").stdout
-    t.ok("ip saddr @banned4 counter" in text and "ip6 saddr @banned6 counter" in text
-         and text.count("drop") == 2, "rules: ip saddr @banned4 / ip6 saddr @banned6 counter drop", text)
+    t.ok("ip saddr @banned4 counter" in text and "ip saddr @banned4_net counter" in text
+         and "ip6 saddr & ffff:ffff:ffff:ffff:: == @banned6 counter" in text
+         and "ip6 saddr @banned6_net counter" in text and text.count("drop") == 4,
+         "one saddr counter drop rule per set; banned6 is matched on the /64", text)
 
 
 def test_setup_adopts_a_table_that_is_already_right():
@@ -57,7 +64,7 @@ def test_setup_adopts_a_table_that_is_already_right():
     tool("ban", "192.0.2.1")
     r = setup_ok()
     t.ok("adopted" in r.stdout, "a second setup adopts the table", r.stdout)
-    t.ok("192.0.2.1" in (h.nft_set_elements("banned4") or {}), "adopting keeps the bans")
+    t.ok("192.0.2.1" in (h.pbxguard_bans() or {}), "adopting keeps the bans")
 
 
 def test_setup_replaces_a_wrong_table_and_leaves_foreign_tables_alone():
@@ -98,13 +105,15 @@ def test_ban_installs_elements_with_their_timeouts_and_permanent_ones_without():
     fresh()
     r = tool("ban", "192.0.2.0/24,3600000", "198.51.100.7", "2001:db8::/64,600000", "2001:db8:1::5")
     t.ok(r.returncode == 0, "ban of four elements succeeds", r.stdout + r.stderr)
-    e4 = h.nft_set_elements("banned4")
-    e6 = h.nft_set_elements("banned6")
-    t.ok(e4.get("192.0.2.0/24", (0, 0))[0] == 3600 and 3590 <= e4["192.0.2.0/24"][1] <= 3600,
-         "the /24 carries a 1h timeout and about 1h remaining", e4)
-    t.eq(e4.get("198.51.100.7"), (None, None), "a ban without timeout is permanent")
-    t.ok(e6.get("2001:db8::/64", (0, 0))[0] == 600, "the IPv6 /64 carries its 10m timeout", e6)
-    t.eq(e6.get("2001:db8:1::5"), (None, None), "a single IPv6 address is permanent")
+    b = h.pbxguard_bans()
+    t.ok(b.get("192.0.2.0/24", (0, 0))[0] == 3600 and 3590 <= b["192.0.2.0/24"][1] <= 3600,
+         "the /24 carries a 1h timeout and about 1h remaining", b)
+    t.eq(b.get("198.51.100.7"), (None, None), "a ban without timeout is permanent")
+    t.ok(b.get("2001:db8::/64", (0, 0))[0] == 600, "the IPv6 /64 carries its 10m timeout", b)
+    t.eq(b.get("2001:db8:1::5"), (None, None), "a single IPv6 address is permanent")
+    t.ok("192.0.2.0/24" in h.nft_set_elements("banned4_net") and "198.51.100.7" in h.nft_set_elements("banned4")
+         and "2001:db8::" in h.nft_set_elements("banned6") and "2001:db8:1::5" in h.nft_set_elements("banned6_net"),
+         "addresses and /64s go to the hash sets, other prefixes to the _net sets", b)
 
 
 def test_ban_of_an_existing_element_refreshes_its_timeout():
@@ -112,21 +121,27 @@ def test_ban_of_an_existing_element_refreshes_its_timeout():
     tool("ban", "192.0.2.9,60000")
     r = tool("ban", "192.0.2.9,7200000")
     t.ok("refreshed" in r.stdout and r.returncode == 0, "banning again reports refreshed", r.stdout)
-    t.eq(h.nft_set_elements("banned4").get("192.0.2.9", (0, 0))[0], 7200,
-         "the element now carries the new timeout")
+    t.eq(h.pbxguard_bans().get("192.0.2.9", (0, 0))[0], 7200, "the element now carries the new timeout")
     tool("ban", "192.0.2.9")
-    t.eq(h.nft_set_elements("banned4").get("192.0.2.9"), (None, None),
+    t.eq(h.pbxguard_bans().get("192.0.2.9"), (None, None),
          "a permanent ban over a timed one makes it permanent")
+    tool("ban", "192.0.2.0/24,60000")
+    r = tool("ban", "192.0.2.0/24,7200000")
+    t.ok("refreshed" in r.stdout and h.pbxguard_bans()["192.0.2.0/24"][0] == 7200,
+         "a prefix in an interval set is refreshed the same way", r.stdout)
 
 
 def test_one_bad_element_does_not_stop_the_others_in_its_batch():
     fresh()
     tool("ban", "192.0.2.0/24")
-    r = tool("ban", "198.51.100.1", "192.0.2.5", "198.51.100.2")
-    t.ok(r.returncode == 1 and "192.0.2.5: error: overlaps" in r.stdout,
-         "a ban inside a banned prefix fails alone, explained", r.stdout)
-    e4 = h.nft_set_elements("banned4")
-    t.ok("198.51.100.1" in e4 and "198.51.100.2" in e4, "its batch-mates are installed", e4)
+    r = tool("ban", "198.51.100.1", "192.0.2.128/25", "198.51.100.2")
+    t.ok(r.returncode == 1 and "192.0.2.128/25: error: overlaps" in r.stdout,
+         "a prefix inside a banned prefix fails alone, explained", r.stdout)
+    b = h.pbxguard_bans()
+    t.ok("198.51.100.1" in b and "198.51.100.2" in b, "its batch-mates are installed", b)
+    r = tool("unban", "203.0.113.1", "198.51.100.1")
+    t.ok(r.returncode == 1 and "198.51.100.1" not in h.pbxguard_bans(),
+         "an unban of something not banned fails alone; the other unban is applied", r.stdout)
 
 
 def test_unban_removes_exactly_the_element():
@@ -134,8 +149,7 @@ def test_unban_removes_exactly_the_element():
     tool("ban", "192.0.2.1", "192.0.2.2", "2001:db8::/64")
     r = tool("unban", "192.0.2.1", "2001:db8::/64")
     t.ok(r.returncode == 0, "unban succeeds", r.stdout + r.stderr)
-    t.eq(h.nft_set_elements("banned4"), {"192.0.2.2": (None, None)}, "only the unbanned IPv4 element left")
-    t.eq(h.nft_set_elements("banned6"), {}, "the IPv6 prefix is gone")
+    t.eq(h.pbxguard_bans(), {"192.0.2.2": (None, None)}, "only the other element is left")
 
 
 def test_unban_of_an_address_inside_a_banned_prefix_names_the_prefix():
@@ -149,7 +163,7 @@ def test_unban_of_an_address_inside_a_banned_prefix_names_the_prefix():
     r = tool("unban", "203.0.113.1")
     t.ok(r.returncode == 1 and "not in the set" in r.stdout and "held" not in r.stdout,
          "unbanning an address that is not banned says so", r.stdout)
-    t.ok("192.0.2.0/24" in h.nft_set_elements("banned4"), "the prefix stays banned")
+    t.ok("192.0.2.0/24" in h.pbxguard_bans(), "the prefix stays banned")
 
 
 def test_contains_reports_the_prefix_and_remaining_time():
@@ -168,13 +182,12 @@ def test_elements_survive_a_restart_of_the_layer_and_restore_is_idempotent():
     tool("ban", "192.0.2.3,3600000", "198.51.100.7")
     r = setup_ok()  # a new process: what a restarted daemon does first
     t.ok("adopted" in r.stdout, "a restarted layer adopts the table", r.stdout)
-    t.eq(sorted(h.nft_set_elements("banned4")), ["192.0.2.3", "198.51.100.7"],
-         "the bans stayed in the kernel")
+    t.eq(sorted(h.pbxguard_bans()), ["192.0.2.3", "198.51.100.7"], "the bans stayed in the kernel")
     r = tool("ban", "192.0.2.3,1800000", "198.51.100.7", "203.0.113.9,60000")
     t.ok(r.returncode == 0, "restoring over existing elements succeeds", r.stdout)
-    e4 = h.nft_set_elements("banned4")
-    t.ok(e4["192.0.2.3"][0] == 1800 and e4["203.0.113.9"][0] == 60,
-         "restored elements carry their remaining time", e4)
+    b = h.pbxguard_bans()
+    t.ok(b["192.0.2.3"][0] == 1800 and b["203.0.113.9"][0] == 60,
+         "restored elements carry their remaining time", b)
 
 
 def test_restore_of_many_bans_installs_them_all():
@@ -186,7 +199,7 @@ def test_restore_of_many_bans_installs_them_all():
                 f.write(f"10.{i // 65536}.{(i // 256) % 256}.{i % 256},{3600000 + i}\n")
         r = tool("--file", path, "ban")
     t.ok(r.returncode == 0, "5000 bans in one commit succeed", r.stderr[-500:])
-    t.eq(len(h.nft_set_elements("banned4")), 5000, "all 5000 are in the set")
+    t.eq(len(h.pbxguard_bans()), 5000, "all 5000 are in the set")
 
 
 def test_a_full_set_fails_the_extra_elements_with_a_clear_message():
@@ -196,7 +209,7 @@ def test_a_full_set_fails_the_extra_elements_with_a_clear_message():
     t.ok("192.0.2.4: error: the set is full (raise [nftables] set_size)" in r.stdout,
          "the element that did not fit says the set is full", r.stdout)
     t.eq(len(h.nft_set_elements("banned4")), 3, "the three that fit are installed")
-    t.ok("2001:db8::1" in h.nft_set_elements("banned6"), "the other family is unaffected")
+    t.ok("2001:db8::1" in h.pbxguard_bans(), "the other family is unaffected")
 
 
 def test_ports_option_limits_drops_to_the_pbx_ports():
@@ -204,8 +217,8 @@ def test_ports_option_limits_drops_to_the_pbx_ports():
     r = setup_ok("--tcp", "5060,5061", "--udp", "5060")
     t.eq(r.returncode, 0, "setup with ports succeeds")
     text = h.nft("list", "chain", "inet", "pbxguard", "input").stdout
-    t.ok("tcp dport { 5060, 5061 }" in text and "udp dport { 5060 }" in text and text.count("drop") == 4,
-         "one rule per family and protocol, matching the ports", text)
+    t.ok("tcp dport { 5060, 5061 }" in text and "udp dport { 5060 }" in text and text.count("drop") == 8,
+         "one rule per set and protocol, matching the ports", text)
     r = setup_ok()
     t.ok("replaced" in r.stdout, "dropping the ports option replaces the table", r.stdout)
 
@@ -217,7 +230,7 @@ def test_forward_option_adds_a_forward_chain():
               if "chain" in o}
     t.ok("forward" in chains and chains["forward"]["hook"] == "forward",
          "a forward chain hooks forward", chains)
-    t.eq(h.nft("list", "chain", "inet", "pbxguard", "forward").stdout.count("drop"), 2,
+    t.eq(h.nft("list", "chain", "inet", "pbxguard", "forward").stdout.count("drop"), 4,
          "it has the same drop rules")
 
 

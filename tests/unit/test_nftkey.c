@@ -85,6 +85,24 @@ static void range_that_is_not_one_prefix_is_refused(void **state)
     assert_int_equal(nftkey_prefix_of(AF_INET, a.addr.bytes, b.addr.bytes, &out), -EINVAL);
 }
 
+static void hosts_and_slash64_go_to_hash_sets_other_prefixes_to_interval_sets(void **state)
+{
+    struct addr_prefix p = P("192.0.2.7");
+    assert_int_equal(nftkey_set_of(&p), NFTKEY_HOST4);
+    p = P("192.0.2.0/24");
+    assert_int_equal(nftkey_set_of(&p), NFTKEY_NET4);
+    p = P("2001:db8::/64");
+    assert_int_equal(nftkey_set_of(&p), NFTKEY_NET64);
+    p = P("2001:db8::1");
+    assert_int_equal(nftkey_set_of(&p), NFTKEY_NET6);
+    p = P("2001:db8::/48");
+    assert_int_equal(nftkey_set_of(&p), NFTKEY_NET6);
+    assert_false(nftkey_set_is_interval(NFTKEY_HOST4));
+    assert_false(nftkey_set_is_interval(NFTKEY_NET64));
+    assert_true(nftkey_set_is_interval(NFTKEY_NET4));
+    assert_true(nftkey_set_is_interval(NFTKEY_NET6));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -94,6 +112,7 @@ int main(void)
         cmocka_unit_test(prefix_reaching_the_top_has_no_end),
         cmocka_unit_test(interval_converts_back_to_its_prefix),
         cmocka_unit_test(range_that_is_not_one_prefix_is_refused),
+        cmocka_unit_test(hosts_and_slash64_go_to_hash_sets_other_prefixes_to_interval_sets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
