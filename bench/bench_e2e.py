@@ -1,0 +1,326 @@
+#!/usr/bin/python3
+"""The whole pipeline, measured: the real pbxguardd fed over a real AMI socket, banning into a
+real kernel set, in a private network namespace. Figures only, never pass/fail.
+
+  bench/bench_e2e.py [--build DIR] [--quick] [--json] [--only PHASE,...]
+
+Phases (each on a fresh database unless said otherwise):
+  latency_idle   ban latency: from the last byte of the threshold-crossing event leaving the AMI
+                 server (sendall() returned) to the kernel's NEWSETELEM notification for that
+                 address reaching our netlink socket (NFNLGRP_NFTABLES). The kernel sends it when
+                 the element's transaction commits, so this is "banned in the kernel". Both clocks
+                 are this process's CLOCK_MONOTONIC; resolution is a thread wake-up (~0.05 ms).
+                 Each probe address got maxretry-1 failures beforehand.
+  latency_flood  the same probes interleaved into a paced background flood of 50k events/s
+                 (failures from a pool of 65k addresses, so bans and recordings mix).
+  ingest_hot     N failures from one address, sent as fast as the socket takes them, then a
+                 sentinel attack from a fresh address: events/s = all events / time until the
+                 sentinel is banned (the daemon handles one AMI stream in order).
+  ingest_distinct 100k distinct addresses, 5 failures each, round-robin: 500k events, 100k bans.
+  restore        K active bans (1k, 100k, 1M) written into the database the daemon created (plain
+                 SQL against its schema), then the daemon started: time to READY=1 (the daemon
+                 installs the bans before it says ready), spot-checked with `nft get element`.
+  rss            peak RSS (VmHWM) of the daemon after restoring 1M bans with 1M distinct sources
+                 in the window (--quick: 100k), then one more failure from each of 1M (100k)
+                 fresh sources over AMI.
+"""
+import argparse
+import ipaddress
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
+import harness as h  # noqa: E402
+import e2elib as e  # noqa: E402
+
+MAXRETRY = 5
+
+
+def log(msg):
+    print(f"# {msg}", file=sys.stderr, flush=True)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = min(len(xs) - 1, max(0, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[k]
+
+
+def dist(xs, n):
+    return {"n": len(xs), "of": n, "p50": pct(xs, 50), "p99": pct(xs, 99),
+            "max": max(xs) if xs else None, "mean": statistics.mean(xs) if xs else None}
+
+
+def addrs(base, n, skip=1):
+    net = ipaddress.ip_network(base)
+    first = int(net.network_address) + skip
+    if net.version == 4:
+        return [str(ipaddress.IPv4Address(first + i)) for i in range(n)]
+    return [str(ipaddress.IPv6Address(first + (i << 64))) for i in range(n)]
+
+
+class Rig:
+    """A fresh daemon + AMI server + kernel monitor, in a fresh temp dir."""
+
+    def __init__(self, args, tag, database=None, start=True):
+        self.tmp = tempfile.mkdtemp(prefix=f"pg-bench-{tag}-")
+        self.ami = e.AmiServer().start()
+        self.mon = e.SetMonitor()
+        self.d = e.Daemon(self.tmp, self.ami.port, maxretry=MAXRETRY, log_level="notice",
+                          binary=os.path.join(args.build, "pbxguardd"),
+                          cli=os.path.join(args.build, "pbxguard"), database=database)
+        if start:
+            self.start()
+
+    def start(self):
+        self.d.start()
+        if not self.ami.wait_login(self.d.starts, timeout=30):
+            raise RuntimeError("the daemon never logged in to the AMI server:\n"
+                               + self.d.log_text()[-2000:])
+        return self
+
+    def sentinel(self, tag, timeout=300.0):
+        """Bans a fresh address behind everything sent so far; returns when it is banned."""
+        ip = f"203.0.113.{tag}"
+        self.ami.send(e.attack(ip, MAXRETRY))
+        return self.mon.wait_added(ip, timeout=timeout)
+
+    def close(self):
+        if self.d.p is not None and self.d.alive():
+            self.d.stop(timeout=30)
+        self.ami.stop()
+        self.mon.close()
+        subprocess.run(["nft", "delete", "table", "inet", "pbxguard"], capture_output=True)
+        subprocess.run(["rm", "-rf", self.tmp])
+
+
+def phase_latency(args, flood):
+    n = args.probes
+    r = Rig(args, "lat")
+    try:
+        probes = addrs("198.18.0.0/16", n)
+        r.ami.send(b"".join(e.attack(ip, MAXRETRY - 1) for ip in probes))
+        if not r.sentinel(1, timeout=60):
+            raise RuntimeError("sentinel not banned")
+        final = {ip: e.ami_event("ChallengeResponseFailed", ip, port=41000) for ip in probes}
+        lat = []
+        sent_events = 0
+        t_begin = time.monotonic()
+        if not flood:
+            for ip in probes:
+                t0 = r.ami.send(final[ip])
+                t1 = r.mon.wait_added(ip, timeout=5)
+                if t0 and t1:
+                    lat.append((t1 - t0) * 1000)
+                time.sleep(0.005)
+        else:
+            # 50k events/s in chunks of 100 every 2 ms, from 65k addresses (each banned after
+            # its 5th failure, then only recorded); one probe after every 10th chunk.
+            pool = addrs("198.19.0.0/16", 65000)
+            chunk_n = 100
+            chunks = []
+            for c in range(650):
+                chunks.append(b"".join(
+                    e.ami_event("InvalidPassword", pool[(c * chunk_n + i) % len(pool)],
+                                port=42000 + i) for i in range(chunk_n)))
+            sent_t0 = {}
+            period = chunk_n / args.flood_rate
+            t_next = time.monotonic()
+            k = 0
+            pi = 0
+            deadline = time.monotonic() + 120
+            while pi < len(probes) and time.monotonic() < deadline:
+                r.ami.send(chunks[k % len(chunks)])
+                sent_events += chunk_n
+                k += 1
+                if k % 10 == 0:
+                    ip = probes[pi]
+                    sent_t0[ip] = r.ami.send(final[ip])
+                    pi += 1
+                t_next += period
+                d = t_next - time.monotonic()
+                if d > 0:
+                    time.sleep(d)
+            t_flood = time.monotonic() - t_begin
+            r.mon.wait_count(len(probes), timeout=30)
+            for ip, t0 in sent_t0.items():
+                t1 = r.mon.added_at(ip)
+                if t0 and t1:
+                    lat.append((t1 - t0) * 1000)
+        res = dist(lat, n)
+        if flood:
+            res["flood_events_per_s"] = sent_events / t_flood
+            res["flood_events"] = sent_events
+        res["cpu_s"] = r.d.cpu_seconds()
+        return res
+    finally:
+        r.close()
+
+
+def phase_ingest(args, distinct):
+    r = Rig(args, "ingest")
+    try:
+        if distinct:
+            n_src = args.distinct
+            srcs = addrs("10.0.0.0/8", n_src)
+            log(f"building {n_src * MAXRETRY} events from {n_src} addresses")
+            per_src = [e.ami_event("InvalidAccountID", ip, port=43000) for ip in srcs]
+            rounds = [b"".join(per_src[i:i + 2000]) for i in range(0, n_src, 2000)]
+            blocks = rounds * MAXRETRY
+            n_events = n_src * MAXRETRY
+        else:
+            one = b"".join(e.ami_event("ChallengeResponseFailed", "198.51.100.66", port=44000 + i)
+                           for i in range(1000))
+            blocks = [one] * (args.hot // 1000)
+            n_events = len(blocks) * 1000
+        cpu0 = r.d.cpu_seconds()
+        t0 = time.monotonic()
+        for b in blocks:
+            r.ami.send(b)
+        t_sent = time.monotonic()
+        t1 = r.sentinel(2, timeout=600)
+        cpu1 = r.d.cpu_seconds()
+        if not t1:
+            raise RuntimeError("sentinel not banned within 600 s")
+        res = {"events": n_events + MAXRETRY, "seconds": t1 - t0,
+               "events_per_s": (n_events + MAXRETRY) / (t1 - t0),
+               "send_seconds": t_sent - t0, "cpu_s": (cpu1 - cpu0) if cpu0 is not None else None,
+               "bans_seen": len(r.mon.added), "netlink_overflows": r.mon.overflows}
+        if distinct:
+            res["sources"] = args.distinct
+        return res
+    finally:
+        r.close()
+
+
+def fill_db(db, n_bans, n_sources):
+    """Writes active bans and recent failures through SQL against the daemon's own schema."""
+    con = sqlite3.connect(db)
+    now = int(time.time() * 1000)
+    con.execute("PRAGMA synchronous=OFF")
+    with con:
+        con.executemany(
+            "INSERT INTO bans (prefix, family, len, start_ms, expires_ms, reason, origin, "
+            "failures, offence, service, event_type) VALUES (?, 4, 32, ?, ?, 'threshold', "
+            "'ami:pbx1', 5, 1, 'PJSIP', 11)",
+            ((str(ipaddress.IPv4Address(0x0A000001 + i)), now - 1000, now + 3600_000 + i)
+             for i in range(n_bans)))
+        if n_sources:
+            con.executemany(
+                "INSERT INTO failures (ts_ms, key, addr, port, transport, service, event_type, "
+                "account, source, weight) VALUES (?, ?, ?, 5060, 'UDP', 'PJSIP', 1, '1001', "
+                "'ami:pbx1', 1)",
+                ((now - 1000, a, a) for a in (str(ipaddress.IPv4Address(0x64000001 + i))
+                                              for i in range(n_sources))))
+    con.close()
+
+
+def spot_check(n_bans, k=50):
+    idx = random.sample(range(n_bans), min(k, n_bans))
+    elems = ", ".join(str(ipaddress.IPv4Address(0x0A000001 + i)) for i in idx)
+    r = subprocess.run(["nft", "get", "element", "inet", "pbxguard", "banned4", "{ " + elems + " }"],
+                       capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def phase_restore(args, n_bans, n_sources=0, then_events=0):
+    r = Rig(args, "restore")
+    try:
+        r.d.stop(timeout=30)                    # the daemon made the schema; now fill it
+        subprocess.run(["nft", "delete", "table", "inet", "pbxguard"], capture_output=True)
+        t = time.monotonic()
+        fill_db(r.d.db, n_bans, n_sources)
+        log(f"database filled with {n_bans} bans, {n_sources} sources in {time.monotonic() - t:.1f} s")
+        r.start()
+        res = {"bans": n_bans, "seconds": r.d.startup_seconds(), "spot_check": spot_check(n_bans)}
+        if then_events:
+            srcs = addrs("172.16.0.0/12", then_events)
+            for i in range(0, then_events, 2000):
+                r.ami.send(b"".join(e.ami_event("InvalidAccountID", ip, port=45000)
+                                    for ip in srcs[i:i + 2000]))
+            r.sentinel(3, timeout=600)
+        res["vmhwm_kb"] = r.d.proc_status("VmHWM")
+        res["vmrss_kb"] = r.d.proc_status("VmRSS")
+        return res
+    finally:
+        r.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description="end-to-end benchmark of pbxguardd")
+    ap.add_argument("--build", default=os.path.join(SOURCE, "build-release"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", default="latency_idle,latency_flood,ingest_hot,ingest_distinct,"
+                                      "restore,rss")
+    ap.add_argument("--flood-rate", type=float, default=50000)
+    args = ap.parse_args()
+    h.in_private_netns()
+    h.setup_loopback()
+    args.probes = 50 if args.quick else 200
+    args.hot = 100_000 if args.quick else 500_000
+    args.distinct = 20_000 if args.quick else 100_000
+    restore_ns = [1000, 100_000] if args.quick else [1000, 100_000, 1_000_000]
+    rss_n = 100_000 if args.quick else 1_000_000
+    only = set(args.only.split(","))
+    res = {"machine_cores": os.cpu_count(), "quick": args.quick}
+    notes = []
+
+    def run(name, fn, *a):
+        if name not in only:
+            return
+        log(f"{name} ...")
+        try:
+            res[name] = fn(*a)
+            log(f"{name}: {json.dumps(res[name])}")
+        except Exception as ex:  # a phase that cannot run is reported, the others still run
+            res[name] = None
+            notes.append(f"{name} could not run: {ex}".splitlines()[0])
+            log(f"{name} failed: {ex}")
+
+    run("latency_idle", phase_latency, args, False)
+    run("latency_flood", phase_latency, args, True)
+    run("ingest_hot", phase_ingest, args, False)
+    run("ingest_distinct", phase_ingest, args, True)
+    if "restore" in only:
+        res["restore"] = {}
+        for n in restore_ns:
+            log(f"restore {n} ...")
+            try:
+                res["restore"][str(n)] = phase_restore(args, n)
+                log(f"restore {n}: {res['restore'][str(n)]}")
+            except Exception as ex:
+                notes.append(f"restore {n} could not run: {ex}".splitlines()[0])
+    if "rss" in only:
+        log("rss ...")
+        try:
+            rr = phase_restore(args, rss_n, rss_n, rss_n)
+            res["rss"] = {"bans": rss_n, "sources": rss_n * 2, "peak_mb": rr["vmhwm_kb"] / 1024,
+                          "restore_seconds": rr["seconds"]}
+            log(f"rss: {res['rss']}")
+        except Exception as ex:
+            notes.append(f"rss could not run: {ex}".splitlines()[0])
+    res["latency_idle_ms"] = res.get("latency_idle")
+    res["latency_flood_ms"] = res.get("latency_flood")
+    if notes:
+        res["note"] = "; ".join(notes)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
