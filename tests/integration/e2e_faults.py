@@ -173,7 +173,7 @@ def case_cli_storm(t, tmp):
     p = e.Pbx(tmp)
     try:
         t.ok(p.ban("192.0.2.70"), "before the storm, an attack is banned")
-        procs = [subprocess.Popen([p.d.cli_binary, "-s", p.d.sock, "list", "--json"],
+        procs = [subprocess.Popen([p.d.cli_binary, "-s", p.d.sock, "--json", "list"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(100)]
         banned = p.ban("192.0.2.71", timeout=15)

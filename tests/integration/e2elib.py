@@ -131,13 +131,16 @@ class AmiServer:
         self.thread.start()
         return self
 
+    # The listener is closed only after the accept thread has stopped using it.
+
     def _accept_loop(self):
+        ls = self.lsock
         while not self.stopping:
             try:
-                r, _, _ = select.select([self.lsock], [], [], 0.2)
+                r, _, _ = select.select([ls], [], [], 0.2)
                 if not r:
                     continue
-                c, _ = self.lsock.accept()
+                c, _ = ls.accept()
             except (OSError, ValueError):
                 return
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -253,12 +256,12 @@ class AmiServer:
 
     def stop(self):
         self.stopping = True
-        if self.lsock:
-            _close(self.lsock)
-            self.lsock = None
-        self.drop()
         if self.thread:
             self.thread.join(2)
+        if self.lsock:
+            self.lsock.close()
+            self.lsock = None
+        self.drop()
 
 
 def _close(s):
@@ -652,7 +655,7 @@ class Daemon:
                               text=True, timeout=timeout)
 
     def cli_json(self, *args):
-        r = self.cli(*args, "--json")
+        r = self.cli("--json", *args)
         if r.returncode != 0:
             return None
         try:
