@@ -788,6 +788,17 @@ struct ami_session *ami_session_new(struct loop *l, const struct cfg_ami *cfg,
     if (getrandom(&s->rng, sizeof(s->rng), GRND_NONBLOCK) != sizeof(s->rng) || s->rng == 0)
         s->rng = loop_clock_mono_ms() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)s;
     s->numeric = setup_numeric(s) == 0;
+    if (s->numeric) {
+        /* Known before any connection: the core can whitelist our Asterisk at once. */
+        char buf[INET6_ADDRSTRLEN];
+        const struct sockaddr *sa = (const struct sockaddr *)&s->addrs[0];
+        const void *src = sa->sa_family == AF_INET
+                              ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                              : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (inet_ntop(sa->sa_family, src, buf, sizeof(buf)) &&
+            addr_parse(buf, strlen(buf), &s->peer) == 0)
+            s->have_peer = true;
+    }
     ami_parser_init(&s->parser, true);
     s->state = ST_IDLE;
     loop_timer_arm(l, &s->t_main, 0);

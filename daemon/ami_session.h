@@ -42,7 +42,8 @@ bool ami_session_is_up(const struct ami_session *s);
 /* The AMI version from the banner ("9.0.0"); "" before the first banner. */
 const char *ami_session_version(const struct ami_session *s);
 /* The address of the Asterisk we are (or were last) connected to, so the core can whitelist
- * it. Returns 0, or -ENOTCONN if no connection was ever made. */
+ * it; for a numeric host, that address from the start. Returns 0, or -ENOTCONN if a host name
+ * has not been connected to yet. */
 int ami_session_peer(const struct ami_session *s, struct addr *ret_addr);
 /* Wall-clock Unix ms of the last security event; 0 if none yet. */
 int64_t ami_session_last_event_ms(const struct ami_session *s);

@@ -33,7 +33,7 @@ class AmiTap:
     def __init__(self, *specs, quiet_ms=None):
         args = [TAP]
         for s in specs:
-            args += ["-a", s]
+            args += [s] if s.startswith("-c") else ["-a", s]
         if quiet_ms:
             args += ["-q", str(quiet_ms)]
         self.events, self.stats, self.log = [], [], []
@@ -57,6 +57,8 @@ class AmiTap:
         return h.wait_for(lambda: len(self.events) >= n, timeout)
 
     def get_stats(self, timeout=3.0):
+        # SIGUSR1 before ami-tap has routed it through its loop would kill it.
+        h.wait_for(lambda: self.logged("ami-tap: ready"), timeout)
         before = len(self.stats)
         self.p.send_signal(signal.SIGUSR1)
         h.wait_for(lambda: len(self.stats) > before, timeout)
@@ -109,6 +111,10 @@ with AmiPeer() as peer, AmiTap(spec(peer, auth="plain")) as tap:
     st = tap.get_stats()["ami:local"]
     t.eq((st["state"], st["version"], st["peer"]), ("up", "9.0.0", "127.0.0.1"),
          "status: up, banner version, connected peer address")
+
+with AmiPeer() as peer, AmiTap(spec(peer, port=1)) as tap:
+    st = tap.get_stats()["ami:local"]
+    t.eq(st["peer"], "127.0.0.1", "a numeric host is known as the peer before any connection")
     check_clean_exit(tap, "plain")
 
 with AmiPeer(secret="md5-secret") as peer, AmiTap(spec(peer, auth="md5")) as tap:
@@ -242,6 +248,25 @@ with AmiPeer(own_auth_event=False) as peer, AmiTap(spec(peer), quiet_ms=500) as 
     t.ok(h.wait_for(lambda: tap.logged("read = security"), 3),
          "no security event after login: warns that the user probably lacks read = security")
     check_clean_exit(tap, "quiet")
+
+# Sessions from a real pbxguard.conf (config_load), a secret_file among them.
+with AmiPeer(secret="from-file") as p1, AmiPeer(host="::1", secret="inline") as p2, \
+        h.TempDir() as d:
+    with open(os.path.join(d, "secret"), "w") as f:
+        f.write("from-file\n")
+    os.chmod(os.path.join(d, "secret"), 0o600)
+    conf = os.path.join(d, "pbxguard.conf")
+    with open(conf, "w") as f:
+        f.write(f"[ami:one]\nhost = 127.0.0.1\nport = {p1.port}\nusername = guard\n"
+                f"secret_file = {d}/secret\nauth = md5\n\n"
+                f"[ami:two]\nhost = ::1\nport = {p2.port}\nusername = guard\n"
+                f"secret = inline\nauth = plain\nbackoff_min = 1s\n")
+    tap = AmiTap(f"-c{conf}")
+    t.ok(p1.wait_logins(1) and p2.wait_logins(1),
+         "sessions start from [ami:NAME] sections of pbxguard.conf")
+    st = tap.get_stats()
+    t.eq(sorted(st), ["ami:one", "ami:two"], "one session per [ami:NAME] section")
+    check_clean_exit(tap, "config")
 
 # Nothing listening at all.
 with AmiTap("name=none,host=127.0.0.1,port=1,user=u,secret=s,backoff_min=50,backoff_max=200") as tap:

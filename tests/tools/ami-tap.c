@@ -2,20 +2,24 @@
  * event as one JSON line on stdout, so integration tests can drive the session code against a
  * scripted AMI peer before (and independently of) the core.
  *
+ *   ami-tap [-v] [-q QUIET_MS] -c pbxguard.conf
  *   ami-tap [-v] [-q QUIET_MS] -a name=N,host=H,port=P,user=U,secret=S,auth=md5|plain
  *           [,ping=MS][,ping_timeout=MS][,connect_timeout=MS][,backoff_min=MS][,backoff_max=MS]
  *
- * -a may be repeated (one session each). SIGUSR1 prints a {"stats": ...} line; SIGTERM or
+ * -c starts one session per [ami:NAME] of the file (loaded with config_load()); -a may be
+ * repeated (one session each). SIGUSR1 prints a {"stats": ...} line; SIGTERM or
  * SIGINT prints it too and exits 0. Logs go to stderr. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ami_session.h"
+#include "config.h"
 #include "log.h"
 #include "loop.h"
 
@@ -100,6 +104,11 @@ static void on_term(struct loop *l, void *data)
     loop_stop(l);
 }
 
+static void on_config_error(void *data, const char *message)
+{
+    fprintf(stderr, "ami-tap: %s\n", message);
+}
+
 static int parse_ms(const char *v, int64_t *ret)
 {
     char *end;
@@ -163,9 +172,18 @@ int main(int argc, char **argv)
     unsigned ncfg = 0;
     int64_t quiet_ms = 0;
     enum log_level level = LOG_LVL_INFO;
+    static struct config config;
+    bool have_config = false;
     int c;
-    while ((c = getopt(argc, argv, "a:q:v")) != -1) {
+    while ((c = getopt(argc, argv, "a:c:q:v")) != -1) {
         switch (c) {
+        case 'c':
+            if (have_config || config_load(optarg, &config, on_config_error, NULL) != 0)
+                return 2;
+            have_config = true;
+            for (unsigned i = 0; i < config.nami && ncfg < MAX_SESSIONS; i++)
+                cfgs[ncfg++] = config.ami[i];
+            break;
         case 'a':
             if (ncfg == MAX_SESSIONS || parse_spec(optarg, &cfgs[ncfg]) < 0) {
                 fprintf(stderr, "ami-tap: bad -a spec\n");
@@ -182,7 +200,7 @@ int main(int argc, char **argv)
         }
     }
     if (ncfg == 0) {
-        fprintf(stderr, "usage: ami-tap [-v] [-q QUIET_MS] -a name=N,host=H,... [-a ...]\n");
+        fprintf(stderr, "usage: ami-tap [-v] [-q QUIET_MS] -c FILE | -a name=N,host=H,... [-a ...]\n");
         return 2;
     }
     log_setup(LOG_TARGET_STDERR, level);
@@ -209,5 +227,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < nsessions; i++)
         ami_session_free(sessions[i]);
     loop_free(l);
+    if (have_config)
+        config_free(&config);
     return r < 0 ? 1 : 0;
 }
