@@ -16,7 +16,9 @@ t = h.Tap()
 
 
 def elements(family):
-    return h.nft_set_elements("banned4" if family == 4 else "banned6") or {}
+    # Bans live in four sets (addresses and /64s in hash sets, other prefixes in _net sets).
+    bans = h.pbxguard_bans() or {}
+    return {k: v for k, v in bans.items() if (":" in k) == (family == 6)}
 
 
 def banned(key, family=4, timeout=2.0):
