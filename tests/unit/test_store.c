@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -455,6 +456,59 @@ static void active_bans_exclude_ended_and_expired(void **state)
     store_close(s);
 }
 
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : 0;
+}
+
+static void ban_decided_in_a_turn_whose_commit_failed_is_replayed_next_turn(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    assert_int_equal(store_incident(s, 1, "start", NULL, "x"), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+
+    /* The WAL may not grow any more: the next commit fails as on a full disk. */
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", t->db);
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)file_size(wal);
+    signal(SIGXFSZ, SIG_IGN);
+    struct store_ban b = {.prefix = fx_prefix("198.51.100.1"), .start_ms = 10,
+                          .expires_ms = 3600010, .event_type = -1};
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "198.51.100.1");
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(store_failure_add(s, &ev, &b.prefix, 1, false, 10), 0);
+    assert_int_equal(store_ban_add(s, &b, NULL), 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int r = store_turn_commit(s);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_true(r < 0);
+    assert_false(store_in_turn(s));
+    struct store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.commit_failures, 1);
+    assert_int_equal(st.journal_pending, 1);
+
+    /* The next turn replays the ban (its failures are gone: the window restarts). */
+    double sum = -1;
+    assert_int_equal(store_window_sum(s, &b.prefix, 0, 100, &sum), 0);
+    assert_true(sum == 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_get_stats(s, &st);
+    assert_int_equal(st.journal_replayed, 1);
+    assert_int_equal(st.journal_pending, 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '198.51.100.1' "
+                                    "AND ended_ms IS NULL AND expires_ms = 3600010"),
+                     1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,6 +537,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(kill_9_mid_flood_keeps_every_committed_turn_and_integrity,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(active_bans_exclude_ended_and_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            ban_decided_in_a_turn_whose_commit_failed_is_replayed_next_turn, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
