@@ -57,7 +57,9 @@
 #define SOCK_BUF (8 * 1024 * 1024)
 #define NET_SUFFIX "_net"
 #define ACK_WAIT_MS 5000
-#define COMMIT_ROUNDS 4
+/* Enough for: shared messages, then the failed messages' elements alone, then replacements. */
+#define COMMIT_ROUNDS 8
+#define ELEMS_PER_MSG 64
 
 enum elem_mode { MODE_ADD = 0, MODE_REPLACE, MODE_DEL };
 enum elem_state { ST_PENDING = 0, ST_DONE, ST_FAILED };
@@ -69,8 +71,17 @@ struct qelem {
     uint8_t mode;
     uint8_t state;
     bool refreshed;
+    bool solo; /* resend in a message of its own: its message failed without saying where */
     int err;
     int round_err;
+};
+
+/* One message of a transaction: its error, where in it the kernel says the error is (extended
+ * ack, 0 = not said), and its elements: list[first .. first + count). */
+struct msginfo {
+    uint32_t first, count;
+    int err;
+    uint32_t err_off;
 };
 
 struct nftset {
@@ -89,9 +100,11 @@ struct nftset {
 
     char *buf; /* transaction buffer */
     size_t bufcap;
-    uint32_t *msg_elem; /* message index in a transaction -> queue index */
-    int *msg_err;
+    struct msginfo *msgs; /* per message of the transaction being built or read */
     size_t msgcap;
+    uint32_t *list_idx; /* elements in message order: queue index, */
+    uint32_t *list_off; /* and the offset of its first attribute within its message */
+    size_t listcap, nlist;
     char *rbuf; /* receive buffer */
 };
 
@@ -177,15 +190,15 @@ static int txn_reserve(struct nftset *s, size_t msgs, size_t bytes)
     if (r < 0)
         return r;
     s->bufcap = cap;
-    cap = s->msgcap;
-    r = grow((void **)&s->msg_elem, &cap, msgs, sizeof(uint32_t));
-    if (r < 0)
+    if ((r = grow((void **)&s->msgs, &s->msgcap, msgs, sizeof(*s->msgs))) < 0)
         return r;
-    size_t cap2 = s->msgcap;
-    r = grow((void **)&s->msg_err, &cap2, msgs, sizeof(int));
-    if (r < 0)
+    cap = s->listcap;
+    if ((r = grow((void **)&s->list_idx, &cap, msgs, sizeof(uint32_t))) < 0)
         return r;
-    s->msgcap = cap < cap2 ? cap : cap2;
+    size_t cap2 = s->listcap;
+    if ((r = grow((void **)&s->list_off, &cap2, msgs, sizeof(uint32_t))) < 0)
+        return r;
+    s->listcap = cap < cap2 ? cap : cap2;
     return 0;
 }
 
@@ -197,6 +210,7 @@ static void txn_begin(struct nftset *s, struct txn *t)
     t->seq0 = s->seq;
     t->n = 0;
     t->last = NULL;
+    s->nlist = 0;
 }
 
 static void txn_close_last(struct txn *t)
@@ -207,16 +221,26 @@ static void txn_close_last(struct txn *t)
     }
 }
 
-/* Starts message number t->n; the caller adds its payload. */
-static struct nlmsghdr *txn_msg(struct txn *t, uint16_t type, uint16_t flags, uint32_t elem)
+/* Starts message number t->n; the caller adds its payload (and its elements, txn_elem()). */
+static struct nlmsghdr *txn_msg(struct txn *t, uint16_t type, uint16_t flags)
 {
     txn_close_last(t);
     struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(t->s->buf + t->off, type, NFPROTO_INET,
                                                  flags | NLM_F_ACK, t->seq0 + t->n);
-    t->s->msg_elem[t->n] = elem;
+    t->s->msgs[t->n] = (struct msginfo){.first = (uint32_t)t->s->nlist};
     t->n++;
     t->last = nlh;
     return nlh;
+}
+
+/* Records that queue element idx starts here in the current message. */
+static void txn_elem(struct txn *t, struct nlmsghdr *nlh, uint32_t idx)
+{
+    struct nftset *s = t->s;
+    s->list_idx[s->nlist] = idx;
+    s->list_off[s->nlist] = nlh->nlmsg_len;
+    s->nlist++;
+    s->msgs[t->n - 1].count++;
 }
 
 static size_t txn_end(struct txn *t)
@@ -228,8 +252,33 @@ static size_t txn_end(struct txn *t)
     return t->off;
 }
 
-/* Sends the transaction and reads every ack back: msg_err[i] gets message i's error (0 if it
- * was acked without one). Returns 0, or -errno if the batch as a whole was refused or the socket
+/* The offset the kernel's extended ack points at (NLMSGERR_ATTR_OFFS), or 0. */
+static uint32_t ack_err_offset(const struct nlmsghdr *nlh)
+{
+    const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+    size_t len = sizeof(*e);
+
+    if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS))
+        return 0;
+    if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
+        len += e->msg.nlmsg_len - sizeof(e->msg);
+    len = MNL_ALIGN(len);
+    if (mnl_nlmsg_get_payload_len(nlh) <= len)
+        return 0;
+    const char *tlvs = (const char *)e + len;
+    int left = (int)(mnl_nlmsg_get_payload_len(nlh) - len);
+    for (const struct nlattr *attr = (const struct nlattr *)tlvs; mnl_attr_ok(attr, left);
+         attr = mnl_attr_next(attr)) {
+        left -= (int)MNL_ALIGN(attr->nla_len);
+        if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_OFFS &&
+            mnl_attr_validate(attr, MNL_TYPE_U32) == 0)
+            return mnl_attr_get_u32(attr);
+    }
+    return 0;
+}
+
+/* Sends the transaction and reads every ack back: msgs[i].err gets message i's error (0 if it
+ * was acked without one) and msgs[i].err_off where in the message the kernel placed it. Returns 0, or -errno if the batch as a whole was refused or the socket
  * failed. */
 static int txn_send(struct txn *t)
 {
@@ -239,8 +288,10 @@ static int txn_send(struct txn *t)
     int fd = mnl_socket_get_fd(s->nl);
     int batch_err = 0;
 
-    for (unsigned i = 0; i < t->n; i++)
-        s->msg_err[i] = 0;
+    for (unsigned i = 0; i < t->n; i++) {
+        s->msgs[i].err = 0;
+        s->msgs[i].err_off = 0;
+    }
     if (mnl_socket_sendto(s->nl, s->buf, len) < 0)
         return -errno;
 
@@ -271,7 +322,9 @@ static int txn_send(struct txn *t)
             const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
             uint32_t seq = nlh->nlmsg_seq;
             if (seq >= t->seq0 && seq < t->seq0 + t->n) {
-                s->msg_err[seq - t->seq0] = e->error;
+                s->msgs[seq - t->seq0].err = e->error;
+                if (e->error)
+                    s->msgs[seq - t->seq0].err_off = ack_err_offset(nlh);
                 acked++;
             } else if (e->error && (seq == t->seq0 - 1 || seq == t->seq0 + t->n)) {
                 batch_err = e->error; /* the batch itself: EPERM, no nf_tables, ... */
@@ -374,6 +427,8 @@ struct nftset *nftset_open(const struct cfg_nftables *cfg)
     s->chunk = chunk < 16 ? 16 : chunk > NFTSET_CHUNK ? NFTSET_CHUNK : (unsigned)chunk;
     int one = 1;
     mnl_socket_setsockopt(s->nl, NETLINK_CAP_ACK, &one, sizeof(one));
+    /* Errors say which element of a message failed. */
+    mnl_socket_setsockopt(s->nl, NETLINK_EXT_ACK, &one, sizeof(one));
     struct timeval tv = {.tv_sec = 5};
     setsockopt(mnl_socket_get_fd(s->nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
@@ -411,8 +466,9 @@ void nftset_free(struct nftset *s)
         mnl_socket_close(s->mon);
     free(s->q);
     free(s->buf);
-    free(s->msg_elem);
-    free(s->msg_err);
+    free(s->msgs);
+    free(s->list_idx);
+    free(s->list_off);
     free(s->rbuf);
     free(s);
 }
@@ -745,7 +801,7 @@ static void put_set(struct txn *t, const char *name, uint32_t id, uint32_t flags
     nftnl_set_set_u32(set, NFTNL_SET_ID, id);
     if (size)
         nftnl_set_set_u32(set, NFTNL_SET_DESC_SIZE, size);
-    struct nlmsghdr *nlh = txn_msg(t, NFT_MSG_NEWSET, NLM_F_CREATE, 0);
+    struct nlmsghdr *nlh = txn_msg(t, NFT_MSG_NEWSET, NLM_F_CREATE);
     nftnl_set_nlmsg_build_payload(nlh, set);
     nftnl_set_free(set);
 }
@@ -754,7 +810,7 @@ static void put_set(struct txn *t, const char *name, uint32_t id, uint32_t flags
 static void put_port_set(struct txn *t, uint32_t id, const uint16_t *ports, unsigned n)
 {
     put_set(t, "__set%d", id, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT, NFT_TYPE_INET_SERVICE, 2, 0);
-    struct nlmsghdr *nlh = txn_msg(t, NFT_MSG_NEWSETELEM, NLM_F_CREATE, 0);
+    struct nlmsghdr *nlh = txn_msg(t, NFT_MSG_NEWSETELEM, NLM_F_CREATE);
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, t->s->cfg.table);
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, "__set%d");
     mnl_attr_put_u32(nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(id));
@@ -818,7 +874,7 @@ static int put_rule(struct txn *t, const char *chain, int k, uint8_t l4proto, ui
     if (!nftnl_udata_put_strz(ud, NFTNL_UDATA_RULE_COMMENT, s->fingerprint))
         goto out;
     nftnl_rule_set_data(r, NFTNL_RULE_USERDATA, nftnl_udata_buf_data(ud), nftnl_udata_buf_len(ud));
-    struct nlmsghdr *nlh = txn_msg(t, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, 0);
+    struct nlmsghdr *nlh = txn_msg(t, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
     nftnl_rule_nlmsg_build_payload(nlh, r);
     ret = 0;
 out:
@@ -843,8 +899,8 @@ static int create(struct nftset *s, bool replace, int interval)
     nftnl_table_set_str(tab, NFTNL_TABLE_NAME, s->cfg.table);
     nftnl_table_set_u32(tab, NFTNL_TABLE_FAMILY, NFPROTO_INET);
     if (replace)
-        nftnl_table_nlmsg_build_payload(txn_msg(&t, NFT_MSG_DELTABLE, 0, 0), tab);
-    nftnl_table_nlmsg_build_payload(txn_msg(&t, NFT_MSG_NEWTABLE, NLM_F_CREATE, 0), tab);
+        nftnl_table_nlmsg_build_payload(txn_msg(&t, NFT_MSG_DELTABLE, 0), tab);
+    nftnl_table_nlmsg_build_payload(txn_msg(&t, NFT_MSG_NEWTABLE, NLM_F_CREATE), tab);
     nftnl_table_free(tab);
 
     for (int k = 0; k < NFTKEY_NSETS; k++) {
@@ -866,7 +922,7 @@ static int create(struct nftset *s, bool replace, int interval)
         nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, s->cfg.priority);
         nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, "filter");
         nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
-        nftnl_chain_nlmsg_build_payload(txn_msg(&t, NFT_MSG_NEWCHAIN, NLM_F_CREATE, 0), c);
+        nftnl_chain_nlmsg_build_payload(txn_msg(&t, NFT_MSG_NEWCHAIN, NLM_F_CREATE), c);
         nftnl_chain_free(c);
 
         for (int k = 0; k < NFTKEY_NSETS; k++) {
@@ -893,8 +949,8 @@ static int create(struct nftset *s, bool replace, int interval)
     if (r < 0)
         return r;
     for (unsigned i = 0; i < t.n; i++)
-        if (s->msg_err[i])
-            return s->msg_err[i];
+        if (s->msgs[i].err)
+            return s->msgs[i].err;
     return 0;
 }
 
@@ -929,11 +985,11 @@ int nftset_teardown(struct nftset *s)
         return -ENOMEM;
     txn_begin(s, &t);
     nftnl_table_set_str(tab, NFTNL_TABLE_NAME, s->cfg.table);
-    nftnl_table_nlmsg_build_payload(txn_msg(&t, NFT_MSG_DELTABLE, 0, 0), tab);
+    nftnl_table_nlmsg_build_payload(txn_msg(&t, NFT_MSG_DELTABLE, 0), tab);
     nftnl_table_free(tab);
     int r = txn_send(&t);
     if (r == 0)
-        r = s->msg_err[0];
+        r = s->msgs[0].err;
     return r == -ENOENT ? 0 : r;
 }
 
@@ -986,23 +1042,27 @@ static void put_key(struct nlmsghdr *nlh, const uint8_t *key, unsigned len, uint
     mnl_attr_nest_end(nlh, el);
 }
 
-/* One element message: the prefix's start key (with the timeout) and, in interval sets, its
- * end key. */
-static void put_elem(struct txn *t, uint16_t type, uint16_t flags, uint32_t idx, bool with_timeout)
+/* One message for the elements idx[0..n), all in the same set: each one's start key (with the
+ * timeout) and, in interval sets, its end key. */
+static void put_elems(struct txn *t, uint16_t type, uint16_t flags, const uint32_t *idx, unsigned n,
+                      bool with_timeout)
 {
     struct nftset *s = t->s;
-    const struct qelem *e = &s->q[idx];
-    struct nftkey_interval iv;
-    int k = nftkey_set_of(&e->prefix);
+    int k = nftkey_set_of(&s->q[idx[0]].prefix);
 
-    nftkey_interval_of(&e->prefix, &iv);
-    struct nlmsghdr *nlh = txn_msg(t, type, flags, idx);
+    struct nlmsghdr *nlh = txn_msg(t, type, flags);
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, s->cfg.table);
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, s->names[k]);
     struct nlattr *list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
-    put_key(nlh, iv.start, iv.len, 0, with_timeout ? e->timeout_ms : 0);
-    if (nftkey_set_is_interval(k) && iv.has_end)
-        put_key(nlh, iv.end, iv.len, NFT_SET_ELEM_INTERVAL_END, 0);
+    for (unsigned i = 0; i < n; i++) {
+        const struct qelem *e = &s->q[idx[i]];
+        struct nftkey_interval iv;
+        nftkey_interval_of(&e->prefix, &iv);
+        txn_elem(t, nlh, idx[i]);
+        put_key(nlh, iv.start, iv.len, 0, with_timeout ? e->timeout_ms : 0);
+        if (nftkey_set_is_interval(k) && iv.has_end)
+            put_key(nlh, iv.end, iv.len, NFT_SET_ELEM_INTERVAL_END, 0);
+    }
     mnl_attr_nest_end(nlh, list);
 }
 
@@ -1029,17 +1089,39 @@ static int commit_chunk(struct nftset *s, unsigned long lo, unsigned long hi)
             e->err = -EOPNOTSUPP;
         }
     }
+    uint32_t group[ELEMS_PER_MSG];
     for (int round = 0; round < COMMIT_ROUNDS; round++) {
         struct txn t;
         txn_begin(s, &t);
-        for (unsigned long i = lo; i < hi; i++) {
+        for (unsigned long i = lo; i < hi;) {
             struct qelem *e = &s->q[i];
-            if (e->state != ST_PENDING)
-                continue;
-            if (e->mode == MODE_DEL || e->mode == MODE_REPLACE)
-                put_elem(&t, NFT_MSG_DELSETELEM, 0, (uint32_t)i, false);
-            if (e->mode == MODE_ADD || e->mode == MODE_REPLACE)
-                put_elem(&t, NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, (uint32_t)i, true);
+            uint32_t one = (uint32_t)i;
+            if (e->state != ST_PENDING) {
+                i++;
+            } else if (e->mode == MODE_REPLACE) {
+                /* Delete and add again in the same transaction: the new timeout replaces the
+                 * old one atomically. */
+                put_elems(&t, NFT_MSG_DELSETELEM, 0, &one, 1, false);
+                put_elems(&t, NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, &one, 1, true);
+                i++;
+            } else {
+                /* Up to ELEMS_PER_MSG pending neighbours of the same set and mode share a
+                 * message; an element whose message failed without saying where goes alone. */
+                enum nftkey_set k = nftkey_set_of(&e->prefix);
+                unsigned n = 0;
+                for (; i < hi && n < (e->solo ? 1u : ELEMS_PER_MSG); i++) {
+                    const struct qelem *f = &s->q[i];
+                    if (f->state != ST_PENDING)
+                        continue;
+                    if (f->mode != e->mode || f->solo != e->solo || nftkey_set_of(&f->prefix) != k)
+                        break;
+                    group[n++] = (uint32_t)i;
+                }
+                if (e->mode == MODE_DEL)
+                    put_elems(&t, NFT_MSG_DELSETELEM, 0, group, n, false);
+                else
+                    put_elems(&t, NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, group, n, true);
+            }
         }
         if (t.n == 0)
             return 0;
@@ -1047,10 +1129,24 @@ static int commit_chunk(struct nftset *s, unsigned long lo, unsigned long hi)
             return r;
         bool any = false;
         for (unsigned m = 0; m < t.n; m++) {
-            struct qelem *e = &s->q[s->msg_elem[m]];
-            if (s->msg_err[m] && !e->round_err) {
-                e->round_err = s->msg_err[m];
-                any = true;
+            const struct msginfo *mi = &s->msgs[m];
+            if (!mi->err)
+                continue;
+            any = true;
+            /* The kernel stops a message at its first bad element and points at it; the ones
+             * after it were not tried. Without a pointer, every element goes alone next time. */
+            uint32_t bad = mi->count;
+            for (uint32_t j = 0; j < mi->count && mi->err_off; j++)
+                if (s->list_off[mi->first + j] <= mi->err_off)
+                    bad = j;
+            if (mi->count == 1)
+                bad = 0;
+            for (uint32_t j = 0; j < mi->count; j++) {
+                struct qelem *e = &s->q[s->list_idx[mi->first + j]];
+                if (j == bad && !e->round_err)
+                    e->round_err = mi->err;
+                else if (j > bad || bad == mi->count)
+                    e->solo = true;
             }
         }
         for (unsigned long i = lo; i < hi; i++) {

@@ -144,6 +144,15 @@ def test_one_bad_element_does_not_stop_the_others_in_its_batch():
          "an unban of something not banned fails alone; the other unban is applied", r.stdout)
 
 
+def test_a_failure_in_the_middle_of_a_shared_message_fails_alone():
+    fresh()
+    tool("ban", "198.51.100.1", "198.51.100.2", "198.51.100.3")
+    r = tool("unban", "198.51.100.1", "203.0.113.1", "198.51.100.2", "198.51.100.3")
+    t.ok(r.returncode == 1 and "unban 203.0.113.1: error: not in the set" in r.stdout
+         and r.stdout.count(": ok") == 3, "only the missing element fails", r.stdout)
+    t.eq(h.pbxguard_bans(), {}, "the elements before and after it are removed")
+
+
 def test_unban_removes_exactly_the_element():
     fresh()
     tool("ban", "192.0.2.1", "192.0.2.2", "2001:db8::/64")
@@ -200,6 +209,15 @@ def test_restore_of_many_bans_installs_them_all():
         r = tool("--file", path, "ban")
     t.ok(r.returncode == 0, "5000 bans in one commit succeed", r.stderr[-500:])
     t.eq(len(h.pbxguard_bans()), 5000, "all 5000 are in the set")
+    with h.TempDir() as d:
+        path = os.path.join(d, "bans")
+        with open(path, "w") as f:
+            for i in range(5000):
+                f.write(f"10.{i // 65536}.{(i // 256) % 256}.{i % 256},{7200000}\n")
+        r = tool("--file", path, "ban")
+    t.ok(r.returncode == 0 and r.stdout.count(": refreshed") == 5000,
+         "restoring the same 5000 again refreshes every one", r.stdout[-300:])
+    t.ok(all(v[0] == 7200 for v in h.pbxguard_bans().values()), "all now carry the new timeout")
 
 
 def test_a_full_set_fails_the_extra_elements_with_a_clear_message():
