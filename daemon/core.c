@@ -28,6 +28,7 @@
 #define PRUNE_CHUNK 1000
 #define MAINT_INTERVAL_MS 1000
 #define PRUNE_IDLE_INTERVAL_MS 60000
+#define GAUGE_INTERVAL_MS 10000
 
 static const char *reason_name(enum verdict_reason r)
 {
@@ -342,7 +343,16 @@ static void on_maintenance(struct loop *l, void *data)
         c->stats.expired += n;
         statsd_count_by(c->statsd, STATSD_M_UNBANS, "expired", n);
     }
-    uint64_t next = MAINT_INTERVAL_MS;
+    if (loop_now_ms(l) >= c->next_gauge_ms) {
+        r = store_bans_active_count(c->store, now, &c->active_v4, &c->active_v6);
+        if (r < 0) {
+            db_failed(c, "counting the active bans", r);
+        } else {
+            statsd_gauge(c->statsd, STATSD_M_BANS_ACTIVE_IPV4, (int64_t)c->active_v4);
+            statsd_gauge(c->statsd, STATSD_M_BANS_ACTIVE_IPV6, (int64_t)c->active_v6);
+        }
+        c->next_gauge_ms = loop_now_ms(l) + GAUGE_INTERVAL_MS;
+    }
     if (loop_now_ms(l) >= c->next_prune_ms) {
         unsigned deleted = 0;
         r = store_prune(c->store, now - c->cfg->general.retention_s * 1000, PRUNE_CHUNK,
@@ -352,7 +362,7 @@ static void on_maintenance(struct loop *l, void *data)
         /* A full chunk means more is waiting: come back next second, else in a minute. */
         c->next_prune_ms = loop_now_ms(l) + (deleted == PRUNE_CHUNK ? 0 : PRUNE_IDLE_INTERVAL_MS);
     }
-    loop_timer_arm(l, &c->maint_timer, next);
+    loop_timer_arm(l, &c->maint_timer, MAINT_INTERVAL_MS);
 }
 
 static void on_turn_end(struct loop *l, void *data)

@@ -55,6 +55,8 @@ struct core {
     struct ctl *ctl;
     struct loop_timer maint_timer;
     uint64_t next_prune_ms;
+    uint64_t next_gauge_ms;
+    uint64_t active_v4, active_v6; /* active bans, recounted every few seconds */
 };
 
 /* Queues a verdict decided outside the event path (a manual ban or unban) for the sinks. */

@@ -32,6 +32,7 @@ enum {
     ST_SHOW_BY_TYPE,
     ST_SHOW_ACCOUNTS,
     ST_BAN_LENS,
+    ST_ACTIVE_COUNT,
     ST_COUNT
 };
 
@@ -72,6 +73,8 @@ static const char *const sql[ST_COUNT] = {
                            "WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
     [ST_INCIDENT] = "INSERT INTO daemon_events (ts_ms, kind, source, message) "
                     "VALUES (?1, ?2, ?3, ?4)",
+    [ST_ACTIVE_COUNT] = "SELECT family, count(*) FROM bans WHERE ended_ms IS NULL "
+                        "AND (expires_ms IS NULL OR expires_ms > ?1) GROUP BY family",
     [ST_KEY_STATS] = "SELECT count(*), total(weight), min(ts_ms), max(ts_ms) FROM failures "
                      "WHERE key = ?1",
     [ST_SHOW_SUMMARY] = "SELECT count(*), total(whitelisted), min(ts_ms), max(ts_ms) "
@@ -903,6 +906,26 @@ int store_key_stats(struct store *s, const struct addr_prefix *key, struct store
         r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
     }
     sqlite3_reset(st);
+    return r;
+}
+
+int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, uint64_t *ret_v6)
+{
+    uint64_t n[2] = {0, 0};
+    int rc, r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_ACTIVE_COUNT];
+    sqlite3_bind_int64(st, 1, now_ms);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        n[sqlite3_column_int(st, 0) == 4 ? 0 : 1] = (uint64_t)sqlite3_column_int64(st, 1);
+    if (rc != SQLITE_DONE)
+        r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
+    sqlite3_reset(st);
+    if (r == 0) {
+        *ret_v4 = n[0];
+        *ret_v6 = n[1];
+    }
     return r;
 }
 

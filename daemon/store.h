@@ -119,6 +119,9 @@ typedef int (*store_ban_fn)(void *data, const struct store_ban *b);
 /* Every active ban at now_ms (not ended, not expired), oldest first: restore at start,
  * self-healing, `list`. */
 int store_bans_active(struct store *s, int64_t now_ms, store_ban_fn fn, void *data);
+/* How many bans are active at now_ms, by family (for the bans.active gauges). A walk of the
+ * active-bans index: call it every few seconds, not per event. */
+int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, uint64_t *ret_v6);
 /* Every ban (active and ended, newest first) whose prefix holds a: one indexed lookup per
  * prefix length. active_only limits it to bans active at now_ms. */
 int store_bans_covering(struct store *s, const struct addr *a, bool active_only, int64_t now_ms,

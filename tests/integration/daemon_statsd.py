@@ -3,6 +3,7 @@
 caught by a real UDP socket (exact lines), then computed by a real StatsD server (etsy's, from
 npm), then thrown at a blackhole (bans still land, memory stays flat)."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -73,7 +74,8 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
         try:
             data = sock.recv(65536)
         except socket.timeout:
-            if all(lines.count(k) >= n for k, n in EXPECTED.items()):
+            if all(lines.count(k) >= n for k, n in EXPECTED.items()) and \
+                    any(ln.startswith("pbxguard.bans.active.ipv6:") for ln in lines):
                 break
             continue
         if len(data) > 1432:
@@ -81,6 +83,10 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
         lines += data.decode().split("\n")
     for line, n in EXPECTED.items():
         t.eq(lines.count(line), n, f"{line} arrives {n} times")
+    gauges = [ln for ln in lines if ln.startswith("pbxguard.bans.active.")]
+    t.ok(any(re.fullmatch(r"pbxguard\.bans\.active\.ipv4:\d+\|g", g) for g in gauges) and
+         any(re.fullmatch(r"pbxguard\.bans\.active\.ipv6:\d+\|g", g) for g in gauges),
+         "the active-bans gauges arrive, by family", gauges)
     t.ok(not any(":" in ln.split(":", 1)[0] or " " in ln for ln in lines if ln),
          "no metric name carries a ':' or a space")
     t.ok(not any("ChallengeSent" in ln and "failed_auth" in ln for ln in lines),

@@ -456,6 +456,27 @@ static void active_bans_exclude_ended_and_expired(void **state)
     store_close(s);
 }
 
+static void active_ban_counts_are_by_family_and_skip_ended_and_expired(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_ban b[] = {
+        {.prefix = fx_prefix("192.0.2.1"), .expires_ms = 5000, .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.2"), .expires_ms = 500, .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.3"), .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.4"), .expires_ms = 5000, .ended_ms = 100,
+         .end = STORE_BAN_LIFTED, .event_type = -1},
+        {.prefix = fx_prefix("2001:db8::1"), .expires_ms = 5000, .event_type = -1},
+    };
+    for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
+        assert_int_equal(store_ban_add(s, &b[i], NULL), 0);
+    uint64_t v4 = 99, v6 = 99;
+    assert_int_equal(store_bans_active_count(s, 1000, &v4, &v6), 0);
+    assert_int_equal(v4, 2);
+    assert_int_equal(v6, 1);
+    store_close(s);
+}
+
 static off_t file_size(const char *path)
 {
     struct stat st;
@@ -535,6 +556,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(ban_round_trips_with_every_field, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_9_mid_flood_keeps_every_committed_turn_and_integrity,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(active_ban_counts_are_by_family_and_skip_ended_and_expired,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(active_bans_exclude_ended_and_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(
