@@ -88,8 +88,8 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     if (json_is_string(json_object_get(nft, "detail")))
         fprintf(out, " (%s)", str(nft, "detail", e, sizeof(e)));
     fputc('\n', out);
-    fprintf(out, "%-12s %" PRId64 " events, %" PRId64 " bans\n", "today", num(r, "events_today"),
-            num(r, "bans_today"));
+    fprintf(out, "%-12s %" PRId64 " events, %" PRId64 " bans\n", "since start", num(r, "events"),
+            num(r, "bans"));
     const json_t *act = json_object_get(r, "active_bans");
     fprintf(out, "%-12s %" PRId64 " bans (%" PRId64 " IPv4, %" PRId64 " IPv6)\n", "active",
             num(act, "v4") + num(act, "v6"), num(act, "v4"), num(act, "v6"));

@@ -1,7 +1,11 @@
 /* The control socket: a unix stream socket served on the event loop, newline-delimited JSON
  * requests and replies (docs/control-protocol.md). Every connection's peer credentials are
  * checked (root, the daemon's own user, or a member of [general] control_group); requests are
- * capped in size, every client has a deadline, writes never block the loop. */
+ * capped in size, every client has a deadline, writes never block the loop.
+ *
+ * A reply is written in the loop turn after the one that answered it, so whatever the handler
+ * left for the turn's end (the store's commit, the nftables batch) is done before the client
+ * hears back: when `pbxguard ban` returns, the ban is committed and in the kernel. */
 #pragma once
 #include <jansson.h>
 #include <sys/types.h>

@@ -72,13 +72,13 @@ static void status_aligns_its_fields(void **state)
         "{\"ok\":true,\"version\":\"0.1.0\",\"uptime\":3725,"
         "\"database\":{\"path\":\"/var/lib/pbxguard/pbxguard.db\",\"size\":1572864},"
         "\"nftables\":{\"ok\":true,\"detail\":\"table inet pbxguard\"},"
-        "\"events_today\":120,\"bans_today\":3,\"active_bans\":{\"v4\":2,\"v6\":1},"
+        "\"events\":120,\"bans\":3,\"active_bans\":{\"v4\":2,\"v6\":1},"
         "\"ami\":[{\"name\":\"pbx1\",\"state\":\"connected\",\"host\":\"127.0.0.1\","
         "\"port\":5038,\"last_event\":1764151188}]}");
     assert_string_equal(s, "pbxguardd 0.1.0, up 1h2m5s\n"
                            "database     /var/lib/pbxguard/pbxguard.db (1.5 MiB)\n"
                            "nftables     ok (table inet pbxguard)\n"
-                           "today        120 events, 3 bans\n"
+                           "since start  120 events, 3 bans\n"
                            "active       3 bans (2 IPv4, 1 IPv6)\n"
                            "AMI sessions:\n"
                            "  pbx1         connected    127.0.0.1:5038  last event 12s ago\n");

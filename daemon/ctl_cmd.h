@@ -1,0 +1,40 @@
+/* The control commands (docs/control-protocol.md): status, ban, unban, list, show, reload. The
+ * handlers decide through the judge and read through the store like the rest of the core; what
+ * only the core knows (the sinks, the AMI sessions, the counters, the reload path) comes in
+ * through struct ctl_cmd_ops, so these handlers run the same in pbxguardd (core_ctl.c) and in
+ * test servers (tests/tools/ctl-core.c). */
+#pragma once
+#include <jansson.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ctl.h"
+#include "judge.h"
+#include "policy.h"
+#include "store.h"
+
+struct ctl_cmd_ops {
+    const struct config *cfg;
+    struct store *store;
+    struct judge *judge;
+    const struct policy *policy;
+    int64_t started_ms; /* wall clock when the daemon started */
+    int64_t now_ms;     /* wall clock now (loop_wall_ms()) */
+
+    /* Enforces a ban or unban verdict the way the core enforces its own (queue it for the
+     * turn's nftables commit, meters, log). Required. */
+    void (*apply)(void *data, const struct verdict *v);
+    /* Adds what only the core knows to a status reply: "ami" (array of {name, host, port,
+     * state, last_event}), "events_today", "bans_today", "nftables" ({ok, detail}). May be
+     * NULL (status then shows no sessions and zero counters). */
+    void (*status)(void *data, json_t *reply);
+    /* Re-reads the configuration as SIGHUP does. Returns 0, or -errno after appending one
+     * string per error to errors (file:line messages). NULL: reload is not offered. */
+    int (*reload)(void *data, json_t *errors);
+    void *data;
+};
+
+/* Answers one control request (the ctl_handler_fn body): a new reply object, never NULL
+ * unless out of memory. Library code: logs nothing; the verdicts it applies are logged there. */
+json_t *ctl_cmd_dispatch(const struct ctl_cmd_ops *ops, const char *cmd, json_t *req,
+                         const struct ctl_peer *peer);
