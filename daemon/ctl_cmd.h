@@ -2,7 +2,7 @@
  * handlers decide through the judge and read through the store like the rest of the core; what
  * only the core knows (the sinks, the AMI sessions, the counters, the reload path) comes in
  * through struct ctl_cmd_ops, so these handlers run the same in pbxguardd (core_ctl.c) and in
- * test servers (tests/tools/ctl-core.c). */
+ * test programs. */
 #pragma once
 #include <jansson.h>
 #include <stdint.h>
