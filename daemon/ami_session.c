@@ -23,9 +23,9 @@
 #define AMI_MAX_ADDRS 8
 #define AMI_OUT_MAX 2048
 #define AMI_READS_PER_TURN 16
-/* A session that stayed logged in this long was healthy: the next failure starts the backoff
- * from its minimum again. Shorter sessions keep doubling it, so a peer that accepts and then
- * drops us at once is not hammered. */
+/* A session that stayed logged in this long (or backoff_max, if shorter) was healthy: the next
+ * failure starts the backoff from its minimum again. Shorter sessions keep doubling it, so a
+ * peer that accepts and then drops us at once is not hammered. */
 #define AMI_HEALTHY_MS 10000
 #define AMI_QUIET_WARNING_MS 10000
 
@@ -105,7 +105,6 @@ struct ami_session {
     bool have_peer;
 
     bool ping_outstanding;
-    uint64_t ping_seq;
     uint64_t up_since_ms;
     int64_t backoff_ms;
     uint64_t rng;
@@ -217,7 +216,9 @@ static void fail(struct ami_session *s, enum failure_kind kind, const char *fmt,
         s->stats.auth_failures++;
         delay = s->cfg.backoff_max_ms; /* wrong credentials will not fix themselves soon */
     } else {
-        if (was_up && now - s->up_since_ms >= AMI_HEALTHY_MS)
+        int64_t healthy = s->cfg.backoff_max_ms < AMI_HEALTHY_MS ? s->cfg.backoff_max_ms
+                                                                 : AMI_HEALTHY_MS;
+        if (was_up && now - s->up_since_ms >= (uint64_t)healthy)
             s->backoff_ms = s->cfg.backoff_min_ms;
         delay = s->backoff_ms;
         s->backoff_ms = s->backoff_ms * 2 > s->cfg.backoff_max_ms ? s->cfg.backoff_max_ms
@@ -682,7 +683,6 @@ static void on_ping_timer(struct loop *l, void *data)
         return;
     }
     s->ping_outstanding = true;
-    s->ping_seq++;
     if (send_action(s, "Action: Ping\r\nActionID: " ID_PING "\r\n\r\n") < 0)
         return;
     loop_timer_arm(l, &s->t_ping, (uint64_t)s->cfg.ping_timeout_ms);
@@ -851,7 +851,6 @@ int64_t ami_session_last_event_ms(const struct ami_session *s)
 void ami_session_get_stats(const struct ami_session *s, struct ami_session_stats *ret_stats)
 {
     *ret_stats = s->stats;
-    ret_stats->frames_discarded = s->stats.frames_discarded;
 }
 
 void ami_session_set_quiet_warning(struct ami_session *s, int64_t ms)

@@ -183,6 +183,27 @@ with AmiPeer() as peer, AmiTap(spec(peer)) as tap:
     t.ok(tap.get_stats()["ami:local"]["reconnects"] >= 1, "reconnect counted")
     check_clean_exit(tap, "drop")
 
+with AmiPeer() as peer, AmiTap(spec(peer, backoff_min=50, backoff_max=1600)) as tap:
+    # Drop every session at once: the backoff doubles (50, 100, ... 1600 ms).
+    for i in range(1, 7):
+        peer.wait_logins(i, timeout=5)
+        peer.drop()
+    peer.wait_logins(7, timeout=5)
+    t0 = time.monotonic()
+    peer.drop()
+    peer.wait_logins(8, timeout=5)
+    flapping_gap = time.monotonic() - t0
+    t.ok(flapping_gap >= 0.6, "sessions dropped at once keep doubling the backoff",
+         f"{flapping_gap:.2f} s")
+    time.sleep(1.8)  # up longer than backoff_max: healthy
+    t0 = time.monotonic()
+    peer.drop()
+    peer.wait_logins(9, timeout=5)
+    healthy_gap = time.monotonic() - t0
+    t.ok(healthy_gap < flapping_gap / 2, "a healthy session resets the backoff to its minimum",
+         f"{healthy_gap:.2f} s after healthy vs {flapping_gap:.2f} s while flapping")
+    check_clean_exit(tap, "backoff reset")
+
 with AmiPeer() as peer, AmiTap(spec(peer, backoff_max=1000)) as tap:
     peer.wait_logins(1)
     t0 = time.monotonic()
