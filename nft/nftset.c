@@ -1178,10 +1178,34 @@ static int commit_chunk(struct nftset *s, unsigned long lo, unsigned long hi)
     return 0;
 }
 
+/* Joins or leaves the notification group. The kernel builds a notification per element only
+ * while someone listens, which cost a third of a million-ban restore here. */
+static void monitor_listen(struct nftset *s, bool on)
+{
+    int group = NFNLGRP_NFTABLES;
+    mnl_socket_setsockopt(s->mon, on ? NETLINK_ADD_MEMBERSHIP : NETLINK_DROP_MEMBERSHIP, &group,
+                          sizeof(group));
+}
+
+/* Makes the monitor socket readable with a note from our command socket, so the event loop
+ * calls nftset_monitor_read(), which then reports damage. */
+static void monitor_wake(struct nftset *s)
+{
+    struct nlmsghdr h = {.nlmsg_len = NLMSG_HDRLEN, .nlmsg_type = NLMSG_NOOP};
+    struct sockaddr_nl dst = {.nl_family = AF_NETLINK, .nl_pid = mnl_socket_get_portid(s->mon)};
+    sendto(mnl_socket_get_fd(s->nl), &h, h.nlmsg_len, 0, (struct sockaddr *)&dst, sizeof(dst));
+}
+
 long nftset_commit(struct nftset *s, nftset_result_fn fn, void *data)
 {
     long failed = 0;
     int fatal = 0;
+    /* A bulk commit (a restore) does not listen to its own notifications; afterwards the cheap
+     * check covers the pause, and damage found then wakes the monitor. */
+    bool bulk = s->nq > s->chunk;
+
+    if (bulk)
+        monitor_listen(s, false);
 
     for (unsigned long lo = 0; lo < s->nq; lo += s->chunk) {
         unsigned long hi = s->nq - lo > s->chunk ? lo + s->chunk : s->nq;
@@ -1209,6 +1233,11 @@ long nftset_commit(struct nftset *s, nftset_result_fn fn, void *data)
         }
     }
     s->nq = 0;
+    if (bulk) {
+        monitor_listen(s, true);
+        if (verify(s) != V_RIGHT)
+            monitor_wake(s);
+    }
     return fatal ? fatal : failed;
 }
 
@@ -1360,7 +1389,10 @@ int nftset_monitor_read(struct nftset *s, bool *ret_damaged)
 
     /* Bounded: a flood is drained over several turns of the loop (the fd stays readable). */
     for (int i = 0; i < 256; i++) {
-        ssize_t n = recv(mnl_socket_get_fd(s->mon), s->rbuf, MNL_SOCKET_BUFFER_SIZE * 4, 0);
+        struct sockaddr_nl src;
+        socklen_t srclen = sizeof(src);
+        ssize_t n = recvfrom(mnl_socket_get_fd(s->mon), s->rbuf, MNL_SOCKET_BUFFER_SIZE * 4, 0,
+                             (struct sockaddr *)&src, &srclen);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1372,7 +1404,20 @@ int nftset_monitor_read(struct nftset *s, bool *ret_damaged)
                 break;
             return -errno;
         }
-        mnl_cb_run(s->rbuf, (size_t)n, 0, 0, mon_cb, &mi);
+        /* The sender's address is the kernel's word: notifications come from port 0; the
+         * only other sender we heed is our own command socket (monitor_wake()). */
+        if (srclen < sizeof(src) || src.nl_family != AF_NETLINK)
+            continue;
+        if (src.nl_pid == s->portid) {
+            mi.damaged = true;
+            continue;
+        }
+        if (src.nl_pid != 0)
+            continue;
+        int left = (int)n;
+        for (struct nlmsghdr *nlh = (struct nlmsghdr *)s->rbuf; mnl_nlmsg_ok(nlh, left);
+             nlh = mnl_nlmsg_next(nlh, &left))
+            mon_cb(nlh, &mi);
     }
     if (lost && !mi.damaged) {
         /* Notifications were dropped: check the table instead of guessing. */

@@ -68,11 +68,14 @@ int nftset_queue_ban(struct nftset *s, const struct addr_prefix *p, uint64_t tim
 int nftset_queue_unban(struct nftset *s, const struct addr_prefix *p);
 unsigned long nftset_queued(const struct nftset *s);
 
-/* Commits everything queued: one transaction per chunk. fn (may be NULL) is called once per
- * element with its result. A kernel transaction is all or nothing, so when some elements fail,
- * the chunk is sent again without them. Returns the number of elements that failed (0 = all
- * applied), or -errno if the netlink socket itself failed (then every element not yet reported
- * is reported with that error). The queue is empty afterwards in every case. */
+/* Commits everything queued: one transaction per chunk, up to 64 elements per message. fn (may be
+ * NULL) is called once per element with its result. A kernel transaction is all or nothing, so
+ * when some elements fail, the chunk is sent again without them. Returns the number of elements
+ * that failed (0 = all applied), or -errno if the netlink socket itself failed (then every
+ * element not yet reported is reported with that error). The queue is empty afterwards.
+ * A commit of more than one chunk (a restore) stops listening to notifications while it runs
+ * (they would cost a third of its time); the cheap check runs after it, and if it finds damage
+ * the monitor fd becomes readable and nftset_monitor_read() reports it. */
 long nftset_commit(struct nftset *s, nftset_result_fn fn, void *data);
 
 /* Looks up one address: 0 with the banned prefix that holds it and its remaining time in
