@@ -4,6 +4,7 @@ namespace with the scripted AMI peer. Restart continuity, restore and self-heali
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -21,8 +22,22 @@ def elements(family):
     return {k: v for k, v in bans.items() if (":" in k) == (family == 6)}
 
 
-def banned(key, family=4, timeout=2.0):
+def banned(key, family=4, timeout=8.0):
+    """Waits (bounded) for key in the set. Generous: a loaded machine or the ASan build must
+    not fail a behaviour test; how fast it happens is measured in bench/, not asserted here."""
     return bool(h.wait_for(lambda: key in elements(family), timeout=timeout))
+
+
+sentinels = iter(range(1, 200))
+
+
+def barrier(peer):
+    """Returns once the daemon has handled everything sent before: events on one AMI
+    connection are handled in order, so when a fresh sentinel address is banned, every earlier
+    event has been judged. Makes the negative checks ("not banned") mean something."""
+    ip = f"192.0.2.{200 + next(sentinels) % 50}"
+    peer.send_events("InvalidPassword", ip, count=5)
+    return banned(ip)
 
 
 with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
@@ -40,7 +55,8 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
     t.ok(peer.wait_logged_in(), "the daemon logs in to the AMI peer")
 
     peer.send_events("InvalidPassword", "203.0.113.7", count=4)
-    t.ok(not banned("203.0.113.7", timeout=0.5), "4 failures (threshold 5) do not ban")
+    barrier(peer)
+    t.ok("203.0.113.7" not in elements(4), "4 failures (threshold 5) do not ban")
     peer.send_events("InvalidPassword", "203.0.113.7", count=1)
     t.ok(banned("203.0.113.7"), "the 5th failure bans the address in the kernel set")
     tmo = elements(4).get("203.0.113.7", (None, None))[0]
@@ -53,18 +69,18 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
 
     peer.send_events("SuccessfulAuth", "203.0.113.20", count=10)
     peer.send_events("ChallengeSent", "203.0.113.20", count=10, service="PJSIP")
-    t.ok(not banned("203.0.113.20", timeout=0.5),
-         "SuccessfulAuth and ChallengeSent do not count")
+    barrier(peer)
+    t.ok("203.0.113.20" not in elements(4), "SuccessfulAuth and ChallengeSent do not count")
 
     peer.send_events("InvalidPassword", "127.0.0.1", count=10)
     peer.send_events("InvalidPassword", "198.51.100.9", count=10)
-    h.wait_for(lambda: False, timeout=0.5)
+    barrier(peer)
     e4 = elements(4)
     t.ok("127.0.0.1" not in e4, "loopback (and so the AMI peer) is never banned")
     t.ok(not any(k.startswith("198.51.100.") for k in e4), "a whitelisted CIDR is never banned")
 
     peer.send_events("InvalidAccountID", "192.0.2.50", count=4)
-    h.wait_for(lambda: False, timeout=0.3)
+    barrier(peer)
     rc, secs = d.stop()
     t.eq(rc, 0, "SIGTERM stops the daemon cleanly")
 
@@ -80,13 +96,16 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
     t.ok(banned("192.0.2.50"), "4 failures before a restart and 1 after ban (threshold 5)")
 
     # Self-healing.
+    t0 = time.monotonic()
     h.nft("flush", "ruleset")
-    t.ok(banned("203.0.113.7", timeout=1.5) and banned("2001:db8:1:2::/64", 6, timeout=0.5),
-         "after `nft flush ruleset` every ban is back within a second")
+    back = banned("203.0.113.7") and banned("2001:db8:1:2::/64", 6)
+    t.ok(back, "after `nft flush ruleset` every ban is back")
+    t.diag(f"bans back {time.monotonic() - t0:.3f} s after the flush")
     t.ok(d.wait_log("was damaged"), "the repair is logged")
+    t0 = time.monotonic()
     h.nft("delete", "table", "inet", "pbxguard")
-    t.ok(banned("192.0.2.50", timeout=1.5),
-         "after `nft delete table inet pbxguard` the bans are back within a second")
+    t.ok(banned("192.0.2.50"), "after `nft delete table inet pbxguard` the bans are back")
+    t.diag(f"bans back {time.monotonic() - t0:.3f} s after the delete")
 
     rc, _ = d.stop()
     t.eq(rc, 0, "the daemon stops cleanly after the repairs")
