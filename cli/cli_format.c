@@ -63,7 +63,7 @@ static const char *ago(const json_t *o, const char *key, int64_t now, char *buf,
     return buf;
 }
 
-/* "59m12s left", "permanent", or "ended". */
+/* Time left, to the precision a person wants: "6d23h", "3h59m", "59m12s"; or "permanent". */
 static const char *remaining(const json_t *ban, int64_t now, char *buf, size_t buflen)
 {
     const json_t *exp = json_object_get(ban, "expires");
@@ -72,6 +72,10 @@ static const char *remaining(const json_t *ban, int64_t now, char *buf, size_t b
     int64_t left = json_integer_value(exp) - now;
     if (left < 0)
         left = 0;
+    if (left >= 86400)
+        left -= left % 3600;
+    else if (left >= 3600)
+        left -= left % 60;
     return duration_format(left, buf, buflen);
 }
 

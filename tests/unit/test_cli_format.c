@@ -44,6 +44,17 @@ static void list_is_an_aligned_table_with_remaining_time(void **state)
            "2 active bans\n");
 }
 
+static void remaining_time_drops_seconds_on_long_bans(void **state)
+{
+    const char *s = render("list", "{\"ok\":true,\"bans\":["
+                                   "{\"prefix\":\"192.0.2.1\",\"expires\":1764755999},"
+                                   "{\"prefix\":\"192.0.2.2\",\"expires\":1764165599},"
+                                   "{\"prefix\":\"192.0.2.3\",\"expires\":1764151259}]}");
+    assert_non_null(strstr(s, "192.0.2.1  6d23h "));
+    assert_non_null(strstr(s, "192.0.2.2  3h59m "));
+    assert_non_null(strstr(s, "192.0.2.3  59s "));
+}
+
 static void an_empty_list_says_so(void **state)
 {
     assert_string_equal(render("list", "{\"ok\":true,\"bans\":[]}"), "no active bans\n");
@@ -146,6 +157,7 @@ int main(void)
     tzset();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(list_is_an_aligned_table_with_remaining_time),
+        cmocka_unit_test(remaining_time_drops_seconds_on_long_bans),
         cmocka_unit_test(an_empty_list_says_so),
         cmocka_unit_test(ban_reports_length_and_end),
         cmocka_unit_test(unban_lists_what_was_lifted),
