@@ -128,6 +128,12 @@ with h.TempDir() as d:
     r = cli("unban", "203.0.113.7")
     t.eq((r.returncode, r.stdout), (0, "unbanned 203.0.113.7\n"), "unban lifts a ban")
     t.ok("203.0.113.7" not in elements("banned4"), "the unbanned address left the kernel set")
+    rc, j = cli_json("unban", "192.0.2.10")
+    t.eq((rc, j), (0, {"ok": True, "lifted": ["192.0.2.10"]}), "unban --json lists what was lifted")
+    rc, j = cli_json("unban", "198.51.100.77")
+    t.ok(rc == 1 and j.get("ok") is False and j.get("code") == 1
+         and j.get("covered_by") == "198.51.100.0/24",
+         "unban --json of a covered address: the error with the covering prefix, exit 1", j)
     r = cli("unban", "203.0.113.7")
     t.ok(r.returncode == 1 and "is not banned" in r.stderr, "unban of an address not banned: exit 1",
          r.stderr)
@@ -155,10 +161,15 @@ with h.TempDir() as d:
     # reload
     r = cli("reload")
     t.eq((r.returncode, r.stdout), (0, "configuration reloaded\n"), "reload reports success")
+    rc, j = cli_json("reload")
+    t.eq((rc, j), (0, {"ok": True}), "reload --json")
     with open(conf, "w") as f:
         f.write(conf_text.replace("cidr = 192.0.2.0/24", "cidr = 192.0.2.300"))
     r = cli("reload")
     t.eq(r.returncode, 1, "reload of a broken configuration fails with exit 1")
+    rc, j = cli_json("reload")
+    t.ok(rc == 1 and len(j.get("errors", [])) == 1 and "192.0.2.300" in j["errors"][0],
+         "reload --json carries each error in \"errors\"", j)
     t.ok("not reloaded" in r.stderr and "pbxguard.conf:" in r.stderr and "192.0.2.300" in r.stderr,
          "and reports the file:line error to the caller", r.stderr)
     with open(conf, "w") as f:
