@@ -5,8 +5,10 @@
  * that sendto() and queues every ack before it returns, so the acks are then read without
  * blocking. A transaction is all or nothing: if one message fails, nothing in it is applied,
  * although the other messages are acked with success. So a failed chunk is sent again without
- * the elements that failed (an add that met an existing element is retried as delete + add,
- * which refreshes its timeout).
+ * the elements that failed. An add is preceded by a destroy of the same keys (Linux 6.3+: no
+ * error if absent), so an existing element takes the new timeout in the same transaction; on
+ * older kernels an add that meets an existing element fails, and is retried as delete + add.
+ * Failed rounds are worth avoiding: each aborted transaction waits for an RCU grace period.
  *
  * Four sets (nftkey.h): single IPv4 addresses and IPv6 /64s in hash sets, other prefixes in
  * interval sets. The kernel fills a hash set about eight times faster than an interval (rbtree)
@@ -46,6 +48,10 @@
 #define NFT_TYPE_IP6ADDR 8
 #define NFT_TYPE_INET_SERVICE 13
 
+#ifndef NFT_MSG_DESTROYSETELEM
+#define NFT_MSG_DESTROYSETELEM 30 /* Linux 6.3: delete if present, no error if not */
+#endif
+
 #define FORWARD_CHAIN "forward"
 /* Changing what setup builds changes this, so an older table is replaced, not adopted. */
 #define LAYOUT_VERSION "2"
@@ -79,6 +85,7 @@ struct qelem {
 /* One message of a transaction: its error, where in it the kernel says the error is (extended
  * ack, 0 = not said), and its elements: list[first .. first + count). */
 struct msginfo {
+    uint16_t type;
     uint32_t first, count;
     int err;
     uint32_t err_off;
@@ -91,6 +98,7 @@ struct nftset {
     uint32_t portid;
     uint32_t seq;
     unsigned chunk; /* elements per transaction */
+    int destroy;    /* the kernel knows NFT_MSG_DESTROYSETELEM: -1 not yet known, 0 no, 1 yes */
     int interval; /* -1 = not probed yet, 0 = timeout only, 1 = interval + timeout */
     char fingerprint[64];
     char names[NFTKEY_NSETS][CFG_NAME_MAX + 8];
@@ -227,7 +235,7 @@ static struct nlmsghdr *txn_msg(struct txn *t, uint16_t type, uint16_t flags)
     txn_close_last(t);
     struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(t->s->buf + t->off, type, NFPROTO_INET,
                                                  flags | NLM_F_ACK, t->seq0 + t->n);
-    t->s->msgs[t->n] = (struct msginfo){.first = (uint32_t)t->s->nlist};
+    t->s->msgs[t->n] = (struct msginfo){.type = type, .first = (uint32_t)t->s->nlist};
     t->n++;
     t->last = nlh;
     return nlh;
@@ -387,6 +395,7 @@ struct nftset *nftset_open(const struct cfg_nftables *cfg)
     }
     s->cfg = *cfg;
     s->interval = -1;
+    s->destroy = -1;
     snprintf(s->names[NFTKEY_HOST4], sizeof(s->names[0]), "%s", cfg->set4);
     snprintf(s->names[NFTKEY_NET4], sizeof(s->names[0]), "%s" NET_SUFFIX, cfg->set4);
     snprintf(s->names[NFTKEY_NET64], sizeof(s->names[0]), "%s", cfg->set6);
@@ -1117,10 +1126,16 @@ static int commit_chunk(struct nftset *s, unsigned long lo, unsigned long hi)
                         break;
                     group[n++] = (uint32_t)i;
                 }
-                if (e->mode == MODE_DEL)
+                if (e->mode == MODE_DEL) {
                     put_elems(&t, NFT_MSG_DELSETELEM, 0, group, n, false);
-                else
+                } else {
+                    /* Where the kernel can, a ban first destroys any element of that key, so
+                     * an existing one takes the new timeout without a failed round (each
+                     * aborted transaction costs an RCU grace period). */
+                    if (s->destroy != 0)
+                        put_elems(&t, NFT_MSG_DESTROYSETELEM, 0, group, n, false);
                     put_elems(&t, NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, group, n, true);
+                }
             }
         }
         if (t.n == 0)
@@ -1130,9 +1145,16 @@ static int commit_chunk(struct nftset *s, unsigned long lo, unsigned long hi)
         bool any = false;
         for (unsigned m = 0; m < t.n; m++) {
             const struct msginfo *mi = &s->msgs[m];
+            if (mi->type == NFT_MSG_DESTROYSETELEM && !mi->err)
+                s->destroy = 1;
             if (!mi->err)
                 continue;
             any = true;
+            if (mi->type == NFT_MSG_DESTROYSETELEM && s->destroy < 0 &&
+                (mi->err == -EINVAL || mi->err == -EOPNOTSUPP)) {
+                s->destroy = 0; /* an older kernel: send the round again without */
+                continue;
+            }
             /* The kernel stops a message at its first bad element and points at it; the ones
              * after it were not tried. Without a pointer, every element goes alone next time. */
             uint32_t bad = mi->count;

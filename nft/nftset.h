@@ -37,7 +37,9 @@ struct nftset_result {
      * needs an interval set, but the kernel has none), -ECANCELED (not applied: its transaction failed for others
      * repeatedly), or a transport error. */
     int err;
-    bool refreshed;            /* ban: the element existed and was replaced with this timeout */
+    /* ban: the element existed and was replaced with this timeout. Known only on kernels before
+     * 6.3; later ones replace an existing element without telling (see nftset.c). */
+    bool refreshed;
     bool held;                 /* unban -ENOENT: the address lies inside the banned prefix holder */
     struct addr_prefix holder;
 };
