@@ -83,9 +83,35 @@ int cli_main(int argc, char **argv)
     const struct cli_command *hint;
     char err[512];
 
-    /* report reads the database itself (read-only) and has its own options. */
-    if (argc >= 2 && strcmp(argv[1], "report") == 0)
-        return report_main(argc - 1, argv + 1);
+    /* report reads the database itself (read-only) and has its own options; a -c given
+     * before it is passed on. */
+    const char *config = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||
+             strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0) && i + 1 < argc) {
+            if (argv[i][1] == 'c' || argv[i][2] == 'c')
+                config = argv[i + 1];
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            config = argv[i] + 9;
+        if (argv[i][0] == '-')
+            continue;
+        if (strcmp(argv[i], "report") != 0)
+            break;
+        char *rargv[argc + 3];
+        int rargc = 0;
+        rargv[rargc++] = argv[i];
+        if (config) {
+            rargv[rargc++] = "--config";
+            rargv[rargc++] = (char *)config;
+        }
+        for (int k = i + 1; k < argc; k++)
+            rargv[rargc++] = argv[k];
+        rargv[rargc] = NULL;
+        return report_main(rargc, rargv);
+    }
 
     if (cli_args_parse(argc, argv, &a, &hint, err, sizeof(err)) < 0) {
         fprintf(stderr, "pbxguard: %s\n", err);

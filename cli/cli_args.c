@@ -22,10 +22,12 @@ const struct cli_command cli_commands[] = {
      "  --json               print the daemon's reply as JSON\n"},
     {"unban", "unban ADDR[/LEN] [--json]", "lift a ban, in the database and in the kernel",
      "  --json               print the daemon's reply as JSON\n"},
-    {"list", "list [--v4 | --v6] [--reason threshold|manual] [--json]",
+    {"list", "list [--v4 | --v6] [--reason threshold|manual] [--limit N | --all] [--json]",
      "list the active bans with their remaining time",
      "  --v4, --v6           only IPv4 or only IPv6 bans\n"
      "  --reason REASON      only bans of this reason: threshold (earned) or manual\n"
+     "  --limit N            at most N bans, oldest first (default 1000)\n"
+     "  --all                every ban, however many\n"
      "  --json               print the daemon's reply as JSON\n"},
     {"show", "show ADDR[/LEN] [--json]",
      "everything known about an address: why it is (or is not) blocked",
@@ -120,7 +122,8 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
     struct cli_args a = {0};
     const char *positional[4];
     int npos = 0;
-    const char *dur = NULL, *reason = NULL, *family = NULL;
+    const char *dur = NULL, *reason = NULL, *family = NULL, *limit = NULL;
+    bool all = false;
     bool permanent = false, force = false;
     int r;
 
@@ -175,6 +178,12 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
                    is_opt(arg, "--reason")) {
             if (!(reason = option_value(argc, argv, &i, "--reason", err, errlen)))
                 return -EINVAL;
+        } else if (a.command && strcmp(a.command->name, "list") == 0 && is_opt(arg, "--limit")) {
+            if (!(limit = option_value(argc, argv, &i, "--limit", err, errlen)))
+                return -EINVAL;
+        } else if (a.command && strcmp(a.command->name, "list") == 0 &&
+                   strcmp(arg, "--all") == 0) {
+            all = true;
         } else if (a.command && strcmp(a.command->name, "list") == 0 &&
                    (strcmp(arg, "--v4") == 0 || strcmp(arg, "--v6") == 0 ||
                     strcmp(arg, "-4") == 0 || strcmp(arg, "-6") == 0)) {
@@ -256,6 +265,23 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
     } else if (strcmp(cmd, "list") == 0) {
         if (family)
             json_object_set_new(req, "family", json_integer(family[1] == '4' ? 4 : 6));
+        if (limit && all) {
+            r = fail(err, errlen, "--limit and --all exclude each other");
+            goto bad;
+        }
+        if (limit) {
+            char *end;
+            errno = 0;
+            long long n = strtoll(limit, &end, 10);
+            if (!*limit || *end || errno || n < 1 || n > 100000000) {
+                r = fail(err, errlen, "--limit \"%.40s\" is not a number of bans (1 or more)",
+                         limit);
+                goto bad;
+            }
+            json_object_set_new(req, "limit", json_integer(n));
+        }
+        if (all)
+            json_object_set_new(req, "limit", json_integer(0));
         if (reason) {
             if (strcmp(reason, "threshold") != 0 && strcmp(reason, "manual") != 0) {
                 r = fail(err, errlen, "--reason \"%.40s\" is not a ban reason (threshold or manual)",

@@ -138,7 +138,7 @@ static void print_list(const json_t *r, int64_t now, FILE *out)
         if (p && (int)strlen(p) > w)
             w = (int)strlen(p);
     }
-    if (json_array_size(bans) == 0) {
+    if (json_array_size(bans) == 0 && !json_is_true(json_object_get(r, "truncated"))) {
         fprintf(out, "no active bans\n");
         return;
     }
@@ -153,7 +153,13 @@ static void print_list(const json_t *r, int64_t now, FILE *out)
                 cli_format_time(num(b, "first_seen"), f, sizeof(f)),
                 cli_format_time(num(b, "last_seen"), l, sizeof(l)));
     }
-    fprintf(out, "%zu active ban%s\n", json_array_size(bans), json_array_size(bans) == 1 ? "" : "s");
+    int64_t total = num(r, "total");
+    if (json_is_true(json_object_get(r, "truncated")))
+        fprintf(out, "%zu of %" PRId64 " active bans shown (--limit N or --all for more)\n",
+                json_array_size(bans), total);
+    else
+        fprintf(out, "%zu active ban%s\n", json_array_size(bans),
+                json_array_size(bans) == 1 ? "" : "s");
 }
 
 static void print_show(const json_t *r, int64_t now, FILE *out)

@@ -13,6 +13,7 @@
 
 #define NOTE_MAX 200
 #define PAST_BANS_MAX 50
+#define LIST_DEFAULT_LIMIT 1000
 
 static json_t *time_or_null(int64_t ms)
 {
@@ -92,20 +93,6 @@ static json_t *errno_reply(const char *what, int err)
 
 /* --- status --- */
 
-struct count_family {
-    int64_t v4, v6;
-};
-
-static int count_ban(void *data, const struct store_ban *b)
-{
-    struct count_family *c = data;
-    if (b->prefix.addr.family == AF_INET)
-        c->v4++;
-    else
-        c->v6++;
-    return 0;
-}
-
 static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req)
 {
     json_t *r = json_pack("{s:b, s:s, s:i, s:I, s:I}", "ok", 1, "version", PBXGUARD_VERSION,
@@ -114,10 +101,10 @@ static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req)
                           (json_int_t)(ops->started_ms / 1000));
     if (!r)
         return NULL;
-    struct count_family c = {0};
-    int err = store_bans_active(ops->store, ops->now_ms, count_ban, &c);
-    json_object_set_new(r, "active_bans", json_pack("{s:I, s:I}", "v4", (json_int_t)c.v4, "v6",
-                                                    (json_int_t)c.v6));
+    uint64_t v4 = 0, v6 = 0;
+    int err = store_bans_active_count(ops->store, ops->now_ms, &v4, &v6);
+    json_object_set_new(r, "active_bans", json_pack("{s:I, s:I}", "v4", (json_int_t)v4, "v6",
+                                                    (json_int_t)v6));
     if (err < 0)
         json_object_set_new(r, "store_error", json_string(store_strerror(err)));
 
@@ -280,6 +267,8 @@ struct list_ctx {
     const struct ctl_cmd_ops *ops;
     int family; /* 0, 4, 6 */
     int reason; /* -1 or enum store_ban_reason */
+    int64_t limit; /* 0 = all */
+    int64_t total; /* matching bans, listed or not */
     json_t *bans;
 };
 
@@ -289,6 +278,12 @@ static int list_one(void *data, const struct store_ban *b)
     int fam = b->prefix.addr.family == AF_INET ? 4 : 6;
     if ((c->family && fam != c->family) || (c->reason >= 0 && (int)b->reason != c->reason))
         return 0;
+    /* Past the limit a ban is only counted: one failure-statistics query per listed ban is
+     * what costs, and the loop must not stall on a list of 100k bans. */
+    if (c->limit && c->total++ >= c->limit)
+        return 0;
+    if (!c->limit)
+        c->total++;
     json_t *o = ban_json(b, c->ops->now_ms);
     if (!o)
         return -ENOMEM;
@@ -302,7 +297,13 @@ static int list_one(void *data, const struct store_ban *b)
 
 static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req)
 {
-    struct list_ctx c = {.ops = ops, .reason = -1};
+    struct list_ctx c = {.ops = ops, .reason = -1, .limit = LIST_DEFAULT_LIMIT};
+    json_t *limit = json_object_get(req, "limit");
+    if (limit) {
+        if (!json_is_integer(limit) || json_integer_value(limit) < 0)
+            return ctl_error(CTL_CODE_USAGE, "\"limit\" must be a number >= 0 (0 = every ban)");
+        c.limit = json_integer_value(limit);
+    }
     json_t *fam = json_object_get(req, "family");
     if (fam) {
         if (!json_is_integer(fam) || (json_integer_value(fam) != 4 && json_integer_value(fam) != 6))
@@ -325,7 +326,9 @@ static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req)
         json_decref(c.bans);
         return errno_reply("list failed", err);
     }
-    return json_pack("{s:b, s:o}", "ok", 1, "bans", c.bans);
+    return json_pack("{s:b, s:o, s:I, s:b}", "ok", 1, "bans", c.bans, "total",
+                     (json_int_t)c.total, "truncated",
+                     (int)((int64_t)json_array_size(c.bans) < c.total));
 }
 
 /* --- show --- */

@@ -76,6 +76,11 @@ with h.TempDir() as d:
     r = cli("-c", os.path.join(d, "missing.conf"), "status")
     t.eq(r.returncode, 1, "-c with an unreadable configuration fails with exit code 1")
 
+    r = subprocess.run([h.CLI, "-c", os.path.join(d, "nowhere.conf"), "report", "--since", "1d"],
+                       capture_output=True, text=True, timeout=40)
+    t.ok(r.returncode == 1 and "nowhere.conf" in r.stderr,
+         "pbxguard -c CONFIG report hands the configuration to report", r.stderr)
+
     r = cli("-s", path, "reload")
     t.eq((r.returncode, r.stdout), (0, "configuration reloaded\n"), "reload prints a one-line answer")
 

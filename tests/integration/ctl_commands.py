@@ -103,6 +103,12 @@ with h.TempDir() as d:
     col = lines[0].index("REMAINING")
     t.ok(all(x[col - 2:col] == "  " and x[col] != " " for x in lines[1:-1]),
          "the columns are aligned", r.stdout)
+    rc, j = cli_json("list", "--limit", "2")
+    t.ok(len(j.get("bans", [])) == 2 and j.get("total") == 4 and j.get("truncated") is True,
+         "list --limit 2 lists two and counts all four", j)
+    r = cli("list", "--limit", "2")
+    t.eq(r.stdout.splitlines()[-1], "2 of 4 active bans shown (--limit N or --all for more)",
+         "the human list says how many were left out")
     rc, j = cli_json("list", "--v6")
     t.eq([b["prefix"] for b in j.get("bans", [])], ["2001:db8:1:2::/64"], "list --v6 filters")
     rc, j = cli_json("list", "--v4", "--reason", "threshold")

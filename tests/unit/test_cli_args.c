@@ -115,6 +115,15 @@ static void list_filters_family_and_reason(void **state)
                         "{\"cmd\":\"list\",\"family\":6,\"reason\":\"manual\"}");
 }
 
+static void list_takes_a_limit_or_all(void **state)
+{
+    assert_string_equal(request("list", "--limit", "50", NULL), "{\"cmd\":\"list\",\"limit\":50}");
+    assert_string_equal(request("list", "--all", NULL), "{\"cmd\":\"list\",\"limit\":0}");
+    rejects("--limit \"0\" is not a number of bans", "list", "--limit", "0", NULL);
+    rejects("--limit \"ten\" is not a number of bans", "list", "--limit=ten", NULL);
+    rejects("exclude each other", "list", "--all", "--limit", "5", NULL);
+}
+
 static void help_needs_no_command_and_sends_nothing(void **state)
 {
     struct cli_args a;
@@ -212,6 +221,7 @@ int main(void)
         cmocka_unit_test(ban_permanent_force_and_note),
         cmocka_unit_test(global_options_go_anywhere),
         cmocka_unit_test(list_filters_family_and_reason),
+        cmocka_unit_test(list_takes_a_limit_or_all),
         cmocka_unit_test(help_needs_no_command_and_sends_nothing),
         cmocka_unit_test(invalid_addresses_are_named),
         cmocka_unit_test(invalid_prefix_lengths_are_named),

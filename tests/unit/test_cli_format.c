@@ -55,6 +55,13 @@ static void remaining_time_drops_seconds_on_long_bans(void **state)
     assert_non_null(strstr(s, "192.0.2.3  59s "));
 }
 
+static void a_truncated_list_says_how_many_more(void **state)
+{
+    const char *s = render("list", "{\"ok\":true,\"total\":5000,\"truncated\":true,\"bans\":["
+                                   "{\"prefix\":\"192.0.2.1\",\"expires\":null}]}");
+    assert_non_null(strstr(s, "\n1 of 5000 active bans shown (--limit N or --all for more)\n"));
+}
+
 static void an_empty_list_says_so(void **state)
 {
     assert_string_equal(render("list", "{\"ok\":true,\"bans\":[]}"), "no active bans\n");
@@ -158,6 +165,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(list_is_an_aligned_table_with_remaining_time),
         cmocka_unit_test(remaining_time_drops_seconds_on_long_bans),
+        cmocka_unit_test(a_truncated_list_says_how_many_more),
         cmocka_unit_test(an_empty_list_says_so),
         cmocka_unit_test(ban_reports_length_and_end),
         cmocka_unit_test(unban_lists_what_was_lifted),
