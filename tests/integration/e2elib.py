@@ -678,6 +678,15 @@ class Daemon:
             "(expires_ms IS NULL OR expires_ms > ?)", (now,))}
 
 
+CLI_PENDING = "the daemon does not serve CLI commands yet (core_ctl not wired into core.c)"
+
+
+def cli_served(d):
+    """False only while the daemon answers every CLI command with "unknown command"."""
+    r = d.cli("--json", "status")
+    return not (r.returncode != 0 and "unknown command" in r.stdout + r.stderr)
+
+
 def kernel_set(name="banned4", table="pbxguard"):
     """The elements of one of our sets, as {address-or-prefix: expires-in-seconds or None}."""
     out = h.nft_json("list", "set", "inet", table, name)
@@ -705,11 +714,21 @@ def kernel_set(name="banned4", table="pbxguard"):
 
 
 def kernel_bans():
-    """Both sets merged; None if our table is missing."""
-    v4, v6 = kernel_set("banned4"), kernel_set("banned6")
-    if v4 is None or v6 is None:
-        return None
-    return {**v4, **v6}
+    """Every set of our table merged, as {prefix: expires-in-seconds or None}, prefixes written
+    as the database writes them ("192.0.2.7", "2001:db8:1::/64", "198.51.100.0/24"). banned6 holds
+    /64s keyed by their first address. None if our table is missing."""
+    out = {}
+    for name, suffix in (("banned4", ""), ("banned6", "/64"), ("banned4_net", ""),
+                         ("banned6_net", "")):
+        elems = kernel_set(name)
+        if elems is None:
+            if name.endswith("_net"):
+                continue
+            return None
+        for k, v in elems.items():
+            out[k + suffix if suffix and "/" not in k else k] = v
+    return out
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -740,8 +759,9 @@ class Pbx:
             self.start()
 
     def start(self):
+        want = self.ami.logins + 1
         self.d.start()
-        if not self.ami.wait_login(self.ami.logins + 1, timeout=20):
+        if not self.ami.wait_login(want, timeout=20):
             raise RuntimeError("the daemon never logged in:\n" + self.d.log_text()[-2000:])
         return self
 
