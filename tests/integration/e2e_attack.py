@@ -60,7 +60,8 @@ def main():
         finally:
             rc = d.stop() if d else None
             if d:
-                t.eq(rc, 0, "the daemon stops cleanly on SIGTERM after the attack")
+                t.ok(rc == 0, "the daemon stops cleanly on SIGTERM after the attack",
+                     f"exit status {rc}\n" + d.log_text()[-1500:])
             for x in (svc4, svc6, statsd, mon):
                 x.close()
             ami.stop()

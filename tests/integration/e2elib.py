@@ -611,7 +611,7 @@ class Daemon:
     def alive(self):
         return self.p is not None and self.p.poll() is None
 
-    def stop(self, timeout=10.0):
+    def stop(self, timeout=30.0):
         if self.p is None:
             return None
         rc, _ = h.stop_process(self.p, timeout=timeout)
