@@ -30,7 +30,6 @@ struct ctl_client {
     size_t outlen, outoff;
     bool stop; /* close once the queued reply is flushed */
     bool eof;  /* the client sent all it will: answer complete lines, then close */
-    bool held; /* a reply waits for the next turn (see flush_held) */
 };
 
 struct ctl {
@@ -46,7 +45,6 @@ struct ctl {
     ino_t sock_ino;
     struct ctl_client *clients;
     unsigned nclients;
-    struct loop_timer flush; /* runs in a turn after the one that queued replies */
 };
 
 json_t *ctl_error(enum ctl_code code, const char *fmt, ...)
@@ -223,15 +221,6 @@ static void client_step(struct ctl_client *cl)
     struct loop *l = cl->ctl->loop;
     for (;;) {
         if (cl->outoff < cl->outlen) {
-            if (cl->held) {
-                if (loop_io_mod(l, &cl->io, 0) < 0)
-                    goto close;
-                /* 1 ms, not 0: a timer due "now" may still run in this turn, when the clock has
-                 * not moved since the turn began, i.e. before the turn-end hooks. */
-                if (!loop_timer_armed(&cl->ctl->flush))
-                    loop_timer_arm(l, &cl->ctl->flush, 1);
-                return;
-            }
             int r = client_flush(cl);
             if (r < 0)
                 goto close;
@@ -247,7 +236,6 @@ static void client_step(struct ctl_client *cl)
             goto close;
         if (!client_process(cl))
             break;
-        cl->held = true;
     }
     if (cl->eof)
         goto close;
@@ -256,22 +244,6 @@ static void client_step(struct ctl_client *cl)
     return;
 close:
     client_close(cl);
-}
-
-/* Replies are written in the turn after the one that answered them: the loop runs its turn-end
- * hooks (the store's commit, the nftables batch) in between, so when a client hears "banned",
- * the ban is committed and in the kernel. */
-static void flush_held(struct loop *l, void *data)
-{
-    struct ctl *c = data;
-    struct ctl_client *next;
-    for (struct ctl_client *cl = c->clients; cl; cl = next) {
-        next = cl->next; /* client_step may free cl, and only cl */
-        if (cl->held) {
-            cl->held = false;
-            client_step(cl);
-        }
-    }
 }
 
 static void client_io(struct loop *l, int fd, uint32_t events, void *data)
@@ -486,7 +458,6 @@ struct ctl *ctl_new(struct loop *l, const struct cfg_general *cfg, ctl_handler_f
     c->data = data;
     c->fd = -1;
     loop_io_init(&c->io);
-    loop_timer_init(&c->flush, flush_held, c);
     memcpy(c->path, cfg->control_socket, strlen(cfg->control_socket) + 1); /* length checked */
     if (cfg->control_group[0]) {
         struct group *gr = getgrnam(cfg->control_group);
@@ -519,7 +490,6 @@ void ctl_free(struct ctl *c)
         return;
     while (c->clients)
         client_close(c->clients);
-    loop_timer_cancel(c->loop, &c->flush);
     loop_io_del(c->loop, &c->io);
     if (c->fd >= 0) {
         /* Only our own socket: a successor may already have replaced the file. */

@@ -3,9 +3,9 @@
  * checked (root, the daemon's own user, or a member of [general] control_group); requests are
  * capped in size, every client has a deadline, writes never block the loop.
  *
- * A reply is written in the loop turn after the one that answered it, so whatever the handler
- * left for the turn's end (the store's commit, the nftables batch) is done before the client
- * hears back: when `pbxguard ban` returns, the ban is committed and in the kernel. */
+ * A reply is written as soon as the handler returns it: a handler whose change must be done
+ * before the client hears back (a ban committed and in the kernel) finishes that work itself
+ * instead of leaving it to the turn's end (the core's handler calls core_flush()). */
 #pragma once
 #include <jansson.h>
 #include <sys/types.h>
