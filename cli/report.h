@@ -12,8 +12,8 @@
 #include "addr.h"
 #include "sec_event.h"
 
-#define REPORT_NAME_MAX 32     /* ban reasons, incident kinds */
-#define REPORT_SERVICES_MAX 4  /* services listed per source; more are counted, not named */
+#define REPORT_NAME_MAX 32    /* ban reasons, incident kinds */
+#define REPORT_SERVICES_MAX 4 /* services named per source (Asterisk has three that matter) */
 #define REPORT_TOP_DEFAULT 10
 #define REPORT_TOP_MAX 1000
 
@@ -37,8 +37,8 @@ struct report_source {
     uint64_t attempts;
     char services[REPORT_SERVICES_MAX][SEC_SERVICE_MAX];
     unsigned nservices;
-    uint32_t types; /* bit (1u << enum sec_event_type) per event type seen */
-    uint64_t accounts; /* distinct account names tried */
+    uint32_t types;     /* bit (1u << enum sec_event_type) per event type seen */
+    uint64_t accounts;  /* distinct account names tried */
     int64_t first_seen; /* Unix seconds, within the period */
     int64_t last_seen;
     enum report_ban_state ban;
@@ -59,20 +59,20 @@ struct report_new_source {
 };
 
 struct report_totals {
-    uint64_t failures;     /* failed attempts in the period */
-    uint64_t sources;      /* distinct keys that failed in the period */
-    uint64_t bans;         /* bans issued in the period; by reason in report.ban_reasons */
-    uint64_t lifted;       /* bans removed by hand (unban) in the period */
-    uint64_t expired;      /* bans that ran out in the period */
-    uint64_t active;       /* bans active at the report's end */
-    uint64_t escalated;    /* bans issued in the period for a repeat offence (longer bans) */
-    uint64_t permanent;    /* bans issued in the period with no end */
-    uint64_t new_sources;  /* sources seen for the first time (report.new_sources lists top N) */
+    uint64_t failures;    /* failed attempts in the period */
+    uint64_t sources;     /* distinct keys that failed in the period */
+    uint64_t bans;        /* bans issued in the period; by reason in report.ban_reasons */
+    uint64_t lifted;      /* bans removed by hand (unban) in the period */
+    uint64_t expired;     /* bans that ran out in the period */
+    uint64_t active;      /* bans active at the report's end */
+    uint64_t escalated;   /* bans issued in the period for a repeat offence (longer bans) */
+    uint64_t permanent;   /* bans issued in the period with no end */
+    uint64_t new_sources; /* sources seen for the first time (report.new_sources lists top N) */
 };
 
 struct report {
-    char host[64];     /* who the report is about (hostname); may be empty */
-    int64_t from;      /* period [from, to), Unix seconds */
+    char host[64]; /* who the report is about (hostname); may be empty */
+    int64_t from;  /* period [from, to), Unix seconds */
     int64_t to;
     int64_t generated; /* when the report was made */
     struct report_totals totals;

@@ -140,8 +140,18 @@ static int write_file(const struct report *r, enum report_format fmt, const char
 
 int report_main(int argc, char **argv)
 {
-    enum { OPT_SINCE = 256, OPT_FROM, OPT_TO, OPT_FORMAT, OPT_TABLE, OPT_TOP, OPT_OUTPUT, OPT_DB,
-           OPT_NOW, OPT_HOST };
+    enum {
+        OPT_SINCE = 256,
+        OPT_FROM,
+        OPT_TO,
+        OPT_FORMAT,
+        OPT_TABLE,
+        OPT_TOP,
+        OPT_OUTPUT,
+        OPT_DB,
+        OPT_NOW,
+        OPT_HOST
+    };
     static const struct option opts[] = {
         {"since", required_argument, NULL, OPT_SINCE},
         {"from", required_argument, NULL, OPT_FROM},
@@ -242,8 +252,7 @@ int report_main(int argc, char **argv)
                                from_s);
         to = now;
         if (to_s && report_time_parse(to_s, &to) < 0)
-            return usage_error("--to: \"%s\" is not a date or date-time (2026-11-25T08:00)",
-                               to_s);
+            return usage_error("--to: \"%s\" is not a date or date-time (2026-11-25T08:00)", to_s);
         if (to <= from)
             return usage_error("%s", "the period is empty: --to must come after --from");
     } else {

@@ -51,8 +51,8 @@ int report_db_open(const char *path, struct report_db **ret_db)
         d->version = sqlite3_column_int(st_v, 0);
     sqlite3_finalize(st_v);
     if (rc != SQLITE_ROW) {
-        int err = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT ? -EUCLEAN
-                  : (rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_PERM  ? -EACCES
+        int err = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT  ? -EUCLEAN
+                  : (rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_PERM ? -EACCES
                                                                                  : -EIO;
         report_db_close(d);
         return err;
@@ -189,9 +189,9 @@ static int fill_counts(struct report_db *d, struct report *r, int64_t F, int64_t
     for (unsigned i = 1; i < r->nby_service; i++) {
         struct report_count c = r->by_service[i];
         unsigned j = i;
-        while (j > 0 && (r->by_service[j - 1].n < c.n ||
-                         (r->by_service[j - 1].n == c.n && strcmp(r->by_service[j - 1].name,
-                                                                  c.name) > 0))) {
+        while (j > 0 &&
+               (r->by_service[j - 1].n < c.n ||
+                (r->by_service[j - 1].n == c.n && strcmp(r->by_service[j - 1].name, c.name) > 0))) {
             r->by_service[j] = r->by_service[j - 1];
             j--;
         }
@@ -265,21 +265,27 @@ static uint32_t parse_types(const char *list)
     return mask;
 }
 
-static int fill_sources(struct report_db *d, struct report *r, int64_t F, int64_t T,
-                        int64_t now_ms, unsigned top)
+static int fill_sources(struct report_db *d, struct report *r, int64_t F, int64_t T, int64_t now_ms,
+                        unsigned top)
 {
     sqlite3_stmt *st = NULL, *ban = NULL;
     char services[256], types[256];
 
     /* Per-key figures of the period, computed once in a temporary table (the connection's
      * own temp store: the database file stays untouched). */
-    int rc = prep(d, &st,
-                  "CREATE TEMP TABLE IF NOT EXISTS report_keys AS "
-                  "SELECT key, count(*) AS n, min(ts_ms) AS first_ms, max(ts_ms) AS last_ms, "
-                  "count(DISTINCT account) AS accounts, group_concat(DISTINCT service) AS "
-                  "services, group_concat(DISTINCT event_type) AS types "
-                  "FROM failures WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY key",
-                  2, F, T);
+    int rc = prep(d, &st, "DROP TABLE IF EXISTS temp.report_keys", 0);
+    if (rc == 0)
+        rc = step(st);
+    sqlite3_finalize(st);
+    if (rc < 0)
+        return rc;
+    rc = prep(d, &st,
+              "CREATE TEMP TABLE report_keys AS "
+              "SELECT key, count(*) AS n, min(ts_ms) AS first_ms, max(ts_ms) AS last_ms, "
+              "count(DISTINCT account) AS accounts, group_concat(DISTINCT service) AS "
+              "services, group_concat(DISTINCT event_type) AS types "
+              "FROM failures WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY key",
+              2, F, T);
     if (rc == 0)
         rc = step(st);
     sqlite3_finalize(st);
@@ -344,8 +350,7 @@ static int fill_sources(struct report_db *d, struct report *r, int64_t F, int64_
     return rc < 0 ? rc : 0;
 }
 
-static int fill_accounts(struct report_db *d, struct report *r, int64_t F, int64_t T,
-                         unsigned top)
+static int fill_accounts(struct report_db *d, struct report *r, int64_t F, int64_t T, unsigned top)
 {
     sqlite3_stmt *st;
     int rc = prep(d, &st,

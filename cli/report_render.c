@@ -105,15 +105,14 @@ static const char *join_services(const struct report_source *s, const char *sep,
     return buf;
 }
 
-static const char *join_types(const struct report_source *s, const char *sep, char *buf,
-                              size_t len)
+static const char *join_types(const struct report_source *s, const char *sep, char *buf, size_t len)
 {
     size_t at = 0;
     buf[0] = '\0';
     for (int t = 0; t < SEC_EVENT_TYPE_COUNT && at < len; t++)
         if (s->types & (1u << t))
-            at += (size_t)snprintf(buf + at, len - at, "%s%s", at ? sep : "",
-                                   sec_event_type_name(t));
+            at +=
+                (size_t)snprintf(buf + at, len - at, "%s%s", at ? sep : "", sec_event_type_name(t));
     return buf;
 }
 
@@ -332,8 +331,8 @@ int report_render_text(const struct report *r, FILE *out)
 /* ---- CSV ------------------------------------------------------------------------------- */
 
 const char *const report_csv_tables[] = {
-    "period", "totals", "ban_reasons", "by_service", "by_type", "top_sources",
-    "top_accounts", "timeline", "new_sources", "daemon", NULL,
+    "period",       "totals",   "ban_reasons", "by_service", "by_type", "top_sources",
+    "top_accounts", "timeline", "new_sources", "daemon",     NULL,
 };
 
 /* One cell, quoted when needed. A cell starting with = + - @ gets a leading ' so a spreadsheet
@@ -341,8 +340,8 @@ const char *const report_csv_tables[] = {
 static void csv_cell(FILE *out, const char *s, bool last)
 {
     bool formula = strchr("=+-@", s[0]) && s[0];
-    bool quote = formula || strpbrk(s, ",\"\r\n") || s[0] == ' ' ||
-                 (s[0] && s[strlen(s) - 1] == ' ');
+    bool quote =
+        formula || strpbrk(s, ",\"\r\n") || s[0] == ' ' || (s[0] && s[strlen(s) - 1] == ' ');
     if (quote)
         fputc('"', out);
     if (formula)
@@ -379,11 +378,11 @@ static void csv_table(const struct report *r, const char *name, FILE *out)
         csv_cell(out, r->generated ? utc_iso(r->generated, a, sizeof(a)) : "", false);
         csv_cell(out, safe(r->host, buf, sizeof(buf)), true);
     } else if (strcmp(name, "totals") == 0) {
-        static const char *const names[] = {"failures",  "sources",   "new_sources",
-                                            "bans",      "escalated", "permanent",
-                                            "lifted",    "expired",   "active"};
-        uint64_t v[] = {T->failures,  T->sources,   T->new_sources, T->bans,  T->escalated,
-                        T->permanent, T->lifted,    T->expired,     T->active};
+        static const char *const names[] = {"failures", "sources",   "new_sources",
+                                            "bans",     "escalated", "permanent",
+                                            "lifted",   "expired",   "active"};
+        uint64_t v[] = {T->failures,  T->sources, T->new_sources, T->bans,  T->escalated,
+                        T->permanent, T->lifted,  T->expired,     T->active};
         csv_header(out, "metric,value");
         for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
             csv_cell(out, names[i], false);
@@ -437,8 +436,7 @@ static void csv_table(const struct report *r, const char *name, FILE *out)
     } else if (strcmp(name, "timeline") == 0) {
         csv_header(out, "start,seconds,attempts");
         for (unsigned i = 0; i < r->nbuckets; i++) {
-            csv_cell(out, utc_iso(r->bucket_start + (int64_t)i * r->bucket_s, a, sizeof(a)),
-                     false);
+            csv_cell(out, utc_iso(r->bucket_start + (int64_t)i * r->bucket_s, a, sizeof(a)), false);
             csv_num(out, (uint64_t)r->bucket_s, false);
             csv_num(out, r->buckets[i], true);
         }
@@ -728,8 +726,9 @@ static void html_tile(FILE *out, const char *label, uint64_t n)
 static void svg_bar(FILE *out, const char *cls, double x, double y, double w, double hgt,
                     const char *label, uint64_t v)
 {
-    fprintf(out, "<rect class=\"bar%s%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-                 "data-label=\"",
+    fprintf(out,
+            "<rect class=\"bar%s%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+            "data-label=\"",
             cls[0] ? " " : "", cls, x, y, w, hgt);
     h(out, label);
     fprintf(out, "\" data-value=\"%llu\"><title>", (unsigned long long)v);
@@ -747,8 +746,9 @@ static void html_timeline_chart(const struct report *r, FILE *out)
         if (r->buckets[i] > max)
             max = r->buckets[i];
 
-    fprintf(out, "<svg id=\"chart-timeline\" xmlns=\"http://www.w3.org/2000/svg\" "
-                 "viewBox=\"0 0 %.0f %.0f\" width=\"%.0f\" height=\"%.0f\" role=\"img\">\n",
+    fprintf(out,
+            "<svg id=\"chart-timeline\" xmlns=\"http://www.w3.org/2000/svg\" "
+            "viewBox=\"0 0 %.0f %.0f\" width=\"%.0f\" height=\"%.0f\" role=\"img\">\n",
             W, H, W, H);
     fprintf(out, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, top + ph,
             left + pw, top + ph);
@@ -773,8 +773,8 @@ static void html_timeline_chart(const struct report *r, FILE *out)
 
 /* Horizontal bars, one row per item. */
 static void html_hbar_chart(FILE *out, const char *id, const char *cls, unsigned n,
-                            const char *(*label)(const void *, unsigned), uint64_t (*value)(
-                                const void *, unsigned), const void *data)
+                            const char *(*label)(const void *, unsigned),
+                            uint64_t (*value)(const void *, unsigned), const void *data)
 {
     const double W = 940, row = 22, left = 290, right = 70;
     const double pw = W - left - right, H = row * n + 8;
@@ -783,8 +783,9 @@ static void html_hbar_chart(FILE *out, const char *id, const char *cls, unsigned
         if (value(data, i) > max)
             max = value(data, i);
 
-    fprintf(out, "<svg id=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %.0f %.0f\" "
-                 "width=\"%.0f\" height=\"%.0f\" role=\"img\">\n",
+    fprintf(out,
+            "<svg id=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %.0f %.0f\" "
+            "width=\"%.0f\" height=\"%.0f\" role=\"img\">\n",
             id, W, H, W, H);
     for (unsigned i = 0; i < n; i++) {
         uint64_t v = value(data, i);
@@ -929,12 +930,10 @@ int report_render_html(const struct report *r, FILE *out)
             html_time(out, s->last_seen);
             fputs("</td>", out);
             fprintf(out, "<td class=\"ban-%s\">", ban_state_name(s->ban));
-            if (s->ban == REPORT_BAN_ACTIVE || s->ban == REPORT_BAN_ENDED)
-            {
+            if (s->ban == REPORT_BAN_ACTIVE || s->ban == REPORT_BAN_ENDED) {
                 fprintf(out, "%s ", s->ban == REPORT_BAN_ACTIVE ? "until" : "ended");
                 html_time(out, s->ban_until);
-            }
-            else
+            } else
                 fputs(s->ban == REPORT_BAN_PERMANENT ? "permanent" : "-", out);
             fputs("</td></tr>\n", out);
         }

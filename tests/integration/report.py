@@ -29,14 +29,6 @@ DAY = ["--from", "2026-11-25", "--to", "2026-11-26", "--now", "2026-11-26T06:00"
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def report_cmd():
-    """`pbxguard report` once the CLI dispatches to it; the fixture tool's copy until then."""
-    r = subprocess.run([h.CLI, "report", "--help"], capture_output=True, text=True, env=ENV)
-    if r.returncode == 0 and r.stdout.startswith("Usage: pbxguard report"):
-        return [h.CLI, "report"]
-    return [FIXTURE, "--report"]
-
-
 def run(cmd, *args):
     """Runs the report; stdout and stderr decoded as they are (CSV's CRLF stays CRLF)."""
     r = subprocess.run([*cmd, *args], capture_output=True, env=ENV, timeout=60)
@@ -104,9 +96,7 @@ def main():
     t = h.Tap()
     if not os.access(FIXTURE, os.X_OK):
         h.skip_all("report-fixture not built")
-    cmd = report_cmd()
-    if cmd[0] == FIXTURE:
-        t.diag("`pbxguard report` does not dispatch yet: running report_main via report-fixture")
+    cmd = [h.CLI, "report"]
 
     with h.TempDir() as tmp:
         db = os.path.join(tmp, "pbxguard.db")

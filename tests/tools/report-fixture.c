@@ -3,7 +3,6 @@
  *
  *   report-fixture DB            the day 2026-11-25 (UTC) described below
  *   report-fixture --empty DB    an initialized database with nothing in it
- *   report-fixture --report ...  runs report_main(...) (used until `pbxguard report` dispatches)
  *
  * The expected reports are tests/fixtures/report/db.{txt,csv,json}; tests/integration/report.py
  * checks them. Change this file and those together. */
@@ -13,7 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "report.h"
+#include "sec_event.h"
 #include "store.h"
 
 #define DAY0_MS 1795564800000LL /* 2026-11-25T00:00:00Z */
@@ -41,11 +40,10 @@ static struct addr_prefix key_of(const char *addr)
     return p;
 }
 
-static void failure(int64_t ts_ms, const char *addr, const char *service,
-                    enum sec_event_type type, const char *account, bool whitelisted)
+static void failure(int64_t ts_ms, const char *addr, const char *service, enum sec_event_type type,
+                    const char *account, bool whitelisted)
 {
-    struct sec_event ev = {.type = type, .version = 1, .event_tv_ms = ts_ms,
-                           .received_ms = ts_ms};
+    struct sec_event ev = {.type = type, .version = 1, .event_tv_ms = ts_ms, .received_ms = ts_ms};
     snprintf(ev.service, sizeof(ev.service), "%s", service);
     snprintf(ev.source, sizeof(ev.source), "ami:pbx1");
     if (addr_parse(addr, strlen(addr), &ev.remote.addr) < 0)
@@ -63,8 +61,11 @@ static void failure(int64_t ts_ms, const char *addr, const char *service,
 static void ban(const char *prefix, int64_t start_ms, int64_t expires_ms,
                 enum store_ban_reason reason, unsigned offence)
 {
-    struct store_ban b = {.start_ms = start_ms, .expires_ms = expires_ms, .reason = reason,
-                          .offence = offence, .event_type = -1};
+    struct store_ban b = {.start_ms = start_ms,
+                          .expires_ms = expires_ms,
+                          .reason = reason,
+                          .offence = offence,
+                          .event_type = -1};
     b.prefix = key_of(prefix);
     if (reason == STORE_BAN_THRESHOLD) {
         snprintf(b.origin, sizeof(b.origin), "ami:pbx1");
@@ -97,8 +98,7 @@ static void commit(void)
 static void the_day(void)
 {
     /* the day before: 203.0.113.5 and 192.0.2.200 were already known */
-    failure(DAY0_MS - 5 * 86400 * S, "203.0.113.5", "PJSIP", SEC_INVALID_ACCOUNT_ID, "100",
-            false);
+    failure(DAY0_MS - 5 * 86400 * S, "203.0.113.5", "PJSIP", SEC_INVALID_ACCOUNT_ID, "100", false);
     incident(DAY0_MS - 86400 * S, "start", NULL);
     failure(DAY0_MS - 1 * S, "192.0.2.200", "PJSIP", SEC_FAILED_ACL, NULL, false);
     ban("192.0.2.200", DAY0_MS - 1 * H, DAY0_MS + 1 * H, STORE_BAN_THRESHOLD, 1);
@@ -121,10 +121,9 @@ static void the_day(void)
 
     /* ... comes back after its ban and earns a second, longer one (until the next morning) */
     for (int i = 0; i < 8; i++)
-        failure(DAY0_MS + 5 * H + i * 30 * S, "203.0.113.5", "PJSIP",
-                SEC_CHALLENGE_RESPONSE_FAILED, "100", false);
-    ban("203.0.113.5", DAY0_MS + 5 * H + 4 * M, DAY0_MS + 33 * H + 4 * M, STORE_BAN_THRESHOLD,
-        2);
+        failure(DAY0_MS + 5 * H + i * 30 * S, "203.0.113.5", "PJSIP", SEC_CHALLENGE_RESPONSE_FAILED,
+                "100", false);
+    ban("203.0.113.5", DAY0_MS + 5 * H + 4 * M, DAY0_MS + 33 * H + 4 * M, STORE_BAN_THRESHOLD, 2);
     commit();
 
     /* an IPv6 /64 tries the AMI admin password; banned by hand (permanently), lifted at noon */
@@ -170,12 +169,9 @@ static void the_day(void)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "--report") == 0)
-        return report_main(argc - 1, argv + 1);
-
     bool empty = argc == 3 && strcmp(argv[1], "--empty") == 0;
     if (argc != 2 && !empty) {
-        fprintf(stderr, "usage: report-fixture [--empty] DB | --report ARGS...\n");
+        fprintf(stderr, "usage: report-fixture [--empty] DB\n");
         return 2;
     }
     int rc = store_open(argv[argc - 1], NULL, &st);

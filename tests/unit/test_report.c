@@ -75,9 +75,15 @@ static void sample(struct report *r)
     assert_int_equal(report_init(r, DAY0, DAY0 + 86400), 0);
     snprintf(r->host, sizeof(r->host), "pbx1.example.net");
     r->generated = DAY0 + 86400 + 6 * 3600;
-    r->totals = (struct report_totals){
-        .failures = 1000, .sources = 3, .bans = 3, .lifted = 1, .expired = 1, .active = 2,
-        .escalated = 1, .permanent = 0, .new_sources = 2};
+    r->totals = (struct report_totals){.failures = 1000,
+                                       .sources = 3,
+                                       .bans = 3,
+                                       .lifted = 1,
+                                       .expired = 1,
+                                       .active = 2,
+                                       .escalated = 1,
+                                       .permanent = 0,
+                                       .new_sources = 2};
     assert_int_equal(report_add_count(&r->ban_reasons, &r->nban_reasons, "threshold", 2), 0);
     assert_int_equal(report_add_count(&r->ban_reasons, &r->nban_reasons, "manual", 1), 0);
     assert_int_equal(report_add_count(&r->by_service, &r->nby_service, "PJSIP", 850), 0);
@@ -86,22 +92,39 @@ static void sample(struct report *r)
     r->by_type[SEC_INVALID_ACCOUNT_ID] = 250;
     r->by_type[SEC_INVALID_PASSWORD] = 150;
 
-    struct report_source s = {
-        .key = "203.0.113.5", .attempts = 700, .services = {"PJSIP"}, .nservices = 1,
-        .types = 1u << SEC_CHALLENGE_RESPONSE_FAILED | 1u << SEC_INVALID_ACCOUNT_ID,
-        .accounts = 37, .first_seen = DAY0 + 3600 + 120, .last_seen = DAY0 + 5 * 3600,
-        .ban = REPORT_BAN_ACTIVE, .ban_until = DAY0 + 86400 + 3 * 3600};
+    struct report_source s = {.key = "203.0.113.5",
+                              .attempts = 700,
+                              .services = {"PJSIP"},
+                              .nservices = 1,
+                              .types = 1u << SEC_CHALLENGE_RESPONSE_FAILED |
+                                       1u << SEC_INVALID_ACCOUNT_ID,
+                              .accounts = 37,
+                              .first_seen = DAY0 + 3600 + 120,
+                              .last_seen = DAY0 + 5 * 3600,
+                              .ban = REPORT_BAN_ACTIVE,
+                              .ban_until = DAY0 + 86400 + 3 * 3600};
     assert_int_equal(report_add_source(r, &s), 0);
-    s = (struct report_source){
-        .key = "2001:db8:77:1::/64", .attempts = 150, .services = {"AMI"}, .nservices = 1,
-        .types = 1u << SEC_INVALID_PASSWORD, .accounts = 1, .first_seen = DAY0 + 7200,
-        .last_seen = DAY0 + 7300, .ban = REPORT_BAN_ENDED, .ban_until = DAY0 + 10 * 3600};
+    s = (struct report_source){.key = "2001:db8:77:1::/64",
+                               .attempts = 150,
+                               .services = {"AMI"},
+                               .nservices = 1,
+                               .types = 1u << SEC_INVALID_PASSWORD,
+                               .accounts = 1,
+                               .first_seen = DAY0 + 7200,
+                               .last_seen = DAY0 + 7300,
+                               .ban = REPORT_BAN_ENDED,
+                               .ban_until = DAY0 + 10 * 3600};
     assert_int_equal(report_add_source(r, &s), 0);
-    s = (struct report_source){
-        .key = "198.51.100.77", .attempts = 150, .services = {"PJSIP"}, .nservices = 1,
-        .types = 1u << SEC_CHALLENGE_RESPONSE_FAILED | 1u << SEC_INVALID_ACCOUNT_ID,
-        .accounts = 12, .first_seen = DAY0 + 20 * 3600, .last_seen = DAY0 + 23 * 3600 + 59 * 60,
-        .ban = REPORT_BAN_NONE};
+    s = (struct report_source){.key = "198.51.100.77",
+                               .attempts = 150,
+                               .services = {"PJSIP"},
+                               .nservices = 1,
+                               .types = 1u << SEC_CHALLENGE_RESPONSE_FAILED |
+                                        1u << SEC_INVALID_ACCOUNT_ID,
+                               .accounts = 12,
+                               .first_seen = DAY0 + 20 * 3600,
+                               .last_seen = DAY0 + 23 * 3600 + 59 * 60,
+                               .ban = REPORT_BAN_NONE};
     assert_int_equal(report_add_source(r, &s), 0);
 
     assert_int_equal(report_add_account(r, "100", 300, 2), 0);
@@ -160,9 +183,13 @@ static void text_lines_fit_80_columns_even_with_long_names(void **state)
     memset(longname, 'x', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
     assert_int_equal(report_add_account(&r, longname, 1, 1), 0);
-    struct report_source s = {.key = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", .attempts = 1,
-                              .services = {"PJSIP", "SIP", "AMI", "IAX2"}, .nservices = 4,
-                              .types = 0x7fff, .first_seen = DAY0, .last_seen = DAY0,
+    struct report_source s = {.key = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                              .attempts = 1,
+                              .services = {"PJSIP", "SIP", "AMI", "IAX2"},
+                              .nservices = 4,
+                              .types = 0x7fff,
+                              .first_seen = DAY0,
+                              .last_seen = DAY0,
                               .ban = REPORT_BAN_PERMANENT};
     assert_int_equal(report_add_source(&r, &s), 0);
     char *got = render(&r, report_render_text);
@@ -255,8 +282,7 @@ static void json_stays_valid_with_invalid_utf8_in_accounts(void **state)
     assert_non_null(root);
     json_t *acc = json_object_get(root, "top_accounts");
     json_t *last = json_array_get(acc, json_array_size(acc) - 1);
-    assert_string_equal(json_string_value(json_object_get(last, "account")),
-                        "\\xff\\xfe\\\"bad");
+    assert_string_equal(json_string_value(json_object_get(last, "account")), "\\xff\\xfe\\\"bad");
     json_decref(root);
     free(got);
     report_release(&r);
@@ -270,8 +296,8 @@ static void json_daemon_is_null_when_not_recorded(void **state)
     json_t *root = json_loads(got, 0, NULL);
     assert_non_null(root);
     assert_true(json_is_null(json_object_get(root, "daemon")));
-    assert_int_equal(json_array_size(json_object_get(json_object_get(root, "timeline"), "attempts")),
-                     24);
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(root, "timeline"), "attempts")), 24);
     json_decref(root);
     free(got);
     report_release(&r);
@@ -282,8 +308,8 @@ static void html_is_self_contained(void **state)
     struct report r;
     sample(&r);
     char *got = render(&r, report_render_html);
-    static const char *const banned[] = {"<script", "src=", "href=", "url(", "@import",
-                                         "<link", "<iframe", "<object"};
+    static const char *const banned[] = {"<script", "src=",  "href=",   "url(",
+                                         "@import", "<link", "<iframe", "<object"};
     for (size_t i = 0; i < sizeof(banned) / sizeof(banned[0]); i++)
         assert_null(strstr(got, banned[i]));
     assert_non_null(strstr(got, "<svg id=\"chart-timeline\""));
@@ -360,9 +386,17 @@ static void times_parse_in_local_time_or_with_an_offset(void **state)
 
 static void bad_times_are_refused(void **state)
 {
-    static const char *const bad[] = {"", "2026", "2026-11", "2026-13-01", "2026-02-30",
-                                      "2026-11-25T", "2026-11-25T1:00", "2026-11-25T25:00",
-                                      "2026-11-25T01:00+1", "2026-11-25x", "yesterday"};
+    static const char *const bad[] = {"",
+                                      "2026",
+                                      "2026-11",
+                                      "2026-13-01",
+                                      "2026-02-30",
+                                      "2026-11-25T",
+                                      "2026-11-25T1:00",
+                                      "2026-11-25T25:00",
+                                      "2026-11-25T01:00+1",
+                                      "2026-11-25x",
+                                      "yesterday"};
     int64_t t;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(report_time_parse(bad[i], &t), -EINVAL);
