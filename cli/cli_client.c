@@ -42,18 +42,16 @@ static int call(int fd, const char *path, json_t *req, long long deadline, json_
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        if (errno != EINPROGRESS && errno != EAGAIN)
+    /* A non-blocking connect to a unix socket whose backlog is full fails with EAGAIN and
+     * must be retried (it does not complete later): a busy daemon is waited for, briefly. */
+    while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
             return -errno;
-        /* A full backlog: wait for the daemon to accept. */
-        int r = wait_fd(fd, POLLOUT, deadline);
-        if (r < 0)
-            return r;
-        int e = 0;
-        socklen_t len = sizeof(e);
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len);
-        if (e)
-            return -e;
+        if (now_ms() >= deadline)
+            return -ETIMEDOUT;
+        poll(NULL, 0, 10);
     }
 
     char *line = json_dumps(req, JSON_COMPACT);

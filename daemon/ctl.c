@@ -45,6 +45,7 @@ struct ctl {
     ino_t sock_ino;
     struct ctl_client *clients;
     unsigned nclients;
+    bool paused; /* at CTL_CLIENTS_MAX: new connections wait in the listen backlog */
 };
 
 json_t *ctl_error(enum ctl_code code, const char *fmt, ...)
@@ -83,6 +84,8 @@ static void client_close(struct ctl_client *cl)
     if (cl->next)
         cl->next->prev = cl->prev;
     c->nclients--;
+    if (c->paused && c->nclients < CTL_CLIENTS_MAX && loop_io_mod(c->loop, &c->io, EPOLLIN) == 0)
+        c->paused = false;
     free(cl->in);
     free(cl->out);
     free(cl);
@@ -305,10 +308,7 @@ static void accept_one(struct ctl *c, int fd)
         return;
     }
     json_t *refusal = NULL;
-    if (c->nclients >= CTL_CLIENTS_MAX)
-        refusal = ctl_error(CTL_CODE_FAILED, "too many control clients (%d), try again",
-                            CTL_CLIENTS_MAX);
-    else if (cred.uid != 0 && cred.uid != geteuid() &&
+    if (cred.uid != 0 && cred.uid != geteuid() &&
              !(c->has_group && peer_in_group(fd, c->group, cred.gid)))
         refusal = ctl_error(CTL_CODE_FAILED,
                             "permission denied: uid %u may not use the control socket "
@@ -355,6 +355,13 @@ static void listener_io(struct loop *l, int lfd, uint32_t events, void *data)
     struct ctl *c = data;
     /* Bounded per turn so a connection storm cannot hold the loop. */
     for (int i = 0; i < 32; i++) {
+        /* At the limit, stop accepting: the kernel queues newcomers in the backlog (their
+         * connect waits) until a client leaves, instead of turning them away. */
+        if (c->nclients >= CTL_CLIENTS_MAX) {
+            if (loop_io_mod(l, &c->io, 0) == 0)
+                c->paused = true;
+            return;
+        }
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
@@ -430,7 +437,7 @@ static int listen_on(struct ctl *c)
         return -e;
     }
     struct stat st;
-    if (listen(fd, 64) < 0 || stat(c->path, &st) < 0) {
+    if (listen(fd, 256) < 0 || stat(c->path, &st) < 0) {
         e = errno;
         unlink(c->path);
         close(fd);

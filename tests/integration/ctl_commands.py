@@ -209,6 +209,18 @@ with h.TempDir() as d:
     flood.close()
     staller.close()
 
+    procs = [subprocess.Popen([h.CLI, "-s", sock, "--json", "list"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(150)]
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        results.append(p.returncode == 0 and '"203.0.113.51"' in out)
+    t.eq(sum(results), 150, "150 CLI processes at once all get the list (more than 64 wait)")
+
     srv.stop()
     h.nft("delete", "table", "inet", "pbxguard", check=False)
 
