@@ -83,7 +83,8 @@ static void on_nft_result(void *data, const struct nftset_result *r)
 
 static void nft_commit(struct core *c)
 {
-    if (!nftset_queued(c->nft))
+    /* No nftables layer: core_new() failed to open it and core_free() is cleaning up. */
+    if (!c->nft || !nftset_queued(c->nft))
         return;
     long failed = nftset_commit(c->nft, on_nft_result, c);
     if (failed < 0 && !c->nft_failing) {

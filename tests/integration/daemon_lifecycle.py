@@ -205,6 +205,16 @@ def test_systemd_notifications():
         s.close()
 
 
+def test_without_cap_net_admin_the_daemon_says_so_and_exits_1():
+    with h.TempDir() as d:
+        cfg = h.make_config(d)
+        r = subprocess.run(["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin",
+                            h.DAEMON, "-c", cfg], capture_output=True, text=True, timeout=30)
+        t.eq(r.returncode, 1, "without CAP_NET_ADMIN the daemon exits 1 (not a crash)")
+        t.ok("needs CAP_NET_ADMIN" in r.stderr, "and the log says which capability is missing",
+             r.stderr)
+
+
 def test_options():
     r = subprocess.run([h.DAEMON, "-V"], capture_output=True, text=True, timeout=10)
     t.ok(r.returncode == 0 and r.stdout.startswith("pbxguardd "), "-V prints the version")
@@ -228,5 +238,6 @@ test_sighup_applies_a_good_config()
 test_sighup_with_a_broken_config_keeps_the_old_one()
 test_sighup_refuses_a_new_database_path()
 test_systemd_notifications()
+test_without_cap_net_admin_the_daemon_says_so_and_exits_1()
 test_options()
 t.done()
