@@ -130,7 +130,14 @@ unsigned policy_threshold(const struct policy *p, const char *service)
 
 void policy_key(const struct policy *p, const struct addr *a, struct addr_prefix *ret_key)
 {
-    addr_prefix_of(a, a->family == AF_INET ? p->cfg.ipv4_prefix : p->cfg.ipv6_prefix, ret_key);
+    struct addr_prefix k;
+    addr_prefix_of(a, a->family == AF_INET ? p->cfg.ipv4_prefix : p->cfg.ipv6_prefix, &k);
+    /* A key is what gets banned: one that holds a whitelisted address (the AMI peer in the
+     * attacker's /64, an office /28 inside a counted /24) would ban us too. Such sources count
+     * and are banned one address at a time. */
+    if (k.len < addr_max_len(a) && policy_whitelist_overlap(p, &k))
+        addr_prefix_of(a, addr_max_len(a), &k);
+    *ret_key = k;
 }
 
 int64_t policy_ban_ms(const struct policy *p, unsigned offence)

@@ -46,7 +46,9 @@ double policy_weight(const struct policy *p, enum sec_event_type type, const cha
 /* Weighted failures within findtime that earn a ban for this service (>= 1). */
 unsigned policy_threshold(const struct policy *p, const char *service);
 
-/* The counting key: the /ipv4_prefix of an IPv4 address, the /ipv6_prefix of an IPv6 one. */
+/* The counting key: the /ipv4_prefix of an IPv4 address, the /ipv6_prefix of an IPv6 one; the
+ * address itself when that prefix would hold a whitelisted address (the key is what a threshold
+ * ban bans, and we never ban ourselves). */
 void policy_key(const struct policy *p, const struct addr *a, struct addr_prefix *ret_key);
 
 /* Ban length for the n-th offence (n >= 1; 0 is taken as 1), in ms:

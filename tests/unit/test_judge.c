@@ -230,6 +230,25 @@ static void whitelisted_sources_are_recorded_but_never_banned(void **state)
     assert_true(ks.weight == 0);
 }
 
+static void a_threshold_ban_never_covers_a_whitelisted_address(void **state)
+{
+    struct world *w = *state;
+    w->cfg.ipv4_prefix = 16; /* the whitelisted 192.0.2.0/24 lies in 192.0.0.0/16 */
+    world_open(w);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fail_at(w, "192.0.3.1", T0 + i).action, VERDICT_NONE);
+    struct verdict v = fail_at(w, "192.0.3.1", T0 + 4);
+    assert_int_equal(v.action, VERDICT_BAN);
+    char buf[ADDR_STRLEN];
+    assert_string_equal(addr_prefix_format(&v.prefix, buf, sizeof(buf)), "192.0.3.1");
+    /* Elsewhere the configured prefix still counts and bans as one. */
+    for (int i = 0; i < 4; i++)
+        fail_at(w, i % 2 ? "198.51.1.1" : "198.51.2.2", T0 + i);
+    v = fail_at(w, "198.51.3.3", T0 + 5);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_string_equal(addr_prefix_format(&v.prefix, buf, sizeof(buf)), "198.51.0.0/16");
+}
+
 static void repeat_offences_escalate_up_to_the_cap(void **state)
 {
     struct world *w = *state;
@@ -401,6 +420,7 @@ int main(void)
         T(events_of_a_banned_key_are_recorded_without_a_new_verdict),
         T(two_addresses_in_one_ipv6_64_are_banned_together),
         T(whitelisted_sources_are_recorded_but_never_banned),
+        T(a_threshold_ban_never_covers_a_whitelisted_address),
         T(repeat_offences_escalate_up_to_the_cap),
         T(offences_outside_the_offence_window_do_not_escalate),
         T(nth_offence_earns_a_permanent_ban),

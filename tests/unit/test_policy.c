@@ -112,6 +112,30 @@ static void two_ipv6_addresses_in_one_64_share_a_key(void **state)
     policy_free(p);
 }
 
+static void key_holding_a_whitelisted_address_narrows_to_the_address(void **state)
+{
+    static const struct {
+        const char *wl, *addr, *key;
+    } cases[] = {
+        {"198.51.100.16/28", "198.51.100.23", "198.51.100.23"}, /* the /24 holds the /28 */
+        {"198.51.100.16/28", "198.51.101.23", "198.51.101.0/24"},
+        {"2001:db8:1:2::5", "2001:db8:1:2::bad", "2001:db8:1:2::bad"},
+        {"2001:db8:1:2::5", "2001:db8:1:3::bad", "2001:db8:1:3::/64"},
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        struct cfg_policy c;
+        fx_cfg_policy(&c);
+        c.ipv4_prefix = 24;
+        struct policy *p = make(&c, &cases[i].wl, 1);
+        struct addr a = fx_addr(cases[i].addr);
+        struct addr_prefix k;
+        char buf[ADDR_STRLEN];
+        policy_key(p, &a, &k);
+        assert_string_equal(addr_prefix_format(&k, buf, sizeof(buf)), cases[i].key);
+        policy_free(p);
+    }
+}
+
 static void prefix_lengths_out_of_range_are_refused(void **state)
 {
     static const struct {
@@ -226,6 +250,7 @@ int main(void)
         cmocka_unit_test(service_override_wins_over_event_weight_and_threshold),
         cmocka_unit_test(key_is_the_address_or_its_configured_prefix),
         cmocka_unit_test(two_ipv6_addresses_in_one_64_share_a_key),
+        cmocka_unit_test(key_holding_a_whitelisted_address_narrows_to_the_address),
         cmocka_unit_test(prefix_lengths_out_of_range_are_refused),
         cmocka_unit_test(ban_length_escalates_and_is_capped),
         cmocka_unit_test(nth_offence_is_permanent_when_configured),
