@@ -36,9 +36,17 @@ static bool ban_active(const struct store_ban *b, int64_t now_ms)
     return !b->ended_ms && (!b->expires_ms || b->expires_ms > now_ms);
 }
 
-static int first_active(void *data, const struct store_ban *b)
+struct broader {
+    unsigned max_len; /* as broad as the key or broader */
+    struct store_ban ban;
+};
+
+static int first_broader(void *data, const struct store_ban *b)
 {
-    *(struct store_ban *)data = *b;
+    struct broader *c = data;
+    if (b->prefix.len > c->max_len)
+        return 0; /* narrower than the key (a host ban on its network address): go on */
+    c->ban = *b;
     return 1; /* found: stop */
 }
 
@@ -118,11 +126,11 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
     }
 
     /* Rare path (a ban is due): a broader active ban (a manual /24) already covers the key. */
-    struct store_ban cover;
-    r = store_bans_covering(j->store, &key.addr, true, now_ms, first_active, &cover);
+    struct broader cover = {.max_len = key.len};
+    r = store_bans_covering(j->store, &key.addr, true, now_ms, first_broader, &cover);
     if (r < 0)
         return r;
-    if (r == 1 && cover.prefix.len <= key.len) {
+    if (r == 1) {
         v.already_banned = true;
         *ret_verdict = v;
         return 0;

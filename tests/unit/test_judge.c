@@ -249,6 +249,23 @@ static void a_threshold_ban_never_covers_a_whitelisted_address(void **state)
     assert_string_equal(addr_prefix_format(&v.prefix, buf, sizeof(buf)), "198.51.0.0/16");
 }
 
+static void a_key_inside_a_broader_active_ban_is_not_banned_again(void **state)
+{
+    struct world *w = *state;
+    w->cfg.ipv4_prefix = 24;
+    world_open(w);
+    struct verdict m;
+    /* A host ban on the key's own network address is found first (longest prefix first). */
+    struct addr_prefix host = fx_prefix("198.51.100.0"), net = fx_prefix("198.51.0.0/16");
+    assert_int_equal(judge_manual_ban(w->judge, &net, 0, false, "cli:uid=0", T0, &m), 0);
+    assert_int_equal(judge_manual_ban(w->judge, &host, 0, false, "cli:uid=0", T0, &m), 0);
+    for (int i = 0; i < 4; i++)
+        fail_at(w, "198.51.100.7", T0 + i);
+    struct verdict v = fail_at(w, "198.51.100.7", T0 + 4);
+    assert_int_equal(v.action, VERDICT_NONE);
+    assert_true(v.already_banned);
+}
+
 static void repeat_offences_escalate_up_to_the_cap(void **state)
 {
     struct world *w = *state;
@@ -421,6 +438,7 @@ int main(void)
         T(two_addresses_in_one_ipv6_64_are_banned_together),
         T(whitelisted_sources_are_recorded_but_never_banned),
         T(a_threshold_ban_never_covers_a_whitelisted_address),
+        T(a_key_inside_a_broader_active_ban_is_not_banned_again),
         T(repeat_offences_escalate_up_to_the_cap),
         T(offences_outside_the_offence_window_do_not_escalate),
         T(nth_offence_earns_a_permanent_ban),
