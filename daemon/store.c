@@ -150,10 +150,17 @@ static bool ban_len_seen(const struct store *s, int family, unsigned len)
     return s->ban_lens[family == AF_INET ? 0 : 1][len / 64] & (1ull << (len % 64));
 }
 
+static void turn_lost(struct store *s);
+
 static int map_rc(struct store *s, int rc)
 {
     if (s && s->db)
         snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
+    /* SQLite rolls the whole transaction back by itself on some errors (a full disk or an I/O
+     * error while spilling the cache): the turn is gone, whatever the caller does next. */
+    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE && s && s->db && s->in_turn &&
+        sqlite3_get_autocommit(s->db))
+        turn_lost(s);
     switch (rc & 0xff) {
     case SQLITE_OK:
     case SQLITE_ROW:
@@ -463,6 +470,18 @@ void store_close(struct store *s)
 
 static int replay(struct store *s);
 
+/* The turn's transaction ended without a commit (rolled back by us or by SQLite): what it
+ * wrote is gone, its ban changes wait in the journal for the next transaction. Without this,
+ * the rest of the turn would run in autocommit mode, one durable transaction per statement,
+ * and the next turn would replay those ban changes a second time. */
+static void turn_lost(struct store *s)
+{
+    s->in_turn = false;
+    s->key_cached_valid = false;
+    s->generation++;
+    s->stats.commit_failures++;
+}
+
 /* Opens the turn's transaction on first use; replays ban changes a failed commit left. */
 static int turn_begin(struct store *s)
 {
@@ -473,7 +492,9 @@ static int turn_begin(struct store *s)
         return r;
     s->in_turn = true;
     if (s->njournal)
-        replay(s);
+        r = replay(s);
+    if (!s->in_turn) /* the replay itself lost the transaction */
+        return r < 0 ? r : -EIO;
     return 0;
 }
 
@@ -504,13 +525,12 @@ int store_turn_commit(struct store *s)
     /* The turn is lost; its ban changes stay in the journal for the next transaction. */
     char keep[sizeof(s->errmsg)];
     memcpy(keep, s->errmsg, sizeof(keep));
-    if (!sqlite3_get_autocommit(s->db))
+    bool open = !sqlite3_get_autocommit(s->db);
+    if (s->in_turn) /* (map_rc() has already seen to it if SQLite rolled back by itself) */
+        turn_lost(s);
+    if (open)
         run(s, s->st[ST_ROLLBACK]);
     memcpy(s->errmsg, keep, sizeof(keep));
-    s->in_turn = false;
-    s->key_cached_valid = false;
-    s->generation++;
-    s->stats.commit_failures++;
     return r;
 }
 
@@ -735,17 +755,18 @@ int store_ban_lift(struct store *s, const struct addr_prefix *prefix, int64_t no
  * journal keeps them until this transaction commits in turn. */
 static int replay(struct store *s)
 {
+    int r = 0;
     s->replaying = true;
-    for (unsigned i = 0; i < s->njournal; i++) {
+    for (unsigned i = 0; i < s->njournal && s->in_turn; i++) {
         const struct op *o = &s->journal[i];
         if (o->kind == OP_BAN_ADD)
-            ban_add(s, &o->ban, NULL);
+            r = ban_add(s, &o->ban, NULL);
         else
-            ban_lift(s, &o->ban.prefix, o->ban.ended_ms, o->ban.lifted_by, NULL);
+            r = ban_lift(s, &o->ban.prefix, o->ban.ended_ms, o->ban.lifted_by, NULL);
         s->stats.journal_replayed++;
     }
     s->replaying = false;
-    return 0;
+    return r;
 }
 
 int store_offences_since(struct store *s, const struct addr_prefix *prefix, int64_t since_ms,

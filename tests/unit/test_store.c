@@ -530,6 +530,49 @@ static void ban_decided_in_a_turn_whose_commit_failed_is_replayed_next_turn(void
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 0);
 }
 
+static void turn_rolled_back_by_sqlite_midway_is_replayed_once(void **state)
+{
+    struct tmp *t = *state;
+    struct store_options opt = {.cache_kib = 64}; /* a small cache spills to the WAL mid-turn */
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, &opt, &s), 0);
+    assert_int_equal(store_incident(s, 1, "start", NULL, "x"), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", t->db);
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)file_size(wal);
+    signal(SIGXFSZ, SIG_IGN);
+    struct store_ban a = {.prefix = fx_prefix("198.51.100.1"), .start_ms = 10,
+                          .expires_ms = 3600010, .event_type = -1};
+    struct store_ban b = {.prefix = fx_prefix("198.51.100.2"), .start_ms = 20,
+                          .expires_ms = 3600020, .event_type = -1};
+    assert_int_equal(store_ban_add(s, &a, NULL), 0);
+    /* Failures until a cache spill cannot grow the WAL: SQLite rolls the turn back itself. */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "198.51.100.1");
+    int r = 0;
+    for (int i = 0; i < 100000 && r == 0; i++)
+        r = store_failure_add(s, &ev, &a.prefix, 1, false, 10);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_true(r < 0);
+
+    /* The turn goes on: b lands in a new transaction, which also replays a. */
+    assert_int_equal(store_ban_add(s, &b, NULL), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '198.51.100.1'"),
+                     1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '198.51.100.2'"),
+                     1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +605,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(active_bans_exclude_ended_and_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(
             ban_decided_in_a_turn_whose_commit_failed_is_replayed_next_turn, setup, teardown),
+        cmocka_unit_test_setup_teardown(turn_rolled_back_by_sqlite_midway_is_replayed_once, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
