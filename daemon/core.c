@@ -189,10 +189,13 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
     else
         snprintf(dur, sizeof(dur), "ever");
     if (ev) {
+        /* Service is the AMI peer's text: a broken or hostile peer must not write raw bytes
+         * into the journal. */
+        char svc[4 * SEC_SERVICE_MAX];
+        log_escape(ev->service, strnlen(ev->service, SEC_SERVICE_MAX), svc, sizeof(svc));
         log_notice("banned %s for %s: %g failures within %s, last %s/%s from %s (offence %u)",
                    addr_prefix_format(&v->prefix, buf, sizeof(buf)), dur, v->failures,
-                   c->findtime_text, sec_event_type_name(ev->type), ev->service, ev->source,
-                   v->offence);
+                   c->findtime_text, sec_event_type_name(ev->type), svc, ev->source, v->offence);
     }
 }
 
