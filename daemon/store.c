@@ -244,6 +244,13 @@ bool store_in_turn(const struct store *s)
     return s->in_turn;
 }
 
+/* The error of a step that should have produced a row: SQLite's, or -EIO for no row at all. */
+static int row_error(struct store *s, int rc)
+{
+    int r = map_rc(s, rc);
+    return r ? r : -EIO;
+}
+
 /* Runs a statement that returns no rows (or whose rows are ignored) and resets it. */
 static int run(struct store *s, sqlite3_stmt *st)
 {
@@ -277,7 +284,7 @@ static int query_int(struct store *s, const char *text, int64_t *ret)
     if (rc != SQLITE_OK)
         return map_rc(s, rc);
     rc = sqlite3_step(st);
-    int r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -EIO : map_rc(s, rc);
+    int r = rc == SQLITE_ROW ? 0 : row_error(s, rc);
     if (r == 0)
         *ret = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -291,7 +298,7 @@ static int query_text(struct store *s, const char *text, char *buf, size_t len)
     if (rc != SQLITE_OK)
         return map_rc(s, rc);
     rc = sqlite3_step(st);
-    int r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -EIO : map_rc(s, rc);
+    int r = rc == SQLITE_ROW ? 0 : row_error(s, rc);
     if (r == 0) {
         const unsigned char *t = sqlite3_column_text(st, 0);
         snprintf(buf, len, "%s", t ? (const char *)t : "");
@@ -590,14 +597,10 @@ int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t fro
     sqlite3_bind_int64(st, 2, from_ms);
     sqlite3_bind_int64(st, 3, to_ms);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    if (rc == SQLITE_ROW)
         *ret_sum = sqlite3_column_double(st, 0);
-        r = 0;
-    } else {
-        r = map_rc(s, rc);
-        if (r == 0)
-            r = -EIO;
-    }
+    else
+        r = row_error(s, rc);
     sqlite3_reset(st);
     return r;
 }
@@ -782,7 +785,7 @@ int store_offences_since(struct store *s, const struct addr_prefix *prefix, int6
     if (rc == SQLITE_ROW)
         *ret_n = (unsigned)sqlite3_column_int64(st, 0);
     else
-        r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
+        r = row_error(s, rc);
     sqlite3_reset(st);
     return r;
 }
@@ -924,7 +927,7 @@ int store_key_stats(struct store *s, const struct addr_prefix *key, struct store
         ret->first_ms = sqlite3_column_int64(st, 2);
         ret->last_ms = sqlite3_column_int64(st, 3);
     } else {
-        r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
+        r = row_error(s, rc);
     }
     sqlite3_reset(st);
     return r;
@@ -941,7 +944,7 @@ int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, u
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         n[sqlite3_column_int(st, 0) == 4 ? 0 : 1] = (uint64_t)sqlite3_column_int64(st, 1);
     if (rc != SQLITE_DONE)
-        r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
+        r = row_error(s, rc);
     sqlite3_reset(st);
     if (r == 0) {
         *ret_v4 = n[0];
@@ -971,7 +974,7 @@ int store_show(struct store *s, const struct addr *a, const struct addr_prefix *
         sum.first_ms = sqlite3_column_int64(st, 2);
         sum.last_ms = sqlite3_column_int64(st, 3);
     } else {
-        r = map_rc(s, rc) ? map_rc(s, rc) : -EIO;
+        r = row_error(s, rc);
     }
     sqlite3_reset(st);
 
