@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "ami_session.h"
 #include "core.h"
@@ -392,15 +391,9 @@ static struct policy *make_policy(const struct config *cfg)
     return p;
 }
 
+/* The database's directory exists: daemon.c made it (0750) for the lock beside the file. */
 static int open_store(struct core *c)
 {
-    char dir[CFG_PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", c->cfg->general.database);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        mkdir(dir, 0750); /* its parent must exist; EEXIST is fine */
-    }
     int r = store_open(c->cfg->general.database, NULL, &c->store);
     if (r < 0)
         log_err("database %s: %s (%s)", c->cfg->general.database, store_strerror(r),
