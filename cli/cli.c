@@ -29,7 +29,8 @@ static void print_help(FILE *out, const struct cli_command *cmd)
                  "Commands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
         fprintf(out, "  %-8s %s\n", c->name, c->summary);
-    fprintf(out, "  %-8s %s\n", "report", "summarize attacks and bans over a period (see pbxguard report --help)");
+    fprintf(out, "  %-8s %s\n", "report",
+            "summarize attacks and bans over a period (see pbxguard report --help)");
     fprintf(out,
             "\nOptions:\n"
             "  -s, --socket PATH    the daemon's control socket (default " CLI_DEFAULT_SOCKET ")\n"
@@ -88,7 +89,8 @@ int cli_main(int argc, char **argv)
     const char *config = NULL;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||
-             strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0) && i + 1 < argc) {
+             strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0) &&
+            i + 1 < argc) {
             if (argv[i][1] == 'c' || argv[i][2] == 'c')
                 config = argv[i + 1];
             i++;
@@ -151,8 +153,10 @@ int cli_main(int argc, char **argv)
     }
     if (r < 0) {
         if (r == -EACCES || r == -EPERM)
-            fprintf(stderr, "pbxguard: %s: permission denied (run as root or as a member of "
-                            "the control_group)\n", path);
+            fprintf(stderr,
+                    "pbxguard: %s: permission denied (run as root or as a member of "
+                    "the control_group)\n",
+                    path);
         else if (r == -ETIMEDOUT)
             fprintf(stderr, "pbxguard: %s: the daemon did not answer within %d s\n", cmd,
                     CLI_TIMEOUT_MS / 1000);
@@ -185,8 +189,7 @@ int cli_main(int argc, char **argv)
                 fprintf(stderr, "pbxguard: %s\n", json_string_value(x));
         }
         if (code == CLI_EXIT_USAGE)
-            fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n", a.command->usage,
-                    cmd);
+            fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n", a.command->usage, cmd);
     }
     json_decref(reply);
     cli_args_release(&a);

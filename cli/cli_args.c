@@ -45,7 +45,8 @@ const struct cli_command *cli_command_find(const char *name)
     return NULL;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -181,8 +182,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
         } else if (a.command && strcmp(a.command->name, "list") == 0 && is_opt(arg, "--limit")) {
             if (!(limit = option_value(argc, argv, &i, "--limit", err, errlen)))
                 return -EINVAL;
-        } else if (a.command && strcmp(a.command->name, "list") == 0 &&
-                   strcmp(arg, "--all") == 0) {
+        } else if (a.command && strcmp(a.command->name, "list") == 0 && strcmp(arg, "--all") == 0) {
             all = true;
         } else if (a.command && strcmp(a.command->name, "list") == 0 &&
                    (strcmp(arg, "--v4") == 0 || strcmp(arg, "--v6") == 0 ||
@@ -204,9 +204,8 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
         return fail(err, errlen, "no command given");
 
     const char *cmd = a.command->name;
-    int want = (strcmp(cmd, "ban") == 0 || strcmp(cmd, "unban") == 0 || strcmp(cmd, "show") == 0)
-                   ? 1
-                   : 0;
+    int want =
+        (strcmp(cmd, "ban") == 0 || strcmp(cmd, "unban") == 0 || strcmp(cmd, "show") == 0) ? 1 : 0;
     if (npos < want)
         return fail(err, errlen, "%s needs an address (ADDR or ADDR/LEN)", cmd);
     if (npos > want)
@@ -284,8 +283,8 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
             json_object_set_new(req, "limit", json_integer(0));
         if (reason) {
             if (strcmp(reason, "threshold") != 0 && strcmp(reason, "manual") != 0) {
-                r = fail(err, errlen, "--reason \"%.40s\" is not a ban reason (threshold or manual)",
-                         reason);
+                r = fail(err, errlen,
+                         "--reason \"%.40s\" is not a ban reason (threshold or manual)", reason);
                 goto bad;
             }
             json_object_set_new(req, "reason", json_string(reason));

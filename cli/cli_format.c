@@ -88,7 +88,8 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     fprintf(out, "%-12s %s (%s)\n", "database", str(db, "path", e, sizeof(e)),
             cli_format_size(num(db, "size"), a, sizeof(a)));
     const json_t *nft = json_object_get(r, "nftables");
-    fprintf(out, "%-12s %s", "nftables", json_is_true(json_object_get(nft, "ok")) ? "ok" : "FAILING");
+    fprintf(out, "%-12s %s", "nftables",
+            json_is_true(json_object_get(nft, "ok")) ? "ok" : "FAILING");
     if (json_is_string(json_object_get(nft, "detail")))
         fprintf(out, " (%s)", str(nft, "detail", e, sizeof(e)));
     fputc('\n', out);
@@ -245,8 +246,8 @@ static void print_unban(const json_t *r, FILE *out)
     {
         char p[300];
         fprintf(out, "unbanned %s\n",
-                log_escape(json_string_value(x) ? json_string_value(x) : "-",
-                           json_string_length(x), p, sizeof(p)));
+                log_escape(json_string_value(x) ? json_string_value(x) : "-", json_string_length(x),
+                           p, sizeof(p)));
     }
 }
 

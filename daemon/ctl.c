@@ -257,8 +257,8 @@ static void client_io(struct loop *l, int fd, uint32_t events, void *data)
     if (!writing && (events & (EPOLLIN | EPOLLRDHUP))) {
         int r = client_read(cl);
         if (r == -EMSGSIZE) {
-            client_queue(cl, ctl_error(CTL_CODE_USAGE, "request too long (over %d bytes)",
-                                       CTL_REQUEST_MAX));
+            client_queue(
+                cl, ctl_error(CTL_CODE_USAGE, "request too long (over %d bytes)", CTL_REQUEST_MAX));
             cl->inlen = 0;
             cl->stop = true;
         } else if (r == -ECONNRESET) {
@@ -309,7 +309,7 @@ static void accept_one(struct ctl *c, int fd)
     }
     json_t *refusal = NULL;
     if (cred.uid != 0 && cred.uid != geteuid() &&
-             !(c->has_group && peer_in_group(fd, c->group, cred.gid)))
+        !(c->has_group && peer_in_group(fd, c->group, cred.gid)))
         refusal = ctl_error(CTL_CODE_FAILED,
                             "permission denied: uid %u may not use the control socket "
                             "(root or the control_group only)",

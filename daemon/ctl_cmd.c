@@ -72,8 +72,9 @@ static json_t *get_prefix(json_t *req, struct addr_prefix *ret)
         return ctl_error(CTL_CODE_USAGE, "\"addr\" is missing (an address or ADDR/LEN)");
     if (addr_prefix_parse(s, false, ret) < 0) {
         char esc[80];
-        return ctl_error(CTL_CODE_USAGE, "\"%s\" is not an IP address or prefix (host bits set "
-                                         "past the length are refused too)",
+        return ctl_error(CTL_CODE_USAGE,
+                         "\"%s\" is not an IP address or prefix (host bits set "
+                         "past the length are refused too)",
                          log_escape(s, strlen(s), esc, sizeof(esc)));
     }
     if (ret->len == 0)
@@ -95,16 +96,16 @@ static json_t *errno_reply(const char *what, int err)
 
 static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req)
 {
-    json_t *r = json_pack("{s:b, s:s, s:i, s:I, s:I}", "ok", 1, "version", PBXGUARD_VERSION,
-                          "pid", (int)getpid(), "uptime",
-                          (json_int_t)((ops->now_ms - ops->started_ms) / 1000), "started",
-                          (json_int_t)(ops->started_ms / 1000));
+    json_t *r =
+        json_pack("{s:b, s:s, s:i, s:I, s:I}", "ok", 1, "version", PBXGUARD_VERSION, "pid",
+                  (int)getpid(), "uptime", (json_int_t)((ops->now_ms - ops->started_ms) / 1000),
+                  "started", (json_int_t)(ops->started_ms / 1000));
     if (!r)
         return NULL;
     uint64_t v4 = 0, v6 = 0;
     int err = store_bans_active_count(ops->store, ops->now_ms, &v4, &v6);
-    json_object_set_new(r, "active_bans", json_pack("{s:I, s:I}", "v4", (json_int_t)v4, "v6",
-                                                    (json_int_t)v6));
+    json_object_set_new(r, "active_bans",
+                        json_pack("{s:I, s:I}", "v4", (json_int_t)v4, "v6", (json_int_t)v6));
     if (err < 0)
         json_object_set_new(r, "store_error", json_string(store_strerror(err)));
 
@@ -147,8 +148,7 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
                 json_integer_value(dur) > INT64_MAX / 1000 / 2))
         return ctl_error(CTL_CODE_USAGE, "\"duration\" must be a positive number of seconds");
     if (note && (!json_is_string(note) || json_string_length(note) > NOTE_MAX))
-        return ctl_error(CTL_CODE_USAGE, "\"note\" must be a string of at most %d bytes",
-                         NOTE_MAX);
+        return ctl_error(CTL_CODE_USAGE, "\"note\" must be a string of at most %d bytes", NOTE_MAX);
     if (permanent)
         duration_ms = 0;
     else if (dur)
@@ -164,10 +164,9 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     if (err == -EPERM) {
         const struct policy_wl_entry *w = policy_whitelist_overlap(ops->policy, &p);
         char ws[ADDR_STRLEN];
-        return ctl_error(CTL_CODE_FAILED,
-                         "%s is whitelisted (overlaps %s, %s); use --force to ban it anyway", ps,
-                         w ? addr_prefix_format(&w->prefix, ws, sizeof(ws)) : "?",
-                         w ? w->label : "?");
+        return ctl_error(
+            CTL_CODE_FAILED, "%s is whitelisted (overlaps %s, %s); use --force to ban it anyway",
+            ps, w ? addr_prefix_format(&w->prefix, ws, sizeof(ws)) : "?", w ? w->label : "?");
     }
     if (err < 0)
         return errno_reply("ban failed", err);
@@ -265,8 +264,8 @@ static json_t *cmd_unban(const struct ctl_cmd_ops *ops, json_t *req, const struc
 
 struct list_ctx {
     const struct ctl_cmd_ops *ops;
-    int family; /* 0, 4, 6 */
-    int reason; /* -1 or enum store_ban_reason */
+    int family;    /* 0, 4, 6 */
+    int reason;    /* -1 or enum store_ban_reason */
     int64_t limit; /* 0 = all */
     int64_t total; /* matching bans, listed or not */
     json_t *bans;
@@ -326,9 +325,8 @@ static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req)
         json_decref(c.bans);
         return errno_reply("list failed", err);
     }
-    return json_pack("{s:b, s:o, s:I, s:b}", "ok", 1, "bans", c.bans, "total",
-                     (json_int_t)c.total, "truncated",
-                     (int)((int64_t)json_array_size(c.bans) < c.total));
+    return json_pack("{s:b, s:o, s:I, s:b}", "ok", 1, "bans", c.bans, "total", (json_int_t)c.total,
+                     "truncated", (int)((int64_t)json_array_size(c.bans) < c.total));
 }
 
 /* --- show --- */
@@ -355,9 +353,9 @@ static int show_type(void *data, const char *service, int event_type, int64_t co
 {
     struct show_ctx *c = data;
     const char *name = sec_event_type_name(event_type);
-    json_array_append_new(c->failures, json_pack("{s:s, s:s, s:I, s:f}", "service", service,
-                                                 "event", name ? name : "?", "count",
-                                                 (json_int_t)count, "weight", w));
+    json_array_append_new(c->failures,
+                          json_pack("{s:s, s:s, s:I, s:f}", "service", service, "event",
+                                    name ? name : "?", "count", (json_int_t)count, "weight", w));
     return 0;
 }
 
@@ -371,8 +369,7 @@ static int show_account(void *data, const char *account, int64_t count, int64_t 
         a = json_string(log_escape(account, strlen(account), esc, sizeof(esc)));
     }
     json_array_append_new(c->accounts, json_pack("{s:o, s:I, s:o}", "account", a, "count",
-                                                 (json_int_t)count, "last",
-                                                 time_or_null(last_ms)));
+                                                 (json_int_t)count, "last", time_or_null(last_ms)));
     return 0;
 }
 
@@ -385,7 +382,9 @@ static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req)
     char s[ADDR_STRLEN];
     struct addr_prefix key;
     policy_key(ops->policy, &p.addr, &key);
-    struct show_ctx c = {.now_ms = ops->now_ms, .past = json_array(), .failures = json_array(),
+    struct show_ctx c = {.now_ms = ops->now_ms,
+                         .past = json_array(),
+                         .failures = json_array(),
                          .accounts = json_array()};
     struct store_show_fns fns = {.ban = show_ban, .by_type = show_type, .account = show_account};
     struct store_addr_summary sum = {0};
@@ -427,11 +426,13 @@ static json_t *cmd_reload(const struct ctl_cmd_ops *ops)
     int err = ops->reload(ops->data, errors);
     if (err < 0) {
         size_t n = json_array_size(errors);
-        json_t *r = n ? ctl_error(CTL_CODE_FAILED, "configuration not reloaded (%zu error%s); "
-                                                   "the previous one keeps running",
+        json_t *r = n ? ctl_error(CTL_CODE_FAILED,
+                                  "configuration not reloaded (%zu error%s); "
+                                  "the previous one keeps running",
                                   n, n == 1 ? "" : "s")
-                      : ctl_error(CTL_CODE_FAILED, "configuration not reloaded: %s; the "
-                                                   "previous one keeps running",
+                      : ctl_error(CTL_CODE_FAILED,
+                                  "configuration not reloaded: %s; the "
+                                  "previous one keeps running",
                                   strerror(-err));
         json_object_set_new(r, "errors", errors);
         return r;

@@ -185,8 +185,7 @@ static void unknown_options_and_commands_are_named(void **state)
 {
     rejects("unknown option \"--frobnicate\" for ban", "ban", "192.0.2.1", "--frobnicate", NULL);
     assert_string_equal(hint->name, "ban");
-    rejects("unknown option \"--permanent\" for unban", "unban", "192.0.2.1", "--permanent",
-            NULL);
+    rejects("unknown option \"--permanent\" for unban", "unban", "192.0.2.1", "--permanent", NULL);
     rejects("unknown option \"--force\" for list", "list", "--force", NULL);
     rejects("unknown command \"bna\"", "bna", "192.0.2.1", NULL);
     assert_null(hint);
@@ -197,8 +196,7 @@ static void missing_and_extra_arguments_are_named(void **state)
 {
     rejects("ban needs an address", "ban", NULL);
     rejects("show needs an address", "show", "--json", NULL);
-    rejects("unexpected argument \"192.0.2.2\" for unban", "unban", "192.0.2.1", "192.0.2.2",
-            NULL);
+    rejects("unexpected argument \"192.0.2.2\" for unban", "unban", "192.0.2.1", "192.0.2.2", NULL);
     rejects("unexpected argument \"now\" for status", "status", "now", NULL);
 }
 

@@ -30,12 +30,12 @@ static const char *render(const char *cmd, const char *json)
 
 static void list_is_an_aligned_table_with_remaining_time(void **state)
 {
-    const char *s = render(
-        "list", "{\"ok\":true,\"bans\":["
-                "{\"prefix\":\"192.0.2.1\",\"expires\":1764154800,\"reason\":\"threshold\","
-                "\"failures\":5,\"first_seen\":1764150000,\"last_seen\":1764151000},"
-                "{\"prefix\":\"2001:db8:1:2::/64\",\"expires\":null,\"reason\":\"manual\","
-                "\"failures\":0}]}");
+    const char *s =
+        render("list", "{\"ok\":true,\"bans\":["
+                       "{\"prefix\":\"192.0.2.1\",\"expires\":1764154800,\"reason\":\"threshold\","
+                       "\"failures\":5,\"first_seen\":1764150000,\"last_seen\":1764151000},"
+                       "{\"prefix\":\"2001:db8:1:2::/64\",\"expires\":null,\"reason\":\"manual\","
+                       "\"failures\":0}]}");
     assert_string_equal(
         s, "PREFIX             REMAINING   REASON     FAILURES  FIRST SEEN           LAST SEEN\n"
            "192.0.2.1          1h          threshold         5  2025-11-26 09:40:00  "
@@ -86,13 +86,12 @@ static void unban_lists_what_was_lifted(void **state)
 static void status_aligns_its_fields(void **state)
 {
     const char *s = render(
-        "status",
-        "{\"ok\":true,\"version\":\"0.1.0\",\"uptime\":3725,"
-        "\"database\":{\"path\":\"/var/lib/pbxguard/pbxguard.db\",\"size\":1572864},"
-        "\"nftables\":{\"ok\":true,\"detail\":\"table inet pbxguard\"},"
-        "\"events\":120,\"bans\":3,\"active_bans\":{\"v4\":2,\"v6\":1},"
-        "\"ami\":[{\"name\":\"pbx1\",\"state\":\"connected\",\"host\":\"127.0.0.1\","
-        "\"port\":5038,\"last_event\":1764151188}]}");
+        "status", "{\"ok\":true,\"version\":\"0.1.0\",\"uptime\":3725,"
+                  "\"database\":{\"path\":\"/var/lib/pbxguard/pbxguard.db\",\"size\":1572864},"
+                  "\"nftables\":{\"ok\":true,\"detail\":\"table inet pbxguard\"},"
+                  "\"events\":120,\"bans\":3,\"active_bans\":{\"v4\":2,\"v6\":1},"
+                  "\"ami\":[{\"name\":\"pbx1\",\"state\":\"connected\",\"host\":\"127.0.0.1\","
+                  "\"port\":5038,\"last_event\":1764151188}]}");
     assert_string_equal(s, "pbxguardd 0.1.0, up 1h2m5s\n"
                            "database     /var/lib/pbxguard/pbxguard.db (1.5 MiB)\n"
                            "nftables     ok (table inet pbxguard)\n"
