@@ -75,12 +75,26 @@ static void start_discard(struct ami_parser *p, enum ami_discard reason, bool at
     p->discarding = true;
     p->discard_bol = at_bol;
     p->frame.nheaders = 0;
+    /* The bad frame may hold an ExpectedResponse line (the correct MD5 key) that was never
+     * parsed, so never wiped: wipe what was read of it. */
+    memset(p->buf + p->start, 0, p->scan - p->start);
     p->start = p->scan;
 }
 
+static bool skip_discarded_bytes(struct ami_parser *p);
+
 /* Skips bytes up to and including the blank line that ends the bad frame. Returns true once in
- * sync again, false if more bytes are needed (everything consumed so far is dropped). */
+ * sync again, false if more bytes are needed (everything consumed so far is dropped). The
+ * skipped bytes are wiped, as in start_discard(). */
 static bool skip_discarded(struct ami_parser *p)
+{
+    size_t from = p->scan;
+    bool synced = skip_discarded_bytes(p);
+    memset(p->buf + from, 0, p->scan - from);
+    return synced;
+}
+
+static bool skip_discarded_bytes(struct ami_parser *p)
 {
     while (p->scan < p->end) {
         if (p->discard_bol) {

@@ -153,6 +153,25 @@ static void expected_response_is_wiped_by_the_parser(void **state)
     assert_null(memmem(P->buf, sizeof(P->buf), key, strlen(key)));
 }
 
+static void expected_response_of_a_discarded_frame_is_wiped_too(void **state)
+{
+    const char *key = "aed47347522d0383b9dbe799b60aca5e";
+    char s[16384];
+    size_t o = (size_t)snprintf(s, sizeof(s), "Event: ChallengeResponseFailed\r\n");
+    /* More headers than AMI_HEADERS_MAX: the frame is discarded before ExpectedResponse (at
+     * the end) is parsed, and while it is skipped. */
+    for (int i = 0; i < 200; i++)
+        o += (size_t)snprintf(s + o, sizeof(s) - o, "X%d: y\r\n", i);
+    o += (size_t)snprintf(s + o, sizeof(s) - o, "ExpectedResponse: %s\r\n\r\n", key);
+    snprintf(s + o, sizeof(s) - o, "Event: Next\r\n\r\n");
+    feed_all(P, s);
+    const struct ami_frame *f = ami_parser_next(P);
+    assert_non_null(f);
+    assert_header(f, 0, "Event", "Next");
+    assert_int_equal(P->stats.discarded, 1);
+    assert_null(memmem(P->buf, sizeof(P->buf), key, strlen(key)));
+}
+
 static void security_class_is_told_from_privilege(void **state)
 {
     feed_all(P, "Event: InvalidPassword\r\nPrivilege: security,all\r\n\r\n"
@@ -299,6 +318,7 @@ int main(void)
         T(a_frame_is_incomplete_until_its_blank_line),
         T(header_lookup_is_case_insensitive),
         T(expected_response_is_wiped_by_the_parser),
+        T(expected_response_of_a_discarded_frame_is_wiped_too),
         T(security_class_is_told_from_privilege),
         T(a_line_without_colon_discards_its_frame_only),
         T(an_overlong_line_is_discarded_without_losing_sync),
