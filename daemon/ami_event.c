@@ -312,7 +312,9 @@ enum ami_event_result ami_event_from_frame(const struct ami_frame *f, const char
     enum ami_event_bad bad = AMI_BAD_NONE;
     bool have_remote = false;
 
-    for (unsigned i = 2; i < f->nheaders && bad == AMI_BAD_NONE; i++) {
+    /* From header 1: Privilege is usually there, but ami_frame_is_security() accepts it
+     * anywhere, and field_of() ignores it wherever it is. */
+    for (unsigned i = 1; i < f->nheaders && bad == AMI_BAD_NONE; i++) {
         const struct ami_header *h = &f->headers[i];
         switch (field_of(h)) {
         case F_SERVICE:

@@ -240,6 +240,20 @@ static void wrong_md5_key_keeps_no_trace_of_the_expected_response(void **state)
     assert_null(memmem(P->buf, sizeof(P->buf), key, strlen(key)));
 }
 
+static void privilege_need_not_be_the_second_header(void **state)
+{
+    struct sec_event ev;
+    enum ami_event_bad bad;
+    assert_int_equal(normalize("Event: InvalidPassword\r\n"
+                               "RemoteAddress: IPV4/TCP/192.0.2.44/51514\r\n"
+                               "Service: AMI\r\nPrivilege: security,all\r\n\r\n",
+                               &ev, &bad),
+                     AMI_EVENT_OK);
+    assert_int_equal(ev.type, SEC_INVALID_PASSWORD);
+    assert_string_equal(ev.service, "AMI");
+    assert_int_equal(ev.remote.port, 51514);
+}
+
 static void unknown_event_names_are_reported_not_fatal(void **state)
 {
     struct sec_event ev;
@@ -445,6 +459,7 @@ int main(void)
         T(every_event_of_the_ipv4_capture_normalizes_as_expected),
         T(every_event_of_the_timestampevents_capture_normalizes_as_expected),
         T(wrong_md5_key_keeps_no_trace_of_the_expected_response),
+        T(privilege_need_not_be_the_second_header),
         T(unknown_event_names_are_reported_not_fatal),
         T(system_events_are_not_security_events),
         T(missing_remote_address_is_malformed),
