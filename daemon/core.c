@@ -496,7 +496,11 @@ int core_reload(struct core *c, const struct config *cfg)
     struct policy *p = make_policy(cfg);
     if (!p)
         return -EINVAL;
-    int r = statsd_reload(c->statsd, &cfg->statsd);
+    /* statsd_reload() resolves the server's name (a blocking lookup): only when [statsd]
+     * changed, so a plain SIGHUP never waits on DNS. */
+    int r = 0;
+    if (memcmp(&c->cfg->statsd, &cfg->statsd, sizeof(cfg->statsd)) != 0)
+        r = statsd_reload(c->statsd, &cfg->statsd);
     if (r < 0) {
         log_err("[statsd] server %s: %s", cfg->statsd.host, strerror(-r));
         policy_free(p);
