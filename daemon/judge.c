@@ -154,7 +154,8 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
 }
 
 int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t duration_ms,
-                     bool force, const char *who, int64_t now_ms, struct verdict *ret_verdict)
+                     bool force, const char *who, const char *note, int64_t now_ms,
+                     struct verdict *ret_verdict)
 {
     if (duration_ms < 0)
         return -EINVAL;
@@ -172,6 +173,7 @@ int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t 
     if (r < 0)
         return r;
     snprintf(b.origin, sizeof(b.origin), "%s", who ? who : "");
+    snprintf(b.note, sizeof(b.note), "%s", note ? note : "");
     r = store_ban_add(j->store, &b, &b.id);
     if (r < 0)
         return r;

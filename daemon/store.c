@@ -33,12 +33,13 @@ enum {
     ST_SHOW_ACCOUNTS,
     ST_BAN_LENS,
     ST_ACTIVE_COUNT,
+    ST_COUNTS_SINCE,
     ST_COUNT
 };
 
 #define BAN_COLUMNS                                                                               \
     "id, prefix, start_ms, expires_ms, reason, origin, failures, offence, service, event_type, " \
-    "ended_ms, end_reason, lifted_by"
+    "ended_ms, end_reason, lifted_by, note"
 
 static const char *const sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -54,8 +55,8 @@ static const char *const sql[ST_COUNT] = {
     [ST_BAN_HISTORY] = "SELECT " BAN_COLUMNS " FROM bans WHERE prefix = ?1 "
                        "ORDER BY start_ms DESC, id DESC",
     [ST_BAN_ADD] = "INSERT INTO bans (prefix, family, len, start_ms, expires_ms, reason, origin, "
-                   "failures, offence, service, event_type, ended_ms, end_reason, lifted_by) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                   "failures, offence, service, event_type, ended_ms, end_reason, lifted_by, note) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [ST_BAN_LIFT] = "UPDATE bans SET ended_ms = ?2, end_reason = 'lifted', lifted_by = ?3 "
                     "WHERE prefix = ?1 AND ended_ms IS NULL",
     [ST_OFFENCES] = "SELECT count(*) FROM bans WHERE prefix = ?1 AND start_ms >= ?2 "
@@ -75,6 +76,8 @@ static const char *const sql[ST_COUNT] = {
                     "VALUES (?1, ?2, ?3, ?4)",
     [ST_ACTIVE_COUNT] = "SELECT family, count(*) FROM bans WHERE ended_ms IS NULL "
                         "AND (expires_ms IS NULL OR expires_ms > ?1) GROUP BY family",
+    [ST_COUNTS_SINCE] = "SELECT (SELECT count(*) FROM failures WHERE ts_ms >= ?1), "
+                        "(SELECT count(*) FROM bans WHERE start_ms >= ?1)",
     [ST_KEY_STATS] = "SELECT count(*), total(weight), min(ts_ms), max(ts_ms) FROM failures "
                      "WHERE key = ?1",
     [ST_SHOW_SUMMARY] = "SELECT count(*), total(whitelisted), min(ts_ms), max(ts_ms) "
@@ -635,6 +638,7 @@ static int read_ban(sqlite3_stmt *st, struct store_ban *b)
              : strcmp((const char *)end, "lifted") == 0 ? STORE_BAN_LIFTED
                                                         : STORE_BAN_EXPIRED;
     column_text(st, 12, b->lifted_by, sizeof(b->lifted_by));
+    column_text(st, 13, b->note, sizeof(b->note));
     return 0;
 }
 
@@ -702,6 +706,7 @@ static int ban_add(struct store *s, const struct store_ban *b, int64_t *ret_id)
         sqlite3_bind_null(st, 13);
     }
     bind_text_or_null(st, 14, b->lifted_by, sizeof(b->lifted_by));
+    bind_text_or_null(st, 15, b->note, sizeof(b->note));
     int r = run(s, st);
     s->generation++;
     if (r == 0)
@@ -950,6 +955,25 @@ int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, u
         *ret_v4 = n[0];
         *ret_v6 = n[1];
     }
+    return r;
+}
+
+int store_counts_since(struct store *s, int64_t since_ms, uint64_t *ret_failures,
+                       uint64_t *ret_bans)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_COUNTS_SINCE];
+    sqlite3_bind_int64(st, 1, since_ms);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_failures = (uint64_t)sqlite3_column_int64(st, 0);
+        *ret_bans = (uint64_t)sqlite3_column_int64(st, 1);
+    } else {
+        r = row_error(s, rc);
+    }
+    sqlite3_reset(st);
     return r;
 }
 

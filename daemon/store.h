@@ -31,6 +31,7 @@
 
 #define STORE_JOURNAL_MAX 16384
 #define STORE_WHO_MAX 64
+#define STORE_NOTE_MAX 256 /* the admin's note on a manual ban */
 
 struct store;
 
@@ -63,6 +64,7 @@ struct store_ban {
     int64_t ended_ms;           /* 0 while active */
     enum store_ban_end end;
     char lifted_by[STORE_WHO_MAX];
+    char note[STORE_NOTE_MAX];  /* manual bans: why, in the admin's words; "" if none */
 };
 
 struct store_stats {
@@ -122,6 +124,10 @@ int store_bans_active(struct store *s, int64_t now_ms, store_ban_fn fn, void *da
 /* How many bans are active at now_ms, by family (for the bans.active gauges). A walk of the
  * active-bans index: call it every few seconds, not per event. */
 int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, uint64_t *ret_v6);
+/* Failures recorded and bans placed at or after since_ms (status: "today"). Indexed range
+ * counts: cheap enough for a command, not for every event. */
+int store_counts_since(struct store *s, int64_t since_ms, uint64_t *ret_failures,
+                       uint64_t *ret_bans);
 /* Every ban (active and ended, newest first) whose prefix holds a: one indexed lookup per
  * prefix length. active_only limits it to bans active at now_ms. */
 int store_bans_covering(struct store *s, const struct addr *a, bool active_only, int64_t now_ms,

@@ -257,8 +257,8 @@ static void a_key_inside_a_broader_active_ban_is_not_banned_again(void **state)
     struct verdict m;
     /* A host ban on the key's own network address is found first (longest prefix first). */
     struct addr_prefix host = fx_prefix("198.51.100.0"), net = fx_prefix("198.51.0.0/16");
-    assert_int_equal(judge_manual_ban(w->judge, &net, 0, false, "cli:uid=0", T0, &m), 0);
-    assert_int_equal(judge_manual_ban(w->judge, &host, 0, false, "cli:uid=0", T0, &m), 0);
+    assert_int_equal(judge_manual_ban(w->judge, &net, 0, false, "cli:uid=0", NULL, T0, &m), 0);
+    assert_int_equal(judge_manual_ban(w->judge, &host, 0, false, "cli:uid=0", NULL, T0, &m), 0);
     for (int i = 0; i < 4; i++)
         fail_at(w, "198.51.100.7", T0 + i);
     struct verdict v = fail_at(w, "198.51.100.7", T0 + 4);
@@ -321,12 +321,12 @@ static void manual_ban_refuses_the_whitelist_unless_forced(void **state)
     world_open(w);
     struct verdict v;
     struct addr_prefix p = fx_prefix("192.0.2.0/25");
-    assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, false, "cli:uid=0", T0, &v),
+    assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, false, "cli:uid=0", NULL, T0, &v),
                      -EPERM);
     struct addr_prefix lo = fx_prefix("127.0.0.1");
-    assert_int_equal(judge_manual_ban(w->judge, &lo, HOUR_MS, false, "cli:uid=0", T0, &v),
+    assert_int_equal(judge_manual_ban(w->judge, &lo, HOUR_MS, false, "cli:uid=0", NULL, T0, &v),
                      -EPERM);
-    assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, true, "cli:uid=0", T0, &v), 0);
+    assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, true, "cli:uid=0", NULL, T0, &v), 0);
     assert_int_equal(v.action, VERDICT_BAN);
     assert_int_equal(v.reason, VERDICT_MANUAL);
 }
@@ -337,7 +337,7 @@ static void manual_ban_is_recorded_as_manual_with_who_and_length(void **state)
     world_open(w);
     struct verdict v;
     struct addr_prefix p = fx_prefix("203.0.113.0/24");
-    assert_int_equal(judge_manual_ban(w->judge, &p, 0, false, "cli:uid=0", T0, &v), 0);
+    assert_int_equal(judge_manual_ban(w->judge, &p, 0, false, "cli:uid=0", NULL, T0, &v), 0);
     assert_int_equal(v.timeout_ms, 0);
     struct store_ban b;
     assert_int_equal(store_ban_last(w->store, &p, &b), 0);
@@ -407,7 +407,7 @@ static void active_bans_are_restored_with_their_remaining_time(void **state)
         fail_at(w, "198.51.100.1", T0 + i);
     struct verdict v;
     struct addr_prefix p = fx_prefix("203.0.113.0/24");
-    assert_int_equal(judge_manual_ban(w->judge, &p, 0, false, "cli:uid=0", T0, &v), 0);
+    assert_int_equal(judge_manual_ban(w->judge, &p, 0, false, "cli:uid=0", NULL, T0, &v), 0);
     world_close(w);
     world_open(w);
     struct verdicts out = {0};

@@ -129,6 +129,27 @@ static void reopening_a_current_file_keeps_its_data(void **state)
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_events"), 1);
 }
 
+static void version_1_file_is_migrated_to_the_ban_note_keeping_its_bans(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_ban b = {.prefix = fx_prefix("192.0.2.1"), .start_ms = 1, .event_type = -1};
+    assert_int_equal(store_ban_add(s, &b, NULL), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    /* Make it the file a version-1 binary left behind. */
+    raw_exec(t->db, "ALTER TABLE bans DROP COLUMN note; PRAGMA user_version = 1");
+    s = open_ok(t->db);
+    struct store_ban got;
+    assert_int_equal(store_ban_last(s, &b.prefix, &got), 0);
+    assert_string_equal(got.note, "");
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), schema_nmigrations);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM pragma_table_info('bans') "
+                                    "WHERE name = 'note'"),
+                     1);
+}
+
 static void empty_version_0_file_is_migrated(void **state)
 {
     struct tmp *t = *state;
@@ -329,6 +350,7 @@ static void ban_round_trips_with_every_field(void **state)
                           .offence = 2, .event_type = SEC_CHALLENGE_RESPONSE_FAILED};
     snprintf(b.origin, sizeof(b.origin), "ami:pbx1");
     snprintf(b.service, sizeof(b.service), "PJSIP");
+    snprintf(b.note, sizeof(b.note), "ticket 4711, \"quoted\"");
     int64_t id = 0;
     assert_int_equal(store_ban_add(s, &b, &id), 0);
     assert_true(id > 0);
@@ -342,6 +364,7 @@ static void ban_round_trips_with_every_field(void **state)
     assert_string_equal(got.origin, "ami:pbx1");
     assert_string_equal(got.service, "PJSIP");
     assert_int_equal(got.event_type, SEC_CHALLENGE_RESPONSE_FAILED);
+    assert_string_equal(got.note, "ticket 4711, \"quoted\"");
     assert_int_equal(got.end, STORE_BAN_ACTIVE);
     unsigned n = 0;
     assert_int_equal(store_ban_lift(s, &b.prefix, 2000, "cli:uid=0", &n), 0);
@@ -579,6 +602,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(fresh_file_gets_the_newest_schema_in_wal_mode, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(reopening_a_current_file_keeps_its_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(version_1_file_is_migrated_to_the_ban_note_keeping_its_bans,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(empty_version_0_file_is_migrated, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_migration_leaves_the_file_as_it_was, setup,
                                         teardown),
