@@ -9,6 +9,7 @@
 #include "addr.h"
 #include "cli_args.h"
 #include "duration.h"
+#include "judge.h"
 
 const struct cli_command cli_commands[] = {
     {"status", "status [--json]", "show the daemon's health, sessions and counts",
@@ -229,8 +230,9 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
         if (dur) {
             int64_t s;
             int e = duration_parse(dur, &s);
-            if (e == -ERANGE) {
-                r = fail(err, errlen, "--for \"%.40s\" is too long a duration", dur);
+            if (e == -ERANGE || (e == 0 && s > JUDGE_MANUAL_BAN_MAX_S)) {
+                r = fail(err, errlen, "--for \"%.40s\" is too long (at most 100 years; or use --permanent)",
+                         dur);
                 goto bad;
             }
             if (e < 0) {

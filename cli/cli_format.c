@@ -93,6 +93,9 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     if (json_is_string(json_object_get(nft, "detail")))
         fprintf(out, " (%s)", str(nft, "detail", e, sizeof(e)));
     fputc('\n', out);
+    if (json_is_integer(json_object_get(r, "failures_today")))
+        fprintf(out, "%-12s %" PRId64 " failed attempts, %" PRId64 " bans\n", "today",
+                num(r, "failures_today"), num(r, "bans_today"));
     fprintf(out, "%-12s %" PRId64 " events, %" PRId64 " bans\n", "since start", num(r, "events"),
             num(r, "bans"));
     const json_t *act = json_object_get(r, "active_bans");

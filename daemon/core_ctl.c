@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "ami_session.h"
 #include "core_internal.h"
@@ -10,6 +11,7 @@
 #include "ctl_cmd.h"
 #include "log.h"
 #include "nftset.h"
+#include "store.h"
 
 static void apply(void *data, const struct verdict *v)
 {
@@ -42,6 +44,18 @@ static void status(void *data, json_t *reply)
                                           : "failing (see the log)",
                                   "errors", (json_int_t)c->stats.nft_errors, "repairs",
                                   (json_int_t)c->stats.nft_repairs));
+    /* "Today" from the database, so it survives restarts: since local midnight. */
+    time_t now = (time_t)(loop_wall_ms(c->loop) / 1000);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    tm.tm_isdst = -1;
+    uint64_t failures_today = 0, bans_today = 0;
+    if (store_counts_since(c->store, (int64_t)mktime(&tm) * 1000, &failures_today,
+                           &bans_today) == 0) {
+        json_object_set_new(reply, "failures_today", json_integer((json_int_t)failures_today));
+        json_object_set_new(reply, "bans_today", json_integer((json_int_t)bans_today));
+    }
     if (c->db_failing)
         json_object_set_new(reply, "store_error", json_string("database failing (see the log)"));
 }

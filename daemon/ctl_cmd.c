@@ -56,6 +56,12 @@ static json_t *ban_json(const struct store_ban *b, int64_t now_ms)
         if (b->lifted_by[0])
             json_object_set_new(o, "lifted_by", json_string(b->lifted_by));
     }
+    if (b->note[0]) {
+        /* Admin text, but the socket may be spoken to without the CLI: keep JSON valid. */
+        char esc[STORE_NOTE_MAX * 4];
+        json_object_set_new(o, "note", json_string(log_escape(b->note, strlen(b->note), esc,
+                                                              sizeof(esc))));
+    }
     return o;
 }
 
@@ -145,8 +151,10 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     if (dur && permanent)
         return ctl_error(CTL_CODE_USAGE, "\"duration\" and \"permanent\" exclude each other");
     if (dur && (!json_is_integer(dur) || json_integer_value(dur) <= 0 ||
-                json_integer_value(dur) > INT64_MAX / 1000 / 2))
-        return ctl_error(CTL_CODE_USAGE, "\"duration\" must be a positive number of seconds");
+                json_integer_value(dur) > JUDGE_MANUAL_BAN_MAX_S))
+        return ctl_error(CTL_CODE_USAGE,
+                         "\"duration\" must be a positive number of seconds, at most 100 years "
+                         "(or \"permanent\": true)");
     if (note && (!json_is_string(note) || json_string_length(note) > NOTE_MAX))
         return ctl_error(CTL_CODE_USAGE, "\"note\" must be a string of at most %d bytes", NOTE_MAX);
     if (permanent)
@@ -160,7 +168,9 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     who(peer, by, sizeof(by));
     addr_prefix_format(&p, ps, sizeof(ps));
     struct verdict v;
-    int err = judge_manual_ban(ops->judge, &p, duration_ms, force, by, ops->now_ms, &v);
+    int err = judge_manual_ban(ops->judge, &p, duration_ms, force, by,
+                               json_is_string(note) ? json_string_value(note) : NULL, ops->now_ms,
+                               &v);
     if (err == -EPERM) {
         const struct policy_wl_entry *w = policy_whitelist_overlap(ops->policy, &p);
         char ws[ADDR_STRLEN];
@@ -176,14 +186,6 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     json_t *r = json_pack("{s:b}", "ok", 1);
     if (store_ban_last(ops->store, &p, &b) == 0)
         json_object_set_new(r, "ban", ban_json(&b, ops->now_ms));
-    if (json_is_string(note)) {
-        json_object_set(json_object_get(r, "ban"), "note", note);
-        /* The schema has no column for a note: it goes to the incident history. */
-        char msg[NOTE_MAX * 4 + ADDR_STRLEN + 32], esc[NOTE_MAX * 4 + 8];
-        snprintf(msg, sizeof(msg), "%s banned by hand: %s", ps,
-                 log_escape(json_string_value(note), json_string_length(note), esc, sizeof(esc)));
-        store_incident(ops->store, ops->now_ms, "manual-ban", by, msg);
-    }
     return r;
 }
 

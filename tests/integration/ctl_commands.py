@@ -61,6 +61,8 @@ with h.TempDir() as d:
          and j["database"]["size"] > 0 and j["active_bans"] == {"v4": 0, "v6": 0}
          and j["nftables"]["ok"] is True, "status --json: database path and size, bans, nftables",
          j)
+    t.ok(j.get("failures_today") == 0 and j.get("bans_today") == 0,
+         "status --json: failures and bans today, from the database", j)
 
     # ban
     r = cli("ban", "203.0.113.7", "--for", "1h", "--reason", "ticket 4711")
@@ -147,6 +149,15 @@ with h.TempDir() as d:
     past = j.get("past_bans", [])
     t.ok(j.get("ban") is None and past and past[0]["end_reason"] == "lifted"
          and past[0]["lifted_by"] == "cli:uid=0", "show records who lifted the ban", j)
+    t.ok(past and past[0].get("note") == "ticket 4711",
+         "the --reason note is kept with the ban in the database and shown later", past)
+    rc, j = cli_json("status")
+    t.ok(j.get("bans_today", 0) >= 3, "status counts today's bans from the database", j)
+    r = cli("status")
+    t.ok("today " in r.stdout and " bans" in r.stdout, "status prints today's figures", r.stdout)
+    r = cli("ban", "203.0.113.8", "--for", "10500w")
+    t.ok(r.returncode == 2 and "at most 100 years" in r.stderr,
+         "a ban longer than the kernel can time is a usage error (exit 2)", r.stderr)
 
     # restart: bans come back from the store, even if the kernel lost them
     cli("ban", "203.0.113.99", "--for", "3h")
