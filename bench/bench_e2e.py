@@ -20,9 +20,10 @@ Phases (each on a fresh database unless said otherwise):
   restore        K active bans (1k, 100k, 1M) written into the database the daemon created (plain
                  SQL against its schema), then the daemon started: time to READY=1 (the daemon
                  installs the bans before it says ready), spot-checked with `nft get element`.
-  rss            peak RSS (VmHWM) of the daemon after restoring 1M bans with 1M distinct sources
-                 in the window (--quick: 100k), then one more failure from each of 1M (100k)
-                 fresh sources over AMI.
+  rss            peak RSS (VmHWM) of the daemon after restoring 1M active bans (--quick: 100k),
+                 then one failure from each of 1M (100k) fresh sources over AMI, so 1M sources
+                 are tracked in the window beside the 1M bans.
+The daemon's log goes through a pipe (as to journald under systemd), not straight to a file.
 """
 import argparse
 import ipaddress
@@ -78,6 +79,7 @@ class Rig:
         self.ami = e.AmiServer().start()
         self.mon = e.SetMonitor()
         self.d = e.Daemon(self.tmp, self.ami.port, maxretry=MAXRETRY, log_level="notice",
+                          log_pipe=True,
                           binary=os.path.join(args.build, "pbxguardd"),
                           cli=os.path.join(args.build, "pbxguard"), database=database)
         if start:
@@ -135,6 +137,7 @@ def phase_latency(args, flood):
                     e.ami_event("InvalidPassword", pool[(c * chunk_n + i) % len(pool)],
                                 port=42000 + i) for i in range(chunk_n)))
             sent_t0 = {}
+            t_begin = time.monotonic()
             period = chunk_n / args.flood_rate
             t_next = time.monotonic()
             k = 0
@@ -250,8 +253,8 @@ def phase_restore(args, n_bans, n_sources=0, then_events=0):
                 r.ami.send(b"".join(e.ami_event("InvalidAccountID", ip, port=45000)
                                     for ip in srcs[i:i + 2000]))
             r.sentinel(3, timeout=600)
-        res["vmhwm_kb"] = r.d.proc_status("VmHWM")
-        res["vmrss_kb"] = r.d.proc_status("VmRSS")
+        for k in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+            res[k.lower() + "_kb"] = r.d.proc_status(k)
         return res
     finally:
         r.close()
@@ -305,8 +308,11 @@ def main():
     if "rss" in only:
         log("rss ...")
         try:
-            rr = phase_restore(args, rss_n, rss_n, rss_n)
-            res["rss"] = {"bans": rss_n, "sources": rss_n * 2, "peak_mb": rr["vmhwm_kb"] / 1024,
+            rr = phase_restore(args, rss_n, 0, rss_n)
+            res["rss"] = {"bans": rss_n, "sources": rss_n, "peak_mb": rr["vmhwm_kb"] / 1024,
+                          "end_mb": rr["vmrss_kb"] / 1024,
+                          "end_anon_mb": (rr["rssanon_kb"] or 0) / 1024,
+                          "end_file_mb": (rr["rssfile_kb"] or 0) / 1024,
                           "restore_seconds": rr["seconds"]}
             log(f"rss: {res['rss']}")
         except Exception as ex:

@@ -553,7 +553,7 @@ class Daemon:
 
     def __init__(self, tmp, ami_port, *, ami_host="127.0.0.1", auth="plain", maxretry=5,
                  findtime="10m", bantime="1h", whitelist=(), statsd_port=None, extra="",
-                 binary=None, cli=None, log_level="info", database=None):
+                 binary=None, cli=None, log_level="info", database=None, log_pipe=False):
         self.tmp = tmp
         self.binary = binary or h.DAEMON
         self.cli_binary = cli or h.CLI
@@ -563,6 +563,9 @@ class Daemon:
         self.logpath = os.path.join(tmp, "pbxguardd.log")
         self.p = None
         self.starts = 0
+        # log_pipe: the daemon writes its log into a pipe that a thread copies to the file, as
+        # it writes into journald's socket under systemd; a slow disk then never stalls it.
+        self.log_pipe = log_pipe
         wl = "".join(f"cidr = {c}\n" for c in whitelist)
         statsd = (f"enabled = yes\nhost = 127.0.0.1\nport = {statsd_port}\nflush_interval = 100ms\n"
                   if statsd_port else "enabled = no\n")
@@ -582,10 +585,14 @@ class Daemon:
         ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         ns.bind(ns_path)
         env = dict(os.environ, NOTIFY_SOCKET=ns_path)
-        self.log = open(self.logpath, "a")
+        self.log = open(self.logpath, "ab" if self.log_pipe else "a")
         self.t_start = time.monotonic()
-        self.p = subprocess.Popen([self.binary, "-c", self.conf], stdout=self.log,
+        out = subprocess.PIPE if self.log_pipe else self.log
+        self.p = subprocess.Popen([self.binary, "-c", self.conf], stdout=out,
                                   stderr=subprocess.STDOUT, env=env)
+        if self.log_pipe:
+            threading.Thread(target=self._drain, args=(self.p.stdout, self.log),
+                             daemon=True).start()
         self.t_ready = None
         try:
             if wait_ready:
@@ -604,6 +611,15 @@ class Daemon:
             ns.close()
             os.unlink(ns_path)
         return self
+
+    @staticmethod
+    def _drain(src, dst):
+        for chunk in iter(lambda: src.read1(65536), b""):
+            try:
+                dst.buffer.write(chunk) if hasattr(dst, "buffer") else dst.write(chunk)
+                dst.flush()
+            except (ValueError, OSError):
+                return
 
     def startup_seconds(self):
         return None if self.t_ready is None else self.t_ready - self.t_start
