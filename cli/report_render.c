@@ -1,8 +1,9 @@
 /* The four report renderers. They read the model and write to a FILE; nothing else.
  *
- * Attacker-controlled text (account names) goes through log_escape() first in every format,
- * so a report shows it exactly as the log does, as printable ASCII; each format then adds its
- * own quoting (CSV quotes, JSON strings, HTML entities). */
+ * Attacker-controlled text (account names, and services: the Service header is whatever the AMI
+ * peer sent) goes through log_escape() first in every format, so a report shows it exactly as
+ * the log does, as printable ASCII; each format then adds its own quoting (CSV quotes, JSON
+ * strings, HTML entities). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,14 +95,17 @@ static unsigned types_by_count(const struct report *r, int order[SEC_EVENT_TYPE_
     return n;
 }
 
-/* "a, b, c" into buf from the source's services or types. */
-static const char *join_services(const struct report_source *s, const char *sep, char *buf,
-                                 size_t len)
+/* "a, b, c" into buf from the source's services or types. Services are escaped unless the
+ * caller escapes the whole (HTML's h() does, and must not escape twice). */
+static const char *join_services(const struct report_source *s, const char *sep, bool escape,
+                                 char *buf, size_t len)
 {
+    char esc[4 * SEC_SERVICE_MAX];
     size_t at = 0;
     buf[0] = '\0';
     for (unsigned i = 0; i < s->nservices && at < len; i++)
-        at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? sep : "", s->services[i]);
+        at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? sep : "",
+                               escape ? safe(s->services[i], esc, sizeof(esc)) : s->services[i]);
     return buf;
 }
 
@@ -238,7 +242,7 @@ int report_render_text(const struct report *r, FILE *out)
     if (T->failures) {
         text_heading(out, "Failures by service");
         for (unsigned i = 0; i < r->nby_service; i++)
-            fprintf(out, "  %-32s %12llu %6.1f%%\n", r->by_service[i].name,
+            fprintf(out, "  %-32s %12llu %6.1f%%\n", safe(r->by_service[i].name, buf, sizeof(buf)),
                     (unsigned long long)r->by_service[i].n,
                     100.0 * (double)r->by_service[i].n / (double)T->failures);
 
@@ -268,7 +272,7 @@ int report_render_text(const struct report *r, FILE *out)
                     local_min(s->first_seen, a, sizeof(a)), local_min(s->last_seen, b, sizeof(b)),
                     (unsigned long long)s->accounts, s->accounts == 1 ? "" : "s");
             char sv[128], ty[400];
-            snprintf(buf2, sizeof(buf2), "%s: %s", join_services(s, ", ", sv, sizeof(sv)),
+            snprintf(buf2, sizeof(buf2), "%s: %s", join_services(s, ", ", true, sv, sizeof(sv)),
                      join_types(s, ", ", ty, sizeof(ty)));
             put_wrapped(out, "      ", buf2);
         }
@@ -397,7 +401,7 @@ static void csv_table(const struct report *r, const char *name, FILE *out)
     } else if (strcmp(name, "by_service") == 0) {
         csv_header(out, "service,failures");
         for (unsigned i = 0; i < r->nby_service; i++) {
-            csv_cell(out, r->by_service[i].name, false);
+            csv_cell(out, safe(r->by_service[i].name, buf, sizeof(buf)), false);
             csv_num(out, r->by_service[i].n, true);
         }
     } else if (strcmp(name, "by_type") == 0) {
@@ -416,7 +420,7 @@ static void csv_table(const struct report *r, const char *name, FILE *out)
             csv_num(out, i + 1, false);
             csv_cell(out, s->key, false);
             csv_num(out, s->attempts, false);
-            csv_cell(out, join_services(s, ";", buf, sizeof(buf)), false);
+            csv_cell(out, join_services(s, ";", true, buf, sizeof(buf)), false);
             csv_cell(out, join_types(s, ";", buf, sizeof(buf)), false);
             csv_num(out, s->accounts, false);
             csv_cell(out, utc_iso(s->first_seen, a, sizeof(a)), false);
@@ -495,15 +499,18 @@ static json_t *jnum(uint64_t n)
     return json_integer((json_int_t)n);
 }
 
+/* escape: the names are attacker text (services); json_string() would also refuse invalid
+ * UTF-8 and the key would silently go missing. */
 static json_t *jcounts(const struct report_count *c, unsigned n, const char *key,
-                       const char *count_key)
+                       const char *count_key, bool escape)
 {
+    char buf[4 * REPORT_NAME_MAX];
     json_t *arr = json_array();
     for (unsigned i = 0; arr && i < n; i++) {
         json_t *o = json_object();
         if (!o)
             continue;
-        jset(o, key, json_string(c[i].name));
+        jset(o, key, json_string(escape ? safe(c[i].name, buf, sizeof(buf)) : c[i].name));
         jset(o, count_key, jnum(c[i].n));
         json_array_append_new(arr, o);
     }
@@ -542,8 +549,8 @@ static json_t *report_json(const struct report *r)
         jset(tot, "active", jnum(T->active));
         jset(root, "totals", tot);
     }
-    jset(root, "ban_reasons", jcounts(r->ban_reasons, r->nban_reasons, "reason", "bans"));
-    jset(root, "by_service", jcounts(r->by_service, r->nby_service, "service", "failures"));
+    jset(root, "ban_reasons", jcounts(r->ban_reasons, r->nban_reasons, "reason", "bans", false));
+    jset(root, "by_service", jcounts(r->by_service, r->nby_service, "service", "failures", true));
 
     json_t *types = json_array();
     if (types) {
@@ -573,7 +580,7 @@ static json_t *report_json(const struct report *r)
         jset(o, "source", json_string(s->key));
         jset(o, "attempts", jnum(s->attempts));
         for (unsigned k = 0; k < s->nservices; k++)
-            json_array_append_new(sv, json_string(s->services[k]));
+            json_array_append_new(sv, json_string(safe(s->services[k], buf, sizeof(buf))));
         jset(o, "services", sv);
         for (int t = 0; t < SEC_EVENT_TYPE_COUNT; t++)
             if (s->types & (1u << t))
@@ -921,7 +928,7 @@ int report_render_html(const struct report *r, FILE *out)
             fprintf(out, "<tr><td>%u</td><td class=\"mono\">", i + 1);
             h(out, s->key);
             fprintf(out, "</td><td class=\"n\">%llu</td><td>", (unsigned long long)s->attempts);
-            h(out, join_services(s, ", ", buf, sizeof(buf)));
+            h(out, join_services(s, ", ", false, buf, sizeof(buf)));
             fputs("</td><td>", out);
             h(out, join_types(s, ", ", buf, sizeof(buf)));
             fprintf(out, "</td><td class=\"n\">%llu</td><td>", (unsigned long long)s->accounts);

@@ -218,6 +218,82 @@ static void text_shows_attacker_bytes_escaped(void **state)
     report_release(&r);
 }
 
+/* Service is whatever the AMI peer sent in the Service header: a hostile or broken peer can put
+ * terminal escapes, CR/LF or invalid UTF-8 there. */
+#define EVIL_SERVICE "S\x1b[2J\r\n\xff"
+#define EVIL_SERVICE_ESCAPED "S\\x1b[2J\\x0d\\x0a\\xff"
+
+static void add_evil_service(struct report *r)
+{
+    assert_int_equal(report_add_count(&r->by_service, &r->nby_service, EVIL_SERVICE, 1), 0);
+    struct report_source s = {.key = "192.0.2.99", .attempts = 1, .nservices = 1};
+    snprintf(s.services[0], sizeof(s.services[0]), "%s", EVIL_SERVICE);
+    assert_int_equal(report_add_source(r, &s), 0);
+}
+
+static void text_shows_attacker_services_escaped(void **state)
+{
+    struct report r;
+    sample(&r);
+    add_evil_service(&r);
+    char *got = render(&r, report_render_text);
+    assert_null(strchr(got, '\x1b'));
+    assert_null(strchr(got, '\r'));
+    assert_null(strchr(got, '\xff'));
+    assert_non_null(strstr(got, "  " EVIL_SERVICE_ESCAPED " "));    /* failures by service */
+    assert_non_null(strstr(got, "      " EVIL_SERVICE_ESCAPED ": ")); /* the source's services */
+    free(got);
+    report_release(&r);
+}
+
+static void csv_shows_attacker_services_escaped(void **state)
+{
+    struct report r;
+    sample(&r);
+    add_evil_service(&r);
+    char *got = render(&r, csv_all);
+    assert_null(strchr(got, '\x1b'));
+    assert_null(strchr(got, '\xff'));
+    assert_non_null(strstr(got, "\r\n" EVIL_SERVICE_ESCAPED ",1\r\n"));
+    assert_non_null(strstr(got, ",192.0.2.99,1," EVIL_SERVICE_ESCAPED ","));
+    free(got);
+    report_release(&r);
+}
+
+static void json_keeps_attacker_services_escaped(void **state)
+{
+    struct report r;
+    sample(&r);
+    add_evil_service(&r);
+    char *got = render(&r, report_render_json);
+    json_t *root = json_loads(got, 0, NULL);
+    assert_non_null(root);
+    json_t *svc = json_object_get(root, "by_service");
+    json_t *last = json_array_get(svc, json_array_size(svc) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "service")),
+                        EVIL_SERVICE_ESCAPED);
+    json_t *top = json_object_get(root, "top_sources");
+    json_t *src = json_array_get(top, json_array_size(top) - 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(src, "services"), 0)),
+                        EVIL_SERVICE_ESCAPED);
+    json_decref(root);
+    free(got);
+    report_release(&r);
+}
+
+static void html_escapes_attacker_services_once(void **state)
+{
+    struct report r;
+    sample(&r);
+    add_evil_service(&r);
+    char *got = render(&r, report_render_html);
+    assert_null(strchr(got, '\x1b'));
+    assert_null(strchr(got, '\xff'));
+    assert_non_null(strstr(got, "<td>" EVIL_SERVICE_ESCAPED "</td>"));
+    free(got);
+    report_release(&r);
+}
+
 static void empty_period_says_so_in_text(void **state)
 {
     struct report r;
@@ -412,6 +488,10 @@ int main(void)
         cmocka_unit_test(json_matches_golden),
         cmocka_unit_test(text_lines_fit_80_columns_even_with_long_names),
         cmocka_unit_test(text_shows_attacker_bytes_escaped),
+        cmocka_unit_test(text_shows_attacker_services_escaped),
+        cmocka_unit_test(csv_shows_attacker_services_escaped),
+        cmocka_unit_test(json_keeps_attacker_services_escaped),
+        cmocka_unit_test(html_escapes_attacker_services_once),
         cmocka_unit_test(empty_period_says_so_in_text),
         cmocka_unit_test(csv_single_table_is_a_plain_csv_file),
         cmocka_unit_test(csv_unknown_table_is_refused),
