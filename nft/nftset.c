@@ -285,9 +285,24 @@ static uint32_t ack_err_offset(const struct nlmsghdr *nlh)
     return 0;
 }
 
+/* Drops whatever an earlier exchange left on the command socket: the acks of a transaction
+ * that stopped reading early (a socket error, the ack timeout), or a pending ENOBUFS from an
+ * overflow. Left there, they would be taken for the next request's replies: talk() would fail
+ * every request after it on a sequence number that is never its own. Costs one recv() when
+ * there is nothing. */
+static void drain(struct nftset *s)
+{
+    int fd = mnl_socket_get_fd(s->nl);
+    for (int i = 0; i < 4096; i++) {
+        ssize_t n = recv(fd, s->rbuf, MNL_SOCKET_BUFFER_SIZE * 4, MSG_DONTWAIT);
+        if (n < 0 && errno != EINTR && errno != ENOBUFS)
+            break;
+    }
+}
+
 /* Sends the transaction and reads every ack back: msgs[i].err gets message i's error (0 if it
- * was acked without one) and msgs[i].err_off where in the message the kernel placed it. Returns 0, or -errno if the batch as a whole was refused or the socket
- * failed. */
+ * was acked without one) and msgs[i].err_off where in the message the kernel placed it.
+ * Returns 0, or -errno if the batch as a whole was refused or the socket failed. */
 static int txn_send(struct txn *t)
 {
     struct nftset *s = t->s;
@@ -300,6 +315,7 @@ static int txn_send(struct txn *t)
         s->msgs[i].err = 0;
         s->msgs[i].err_off = 0;
     }
+    drain(s);
     if (mnl_socket_sendto(s->nl, s->buf, len) < 0)
         return -errno;
 
@@ -328,11 +344,14 @@ static int txn_send(struct txn *t)
             if (nlh->nlmsg_type != NLMSG_ERROR)
                 continue;
             const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+            /* Relative to the first message, so that a transaction whose sequence numbers
+             * wrap past 2^32 still finds its acks. */
+            uint32_t rel = nlh->nlmsg_seq - t->seq0;
             uint32_t seq = nlh->nlmsg_seq;
-            if (seq >= t->seq0 && seq < t->seq0 + t->n) {
-                s->msgs[seq - t->seq0].err = e->error;
+            if (rel < t->n) {
+                s->msgs[rel].err = e->error;
                 if (e->error)
-                    s->msgs[seq - t->seq0].err_off = ack_err_offset(nlh);
+                    s->msgs[rel].err_off = ack_err_offset(nlh);
                 acked++;
             } else if (e->error && (seq == t->seq0 - 1 || seq == t->seq0 + t->n)) {
                 batch_err = e->error; /* the batch itself: EPERM, no nf_tables, ... */
@@ -347,6 +366,7 @@ static int talk(struct nftset *s, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
 {
     uint32_t seq = nlh->nlmsg_seq;
 
+    drain(s);
     if (mnl_socket_sendto(s->nl, nlh, nlh->nlmsg_len) < 0)
         return -errno;
     for (;;) {
@@ -606,6 +626,7 @@ static int chain_cb(const struct nlmsghdr *nlh, void *data)
 }
 
 struct rules_info {
+    const char *table, *chain;
     const char *fingerprint;
     unsigned n, marked;
 };
@@ -627,7 +648,12 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
     struct nftnl_rule *r = nftnl_rule_alloc();
     if (!r)
         return MNL_CB_ERROR;
-    if (nftnl_rule_nlmsg_parse(nlh, r) == 0) {
+    /* Older kernels ignore the table and chain of a rule dump and send every rule of the
+     * family: counting the admin's rules as ours would make every check see damage. */
+    const char *table = NULL, *chain = NULL;
+    if (nftnl_rule_nlmsg_parse(nlh, r) == 0 &&
+        (table = nftnl_rule_get_str(r, NFTNL_RULE_TABLE)) && strcmp(table, ri->table) == 0 &&
+        (chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN)) && strcmp(chain, ri->chain) == 0) {
         ri->n++;
         uint32_t len = 0;
         const void *ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len);
@@ -704,7 +730,8 @@ static int verify(struct nftset *s)
         return V_WRONG;
 
     for (unsigned i = 0; i < nwant; i++) {
-        struct rules_info ri = {.fingerprint = s->fingerprint};
+        struct rules_info ri = {
+            .table = s->cfg.table, .chain = want[i].name, .fingerprint = s->fingerprint};
         struct nftnl_rule *rule = nftnl_rule_alloc();
         if (!rule)
             return -ENOMEM;
