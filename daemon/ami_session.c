@@ -518,6 +518,7 @@ static int send_login(struct ami_session *s, const char *challenge, size_t clen)
                         "AuthType: MD5\r\nKey: %s\r\nEvents: security\r\n\r\n",
                         s->cfg.username, key);
     explicit_bzero(key, sizeof(key));
+    explicit_bzero(digest, sizeof(digest)); /* the key itself, in binary */
     explicit_bzero(&ctx, sizeof(ctx));
     return r;
 }
