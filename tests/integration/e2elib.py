@@ -658,6 +658,14 @@ class Daemon:
             pass
         return None
 
+    def sanitized(self):
+        """True if the running daemon is an AddressSanitizer build."""
+        try:
+            with open(f"/proc/{self.p.pid}/maps") as f:
+                return "libasan" in f.read()
+        except OSError:
+            return False
+
     def cpu_seconds(self):
         try:
             with open(f"/proc/{self.p.pid}/stat") as f:
