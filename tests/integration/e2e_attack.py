@@ -34,6 +34,7 @@ EVENTS = ["ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "Fai
 
 
 def main():
+    e.exit_on_sigterm()
     h.setup_loopback()
     t = h.Tap()
     a1 = a2 = None

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import sqlite3
 import struct
@@ -409,6 +410,11 @@ class SetMonitor:
 
 # ---------------------------------------------------------------------------------------------
 # Attacker namespaces joined to ours (the PBX) by veth, with documentation addresses.
+
+def exit_on_sigterm():
+    """Turns SIGTERM (meson's timeout) into SystemExit, so finally blocks delete namespaces."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
 
 class Attacker:
     """A namespace joined to the caller's by a veth pair. net4/net6: the link's networks; the
