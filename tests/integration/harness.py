@@ -55,9 +55,13 @@ def require_root():
 def in_private_netns():
     """Re-executes this script in a new network namespace (only loopback, brought up).
 
-    Does nothing when already inside one (PBXGUARD_NETNS is set)."""
+    Does nothing when already inside one (PBXGUARD_NETNS is set), except to make SIGTERM (how
+    meson stops a test past its timeout) raise SystemExit, so that finally blocks and context
+    managers still run: named namespaces (`ip netns add`) live in the host's mount namespace and
+    would outlive the test."""
     require_root()
     if os.environ.get("PBXGUARD_NETNS"):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         return
     if not shutil.which("unshare"):
         skip_all("unshare(1) not found")
