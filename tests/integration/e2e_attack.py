@@ -104,12 +104,9 @@ def run(t, d, ami, statsd, mon, a1, a2):
     db = d.active_bans_db()
     t.eq(set(db), expected, "the database's active bans are the kernel's")
 
-    if e.cli_served(d):
-        lst = d.cli_json("list")
-        got = {b.get("prefix") for b in (lst or {}).get("bans", [])} if lst else None
-        t.eq(got, expected, "`pbxguard list --json` lists the same bans")
-    else:
-        t.skip("`pbxguard list --json` lists the same bans", e.CLI_PENDING)
+    lst = d.cli_json("list")
+    got = {b.get("prefix") for b in (lst or {}).get("bans", [])} if lst else None
+    t.eq(got, expected, "`pbxguard list --json` lists the same bans")
 
     # The report's period ends at "now" truncated to the whole second: events of the current
     # second fall outside it, so the report is made a second after the attack (as cron would).
@@ -149,12 +146,8 @@ def run(t, d, ami, statsd, mon, a1, a2):
     t.ok(any(x.startswith("pbxguard.bans") for x in statsd.lines),
          "StatsD receives the daemon's own ban meters", statsd.lines[-20:])
 
-    if e.cli_served(d):
-        st = d.cli_json("status")
-        t.ok(st is not None and d.alive(), "the daemon answers `status` after the attack",
-             d.log_text()[-2000:])
-    else:
-        t.skip("the daemon answers `status` after the attack", e.CLI_PENDING)
+    st = d.cli_json("status")
+    t.ok(st is not None, "the daemon answers `status` after the attack", d.log_text()[-2000:])
     t.ok(d.alive(), "the daemon is alive after the attack")
 
 

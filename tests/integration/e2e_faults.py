@@ -179,8 +179,6 @@ def case_cli_storm(t, tmp):
     p = e.Pbx(tmp)
     try:
         t.ok(p.ban("192.0.2.70"), "before the storm, an attack is banned")
-        if not e.cli_served(p.d):
-            t.skip("100 CLI clients at once all get the list", e.CLI_PENDING)
         procs = [subprocess.Popen([p.d.cli_binary, "-s", p.d.sock, "--json", "list"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(100)]
@@ -194,8 +192,7 @@ def case_cli_storm(t, tmp):
                 out, _ = pr.communicate()
             outs.append((pr.returncode, out))
         good = sum(1 for rc, out in outs if rc == 0 and '"192.0.2.70"' in out)
-        if e.cli_served(p.d):
-            t.eq(good, 100, "100 CLI clients at once all get the list")
+        t.eq(good, 100, "100 CLI clients at once all get the list")
         t.ok(banned, "an attack during the storm is banned")
         t.ok(p.d.alive(), "the daemon is still running")
     finally:

@@ -708,15 +708,6 @@ class Daemon:
             "(expires_ms IS NULL OR expires_ms > ?)", (now,))}
 
 
-CLI_PENDING = "the daemon does not serve CLI commands yet (core_ctl not wired into core.c)"
-
-
-def cli_served(d):
-    """False only while the daemon answers every CLI command with "unknown command"."""
-    r = d.cli("--json", "status")
-    return not (r.returncode != 0 and "unknown command" in r.stdout + r.stderr)
-
-
 def kernel_set(name="banned4", table="pbxguard"):
     """The elements of one of our sets, as {address-or-prefix: expires-in-seconds or None}."""
     out = h.nft_json("list", "set", "inet", table, name)
