@@ -83,7 +83,11 @@ class Rig:
                           binary=os.path.join(args.build, "pbxguardd"),
                           cli=os.path.join(args.build, "pbxguard"), database=database)
         if start:
-            self.start()
+            try:
+                self.start()
+            except Exception:
+                self.close()
+                raise
 
     def start(self):
         self.d.start()
