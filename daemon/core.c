@@ -28,6 +28,10 @@
 #define MAINT_INTERVAL_MS 1000
 #define PRUNE_IDLE_INTERVAL_MS 60000
 #define GAUGE_INTERVAL_MS 10000
+/* A restore streams the store's active bans into the kernel in commits of this many elements:
+ * memory stays bounded however many bans there are, and each commit is still a bulk one (many
+ * 1000-element transactions, monitor paused) for nftset. */
+#define RESTORE_BATCH 65536
 
 static const char *reason_name(enum verdict_reason r)
 {
@@ -101,10 +105,12 @@ static int queue_restore(void *data, const struct verdict *v)
     int r = nftset_queue_ban(c->nft, &v->prefix, (uint64_t)v->timeout_ms);
     if (r == 0)
         c->restore_count++;
+    if (nftset_queued(c->nft) >= RESTORE_BATCH)
+        nft_commit(c);
     return r == -ENOMEM ? r : 0;
 }
 
-/* Installs every active ban from the store with its remaining time, in one commit. */
+/* Installs every active ban from the store with its remaining time, streamed in bulk commits. */
 static int nft_restore(struct core *c)
 {
     c->restore_count = 0;
