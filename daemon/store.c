@@ -387,7 +387,7 @@ static int configure(struct store *s, const struct store_options *opt)
 
 int store_open(const char *path, const struct store_options *opt, struct store **ret_store)
 {
-    struct store_options o = {.busy_timeout_ms = 50, .cache_kib = 65536, .mmap_mib = 1024};
+    struct store_options o = {.busy_timeout_ms = 50, .cache_kib = 16384, .mmap_mib = 1024};
     if (opt) {
         o.flags = opt->flags;
         if (opt->busy_timeout_ms > 0)

@@ -42,7 +42,7 @@ enum store_open_flags {
 struct store_options {
     unsigned flags;         /* enum store_open_flags */
     int busy_timeout_ms;    /* default 50 (the daemon's loop must not wait long); readers: more */
-    int cache_kib;          /* page cache bound; default 65536 (64 MiB) */
+    int cache_kib;          /* page cache bound; default 16384 (16 MiB): reads go through mmap */
     int mmap_mib;           /* file bytes read through mmap (file-backed, reclaimable by the
                              * kernel, so memory stays bounded); default 1024; -1 = none */
 };
