@@ -249,8 +249,14 @@ def phase_restore(args, n_bans, n_sources=0, then_events=0):
         t = time.monotonic()
         fill_db(r.d.db, n_bans, n_sources)
         log(f"database filled with {n_bans} bans, {n_sources} sources in {time.monotonic() - t:.1f} s")
+        # No notification listener while the daemon restores: with one subscribed, the kernel
+        # builds a notification per element (a third of the restore's cost, measured in
+        # bench_nft) and our own parser thread competes for the CPU. A production host
+        # normally has no listener but pbxguardd, which pauses its own during a bulk restore.
+        r.mon.close()
         r.start()
         res = {"bans": n_bans, "seconds": r.d.startup_seconds(), "spot_check": spot_check(n_bans)}
+        r.mon = e.SetMonitor()
         if then_events:
             srcs = addrs("172.16.0.0/12", then_events)
             for i in range(0, then_events, 2000):
