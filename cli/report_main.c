@@ -170,7 +170,9 @@ int report_main(int argc, char **argv)
     const char *since = NULL, *from_s = NULL, *to_s = NULL, *table = NULL, *output = NULL;
     const char *db = NULL, *cfg_path = NULL, *host = NULL;
     enum report_format fmt = REPORT_TEXT;
-    int64_t now = (int64_t)time(NULL), from, to;
+    /* "Now" rounded up to the next whole second: the database keeps milliseconds and the
+     * period ends before its end bound, so what happened during this very second is in it. */
+    int64_t now = (int64_t)time(NULL) + 1, from, to;
     unsigned long top = REPORT_TOP_DEFAULT;
     char *end;
     int c;
