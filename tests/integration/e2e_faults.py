@@ -235,6 +235,8 @@ CASES = [("ami_restart", case_ami_restart), ("sigkill", case_sigkill),
 
 
 def main():
+    # meson's timeout sends SIGTERM: the finally blocks (chattr -i, umount, namespaces) must run.
+    e.exit_on_sigterm()
     h.setup_loopback()
     only = set(sys.argv[1:])
     t = h.Tap()
