@@ -339,7 +339,7 @@ void config_defaults(struct config *ret_cfg)
     c->nftables.check_interval_ms = 30000;
 }
 
-static void ami_defaults(struct cfg_ami *a)
+void config_ami_defaults(struct cfg_ami *a)
 {
     memset(a, 0, sizeof(*a));
     a->port = 5038;
@@ -797,7 +797,7 @@ static void begin_section(struct parser *p, char *header)
             return;
         }
         c->ami = na;
-        ami_defaults(&na[c->nami]);
+        config_ami_defaults(&na[c->nami]);
         snprintf(na[c->nami].name, sizeof(na[c->nami].name), "%s", arg);
         p->base = &na[c->nami++];
         break;

@@ -119,6 +119,8 @@ typedef void (*config_error_fn)(void *data, const char *message);
 
 /* Fills ret_cfg with the defaults. */
 void config_defaults(struct config *ret_cfg);
+/* Fills one [ami:NAME] section with its defaults (port 5038, md5, keepalive and backoff). */
+void config_ami_defaults(struct cfg_ami *ret_ami);
 /* Loads path over the defaults. Reports every error it finds (not only the first) through
  * on_error and returns the number of errors (0 = ret_cfg is valid), or -errno if the file
  * cannot be read (also reported). ret_cfg must be config_free()d in every case. */

@@ -122,14 +122,7 @@ static int parse_ms(const char *v, int64_t *ret)
 
 static int parse_spec(char *spec, struct cfg_ami *a)
 {
-    memset(a, 0, sizeof(*a));
-    a->port = 5038;
-    a->auth = CFG_AMI_AUTH_MD5;
-    a->ping_interval_ms = 20000;
-    a->ping_timeout_ms = 10000;
-    a->connect_timeout_ms = 10000;
-    a->backoff_min_ms = 1000;
-    a->backoff_max_ms = 60000;
+    config_ami_defaults(a);
     for (char *save = NULL, *kv = strtok_r(spec, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
         char *v = strchr(kv, '=');
         if (!v)
