@@ -81,7 +81,9 @@ class Rig:
         self.d = e.Daemon(self.tmp, self.ami.port, maxretry=MAXRETRY, log_level="notice",
                           log_pipe=True,
                           binary=os.path.join(args.build, "pbxguardd"),
-                          cli=os.path.join(args.build, "pbxguard"), database=database)
+                          cli=os.path.join(args.build, "pbxguard"), database=database,
+                          general=(f"database_mmap_mib = {args.db_mmap}\n"
+                                   if args.db_mmap is not None else ""))
         if start:
             try:
                 self.start()
@@ -278,6 +280,8 @@ def main():
     ap.add_argument("--only", default="latency_idle,latency_flood,ingest_hot,ingest_distinct,"
                                       "restore,rss")
     ap.add_argument("--flood-rate", type=float, default=50000)
+    ap.add_argument("--db-mmap", type=int, default=None,
+                    help="[general] database_mmap_mib for the daemon (default: its own, 1024)")
     args = ap.parse_args()
     h.in_private_netns()
     h.setup_loopback()

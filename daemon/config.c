@@ -120,6 +120,7 @@ static const struct key_def general_keys[] = {
     {"log_level", K_ENUM, FLD(cfg_general, log_level), 0, 0, 0, level_names},
     {"log_target", K_ENUM, FLD(cfg_general, log_target), 0, 0, 0, target_names},
     {"retention", K_SECONDS, FLD(cfg_general, retention_s), 0, 3600, 10 * YEAR, NULL},
+    {"database_mmap_mib", K_UINT, FLD(cfg_general, database_mmap_mib), 0, 0, 65536, NULL},
 };
 
 static const struct key_def ami_keys[] = {
@@ -309,6 +310,7 @@ void config_defaults(struct config *ret_cfg)
     c->general.log_level = LOG_LVL_INFO;
     c->general.log_target = LOG_TARGET_STDERR;
     c->general.retention_s = 30 * 86400;
+    c->general.database_mmap_mib = 1024;
 
     c->policy.maxretry = 5;
     c->policy.findtime_s = 600;

@@ -25,6 +25,8 @@ struct cfg_general {
     enum log_level log_level;          /* info */
     enum log_target log_target;        /* stderr */
     int64_t retention_s;               /* 30d: failures and lifted bans older than this are pruned */
+    unsigned database_mmap_mib;        /* 1024: SQLite reads the file through a window this big;
+                                          0 = plain reads (less RSS, slower on huge tables) */
 };
 
 enum cfg_ami_auth { CFG_AMI_AUTH_MD5 = 0, CFG_AMI_AUTH_PLAIN };

@@ -400,7 +400,11 @@ static struct policy *make_policy(const struct config *cfg)
 /* The database's directory exists: daemon.c made it (0750) for the lock beside the file. */
 static int open_store(struct core *c)
 {
-    int r = store_open(c->cfg->general.database, NULL, &c->store);
+    /* store_options: 0 means "the default", -1 "no map". */
+    struct store_options opt = {.mmap_mib = c->cfg->general.database_mmap_mib
+                                                ? (int)c->cfg->general.database_mmap_mib
+                                                : -1};
+    int r = store_open(c->cfg->general.database, &opt, &c->store);
     if (r < 0)
         log_err("database %s: %s (%s)", c->cfg->general.database, store_strerror(r),
                 store_errmsg(NULL));

@@ -559,7 +559,8 @@ class Daemon:
 
     def __init__(self, tmp, ami_port, *, ami_host="127.0.0.1", auth="plain", maxretry=5,
                  findtime="10m", bantime="1h", whitelist=(), statsd_port=None, extra="",
-                 binary=None, cli=None, log_level="info", database=None, log_pipe=False):
+                 binary=None, cli=None, log_level="info", database=None, log_pipe=False,
+                 general=""):
         self.tmp = tmp
         self.binary = binary or h.DAEMON
         self.cli_binary = cli or h.CLI
@@ -577,7 +578,7 @@ class Daemon:
                   if statsd_port else "enabled = no\n")
         with open(self.conf, "w") as f:
             f.write(f"[general]\ndatabase = {self.db}\ncontrol_socket = {self.sock}\n"
-                    f"lock_file = {tmp}/pbxguardd.lock\nlog_level = {log_level}\n\n"
+                    f"lock_file = {tmp}/pbxguardd.lock\nlog_level = {log_level}\n{general}\n"
                     f"[ami:pbx1]\nhost = {ami_host}\nport = {ami_port}\nusername = guard\n"
                     f"secret = guardpass\nauth = {auth}\nbackoff_min = 100ms\n"
                     "backoff_max = 1s\nping_interval = 2s\nping_timeout = 2s\n\n"
