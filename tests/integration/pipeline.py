@@ -112,4 +112,16 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
     out = subprocess.run(["sqlite3", "-readonly", os.path.join(tmp, "pbxguard.db"),
                           "PRAGMA integrity_check"], capture_output=True, text=True).stdout
     t.eq(out.strip(), "ok", "the database passes integrity_check")
+    t.ok(("inet", "pbxguard") in h.nft_tables() and "192.0.2.50" in elements(4),
+         "by default the table and its bans stay in the kernel after a stop")
+
+    # remove_on_stop = yes: the table goes with the daemon.
+    text = open(conf).read().replace("remove_on_stop = no", "remove_on_stop = yes")
+    open(conf, "w").write(text)
+    d = h.Daemon(conf)
+    t.ok(d.wait_log("active bans installed"), "the daemon starts with remove_on_stop = yes")
+    rc, _ = d.stop()
+    t.ok(rc == 0 and ("inet", "pbxguard") not in h.nft_tables(),
+         "with remove_on_stop = yes the table is removed when the daemon stops", h.nft_tables())
+    t.ok(d.wait_log("removed (remove_on_stop)"), "and the removal is logged")
 t.done()
