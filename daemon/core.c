@@ -79,6 +79,10 @@ static void on_nft_result(void *data, const struct nftset_result *r)
     if (r->op == NFTSET_UNBAN && r->err == -ENOENT)
         return; /* already gone from the kernel: its timeout ran out */
     c->stats.nft_errors++;
+    if (r->op == NFTSET_BAN && c->nban_refused < CORE_REFUSED_MAX) {
+        c->ban_refused[c->nban_refused].prefix = r->prefix;
+        c->ban_refused[c->nban_refused++].err = r->err;
+    }
     statsd_count(c->statsd, STATSD_M_NFT_ERRORS, 1);
     log_err("nftables: cannot %s %s: %s", r->op == NFTSET_BAN ? "ban" : "unban",
             addr_prefix_format(&r->prefix, buf, sizeof(buf)), nftset_strerror(r->err));
@@ -86,6 +90,7 @@ static void on_nft_result(void *data, const struct nftset_result *r)
 
 static void nft_commit(struct core *c)
 {
+    c->nban_refused = 0;
     /* No nftables layer: core_new() failed to open it and core_free() is cleaning up. */
     if (!c->nft || !nftset_queued(c->nft))
         return;

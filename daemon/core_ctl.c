@@ -10,6 +10,7 @@
 #include "ctl.h"
 #include "ctl_cmd.h"
 #include "log.h"
+#include "judge.h"
 #include "nftset.h"
 #include "store.h"
 
@@ -86,6 +87,32 @@ static int reload(void *data, json_t *errors)
     return r;
 }
 
+/* A manual ban the kernel refused (an interval set will not hold a prefix that overlaps another
+ * banned prefix) must not stay recorded as active while nothing enforces it: lift it again and
+ * tell the caller why. */
+static json_t *undo_refused_ban(struct core *c, json_t *req, json_t *reply)
+{
+    struct addr_prefix p;
+    const char *addr = json_string_value(json_object_get(req, "addr"));
+    if (!addr || addr_prefix_parse(addr, false, &p) < 0)
+        return reply;
+    for (unsigned i = 0; i < c->nban_refused; i++) {
+        if (!addr_prefix_equal(&c->ban_refused[i].prefix, &p))
+            continue;
+        int err = c->ban_refused[i].err;
+        struct verdict v[4];
+        unsigned n = 0;
+        judge_unban(c->judge, &p, "pbxguardd:refused-by-kernel", loop_wall_ms(c->loop), v, 4, &n);
+        core_flush(c);
+        char ps[ADDR_STRLEN];
+        json_decref(reply);
+        return ctl_error(CTL_CODE_FAILED, "the kernel refused the ban of %s: %s%s",
+                         addr_prefix_format(&p, ps, sizeof(ps)), nftset_strerror(err),
+                         err == -ENOTEMPTY ? "; unban the other prefix first" : "");
+    }
+    return reply;
+}
+
 static json_t *handle(void *data, const char *cmd, json_t *req, const struct ctl_peer *peer)
 {
     struct core *c = data;
@@ -104,6 +131,8 @@ static json_t *handle(void *data, const char *cmd, json_t *req, const struct ctl
     json_t *reply = ctl_cmd_dispatch(&ops, cmd, req, peer);
     /* A ban or unban is in the kernel and on disk before its reply leaves. */
     core_flush(c);
+    if (strcmp(cmd, "ban") == 0 && json_is_true(json_object_get(reply, "ok")))
+        reply = undo_refused_ban(c, req, reply);
     return reply;
 }
 

@@ -25,6 +25,13 @@ struct core_stats {
     uint64_t db_errors;
 };
 
+/* Bans the kernel refused in the last nftables commit (a control command reports them back). */
+#define CORE_REFUSED_MAX 8
+struct core_refused {
+    struct addr_prefix prefix;
+    int err;
+};
+
 struct core {
     struct loop *loop;
     const struct config *cfg; /* the daemon's; replaced by core_reload() */
@@ -43,6 +50,8 @@ struct core {
     struct loop_timer nft_check_timer; /* the slow periodic check */
     bool nft_healthy, nft_failing, nft_repair_pending;
     unsigned long restore_count;
+    struct core_refused ban_refused[CORE_REFUSED_MAX];
+    unsigned nban_refused;
 
     struct statsd *statsd;
 

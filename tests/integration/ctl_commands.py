@@ -81,6 +81,14 @@ with h.TempDir() as d:
     t.ok(rc == 0 and j["ban"]["expires"] is None and j["ban"]["remaining"] is None,
          "ban --permanent has no end", j)
     t.ok("198.51.100.0/24" in elements("banned4"), "the permanent prefix ban is in the kernel")
+    r = cli("ban", "198.51.0.0/16", "--for", "1h")
+    t.ok(r.returncode == 1 and "the kernel refused the ban of 198.51.0.0/16" in r.stderr
+         and "overlaps another banned prefix" in r.stderr,
+         "a prefix overlapping another banned prefix: the kernel's refusal comes back, exit 1",
+         r.stderr)
+    rc, j = cli_json("list", "--v4")
+    t.ok(rc == 0 and "198.51.0.0/16" not in {b["prefix"] for b in j.get("bans", [])},
+         "and the refused ban is not left recorded as active", j)
 
     # whitelist
     r = cli("ban", "192.0.2.10")
