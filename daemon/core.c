@@ -198,15 +198,38 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
         duration_format(v->timeout_ms / 1000, dur, sizeof(dur));
     else
         snprintf(dur, sizeof(dur), "ever");
-    if (ev) {
-        /* Service is the AMI peer's text: a broken or hostile peer must not write raw bytes
-         * into the journal. */
-        char svc[4 * SEC_SERVICE_MAX];
-        log_escape(ev->service, strnlen(ev->service, SEC_SERVICE_MAX), svc, sizeof(svc));
-        log_notice("banned %s for %s: %g failures within %s, last %s/%s from %s (offence %u)",
-                   addr_prefix_format(&v->prefix, buf, sizeof(buf)), dur, v->failures,
-                   c->findtime_text, sec_event_type_name(ev->type), svc, ev->source, v->offence);
+    if (!ev) {
+        log_notice("banned %s for %s (manual, offence %u)",
+                   addr_prefix_format(&v->prefix, buf, sizeof(buf)), dur, v->offence);
+        return;
     }
+    /* The line is written after the turn's nftables commit (flush_ban_log()): a slow log
+     * target must not stand between the event and the ban in the kernel. */
+    if (c->nban_log == CORE_BAN_LOG_MAX) {
+        c->ban_log_dropped++;
+        return;
+    }
+    /* Service is the AMI peer's text: a broken or hostile peer must not write raw bytes into
+     * the journal. */
+    char svc[4 * SEC_SERVICE_MAX];
+    log_escape(ev->service, strnlen(ev->service, SEC_SERVICE_MAX), svc, sizeof(svc));
+    snprintf(c->ban_log[c->nban_log++], sizeof(c->ban_log[0]),
+             "banned %s for %s: %g failures within %s, last %s/%s from %s (offence %u)",
+             addr_prefix_format(&v->prefix, buf, sizeof(buf)), dur, v->failures,
+             c->findtime_text, sec_event_type_name(ev->type), svc, ev->source, v->offence);
+}
+
+/* Logs the bans of the turn, once they are in the kernel; a flood's hundreds of bans per turn
+ * are summed up in one line instead of flooding the journal. */
+static void flush_ban_log(struct core *c)
+{
+    for (unsigned i = 0; i < c->nban_log; i++)
+        log_notice("%s", c->ban_log[i]);
+    if (c->ban_log_dropped)
+        log_notice("... and %lu more bans in the same moment (`pbxguard list` shows them all)",
+                   c->ban_log_dropped);
+    c->nban_log = 0;
+    c->ban_log_dropped = 0;
 }
 
 void core_apply_verdict(struct core *c, const struct verdict *v)
@@ -219,6 +242,8 @@ void core_apply_verdict(struct core *c, const struct verdict *v)
         if (r < 0)
             log_err("nftables: cannot queue the unban of %s: %s",
                     addr_prefix_format(&v->prefix, buf, sizeof(buf)), nftset_strerror(r));
+        else
+            log_notice("unbanned %s (manual)", addr_prefix_format(&v->prefix, buf, sizeof(buf)));
         c->stats.unbans++;
         statsd_count_by(c->statsd, STATSD_M_UNBANS, reason_name(v->reason), 1);
     }
@@ -389,6 +414,7 @@ static void on_turn_end(struct loop *l, void *data)
         nft_rebuild(c, "repair");
     }
     core_flush(c);
+    flush_ban_log(c);
     statsd_flush(c->statsd);
 }
 
@@ -562,6 +588,7 @@ void core_free(struct core *c)
     core_ctl_stop(c);
     if (c->store)
         core_flush(c);
+    flush_ban_log(c);
     statsd_free(c->statsd);
     if (c->loop) {
         loop_timer_cancel(c->loop, &c->maint_timer);

@@ -25,6 +25,9 @@ struct core_stats {
     uint64_t db_errors;
 };
 
+/* Ban log lines of one turn, written after its nftables commit. */
+#define CORE_BAN_LOG_MAX 32
+
 /* Bans the kernel refused in the last nftables commit (a control command reports them back). */
 #define CORE_REFUSED_MAX 8
 struct core_refused {
@@ -52,6 +55,9 @@ struct core {
     unsigned long restore_count;
     struct core_refused ban_refused[CORE_REFUSED_MAX];
     unsigned nban_refused;
+    char ban_log[CORE_BAN_LOG_MAX][256];
+    unsigned nban_log;
+    unsigned long ban_log_dropped;
 
     struct statsd *statsd;
 

@@ -70,6 +70,8 @@ with h.TempDir() as d:
          "ban prints what was banned and until when", r.stdout + r.stderr)
     t.ok("203.0.113.7" in elements("banned4"), "the manual ban is in the kernel set banned4",
          elements("banned4"))
+    t.ok(srv.wait_log("banned 203.0.113.7 for 1h (manual"),
+         "the daemon's log records the manual ban", srv.log()[-2000:])
     rc, j = cli_json("ban", "2001:db8:1:2::/64")
     b = j.get("ban", {})
     t.ok(rc == 0 and b.get("prefix") == "2001:db8:1:2::/64" and b.get("reason") == "manual"
@@ -143,6 +145,7 @@ with h.TempDir() as d:
     t.ok("198.51.100.0/24" in elements("banned4"), "the prefix stays banned")
     r = cli("unban", "203.0.113.7")
     t.eq((r.returncode, r.stdout), (0, "unbanned 203.0.113.7\n"), "unban lifts a ban")
+    t.ok(srv.wait_log("unbanned 203.0.113.7 (manual)"), "the daemon's log records the unban")
     t.ok("203.0.113.7" not in elements("banned4"), "the unbanned address left the kernel set")
     rc, j = cli_json("unban", "192.0.2.10")
     t.eq((rc, j), (0, {"ok": True, "lifted": ["192.0.2.10"]}), "unban --json lists what was lifted")
