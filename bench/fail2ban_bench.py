@@ -36,6 +36,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+import harness as h  # noqa: E402
+
 F2B_ETC = "/etc/fail2ban"
 FIXTURE_LINE = (
     '[{ts}] SECURITY[11270] res_security_log.c: SecurityEvent="{ev}",'
@@ -204,14 +208,7 @@ class Fail2ban:
         return self.p.pid
 
     def proc_status(self, key):
-        try:
-            with open(f"/proc/{self.server_pid()}/status") as f:
-                for line in f:
-                    if line.startswith(key + ":"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return None
+        return h.proc_status(self.server_pid(), key)
 
     def cpu_seconds(self):
         """User+system CPU of fail2ban-server and of every nft it forked and reaped."""

@@ -53,11 +53,7 @@ EXPECTED = {
 
 
 def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return h.proc_status(pid, "VmRSS") or 0
 
 
 with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:

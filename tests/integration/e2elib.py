@@ -656,14 +656,7 @@ class Daemon:
             return ""
 
     def proc_status(self, key):
-        try:
-            with open(f"/proc/{self.p.pid}/status") as f:
-                for line in f:
-                    if line.startswith(key + ":"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return None
+        return h.proc_status(self.p.pid, key)
 
     def sanitized(self):
         """True if the running daemon is an AddressSanitizer build."""

@@ -143,6 +143,19 @@ class TempDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def proc_status(pid, key):
+    """A kB figure (VmRSS, VmHWM, RssAnon, ...) from /proc/PID/status, or None if the process
+    or the field is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def stop_process(p, sig=signal.SIGTERM, timeout=5.0):
     """Sends sig and waits; kills after timeout. Returns (returncode, seconds it took)."""
     if p.poll() is not None:
