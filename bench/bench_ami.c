@@ -134,8 +134,8 @@ int main(int argc, char **argv)
     for (int run = 0; run < RUNS; run++)
         printf("  run %d: parse %.3f s (%.2fM frames/s, %.0f MB/s); parse+normalize %.3f s "
                "(%.2fM events/s, %.0f MB/s); normalize %.0f ns/event\n",
-               run + 1, parse_t[run], frames / parse_t[run] / 1e6, mb / parse_t[run],
-               full_t[run], events / full_t[run] / 1e6, mb / full_t[run], norm_t[run] * 1e9);
+               run + 1, parse_t[run], frames / parse_t[run] / 1e6, mb / parse_t[run], full_t[run],
+               events / full_t[run] / 1e6, mb / full_t[run], norm_t[run] * 1e9);
     qsort(parse_t, RUNS, sizeof(double), cmp_double);
     qsort(full_t, RUNS, sizeof(double), cmp_double);
     qsort(norm_t, RUNS, sizeof(double), cmp_double);

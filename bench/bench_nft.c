@@ -100,7 +100,8 @@ static int bench_rebatch(struct nftset *s, unsigned long n)
     long failed = nftset_commit(s, NULL, NULL);
     double wall = now_s() - w0, cpu = cpu_s() - c0;
     printf("re-banned N=%-8lu wall %8.3f s   cpu %8.3f s   %10.0f bans/s   failed %ld  "
-           "(all existed: each replaced)\n", n, wall, cpu, (double)n / wall, failed);
+           "(all existed: each replaced)\n",
+           n, wall, cpu, (double)n / wall, failed);
     return failed == 0 ? 0 : -1;
 }
 
@@ -141,8 +142,12 @@ int main(int argc, char **argv)
             if (nsizes < 8)
                 sizes[nsizes++] = strtoul(optarg, NULL, 10);
             break;
-        case 's': single = strtoul(optarg, NULL, 10); break;
-        case 'r': runs = atoi(optarg); break;
+        case 's':
+            single = strtoul(optarg, NULL, 10);
+            break;
+        case 'r':
+            runs = atoi(optarg);
+            break;
         default:
             fprintf(stderr, "usage: bench_nft [-n N]... [-s SINGLE] [-r RUNS]\n");
             return 2;
@@ -170,7 +175,8 @@ int main(int argc, char **argv)
     if (fresh_table(s) < 0)
         return 1;
     printf("# bench_nft: libnftnl over netlink, private netns, sets: %s, %ld CPUs online, "
-           "%d run(s)\n", nftset_mode(s), sysconf(_SC_NPROCESSORS_ONLN), runs);
+           "%d run(s)\n",
+           nftset_mode(s), sysconf(_SC_NPROCESSORS_ONLN), runs);
     int rc = 0;
     for (int r = 0; r < runs; r++) {
         for (unsigned i = 0; i < nsizes; i++) {

@@ -49,9 +49,13 @@ static void set_addr(struct sec_event *ev, uint32_t k)
 static double run(uint16_t port, bool per_address, unsigned limit, uint32_t distinct,
                   struct statsd_stats *ret_st)
 {
-    struct cfg_statsd cfg = {.enabled = true, .host = "127.0.0.1", .port = port,
-                             .own_prefix = "pbxguard", .per_address = per_address,
-                             .per_address_limit = limit, .max_payload = 1432,
+    struct cfg_statsd cfg = {.enabled = true,
+                             .host = "127.0.0.1",
+                             .port = port,
+                             .own_prefix = "pbxguard",
+                             .per_address = per_address,
+                             .per_address_limit = limit,
+                             .max_payload = 1432,
                              .flush_interval_ms = 1000};
     struct statsd *s = statsd_new(&cfg);
     if (!s) {

@@ -82,9 +82,11 @@ static double flood(const char *db, unsigned nsources, unsigned n, unsigned *ret
     cfg_defaults(&c);
     struct policy *p = policy_new(&c, NULL);
     struct judge *j = judge_new(s, p);
-    struct sec_event ev = {.type = SEC_CHALLENGE_RESPONSE_FAILED, .service = "PJSIP",
+    struct sec_event ev = {.type = SEC_CHALLENGE_RESPONSE_FAILED,
+                           .service = "PJSIP",
                            .remote = {.port = 5060, .transport = SEC_TRANSPORT_UDP},
-                           .account = "1001", .source = "ami:pbx1"};
+                           .account = "1001",
+                           .source = "ami:pbx1"};
     unsigned bans = 0;
     double t = now_s();
     for (unsigned i = 0; i < n; i++) {
@@ -194,8 +196,8 @@ static void window_cost(const char *db, unsigned rows)
     printf("window count, table of %u failures (100k keys): median %.2f us over %d rounds of "
            "%d counts (min %.2f, max %.2f); filled in %.1f s; file %.0f MiB = %.1f MiB per "
            "million failures\n",
-           rows, best[ROUNDS / 2], ROUNDS, COUNTS, best[0], best[ROUNDS - 1], fill_s,
-           file_mib(db), file_mib(db) / (rows / 1e6));
+           rows, best[ROUNDS / 2], ROUNDS, COUNTS, best[0], best[ROUNDS - 1], fill_s, file_mib(db),
+           file_mib(db) / (rows / 1e6));
     unlink_db(db);
 }
 
@@ -212,7 +214,8 @@ int main(int argc, char **argv)
     char db[512];
     snprintf(db, sizeof(db), "%s/pbxguard-bench-%d.db", dir, (int)getpid());
     printf("bench_store: judge + store, %d events per transaction, WAL, synchronous=NORMAL, "
-           "database in %s\n", TURN, dir);
+           "database in %s\n",
+           TURN, dir);
 
     unsigned bans;
     unlink_db(db);

@@ -231,7 +231,8 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
             int64_t s;
             int e = duration_parse(dur, &s);
             if (e == -ERANGE || (e == 0 && s > JUDGE_MANUAL_BAN_MAX_S)) {
-                r = fail(err, errlen, "--for \"%.40s\" is too long (at most 100 years; or use --permanent)",
+                r = fail(err, errlen,
+                         "--for \"%.40s\" is too long (at most 100 years; or use --permanent)",
                          dur);
                 goto bad;
             }

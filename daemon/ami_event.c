@@ -371,12 +371,18 @@ enum ami_event_result ami_event_from_frame(const struct ami_frame *f, const char
 const char *ami_event_bad_name(enum ami_event_bad bad)
 {
     switch (bad) {
-    case AMI_BAD_NONE: return "none";
-    case AMI_BAD_NO_REMOTE: return "no RemoteAddress";
-    case AMI_BAD_REMOTE_ADDRESS: return "unparsable RemoteAddress";
-    case AMI_BAD_LOCAL_ADDRESS: return "unparsable LocalAddress";
-    case AMI_BAD_VERSION: return "unparsable EventVersion";
-    case AMI_BAD_COUNT: break;
+    case AMI_BAD_NONE:
+        return "none";
+    case AMI_BAD_NO_REMOTE:
+        return "no RemoteAddress";
+    case AMI_BAD_REMOTE_ADDRESS:
+        return "unparsable RemoteAddress";
+    case AMI_BAD_LOCAL_ADDRESS:
+        return "unparsable LocalAddress";
+    case AMI_BAD_VERSION:
+        return "unparsable EventVersion";
+    case AMI_BAD_COUNT:
+        break;
     }
     return "?";
 }

@@ -266,11 +266,16 @@ bool ami_frame_is_security(const struct ami_frame *f)
 const char *ami_discard_name(enum ami_discard reason)
 {
     switch (reason) {
-    case AMI_DISCARD_LINE_TOO_LONG: return "line too long";
-    case AMI_DISCARD_TOO_MANY_HEADERS: return "too many headers";
-    case AMI_DISCARD_FRAME_TOO_BIG: return "frame too big";
-    case AMI_DISCARD_NO_COLON: return "line without a colon";
-    case AMI_DISCARD_COUNT: break;
+    case AMI_DISCARD_LINE_TOO_LONG:
+        return "line too long";
+    case AMI_DISCARD_TOO_MANY_HEADERS:
+        return "too many headers";
+    case AMI_DISCARD_FRAME_TOO_BIG:
+        return "frame too big";
+    case AMI_DISCARD_NO_COLON:
+        return "line without a colon";
+    case AMI_DISCARD_COUNT:
+        break;
     }
     return "?";
 }

@@ -25,7 +25,7 @@ enum ami_frame_kind {
 };
 
 struct ami_header {
-    const char *name; /* not NUL-terminated */
+    const char *name;  /* not NUL-terminated */
     const char *value; /* leading blanks skipped; not NUL-terminated; may be empty */
     uint32_t name_len;
     uint32_t value_len;
@@ -48,7 +48,7 @@ enum ami_discard {
 
 struct ami_parser_stats {
     uint64_t bytes;
-    uint64_t frames; /* frames returned, banner included */
+    uint64_t frames;    /* frames returned, banner included */
     uint64_t discarded; /* sum of by_reason */
     uint64_t by_reason[AMI_DISCARD_COUNT];
 };
@@ -59,9 +59,9 @@ struct ami_parser {
     size_t scan;  /* where line scanning resumes */
     size_t end;   /* bytes held */
     bool want_banner;
-    bool discarding;    /* skipping to the end of a bad frame */
-    bool discard_bol;   /* while discarding: at the beginning of a line */
-    bool emitted;       /* frame holds the frame last returned */
+    bool discarding;  /* skipping to the end of a bad frame */
+    bool discard_bol; /* while discarding: at the beginning of a line */
+    bool emitted;     /* frame holds the frame last returned */
     struct ami_parser_stats stats;
     struct ami_frame frame;
     char buf[AMI_FRAME_MAX];

@@ -45,9 +45,9 @@ enum ami_state {
 };
 
 static const char *const state_names[] = {
-    [ST_IDLE] = "idle",           [ST_RESOLVING] = "resolving", [ST_CONNECTING] = "connecting",
-    [ST_BANNER] = "banner",       [ST_CHALLENGE] = "challenge", [ST_LOGIN] = "login",
-    [ST_UP] = "up",               [ST_BACKOFF] = "backoff",
+    [ST_IDLE] = "idle",     [ST_RESOLVING] = "resolving", [ST_CONNECTING] = "connecting",
+    [ST_BANNER] = "banner", [ST_CHALLENGE] = "challenge", [ST_LOGIN] = "login",
+    [ST_UP] = "up",         [ST_BACKOFF] = "backoff",
 };
 
 /* A getaddrinfo_a request. glibc answers on a thread of its own, which only writes to the
@@ -216,13 +216,13 @@ static void fail(struct ami_session *s, enum failure_kind kind, const char *fmt,
         s->stats.auth_failures++;
         delay = s->cfg.backoff_max_ms; /* wrong credentials will not fix themselves soon */
     } else {
-        int64_t healthy = s->cfg.backoff_max_ms < AMI_HEALTHY_MS ? s->cfg.backoff_max_ms
-                                                                 : AMI_HEALTHY_MS;
+        int64_t healthy =
+            s->cfg.backoff_max_ms < AMI_HEALTHY_MS ? s->cfg.backoff_max_ms : AMI_HEALTHY_MS;
         if (was_up && now - s->up_since_ms >= (uint64_t)healthy)
             s->backoff_ms = s->cfg.backoff_min_ms;
         delay = s->backoff_ms;
-        s->backoff_ms = s->backoff_ms * 2 > s->cfg.backoff_max_ms ? s->cfg.backoff_max_ms
-                                                                    : s->backoff_ms * 2;
+        s->backoff_ms =
+            s->backoff_ms * 2 > s->cfg.backoff_max_ms ? s->cfg.backoff_max_ms : s->backoff_ms * 2;
     }
     /* Full jitter over the upper half: between delay/2 and delay. */
     if (delay > 1)
@@ -409,14 +409,25 @@ static void on_deadline(struct loop *l, void *data)
 {
     struct ami_session *s = data;
     switch (s->state) {
-    case ST_RESOLVING: fail(s, FAIL_CONNECT, "timed out resolving the host"); break;
-    case ST_CONNECTING: fail(s, FAIL_CONNECT, "timed out connecting"); break;
-    case ST_BANNER: fail(s, FAIL_CONNECT, "timed out waiting for the AMI banner"); break;
+    case ST_RESOLVING:
+        fail(s, FAIL_CONNECT, "timed out resolving the host");
+        break;
+    case ST_CONNECTING:
+        fail(s, FAIL_CONNECT, "timed out connecting");
+        break;
+    case ST_BANNER:
+        fail(s, FAIL_CONNECT, "timed out waiting for the AMI banner");
+        break;
     case ST_CHALLENGE:
-    case ST_LOGIN: fail(s, FAIL_CONNECT, "timed out waiting for the login reply"); break;
+    case ST_LOGIN:
+        fail(s, FAIL_CONNECT, "timed out waiting for the login reply");
+        break;
     case ST_BACKOFF:
-    case ST_IDLE: start_attempt(l, s); break;
-    case ST_UP: break;
+    case ST_IDLE:
+        start_attempt(l, s);
+        break;
+    case ST_UP:
+        break;
     }
 }
 
@@ -556,8 +567,8 @@ static void logged_in(struct ami_session *s)
     loop_timer_arm(s->loop, &s->t_quiet, (uint64_t)s->quiet_ms);
     host_port(s, hp, sizeof(hp));
     if (s->failed_attempts)
-        log_notice("%s: logged in to %s (AMI %s) as \"%s\" after %u failed attempt%s", s->name,
-                   hp, s->version, s->cfg.username, s->failed_attempts,
+        log_notice("%s: logged in to %s (AMI %s) as \"%s\" after %u failed attempt%s", s->name, hp,
+                   s->version, s->cfg.username, s->failed_attempts,
                    s->failed_attempts == 1 ? "" : "s");
     else
         log_notice("%s: logged in to %s (AMI %s) as \"%s\"", s->name, hp, s->version,
@@ -623,8 +634,8 @@ static int handle_frame(struct ami_session *s, const struct ami_frame *f)
             fail(s, FAIL_PROTOCOL, "not an Asterisk manager interface: banner \"%s\"", esc);
             return -1;
         }
-        log_escape(b->value + sizeof(prefix) - 1, b->value_len - (sizeof(prefix) - 1),
-                   s->version, sizeof(s->version));
+        log_escape(b->value + sizeof(prefix) - 1, b->value_len - (sizeof(prefix) - 1), s->version,
+                   sizeof(s->version));
         loop_timer_arm(s->loop, &s->t_main, (uint64_t)s->cfg.connect_timeout_ms);
         if (s->cfg.auth == CFG_AMI_AUTH_MD5) {
             s->state = ST_CHALLENGE;
@@ -754,8 +765,7 @@ static void on_io(struct loop *l, int fd, uint32_t events, void *data)
 
 /* --- public --- */
 
-struct ami_session *ami_session_new(struct loop *l, const struct cfg_ami *cfg,
-                                    struct sec_sink sink)
+struct ami_session *ami_session_new(struct loop *l, const struct cfg_ami *cfg, struct sec_sink sink)
 {
     if (!cfg->host[0] || has_crlf(cfg->username) || has_crlf(cfg->secret) || !sink.submit) {
         errno = EINVAL;

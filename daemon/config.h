@@ -24,9 +24,9 @@ struct cfg_general {
     char lock_file[CFG_PATH_MAX];      /* /run/pbxguard/pbxguardd.lock */
     enum log_level log_level;          /* info */
     enum log_target log_target;        /* stderr */
-    int64_t retention_s;               /* 30d: failures and lifted bans older than this are pruned */
-    unsigned database_mmap_mib;        /* 1024: SQLite reads the file through a window this big;
-                                          0 = plain reads (less RSS, slower on huge tables) */
+    int64_t retention_s;        /* 30d: failures and lifted bans older than this are pruned */
+    unsigned database_mmap_mib; /* 1024: SQLite reads the file through a window this big;
+                                   0 = plain reads (less RSS, slower on huge tables) */
 };
 
 enum cfg_ami_auth { CFG_AMI_AUTH_MD5 = 0, CFG_AMI_AUTH_PLAIN };
@@ -46,62 +46,63 @@ struct cfg_ami {
 };
 
 struct cfg_service_override {
-    char service[SEC_SERVICE_MAX]; /* "PJSIP" */
-    unsigned maxretry;             /* 0 = not overridden */
+    char service[SEC_SERVICE_MAX];       /* "PJSIP" */
+    unsigned maxretry;                   /* 0 = not overridden */
     double weight[SEC_EVENT_TYPE_COUNT]; /* < 0 = not overridden */
 };
 
 #define CFG_SERVICES_MAX 8
 
 struct cfg_policy {
-    unsigned maxretry;       /* 5: weighted failures within findtime that earn a ban */
-    int64_t findtime_s;      /* 10m */
-    int64_t bantime_s;       /* 1h: first offence */
-    double bantime_factor;   /* 2: each repeat offence multiplies the ban length */
-    int64_t bantime_max_s;   /* 7d: escalation cap */
-    unsigned permanent_after; /* 0 = never; else the N-th offence is permanent */
-    int64_t offence_window_s; /* 30d: offences older than this do not escalate */
-    unsigned ipv4_prefix;    /* 32 */
-    unsigned ipv6_prefix;    /* 64 (32..128) */
+    unsigned maxretry;                   /* 5: weighted failures within findtime that earn a ban */
+    int64_t findtime_s;                  /* 10m */
+    int64_t bantime_s;                   /* 1h: first offence */
+    double bantime_factor;               /* 2: each repeat offence multiplies the ban length */
+    int64_t bantime_max_s;               /* 7d: escalation cap */
+    unsigned permanent_after;            /* 0 = never; else the N-th offence is permanent */
+    int64_t offence_window_s;            /* 30d: offences older than this do not escalate */
+    unsigned ipv4_prefix;                /* 32 */
+    unsigned ipv6_prefix;                /* 64 (32..128) */
     double weight[SEC_EVENT_TYPE_COUNT]; /* [events] */
     struct cfg_service_override services[CFG_SERVICES_MAX]; /* [policy:SERVICE] */
     unsigned nservices;
 };
 
 struct cfg_whitelist {
-    struct addr_prefix *prefixes; /* configured CIDRs; loopback and AMI peers are added at run time */
+    struct addr_prefix
+        *prefixes; /* configured CIDRs; loopback and AMI peers are added at run time */
     unsigned n;
 };
 
 enum cfg_statsd_type { CFG_STATSD_COUNTER = 0, CFG_STATSD_METER };
 
 struct cfg_statsd {
-    bool enabled;                  /* no */
-    char host[CFG_HOST_MAX];       /* 127.0.0.1 */
-    uint16_t port;                 /* 8125 */
-    char prefix[48];               /* "" : prefix for the res_auth_stats names */
-    char own_prefix[48];           /* "pbxguard" : the daemon's own meters */
-    enum cfg_statsd_type type;     /* c */
-    bool per_address;              /* yes */
-    unsigned per_address_limit;    /* 1000 distinct addresses per flush interval; 0 = unlimited */
-    unsigned max_payload;          /* 1432 */
-    int64_t flush_interval_ms;     /* 1s */
+    bool enabled;               /* no */
+    char host[CFG_HOST_MAX];    /* 127.0.0.1 */
+    uint16_t port;              /* 8125 */
+    char prefix[48];            /* "" : prefix for the res_auth_stats names */
+    char own_prefix[48];        /* "pbxguard" : the daemon's own meters */
+    enum cfg_statsd_type type;  /* c */
+    bool per_address;           /* yes */
+    unsigned per_address_limit; /* 1000 distinct addresses per flush interval; 0 = unlimited */
+    unsigned max_payload;       /* 1432 */
+    int64_t flush_interval_ms;  /* 1s */
 };
 
 struct cfg_nftables {
-    char table[CFG_NAME_MAX];      /* pbxguard (family inet) */
-    char set4[CFG_NAME_MAX];       /* banned4 */
-    char set6[CFG_NAME_MAX];       /* banned6 */
-    char chain[CFG_NAME_MAX];      /* input */
-    int priority;                  /* -10: ahead of filter (0) */
-    bool hook_forward;             /* no */
+    char table[CFG_NAME_MAX];          /* pbxguard (family inet) */
+    char set4[CFG_NAME_MAX];           /* banned4 */
+    char set6[CFG_NAME_MAX];           /* banned6 */
+    char chain[CFG_NAME_MAX];          /* input */
+    int priority;                      /* -10: ahead of filter (0) */
+    bool hook_forward;                 /* no */
     uint16_t tcp_ports[CFG_PORTS_MAX]; /* empty = all traffic from a banned source is dropped */
     unsigned ntcp_ports;
     uint16_t udp_ports[CFG_PORTS_MAX];
     unsigned nudp_ports;
-    unsigned set_size;             /* 0 = kernel default */
-    bool remove_on_stop;           /* no: bans stay in the kernel while the daemon is down */
-    int64_t check_interval_ms;     /* 30s: slow periodic check behind the netlink monitor */
+    unsigned set_size;         /* 0 = kernel default */
+    bool remove_on_stop;       /* no: bans stay in the kernel while the daemon is down */
+    int64_t check_interval_ms; /* 30s: slow periodic check behind the netlink monitor */
 };
 
 struct config {

@@ -36,9 +36,12 @@
 static const char *reason_name(enum verdict_reason r)
 {
     switch (r) {
-    case VERDICT_THRESHOLD: return "threshold";
-    case VERDICT_MANUAL: return "manual";
-    case VERDICT_RESTORE: return "restore";
+    case VERDICT_THRESHOLD:
+        return "threshold";
+    case VERDICT_MANUAL:
+        return "manual";
+    case VERDICT_RESTORE:
+        return "restore";
     }
     return "?";
 }
@@ -215,8 +218,8 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
     log_escape(ev->service, strnlen(ev->service, SEC_SERVICE_MAX), svc, sizeof(svc));
     snprintf(c->ban_log[c->nban_log++], sizeof(c->ban_log[0]),
              "banned %s for %s: %g failures within %s, last %s/%s from %s (offence %u)",
-             addr_prefix_format(&v->prefix, buf, sizeof(buf)), dur, v->failures,
-             c->findtime_text, sec_event_type_name(ev->type), svc, ev->source, v->offence);
+             addr_prefix_format(&v->prefix, buf, sizeof(buf)), dur, v->failures, c->findtime_text,
+             sec_event_type_name(ev->type), svc, ev->source, v->offence);
 }
 
 /* Logs the bans of the turn, once they are in the kernel; a flood's hundreds of bans per turn
@@ -345,8 +348,7 @@ static int start_ami(struct core *c, const struct config *cfg)
     c->ami_peer_known = calloc(n ? n : 1, sizeof(*c->ami_peer_known));
     c->ami_reconnects = calloc(n ? n : 1, sizeof(*c->ami_reconnects));
     c->ami_discarded = calloc(n ? n : 1, sizeof(*c->ami_discarded));
-    if (!c->ami || !c->ami_peer || !c->ami_peer_known || !c->ami_reconnects ||
-        !c->ami_discarded)
+    if (!c->ami || !c->ami_peer || !c->ami_peer_known || !c->ami_reconnects || !c->ami_discarded)
         return -ENOMEM;
     struct sec_sink sink = {.submit = on_event, .data = c};
     for (unsigned i = 0; i < n; i++) {
@@ -394,8 +396,7 @@ static void on_maintenance(struct loop *l, void *data)
     }
     if (loop_now_ms(l) >= c->next_prune_ms) {
         unsigned deleted = 0;
-        r = store_prune(c->store, now - c->cfg->general.retention_s * 1000, PRUNE_CHUNK,
-                        &deleted);
+        r = store_prune(c->store, now - c->cfg->general.retention_s * 1000, PRUNE_CHUNK, &deleted);
         if (r < 0)
             db_failed(c, "pruning old rows", r);
         /* A full chunk means more is waiting: come back next second, else in a minute. */
@@ -513,10 +514,9 @@ fail:
 
 static bool same_ami(const struct cfg_ami *a, const struct cfg_ami *b)
 {
-    return strcmp(a->name, b->name) == 0 && strcmp(a->host, b->host) == 0 &&
-           a->port == b->port && strcmp(a->username, b->username) == 0 &&
-           strcmp(a->secret, b->secret) == 0 && a->auth == b->auth &&
-           a->ping_interval_ms == b->ping_interval_ms &&
+    return strcmp(a->name, b->name) == 0 && strcmp(a->host, b->host) == 0 && a->port == b->port &&
+           strcmp(a->username, b->username) == 0 && strcmp(a->secret, b->secret) == 0 &&
+           a->auth == b->auth && a->ping_interval_ms == b->ping_interval_ms &&
            a->ping_timeout_ms == b->ping_timeout_ms &&
            a->connect_timeout_ms == b->connect_timeout_ms &&
            a->backoff_min_ms == b->backoff_min_ms && a->backoff_max_ms == b->backoff_max_ms;
@@ -601,8 +601,7 @@ void core_free(struct core *c)
             log_err("nftables: cannot remove table inet %s: %s", c->cfg->nftables.table,
                     nftset_strerror(r));
         else
-            log_notice("nftables: table inet %s removed (remove_on_stop)",
-                       c->cfg->nftables.table);
+            log_notice("nftables: table inet %s removed (remove_on_stop)", c->cfg->nftables.table);
     }
     nftset_free(c->nft);
     judge_free(c->judge);

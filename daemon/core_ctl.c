@@ -52,8 +52,8 @@ static void status(void *data, json_t *reply)
     tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
     tm.tm_isdst = -1;
     uint64_t failures_today = 0, bans_today = 0;
-    if (store_counts_since(c->store, (int64_t)mktime(&tm) * 1000, &failures_today,
-                           &bans_today) == 0) {
+    if (store_counts_since(c->store, (int64_t)mktime(&tm) * 1000, &failures_today, &bans_today) ==
+        0) {
         json_object_set_new(reply, "failures_today", json_integer((json_int_t)failures_today));
         json_object_set_new(reply, "bans_today", json_integer((json_int_t)bans_today));
     }

@@ -49,7 +49,7 @@ struct core {
     bool db_failing;
 
     struct nftset *nft;
-    struct loop_io nft_io;            /* the monitor socket */
+    struct loop_io nft_io;             /* the monitor socket */
     struct loop_timer nft_check_timer; /* the slow periodic check */
     bool nft_healthy, nft_failing, nft_repair_pending;
     unsigned long restore_count;

@@ -59,8 +59,8 @@ static json_t *ban_json(const struct store_ban *b, int64_t now_ms)
     if (b->note[0]) {
         /* Admin text, but the socket may be spoken to without the CLI: keep JSON valid. */
         char esc[STORE_NOTE_MAX * 4];
-        json_object_set_new(o, "note", json_string(log_escape(b->note, strlen(b->note), esc,
-                                                              sizeof(esc))));
+        json_object_set_new(o, "note",
+                            json_string(log_escape(b->note, strlen(b->note), esc, sizeof(esc))));
     }
     return o;
 }
@@ -168,9 +168,9 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     who(peer, by, sizeof(by));
     addr_prefix_format(&p, ps, sizeof(ps));
     struct verdict v;
-    int err = judge_manual_ban(ops->judge, &p, duration_ms, force, by,
-                               json_is_string(note) ? json_string_value(note) : NULL, ops->now_ms,
-                               &v);
+    int err =
+        judge_manual_ban(ops->judge, &p, duration_ms, force, by,
+                         json_is_string(note) ? json_string_value(note) : NULL, ops->now_ms, &v);
     if (err == -EPERM) {
         const struct policy_wl_entry *w = policy_whitelist_overlap(ops->policy, &p);
         char ws[ADDR_STRLEN];

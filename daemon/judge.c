@@ -71,8 +71,8 @@ static unsigned next_offence(struct judge *j, const struct addr_prefix *key, int
                              int *ret_err)
 {
     unsigned n = 0;
-    *ret_err = store_offences_since(j->store, key, now_ms - policy_offence_window_ms(j->policy),
-                                    &n);
+    *ret_err =
+        store_offences_since(j->store, key, now_ms - policy_offence_window_ms(j->policy), &n);
     return n + 1;
 }
 
@@ -136,8 +136,11 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
         return 0;
     }
 
-    struct store_ban b = {.prefix = key, .start_ms = now_ms, .reason = STORE_BAN_THRESHOLD,
-                          .failures = sum, .event_type = (int)ev->type};
+    struct store_ban b = {.prefix = key,
+                          .start_ms = now_ms,
+                          .reason = STORE_BAN_THRESHOLD,
+                          .failures = sum,
+                          .event_type = (int)ev->type};
     b.offence = next_offence(j, &key, now_ms, &r);
     if (r < 0)
         return r;
@@ -166,8 +169,8 @@ int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t 
     int r = store_ban_lift(j->store, &p, now_ms, who, NULL);
     if (r < 0)
         return r;
-    struct store_ban b = {.prefix = p, .start_ms = now_ms, .reason = STORE_BAN_MANUAL,
-                          .event_type = -1};
+    struct store_ban b = {
+        .prefix = p, .start_ms = now_ms, .reason = STORE_BAN_MANUAL, .event_type = -1};
     b.expires_ms = duration_ms ? now_ms + duration_ms : 0;
     b.offence = next_offence(j, &p, now_ms, &r);
     if (r < 0)
@@ -201,8 +204,8 @@ static int collect_ban(void *data, const struct store_ban *b)
     return 0;
 }
 
-int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who,
-                int64_t now_ms, struct verdict *ret_verdicts, unsigned max, unsigned *ret_n)
+int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who, int64_t now_ms,
+                struct verdict *ret_verdicts, unsigned max, unsigned *ret_n)
 {
     struct addr_prefix p;
     addr_prefix_of(&prefix->addr, prefix->len, &p);

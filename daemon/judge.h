@@ -20,15 +20,15 @@ enum verdict_reason {
 struct verdict {
     enum verdict_action action;
     enum verdict_reason reason;
-    struct addr_prefix prefix;   /* what to add to / remove from the ban sets */
-    int64_t timeout_ms;          /* ban: kernel timeout; 0 = permanent */
-    double failures;             /* weighted failures in the window when it tripped */
-    unsigned offence;            /* n-th offence of the key */
-    int64_t ban_id;              /* the bans row (0 for unban) */
+    struct addr_prefix prefix; /* what to add to / remove from the ban sets */
+    int64_t timeout_ms;        /* ban: kernel timeout; 0 = permanent */
+    double failures;           /* weighted failures in the window when it tripped */
+    unsigned offence;          /* n-th offence of the key */
+    int64_t ban_id;            /* the bans row (0 for unban) */
     /* About the event itself, for the meters, also when action is VERDICT_NONE: */
-    bool counted;                /* it weighed > 0 and was recorded (failed_auth meters) */
-    bool whitelisted;            /* recorded but never counted: its source is whitelisted */
-    bool already_banned;         /* its key is banned now: recorded, no new verdict */
+    bool counted;        /* it weighed > 0 and was recorded (failed_auth meters) */
+    bool whitelisted;    /* recorded but never counted: its source is whitelisted */
+    bool already_banned; /* its key is banned now: recorded, no new verdict */
     enum sec_event_type event_type;
     char service[SEC_SERVICE_MAX];
 };
@@ -64,8 +64,8 @@ int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t 
 /* Lifts the active ban of prefix, or if there is none, every active ban holding it (an address
  * inside a banned /64: the /64 is lifted, and the verdict's prefix says so). Writes up to max
  * VERDICT_UNBAN verdicts; *ret_n gets their number. -ENOENT: nothing banned there. */
-int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who,
-                int64_t now_ms, struct verdict *ret_verdicts, unsigned max, unsigned *ret_n);
+int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who, int64_t now_ms,
+                struct verdict *ret_verdicts, unsigned max, unsigned *ret_n);
 
 /* Marks up to max bans whose time has passed as ended (the kernel drops them by itself). */
 int judge_expire(struct judge *j, int64_t now_ms, unsigned max, unsigned *ret_n);

@@ -107,7 +107,8 @@ void loop_io_init(struct loop_io *io)
     io->data = NULL;
 }
 
-int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_fn fn, void *data)
+int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_fn fn,
+                void *data)
 {
     struct epoll_event ev = {.events = events, .data.ptr = io};
     io->fd = fd;

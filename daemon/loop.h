@@ -24,14 +24,15 @@ struct loop_timer {
     unsigned heap_index; /* 0 = not armed */
 };
 
-struct loop *loop_new(void); /* NULL + errno */
+struct loop *loop_new(void);    /* NULL + errno */
 void loop_free(struct loop *l); /* accepts NULL */
 
 /* events: EPOLLIN/EPOLLOUT/...; the callback gets what epoll reported. Returns 0 or -errno. */
-int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_fn fn, void *data);
+int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_fn fn,
+                void *data);
 int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events);
 void loop_io_del(struct loop *l, struct loop_io *io); /* safe on a never-added io (fd -1) */
-void loop_io_init(struct loop_io *io); /* fd = -1 */
+void loop_io_init(struct loop_io *io);                /* fd = -1 */
 
 void loop_timer_init(struct loop_timer *t, loop_fn fn, void *data);
 /* (Re)arms t to fire once, delay_ms from now. */

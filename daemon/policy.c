@@ -58,7 +58,8 @@ struct policy *policy_new(const struct cfg_policy *cfg, const struct cfg_whiteli
 {
     if (cfg->ipv4_prefix < 1 || cfg->ipv4_prefix > 32 || cfg->ipv6_prefix < 32 ||
         cfg->ipv6_prefix > 128 || cfg->maxretry == 0 || cfg->bantime_s <= 0 ||
-        !(cfg->bantime_factor >= 1.0) || cfg->findtime_s <= 0 || cfg->nservices > CFG_SERVICES_MAX) {
+        !(cfg->bantime_factor >= 1.0) || cfg->findtime_s <= 0 ||
+        cfg->nservices > CFG_SERVICES_MAX) {
         errno = EINVAL;
         return NULL;
     }

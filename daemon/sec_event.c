@@ -39,12 +39,18 @@ int sec_event_type_from_name(const char *name, size_t len)
 const char *sec_transport_name(enum sec_transport t)
 {
     switch (t) {
-    case SEC_TRANSPORT_UDP: return "UDP";
-    case SEC_TRANSPORT_TCP: return "TCP";
-    case SEC_TRANSPORT_TLS: return "TLS";
-    case SEC_TRANSPORT_WS: return "WS";
-    case SEC_TRANSPORT_WSS: return "WSS";
-    case SEC_TRANSPORT_NONE: break;
+    case SEC_TRANSPORT_UDP:
+        return "UDP";
+    case SEC_TRANSPORT_TCP:
+        return "TCP";
+    case SEC_TRANSPORT_TLS:
+        return "TLS";
+    case SEC_TRANSPORT_WS:
+        return "WS";
+    case SEC_TRANSPORT_WSS:
+        return "WSS";
+    case SEC_TRANSPORT_NONE:
+        break;
     }
     return "";
 }

@@ -60,8 +60,8 @@ struct sec_event {
     char account[SEC_ACCOUNT_MAX]; /* may be empty; data, never a format string */
     bool account_truncated;
     char session[SEC_SESSION_MAX];
-    int64_t event_tv_ms; /* EventTV as Unix ms (UTC); 0 if absent or unparsable */
-    int64_t received_ms; /* the daemon's wall clock at receipt; the window counts on this */
+    int64_t event_tv_ms;         /* EventTV as Unix ms (UTC); 0 if absent or unparsable */
+    int64_t received_ms;         /* the daemon's wall clock at receipt; the window counts on this */
     char source[SEC_SOURCE_MAX]; /* which source produced it, e.g. "ami:pbx1" */
 };
 

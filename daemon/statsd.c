@@ -180,8 +180,8 @@ static int open_socket(const char *host, uint16_t port, struct endpoint *ret)
 {
     char portstr[8];
     snprintf(portstr, sizeof(portstr), "%u", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int r = getaddrinfo(host, portstr, &hints, &res);
     if (r != 0)
@@ -311,9 +311,8 @@ static int setup_build(const struct cfg_statsd *cfg, struct setup *ret)
         return r;
     su.buf = malloc(cap);
     unsigned limit = cfg->per_address ? cfg->per_address_limit : 0;
-    su.addrs = statsd_addrset_new(limit, cfg->flush_interval_ms > 0
-                                             ? (uint64_t)cfg->flush_interval_ms
-                                             : DEFAULT_INTERVAL_MS);
+    su.addrs = statsd_addrset_new(
+        limit, cfg->flush_interval_ms > 0 ? (uint64_t)cfg->flush_interval_ms : DEFAULT_INTERVAL_MS);
     if (!su.buf || !su.addrs) {
         close(su.ep.fd);
         free(su.buf);
@@ -337,8 +336,8 @@ static void apply(struct statsd *s, const struct cfg_statsd *cfg, struct setup *
     s->connected = su->ep.fd >= 0 && su->ep.connect_errno == 0;
     s->connect_errno = su->ep.connect_errno;
     s->connect_tried_ms = loop_clock_mono_ms();
-    s->retry_ms = cfg->flush_interval_ms > 0 ? (uint64_t)cfg->flush_interval_ms
-                                             : DEFAULT_INTERVAL_MS;
+    s->retry_ms =
+        cfg->flush_interval_ms > 0 ? (uint64_t)cfg->flush_interval_ms : DEFAULT_INTERVAL_MS;
     s->addrs = su->addrs;
     s->pack = (struct statsd_pack){.buf = su->buf, .cap = su->cap};
     s->per_address = cfg->per_address;

@@ -37,8 +37,8 @@ enum {
     ST_COUNT
 };
 
-#define BAN_COLUMNS                                                                               \
-    "id, prefix, start_ms, expires_ms, reason, origin, failures, offence, service, event_type, " \
+#define BAN_COLUMNS                                                                                \
+    "id, prefix, start_ms, expires_ms, reason, origin, failures, offence, service, event_type, "   \
     "ended_ms, end_reason, lifted_by, note"
 
 static const char *const sql[ST_COUNT] = {
@@ -126,7 +126,7 @@ struct store {
         struct addr_prefix prefix;
         bool found;
         struct store_ban ban;
-    } *ban_cache;
+    } * ban_cache;
     uint64_t generation;
 };
 
@@ -372,8 +372,7 @@ static int configure(struct store *s, const struct store_options *opt)
     if (r == 0)
         r = query_int(s, "PRAGMA synchronous", &v);
     if (r == 0 && v != 1) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "synchronous is %lld, not NORMAL (1)",
-                 (long long)v);
+        snprintf(s->errmsg, sizeof(s->errmsg), "synchronous is %lld, not NORMAL (1)", (long long)v);
         r = -EIO;
     }
     if (r == 0)
@@ -589,8 +588,8 @@ int store_failure_add(struct store *s, const struct sec_event *ev, const struct 
     return run(s, st);
 }
 
-int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms,
-                     int64_t to_ms, double *ret_sum)
+int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
+                     double *ret_sum)
 {
     int r = turn_begin(s);
     if (r < 0)
@@ -626,7 +625,7 @@ static int read_ban(sqlite3_stmt *st, struct store_ban *b)
     b->expires_ms = sqlite3_column_int64(st, 3); /* NULL reads as 0 = permanent */
     const unsigned char *reason = sqlite3_column_text(st, 4);
     b->reason = reason && strcmp((const char *)reason, "manual") == 0 ? STORE_BAN_MANUAL
-                                                                       : STORE_BAN_THRESHOLD;
+                                                                      : STORE_BAN_THRESHOLD;
     column_text(st, 5, b->origin, sizeof(b->origin));
     b->failures = sqlite3_column_double(st, 6);
     b->offence = (unsigned)sqlite3_column_int(st, 7);
@@ -634,7 +633,7 @@ static int read_ban(sqlite3_stmt *st, struct store_ban *b)
     b->event_type = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 9);
     b->ended_ms = sqlite3_column_int64(st, 10);
     const unsigned char *end = sqlite3_column_text(st, 11);
-    b->end = !end ? STORE_BAN_ACTIVE
+    b->end = !end                                       ? STORE_BAN_ACTIVE
              : strcmp((const char *)end, "lifted") == 0 ? STORE_BAN_LIFTED
                                                         : STORE_BAN_EXPIRED;
     column_text(st, 12, b->lifted_by, sizeof(b->lifted_by));
@@ -688,8 +687,7 @@ static int ban_add(struct store *s, const struct store_ban *b, int64_t *ret_id)
         sqlite3_bind_null(st, 5);
     sqlite3_bind_text(st, 6, b->reason == STORE_BAN_MANUAL ? "manual" : "threshold", -1,
                       SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, b->origin, (int)strnlen(b->origin, sizeof(b->origin)),
-                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, b->origin, (int)strnlen(b->origin, sizeof(b->origin)), SQLITE_STATIC);
     sqlite3_bind_double(st, 8, b->failures);
     sqlite3_bind_int(st, 9, (int)b->offence);
     bind_text_or_null(st, 10, b->service, sizeof(b->service));

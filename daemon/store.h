@@ -40,31 +40,31 @@ enum store_open_flags {
 };
 
 struct store_options {
-    unsigned flags;         /* enum store_open_flags */
-    int busy_timeout_ms;    /* default 50 (the daemon's loop must not wait long); readers: more */
-    int cache_kib;          /* page cache bound; default 16384 (16 MiB): reads go through mmap */
-    int mmap_mib;           /* file bytes read through mmap (file-backed, reclaimable by the
-                             * kernel, so memory stays bounded); default 1024; -1 = none */
+    unsigned flags;      /* enum store_open_flags */
+    int busy_timeout_ms; /* default 50 (the daemon's loop must not wait long); readers: more */
+    int cache_kib;       /* page cache bound; default 16384 (16 MiB): reads go through mmap */
+    int mmap_mib;        /* file bytes read through mmap (file-backed, reclaimable by the
+                          * kernel, so memory stays bounded); default 1024; -1 = none */
 };
 
 enum store_ban_reason { STORE_BAN_THRESHOLD = 0, STORE_BAN_MANUAL };
 enum store_ban_end { STORE_BAN_ACTIVE = 0, STORE_BAN_EXPIRED, STORE_BAN_LIFTED };
 
 struct store_ban {
-    int64_t id;                 /* 0 before store_ban_add() */
+    int64_t id; /* 0 before store_ban_add() */
     struct addr_prefix prefix;
     int64_t start_ms;
-    int64_t expires_ms;         /* 0 = permanent */
+    int64_t expires_ms; /* 0 = permanent */
     enum store_ban_reason reason;
-    char origin[STORE_WHO_MAX]; /* "ami:pbx1", "cli:uid=0" */
-    double failures;            /* weighted failures that led to it */
-    unsigned offence;           /* n-th offence of the key */
+    char origin[STORE_WHO_MAX];    /* "ami:pbx1", "cli:uid=0" */
+    double failures;               /* weighted failures that led to it */
+    unsigned offence;              /* n-th offence of the key */
     char service[SEC_SERVICE_MAX]; /* of the tripping event; "" for manual bans */
-    int event_type;             /* enum sec_event_type of the tripping event; -1 if none */
-    int64_t ended_ms;           /* 0 while active */
+    int event_type;                /* enum sec_event_type of the tripping event; -1 if none */
+    int64_t ended_ms;              /* 0 while active */
     enum store_ban_end end;
     char lifted_by[STORE_WHO_MAX];
-    char note[STORE_NOTE_MAX];  /* manual bans: why, in the admin's words; "" if none */
+    char note[STORE_NOTE_MAX]; /* manual bans: why, in the admin's words; "" if none */
 };
 
 struct store_stats {
@@ -99,8 +99,8 @@ bool store_in_turn(const struct store *s);
 int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
                       double weight, bool whitelisted, int64_t ts_ms);
 /* Sum of weights recorded for key with from_ms <= ts_ms <= to_ms (exact). */
-int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms,
-                     int64_t to_ms, double *ret_sum);
+int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
+                     double *ret_sum);
 
 /* The most recent ban of exactly this prefix (active or ended); -ENOENT if it never had one. */
 int store_ban_last(struct store *s, const struct addr_prefix *prefix, struct store_ban *ret_ban);

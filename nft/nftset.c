@@ -99,7 +99,7 @@ struct nftset {
     uint32_t seq;
     unsigned chunk; /* elements per transaction */
     int destroy;    /* the kernel knows NFT_MSG_DESTROYSETELEM: -1 not yet known, 0 no, 1 yes */
-    int interval; /* -1 = not probed yet, 0 = timeout only, 1 = interval + timeout */
+    int interval;   /* -1 = not probed yet, 0 = timeout only, 1 = interval + timeout */
     char fingerprint[64];
     char names[NFTKEY_NSETS][CFG_NAME_MAX + 8];
 
@@ -509,8 +509,9 @@ bool nftset_has_intervals(const struct nftset *s)
 
 const char *nftset_mode(const struct nftset *s)
 {
-    return s->interval != 0 ? "hash+timeout for addresses and /64s, interval+timeout for other prefixes"
-                            : "hash+timeout only: IPv4 addresses and IPv6 /64s (kernel lacks interval+timeout)";
+    return s->interval != 0
+               ? "hash+timeout for addresses and /64s, interval+timeout for other prefixes"
+               : "hash+timeout only: IPv4 addresses and IPv6 /64s (kernel lacks interval+timeout)";
 }
 
 int nftset_monitor_fd(const struct nftset *s)
@@ -555,7 +556,6 @@ static unsigned want_rules_per_chain(const struct nftset *s, int interval)
         per_set = (s->cfg.ntcp_ports > 0) + (s->cfg.nudp_ports > 0);
     return sets_present(interval) * per_set;
 }
-
 
 /* ---- verification (setup's "is it right", and the periodic check) ------------------------- */
 
@@ -651,9 +651,9 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
     /* Older kernels ignore the table and chain of a rule dump and send every rule of the
      * family: counting the admin's rules as ours would make every check see damage. */
     const char *table = NULL, *chain = NULL;
-    if (nftnl_rule_nlmsg_parse(nlh, r) == 0 &&
-        (table = nftnl_rule_get_str(r, NFTNL_RULE_TABLE)) && strcmp(table, ri->table) == 0 &&
-        (chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN)) && strcmp(chain, ri->chain) == 0) {
+    if (nftnl_rule_nlmsg_parse(nlh, r) == 0 && (table = nftnl_rule_get_str(r, NFTNL_RULE_TABLE)) &&
+        strcmp(table, ri->table) == 0 && (chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN)) &&
+        strcmp(chain, ri->chain) == 0) {
         ri->n++;
         uint32_t len = 0;
         const void *ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len);
@@ -900,7 +900,8 @@ static int put_rule(struct txn *t, const char *chain, int k, uint8_t l4proto, ui
         add_expr(r, expr_lookup(s->names[k], set_id)) < 0)
         goto out;
     if (l4proto) {
-        if (add_expr(r, expr_meta(NFT_META_L4PROTO)) < 0 || add_expr(r, expr_cmp(&l4proto, 1)) < 0 ||
+        if (add_expr(r, expr_meta(NFT_META_L4PROTO)) < 0 ||
+            add_expr(r, expr_cmp(&l4proto, 1)) < 0 ||
             add_expr(r, expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2)) < 0 ||
             add_expr(r, expr_lookup("__set%d", ports_id)) < 0)
             goto out;
@@ -1033,7 +1034,8 @@ int nftset_teardown(struct nftset *s)
 
 static int queue(struct nftset *s, enum nftset_op op, const struct addr_prefix *p, uint64_t t_ms)
 {
-    if ((p->addr.family != AF_INET && p->addr.family != AF_INET6) || p->len > addr_max_len(&p->addr))
+    if ((p->addr.family != AF_INET && p->addr.family != AF_INET6) ||
+        p->len > addr_max_len(&p->addr))
         return -EINVAL;
     size_t cap = s->qcap;
     int r = grow((void **)&s->q, &cap, s->nq + 1, sizeof(*s->q));
@@ -1266,7 +1268,9 @@ long nftset_commit(struct nftset *s, nftset_result_fn fn, void *data)
                 .op = e->op,
                 .prefix = e->prefix,
                 .timeout_ms = e->timeout_ms,
-                .err = e->state == ST_DONE ? 0 : e->state == ST_FAILED ? e->err : fatal,
+                .err = e->state == ST_DONE     ? 0
+                       : e->state == ST_FAILED ? e->err
+                                               : fatal,
                 .refreshed = e->refreshed && e->state == ST_DONE,
             };
             if (res.err)
@@ -1420,7 +1424,8 @@ static int mon_cb(const struct nlmsghdr *nlh, void *data)
     /* Attribute 1 is the table's name in all five messages (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE,
      * NFTA_SET_TABLE, NFTA_RULE_TABLE, NFTA_SET_ELEM_LIST_TABLE). */
     const struct nlattr *attr;
-    mnl_attr_for_each(attr, nlh, sizeof(*g)) {
+    mnl_attr_for_each(attr, nlh, sizeof(*g))
+    {
         if (mnl_attr_get_type(attr) != 1)
             continue;
         if (mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0 &&

@@ -34,13 +34,13 @@ struct nftset_result {
     uint64_t timeout_ms; /* ban: as queued, 0 = permanent */
     /* 0, or -errno: -ENOENT (unban: not in the set), -ENOSPC (the set is full), -ENOTEMPTY
      * (ban: overlaps another banned prefix in the same interval set), -EOPNOTSUPP (a prefix that
-     * needs an interval set, but the kernel has none), -ECANCELED (not applied: its transaction failed for others
-     * repeatedly), or a transport error. */
+     * needs an interval set, but the kernel has none), -ECANCELED (not applied: its transaction
+     * failed for others repeatedly), or a transport error. */
     int err;
     /* ban: the element existed and was replaced with this timeout. Known only on kernels before
      * 6.3; later ones replace an existing element without telling (see nftset.c). */
     bool refreshed;
-    bool held;                 /* unban -ENOENT: the address lies inside the banned prefix holder */
+    bool held; /* unban -ENOENT: the address lies inside the banned prefix holder */
     struct addr_prefix holder;
 };
 

@@ -5,7 +5,7 @@ set -eu
 
 run_pkgs="meson ninja-build pkg-config gcc libc6-dev libnftnl-dev libmnl-dev libjansson-dev
   libsqlite3-dev libmd-dev libsystemd-dev nftables iproute2 python3 scdoc"
-test_pkgs="$run_pkgs libcmocka-dev clang libclang-rt-14-dev sqlite3 util-linux procps e2fsprogs
+test_pkgs="$run_pkgs libcmocka-dev clang clang-format libclang-rt-14-dev sqlite3 util-linux procps e2fsprogs
   systemd"
 
 case "${1:-}" in

@@ -50,13 +50,12 @@ static json_t *endpoint_json(const struct sec_endpoint *ep)
 
 static void on_event(void *data, const struct sec_event *ev)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:b, s:s, s:I, s:I}", "source",
-                          ev->source, "type", sec_event_type_name(ev->type), "service",
-                          ev->service, "version", ev->version, "remote",
-                          endpoint_json(&ev->remote), "account", ev->account,
-                          "account_truncated", ev->account_truncated, "session", ev->session,
-                          "event_tv_ms", (json_int_t)ev->event_tv_ms, "received_ms",
-                          (json_int_t)ev->received_ms);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:i, s:o, s:s, s:b, s:s, s:I, s:I}", "source", ev->source,
+                  "type", sec_event_type_name(ev->type), "service", ev->service, "version",
+                  ev->version, "remote", endpoint_json(&ev->remote), "account", ev->account,
+                  "account_truncated", ev->account_truncated, "session", ev->session, "event_tv_ms",
+                  (json_int_t)ev->event_tv_ms, "received_ms", (json_int_t)ev->received_ms);
     if (!j) {
         /* Not valid UTF-8 (attacker text): say so rather than lose the event. */
         j = json_pack("{s:s, s:s, s:o, s:b}", "source", ev->source, "type",
@@ -188,12 +187,16 @@ int main(int argc, char **argv)
             if (parse_ms(optarg, &quiet_ms) < 0)
                 return 2;
             break;
-        case 'v': level = LOG_LVL_DEBUG; break;
-        default: return 2;
+        case 'v':
+            level = LOG_LVL_DEBUG;
+            break;
+        default:
+            return 2;
         }
     }
     if (ncfg == 0) {
-        fprintf(stderr, "usage: ami-tap [-v] [-q QUIET_MS] -c FILE | -a name=N,host=H,... [-a ...]\n");
+        fprintf(stderr,
+                "usage: ami-tap [-v] [-q QUIET_MS] -c FILE | -a name=N,host=H,... [-a ...]\n");
         return 2;
     }
     log_setup(LOG_TARGET_STDERR, level);

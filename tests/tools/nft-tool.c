@@ -241,7 +241,7 @@ int main(int argc, char **argv)
     const char *file = NULL;
     int rc = 0;
     static const struct option opts[] = {
-        {"table", required_argument, NULL, 'T'}, {"chain", required_argument, NULL, 'C'},
+        {"table", required_argument, NULL, 'T'},    {"chain", required_argument, NULL, 'C'},
         {"priority", required_argument, NULL, 'P'}, {"forward", no_argument, NULL, 'F'},
         {"tcp", required_argument, NULL, 't'},      {"udp", required_argument, NULL, 'u'},
         {"size", required_argument, NULL, 's'},     {"check-ms", required_argument, NULL, 'c'},
@@ -255,10 +255,18 @@ int main(int argc, char **argv)
     snprintf(cfg.chain, sizeof(cfg.chain), "input");
     for (int c; (c = getopt_long(argc, argv, "+", opts, NULL)) != -1;) {
         switch (c) {
-        case 'T': snprintf(cfg.table, sizeof(cfg.table), "%s", optarg); break;
-        case 'C': snprintf(cfg.chain, sizeof(cfg.chain), "%s", optarg); break;
-        case 'P': cfg.priority = atoi(optarg); break;
-        case 'F': cfg.hook_forward = true; break;
+        case 'T':
+            snprintf(cfg.table, sizeof(cfg.table), "%s", optarg);
+            break;
+        case 'C':
+            snprintf(cfg.chain, sizeof(cfg.chain), "%s", optarg);
+            break;
+        case 'P':
+            cfg.priority = atoi(optarg);
+            break;
+        case 'F':
+            cfg.hook_forward = true;
+            break;
         case 't':
             if (parse_ports(optarg, cfg.tcp_ports, &cfg.ntcp_ports) < 0)
                 return 2;
@@ -267,10 +275,18 @@ int main(int argc, char **argv)
             if (parse_ports(optarg, cfg.udp_ports, &cfg.nudp_ports) < 0)
                 return 2;
             break;
-        case 's': cfg.set_size = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'c': cfg.check_interval_ms = strtoll(optarg, NULL, 10); break;
-        case 'f': file = optarg; break;
-        default: usage(); return 2;
+        case 's':
+            cfg.set_size = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'c':
+            cfg.check_interval_ms = strtoll(optarg, NULL, 10);
+            break;
+        case 'f':
+            file = optarg;
+            break;
+        default:
+            usage();
+            return 2;
         }
     }
     if (optind >= argc) {

@@ -130,35 +130,64 @@ static int run(struct statsd *s, char **w, int nw)
 
 int main(int argc, char **argv)
 {
-    struct cfg_statsd cfg = {.enabled = true, .host = "127.0.0.1", .port = 8125,
-                             .own_prefix = "pbxguard", .per_address = true,
-                             .per_address_limit = 1000, .max_payload = 1432,
+    struct cfg_statsd cfg = {.enabled = true,
+                             .host = "127.0.0.1",
+                             .port = 8125,
+                             .own_prefix = "pbxguard",
+                             .per_address = true,
+                             .per_address_limit = 1000,
+                             .max_payload = 1432,
                              .flush_interval_ms = 1000};
     static const struct option opts[] = {
-        {"host", required_argument, NULL, 'h'},       {"port", required_argument, NULL, 'p'},
-        {"prefix", required_argument, NULL, 'x'},     {"own-prefix", required_argument, NULL, 'o'},
-        {"type", required_argument, NULL, 't'},       {"no-per-address", no_argument, NULL, 'n'},
-        {"limit", required_argument, NULL, 'l'},      {"max-payload", required_argument, NULL, 'm'},
-        {"interval-ms", required_argument, NULL, 'i'}, {0},
+        {"host", required_argument, NULL, 'h'},
+        {"port", required_argument, NULL, 'p'},
+        {"prefix", required_argument, NULL, 'x'},
+        {"own-prefix", required_argument, NULL, 'o'},
+        {"type", required_argument, NULL, 't'},
+        {"no-per-address", no_argument, NULL, 'n'},
+        {"limit", required_argument, NULL, 'l'},
+        {"max-payload", required_argument, NULL, 'm'},
+        {"interval-ms", required_argument, NULL, 'i'},
+        {0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'h': snprintf(cfg.host, sizeof(cfg.host), "%s", optarg); break;
-        case 'p': cfg.port = (uint16_t)strtoul(optarg, NULL, 10); break;
-        case 'x': snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", optarg); break;
-        case 'o': snprintf(cfg.own_prefix, sizeof(cfg.own_prefix), "%s", optarg); break;
-        case 't': cfg.type = strcmp(optarg, "m") == 0 ? CFG_STATSD_METER : CFG_STATSD_COUNTER; break;
-        case 'n': cfg.per_address = false; break;
-        case 'l': cfg.per_address_limit = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'm': cfg.max_payload = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'i': cfg.flush_interval_ms = strtoll(optarg, NULL, 10); break;
-        default: return 2;
+        case 'h':
+            snprintf(cfg.host, sizeof(cfg.host), "%s", optarg);
+            break;
+        case 'p':
+            cfg.port = (uint16_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'x':
+            snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", optarg);
+            break;
+        case 'o':
+            snprintf(cfg.own_prefix, sizeof(cfg.own_prefix), "%s", optarg);
+            break;
+        case 't':
+            cfg.type = strcmp(optarg, "m") == 0 ? CFG_STATSD_METER : CFG_STATSD_COUNTER;
+            break;
+        case 'n':
+            cfg.per_address = false;
+            break;
+        case 'l':
+            cfg.per_address_limit = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'm':
+            cfg.max_payload = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'i':
+            cfg.flush_interval_ms = strtoll(optarg, NULL, 10);
+            break;
+        default:
+            return 2;
         }
     }
     struct statsd *s = statsd_new(&cfg);
     if (!s) {
-        fprintf(stderr, "statsd-send: statsd_new(%s:%u): %s\n", cfg.host, cfg.port, strerror(errno));
+        fprintf(stderr, "statsd-send: statsd_new(%s:%u): %s\n", cfg.host, cfg.port,
+                strerror(errno));
         return 1;
     }
     char line[1024];

@@ -51,8 +51,8 @@ static void ipv4_mapped_ipv6_folds_to_ipv4(void **state)
 
 static void garbage_is_rejected(void **state)
 {
-    static const char *const bad[] = {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "abc", "1.2.3.4 ",
-                                      "[::1]", "fe80::1%eth0", "2001:db8::1/64", "::g"};
+    static const char *const bad[] = {"",         "1.2.3", "1.2.3.4.5",    "256.1.1.1",      "abc",
+                                      "1.2.3.4 ", "[::1]", "fe80::1%eth0", "2001:db8::1/64", "::g"};
     struct addr a;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(addr_parse(bad[i], strlen(bad[i]), &a), -EINVAL);

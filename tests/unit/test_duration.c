@@ -38,8 +38,8 @@ static void units_combine_in_decreasing_order(void **state)
 
 static void bad_input_is_rejected(void **state)
 {
-    static const char *const bad[] = {"", "h", "1x", "1h1h", "30m1h", "1h30", " 1h", "1h ",
-                                      "-5s", "1.5h", "1H", "5ms"};
+    static const char *const bad[] = {"",    "h",   "1x",  "1h1h", "30m1h", "1h30",
+                                      " 1h", "1h ", "-5s", "1.5h", "1H",    "5ms"};
     int64_t v = 42;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(duration_parse(bad[i], &v), -EINVAL);

@@ -146,8 +146,7 @@ static void weights_add_up_to_the_threshold(void **state)
     struct world *w = *state;
     w->cfg.weight[SEC_INVALID_ACCOUNT_ID] = 2.5;
     world_open(w);
-    assert_int_equal(judge_at(w, SEC_INVALID_ACCOUNT_ID, "198.51.100.1", T0).action,
-                     VERDICT_NONE);
+    assert_int_equal(judge_at(w, SEC_INVALID_ACCOUNT_ID, "198.51.100.1", T0).action, VERDICT_NONE);
     struct verdict v = judge_at(w, SEC_INVALID_ACCOUNT_ID, "198.51.100.1", T0 + 1);
     assert_int_equal(v.action, VERDICT_BAN);
     assert_true(v.failures == 5);
@@ -160,8 +159,7 @@ static void fractional_weights_reach_the_threshold_despite_rounding(void **state
     w->cfg.weight[SEC_FAILED_ACL] = 0.1;
     world_open(w);
     for (int i = 0; i < 9; i++)
-        assert_int_equal(judge_at(w, SEC_FAILED_ACL, "198.51.100.1", T0 + i).action,
-                         VERDICT_NONE);
+        assert_int_equal(judge_at(w, SEC_FAILED_ACL, "198.51.100.1", T0 + i).action, VERDICT_NONE);
     assert_int_equal(judge_at(w, SEC_FAILED_ACL, "198.51.100.1", T0 + 9).action, VERDICT_BAN);
 }
 
@@ -382,8 +380,7 @@ static void unban_of_an_address_inside_a_banned_prefix_names_the_prefix(void **s
     assert_int_equal(judge_unban(w->judge, &a, "cli:uid=0", T0 + 100, out, 4, &n), 0);
     assert_int_equal(n, 1);
     char buf[ADDR_STRLEN];
-    assert_string_equal(addr_prefix_format(&out[0].prefix, buf, sizeof(buf)),
-                        "2001:db8:9:9::/64");
+    assert_string_equal(addr_prefix_format(&out[0].prefix, buf, sizeof(buf)), "2001:db8:9:9::/64");
 }
 
 struct verdicts {

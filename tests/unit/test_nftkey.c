@@ -9,14 +9,14 @@
 
 #include "nftkey.h"
 
-static struct addr_prefix P(const char *s)
-{
+static struct addr_prefix P(const char *s) {
     struct addr_prefix p;
     assert_int_equal(addr_prefix_parse(s, false, &p), 0);
     return p;
 }
 
-static void check_end(const char *prefix, const char *want_end)
+static void
+check_end(const char *prefix, const char *want_end)
 {
     struct addr_prefix p = P(prefix), e = P(want_end);
     struct nftkey_interval iv;
@@ -63,14 +63,16 @@ static void prefix_reaching_the_top_has_no_end(void **state)
 
 static void interval_converts_back_to_its_prefix(void **state)
 {
-    static const char *const cases[] = {"192.0.2.0/24", "192.0.2.7", "0.0.0.0/0", "255.255.255.255",
-                                        "2001:db8::/64", "2001:db8::1", "ffff::/16", "10.0.0.0/8"};
+    static const char *const cases[] = {"192.0.2.0/24",    "192.0.2.7",     "0.0.0.0/0",
+                                        "255.255.255.255", "2001:db8::/64", "2001:db8::1",
+                                        "ffff::/16",       "10.0.0.0/8"};
     char buf[ADDR_STRLEN], want[ADDR_STRLEN];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct addr_prefix p = P(cases[i]), back;
         struct nftkey_interval iv;
         nftkey_interval_of(&p, &iv);
-        assert_int_equal(nftkey_prefix_of(p.addr.family, iv.start, iv.has_end ? iv.end : NULL, &back), 0);
+        assert_int_equal(
+            nftkey_prefix_of(p.addr.family, iv.start, iv.has_end ? iv.end : NULL, &back), 0);
         assert_string_equal(addr_prefix_format(&back, buf, sizeof(buf)),
                             addr_prefix_format(&p, want, sizeof(want)));
     }

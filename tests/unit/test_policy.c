@@ -209,8 +209,8 @@ static void whitelist_matches_v4_and_v6_cidrs_and_says_which(void **state)
     static const struct {
         const char *addr, *label; /* NULL: not whitelisted */
     } cases[] = {
-        {"192.0.2.200", "config"},   {"192.0.3.1", NULL},         {"2001:db8:aa:1::5", "config"},
-        {"2001:db8:ab::5", NULL},    {"203.0.113.9", "ami:pbx1"}, {"203.0.113.10", NULL},
+        {"192.0.2.200", "config"}, {"192.0.3.1", NULL},         {"2001:db8:aa:1::5", "config"},
+        {"2001:db8:ab::5", NULL},  {"203.0.113.9", "ami:pbx1"}, {"203.0.113.10", NULL},
     };
     for (size_t i = 0; i < N(cases); i++) {
         struct addr a = fx_addr(cases[i].addr);
@@ -234,8 +234,8 @@ static void a_prefix_overlapping_the_whitelist_is_flagged(void **state)
     static const struct {
         const char *prefix;
         bool overlaps;
-    } cases[] = {{"192.0.2.7", true}, {"192.0.0.0/16", true}, {"192.0.3.0/24", false},
-                 {"127.0.0.0/8", true}, {"0.0.0.0/0", true}, {"2001:db8::/32", false}};
+    } cases[] = {{"192.0.2.7", true},   {"192.0.0.0/16", true}, {"192.0.3.0/24", false},
+                 {"127.0.0.0/8", true}, {"0.0.0.0/0", true},    {"2001:db8::/32", false}};
     for (size_t i = 0; i < N(cases); i++) {
         struct addr_prefix q = fx_prefix(cases[i].prefix);
         assert_int_equal(policy_whitelist_overlap(p, &q) != NULL, cases[i].overlaps);

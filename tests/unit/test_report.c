@@ -240,7 +240,7 @@ static void text_shows_attacker_services_escaped(void **state)
     assert_null(strchr(got, '\x1b'));
     assert_null(strchr(got, '\r'));
     assert_null(strchr(got, '\xff'));
-    assert_non_null(strstr(got, "  " EVIL_SERVICE_ESCAPED " "));    /* failures by service */
+    assert_non_null(strstr(got, "  " EVIL_SERVICE_ESCAPED " "));      /* failures by service */
     assert_non_null(strstr(got, "      " EVIL_SERVICE_ESCAPED ": ")); /* the source's services */
     free(got);
     report_release(&r);
@@ -270,8 +270,7 @@ static void json_keeps_attacker_services_escaped(void **state)
     assert_non_null(root);
     json_t *svc = json_object_get(root, "by_service");
     json_t *last = json_array_get(svc, json_array_size(svc) - 1);
-    assert_string_equal(json_string_value(json_object_get(last, "service")),
-                        EVIL_SERVICE_ESCAPED);
+    assert_string_equal(json_string_value(json_object_get(last, "service")), EVIL_SERVICE_ESCAPED);
     json_t *top = json_object_get(root, "top_sources");
     json_t *src = json_array_get(top, json_array_size(top) - 1);
     assert_string_equal(json_string_value(json_array_get(json_object_get(src, "services"), 0)),

@@ -34,10 +34,10 @@ static void bring_up_loopback(void)
         close(fd);
 }
 
-#define NEED_NETNS()                                                                              \
-    do {                                                                                          \
-        if (!have_netns)                                                                          \
-            skip();                                                                               \
+#define NEED_NETNS()                                                                               \
+    do {                                                                                           \
+        if (!have_netns)                                                                           \
+            skip();                                                                                \
     } while (0)
 
 /* ---- the packer ---- */
@@ -103,7 +103,8 @@ static struct sec_endpoint ep(const char *addr, enum sec_transport t)
 static void addrset_admits_the_first_n_distinct_addresses_only(void **state)
 {
     struct statsd_addrset *set = statsd_addrset_new(2, 1000);
-    struct sec_endpoint a = ep("192.0.2.1", SEC_TRANSPORT_UDP), b = ep("2001:db8::1", SEC_TRANSPORT_UDP),
+    struct sec_endpoint a = ep("192.0.2.1", SEC_TRANSPORT_UDP),
+                        b = ep("2001:db8::1", SEC_TRANSPORT_UDP),
                         c = ep("192.0.2.3", SEC_TRANSPORT_UDP);
     assert_true(statsd_addrset_admit(set, &a, 0));
     assert_true(statsd_addrset_admit(set, &b, 1));
@@ -117,7 +118,8 @@ static void addrset_admits_the_first_n_distinct_addresses_only(void **state)
 static void addrset_starts_afresh_each_interval(void **state)
 {
     struct statsd_addrset *set = statsd_addrset_new(1, 1000);
-    struct sec_endpoint a = ep("192.0.2.1", SEC_TRANSPORT_UDP), c = ep("192.0.2.3", SEC_TRANSPORT_UDP);
+    struct sec_endpoint a = ep("192.0.2.1", SEC_TRANSPORT_UDP),
+                        c = ep("192.0.2.3", SEC_TRANSPORT_UDP);
     assert_true(statsd_addrset_admit(set, &a, 5000));
     assert_false(statsd_addrset_admit(set, &c, 5999));
     assert_true(statsd_addrset_admit(set, &c, 6000));
@@ -128,7 +130,8 @@ static void addrset_starts_afresh_each_interval(void **state)
 static void addrset_counts_one_address_over_two_transports_twice(void **state)
 {
     struct statsd_addrset *set = statsd_addrset_new(1, 1000);
-    struct sec_endpoint u = ep("192.0.2.1", SEC_TRANSPORT_UDP), t = ep("192.0.2.1", SEC_TRANSPORT_TCP);
+    struct sec_endpoint u = ep("192.0.2.1", SEC_TRANSPORT_UDP),
+                        t = ep("192.0.2.1", SEC_TRANSPORT_TCP);
     assert_true(statsd_addrset_admit(set, &u, 0));
     assert_false(statsd_addrset_admit(set, &t, 0));
     statsd_addrset_free(set);
@@ -210,9 +213,13 @@ static char *rx_next(struct rx *r, int timeout_ms)
 
 static struct cfg_statsd cfg_for(const char *host, uint16_t port)
 {
-    struct cfg_statsd c = {.enabled = true, .port = port, .own_prefix = "pbxguard",
-                           .type = CFG_STATSD_COUNTER, .per_address = true,
-                           .per_address_limit = 1000, .max_payload = 1432,
+    struct cfg_statsd c = {.enabled = true,
+                           .port = port,
+                           .own_prefix = "pbxguard",
+                           .type = CFG_STATSD_COUNTER,
+                           .per_address = true,
+                           .per_address_limit = 1000,
+                           .max_payload = 1432,
                            .flush_interval_ms = 60000};
     snprintf(c.host, sizeof(c.host), "%s", host);
     return c;
@@ -235,9 +242,8 @@ static void failed_auth_sends_the_two_original_meters_over_ipv4(void **state)
     struct sec_event ev = failure("PJSIP", "1.2.3.4", SEC_TRANSPORT_UDP);
     statsd_failed_auth(s, &ev);
     statsd_flush(s);
-    assert_string_equal(rx_next(&r, 2000),
-                        "security.failed_auth.PJSIP.count:1|c\n"
-                        "security.failed_auth.PJSIP.IPV4/UDP/1_2_3_4:1|c");
+    assert_string_equal(rx_next(&r, 2000), "security.failed_auth.PJSIP.count:1|c\n"
+                                           "security.failed_auth.PJSIP.IPV4/UDP/1_2_3_4:1|c");
     assert_null(rx_next(&r, 50));
     struct statsd_stats st;
     statsd_get_stats(s, &st);
@@ -312,12 +318,11 @@ static void addresses_over_the_limit_are_suppressed_and_reported(void **state)
     statsd_failed_auth_at(s, &b, 101);
     statsd_failed_auth_at(s, &b, 102);
     statsd_flush(s);
-    assert_string_equal(rx_next(&r, 2000),
-                        "security.failed_auth.PJSIP.count:1|c\n"
-                        "security.failed_auth.PJSIP.IPV4/UDP/192_0_2_1:1|c\n"
-                        "security.failed_auth.PJSIP.count:1|c\n"
-                        "security.failed_auth.PJSIP.count:1|c\n"
-                        "pbxguard.statsd.suppressed:2|c");
+    assert_string_equal(rx_next(&r, 2000), "security.failed_auth.PJSIP.count:1|c\n"
+                                           "security.failed_auth.PJSIP.IPV4/UDP/192_0_2_1:1|c\n"
+                                           "security.failed_auth.PJSIP.count:1|c\n"
+                                           "security.failed_auth.PJSIP.count:1|c\n"
+                                           "pbxguard.statsd.suppressed:2|c");
     struct statsd_stats st;
     statsd_get_stats(s, &st);
     assert_int_equal(st.lines_suppressed, 2);

@@ -78,8 +78,10 @@ static void every_transport_is_named_as_asterisk_does(void **state)
     static const struct {
         enum sec_transport t;
         const char *want;
-    } cases[] = {{SEC_TRANSPORT_UDP, "IPV4/UDP/10_0_0_1"}, {SEC_TRANSPORT_TCP, "IPV4/TCP/10_0_0_1"},
-                 {SEC_TRANSPORT_TLS, "IPV4/TLS/10_0_0_1"}, {SEC_TRANSPORT_WS, "IPV4/WS/10_0_0_1"},
+    } cases[] = {{SEC_TRANSPORT_UDP, "IPV4/UDP/10_0_0_1"},
+                 {SEC_TRANSPORT_TCP, "IPV4/TCP/10_0_0_1"},
+                 {SEC_TRANSPORT_TLS, "IPV4/TLS/10_0_0_1"},
+                 {SEC_TRANSPORT_WS, "IPV4/WS/10_0_0_1"},
                  {SEC_TRANSPORT_WSS, "IPV4/WSS/10_0_0_1"}};
     char buf[STATSD_NAME_MAX];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -318,11 +318,16 @@ static void prune_deletes_old_rows_in_chunks_and_keeps_active_bans(void **state)
         assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 100 + i), 0);
     for (int i = 0; i < 5; i++)
         assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 10000 + i), 0);
-    struct store_ban old_ended = {.prefix = fx_prefix("192.0.2.7"), .start_ms = 50,
-                                  .expires_ms = 60, .ended_ms = 60, .end = STORE_BAN_EXPIRED,
+    struct store_ban old_ended = {.prefix = fx_prefix("192.0.2.7"),
+                                  .start_ms = 50,
+                                  .expires_ms = 60,
+                                  .ended_ms = 60,
+                                  .end = STORE_BAN_EXPIRED,
                                   .event_type = -1};
-    struct store_ban old_permanent = {.prefix = fx_prefix("192.0.2.8"), .start_ms = 50,
-                                      .event_type = -1, .reason = STORE_BAN_MANUAL};
+    struct store_ban old_permanent = {.prefix = fx_prefix("192.0.2.8"),
+                                      .start_ms = 50,
+                                      .event_type = -1,
+                                      .reason = STORE_BAN_MANUAL};
     assert_int_equal(store_ban_add(s, &old_ended, NULL), 0);
     assert_int_equal(store_ban_add(s, &old_permanent, NULL), 0);
     assert_int_equal(store_turn_commit(s), 0);
@@ -345,9 +350,13 @@ static void ban_round_trips_with_every_field(void **state)
 {
     struct tmp *t = *state;
     struct store *s = open_ok(t->db);
-    struct store_ban b = {.prefix = fx_prefix("2001:db8:1:2::/64"), .start_ms = 1000,
-                          .expires_ms = 3601000, .reason = STORE_BAN_THRESHOLD, .failures = 5.5,
-                          .offence = 2, .event_type = SEC_CHALLENGE_RESPONSE_FAILED};
+    struct store_ban b = {.prefix = fx_prefix("2001:db8:1:2::/64"),
+                          .start_ms = 1000,
+                          .expires_ms = 3601000,
+                          .reason = STORE_BAN_THRESHOLD,
+                          .failures = 5.5,
+                          .offence = 2,
+                          .event_type = SEC_CHALLENGE_RESPONSE_FAILED};
     snprintf(b.origin, sizeof(b.origin), "ami:pbx1");
     snprintf(b.service, sizeof(b.service), "PJSIP");
     snprintf(b.note, sizeof(b.note), "ticket 4711, \"quoted\"");
@@ -462,8 +471,12 @@ static void active_bans_exclude_ended_and_expired(void **state)
         {.prefix = fx_prefix("192.0.2.1"), .start_ms = 0, .expires_ms = 5000, .event_type = -1},
         {.prefix = fx_prefix("192.0.2.2"), .start_ms = 0, .expires_ms = 500, .event_type = -1},
         {.prefix = fx_prefix("192.0.2.3"), .start_ms = 0, .event_type = -1},
-        {.prefix = fx_prefix("192.0.2.4"), .start_ms = 0, .expires_ms = 5000, .ended_ms = 100,
-         .end = STORE_BAN_LIFTED, .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.4"),
+         .start_ms = 0,
+         .expires_ms = 5000,
+         .ended_ms = 100,
+         .end = STORE_BAN_LIFTED,
+         .event_type = -1},
     };
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(store_ban_add(s, &b[i], NULL), 0);
@@ -487,8 +500,11 @@ static void active_ban_counts_are_by_family_and_skip_ended_and_expired(void **st
         {.prefix = fx_prefix("192.0.2.1"), .expires_ms = 5000, .event_type = -1},
         {.prefix = fx_prefix("192.0.2.2"), .expires_ms = 500, .event_type = -1},
         {.prefix = fx_prefix("192.0.2.3"), .event_type = -1},
-        {.prefix = fx_prefix("192.0.2.4"), .expires_ms = 5000, .ended_ms = 100,
-         .end = STORE_BAN_LIFTED, .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.4"),
+         .expires_ms = 5000,
+         .ended_ms = 100,
+         .end = STORE_BAN_LIFTED,
+         .event_type = -1},
         {.prefix = fx_prefix("2001:db8::1"), .expires_ms = 5000, .event_type = -1},
     };
     for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
@@ -521,8 +537,10 @@ static void ban_decided_in_a_turn_whose_commit_failed_is_replayed_next_turn(void
     lim = old;
     lim.rlim_cur = (rlim_t)file_size(wal);
     signal(SIGXFSZ, SIG_IGN);
-    struct store_ban b = {.prefix = fx_prefix("198.51.100.1"), .start_ms = 10,
-                          .expires_ms = 3600010, .event_type = -1};
+    struct store_ban b = {.prefix = fx_prefix("198.51.100.1"),
+                          .start_ms = 10,
+                          .expires_ms = 3600010,
+                          .event_type = -1};
     struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "198.51.100.1");
     for (int i = 0; i < 50; i++)
         assert_int_equal(store_failure_add(s, &ev, &b.prefix, 1, false, 10), 0);
@@ -569,10 +587,14 @@ static void turn_rolled_back_by_sqlite_midway_is_replayed_once(void **state)
     lim = old;
     lim.rlim_cur = (rlim_t)file_size(wal);
     signal(SIGXFSZ, SIG_IGN);
-    struct store_ban a = {.prefix = fx_prefix("198.51.100.1"), .start_ms = 10,
-                          .expires_ms = 3600010, .event_type = -1};
-    struct store_ban b = {.prefix = fx_prefix("198.51.100.2"), .start_ms = 20,
-                          .expires_ms = 3600020, .event_type = -1};
+    struct store_ban a = {.prefix = fx_prefix("198.51.100.1"),
+                          .start_ms = 10,
+                          .expires_ms = 3600010,
+                          .event_type = -1};
+    struct store_ban b = {.prefix = fx_prefix("198.51.100.2"),
+                          .start_ms = 20,
+                          .expires_ms = 3600020,
+                          .event_type = -1};
     assert_int_equal(store_ban_add(s, &a, NULL), 0);
     /* Failures until a cache spill cannot grow the WAL: SQLite rolls the turn back itself. */
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
@@ -589,10 +611,8 @@ static void turn_rolled_back_by_sqlite_midway_is_replayed_once(void **state)
     assert_int_equal(store_turn_commit(s), 0);
     assert_int_equal(store_turn_commit(s), 0);
     store_close(s);
-    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '198.51.100.1'"),
-                     1);
-    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '198.51.100.2'"),
-                     1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '198.51.100.1'"), 1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '198.51.100.2'"), 1);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 0);
 }
 
@@ -617,8 +637,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(locked_database_reports_ebusy_and_works_once_released,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(window_sum_is_exact_at_both_edges, setup, teardown),
-        cmocka_unit_test_setup_teardown(commit_ends_the_turn_and_makes_it_durable,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(commit_ends_the_turn_and_makes_it_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(attacker_text_is_stored_as_data, setup, teardown),
         cmocka_unit_test_setup_teardown(prune_deletes_old_rows_in_chunks_and_keeps_active_bans,
                                         setup, teardown),
