@@ -24,7 +24,7 @@
 
 #include "report.h"
 #include "report_query.h"
-#include "schema/schema.h"
+#include "schema.h"
 
 #define DAYS 30
 #define NKEYS 100000

@@ -11,6 +11,7 @@
 #include "cli_client.h"
 #include "cli_format.h"
 #include "config.h"
+#include "ctl_proto.h"
 #include "report.h"
 
 static void print_help(FILE *out, const struct cli_command *cmd)
@@ -33,7 +34,7 @@ static void print_help(FILE *out, const struct cli_command *cmd)
             "summarize attacks and bans over a period (see pbxguard report --help)");
     fprintf(out,
             "\nOptions:\n"
-            "  -s, --socket PATH    the daemon's control socket (default " CLI_DEFAULT_SOCKET ")\n"
+            "  -s, --socket PATH    the daemon's control socket (default " CTL_DEFAULT_SOCKET ")\n"
             "  -c, --config PATH    take the socket's path from this configuration file\n"
             "  -j, --json           print the daemon's reply as JSON, for scripts\n"
             "  -h, --help           this help; pbxguard COMMAND --help for a command's options\n"
@@ -66,7 +67,7 @@ static int socket_path(const struct cli_args *a, char *buf, size_t buflen)
     if (r != 0 && a->config)
         return -EINVAL;
     if (r != 0)
-        snprintf(buf, buflen, "%s", CLI_DEFAULT_SOCKET);
+        snprintf(buf, buflen, "%s", CTL_DEFAULT_SOCKET);
     return 0;
 }
 

@@ -9,7 +9,7 @@
 #include "addr.h"
 #include "cli_args.h"
 #include "duration.h"
-#include "judge.h"
+#include "ctl_proto.h"
 
 const struct cli_command cli_commands[] = {
     {"status", "status [--json]", "show the daemon's health, sessions and counts",
@@ -230,7 +230,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
         if (dur) {
             int64_t s;
             int e = duration_parse(dur, &s);
-            if (e == -ERANGE || (e == 0 && s > JUDGE_MANUAL_BAN_MAX_S)) {
+            if (e == -ERANGE || (e == 0 && s > CTL_MANUAL_BAN_MAX_S)) {
                 r = fail(err, errlen,
                          "--for \"%.40s\" is too long (at most 100 years; or use --permanent)",
                          dur);
@@ -252,9 +252,9 @@ int cli_args_parse(int argc, char **argv, struct cli_args *ret_args,
         if (force)
             json_object_set_new(req, "force", json_true());
         if (reason) {
-            if (strlen(reason) > CLI_REASON_MAX || !reason_text_ok(reason)) {
+            if (strlen(reason) > CTL_NOTE_MAX || !reason_text_ok(reason)) {
                 r = fail(err, errlen, "--reason must be one line of at most %d bytes",
-                         CLI_REASON_MAX);
+                         CTL_NOTE_MAX);
                 goto bad;
             }
             json_t *v = json_string(reason);

@@ -5,15 +5,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Exit codes scripts can trust. */
-enum cli_exit {
-    CLI_EXIT_OK = 0,
-    CLI_EXIT_FAILED = 1,      /* the operation failed */
-    CLI_EXIT_USAGE = 2,       /* the command line (or the request) is wrong */
-    CLI_EXIT_NOT_RUNNING = 3, /* the daemon is not running */
-};
+#include "ctl_proto.h"
 
-#define CLI_REASON_MAX 200 /* bytes of --reason text */
+/* Exit codes scripts can trust: the control protocol's reply codes. */
+enum cli_exit {
+    CLI_EXIT_OK = CTL_CODE_OK,
+    CLI_EXIT_FAILED = CTL_CODE_FAILED,           /* the operation failed */
+    CLI_EXIT_USAGE = CTL_CODE_USAGE,             /* the command line (or the request) is wrong */
+    CLI_EXIT_NOT_RUNNING = CTL_CODE_NOT_RUNNING, /* the daemon is not running */
+};
 
 struct cli_command {
     const char *name;

@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include "cli_client.h"
+#include "ctl_proto.h"
 
-#define REPLY_MAX (64 * 1024 * 1024)
+/* The daemon never sends more than CTL_REPLY_MAX; a little slack for its newline. */
+#define REPLY_MAX (CTL_REPLY_MAX + 1024)
 
 static long long now_ms(void)
 {

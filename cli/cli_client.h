@@ -2,7 +2,6 @@
 #pragma once
 #include <jansson.h>
 
-#define CLI_DEFAULT_SOCKET "/run/pbxguard/control.sock"
 #define CLI_TIMEOUT_MS 30000
 
 /* Connects to path, sends req as one line and reads one reply line (at most timeout_ms in all).

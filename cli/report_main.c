@@ -16,7 +16,7 @@
 #include "duration.h"
 #include "report.h"
 #include "report_query.h"
-#include "schema/schema.h"
+#include "schema.h"
 
 #define EXIT_USAGE 2
 

@@ -14,7 +14,7 @@
 #include <sqlite3.h>
 
 #include "report_query.h"
-#include "schema/schema.h"
+#include "schema.h"
 
 #define BUSY_TIMEOUT_MS 10000
 

@@ -11,18 +11,11 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "ctl_proto.h"
 #include "loop.h"
 
-#define CTL_REQUEST_MAX (64 * 1024)      /* one request line, newline included */
-#define CTL_REPLY_MAX (32 * 1024 * 1024) /* a larger reply is replaced by an error */
-#define CTL_DEADLINE_MS 5000             /* to send a request, or to take a reply */
-#define CTL_CLIENTS_MAX 64               /* more wait in the listen backlog (256) */
-
-/* Reply codes, the same numbers the CLI exits with. */
-enum ctl_code {
-    CTL_CODE_FAILED = 1, /* the operation failed (also: permission denied) */
-    CTL_CODE_USAGE = 2,  /* malformed request, unknown command, invalid argument */
-};
+#define CTL_DEADLINE_MS 5000 /* to send a request, or to take a reply */
+#define CTL_CLIENTS_MAX 64   /* more wait in the listen backlog (256) */
 
 struct ctl_peer {
     uid_t uid;

@@ -11,7 +11,6 @@
 #include "ctl_cmd.h"
 #include "log.h"
 
-#define NOTE_MAX 200
 #define PAST_BANS_MAX 50
 #define LIST_DEFAULT_LIMIT 1000
 
@@ -151,12 +150,13 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     if (dur && permanent)
         return ctl_error(CTL_CODE_USAGE, "\"duration\" and \"permanent\" exclude each other");
     if (dur && (!json_is_integer(dur) || json_integer_value(dur) <= 0 ||
-                json_integer_value(dur) > JUDGE_MANUAL_BAN_MAX_S))
+                json_integer_value(dur) > CTL_MANUAL_BAN_MAX_S))
         return ctl_error(CTL_CODE_USAGE,
                          "\"duration\" must be a positive number of seconds, at most 100 years "
                          "(or \"permanent\": true)");
-    if (note && (!json_is_string(note) || json_string_length(note) > NOTE_MAX))
-        return ctl_error(CTL_CODE_USAGE, "\"note\" must be a string of at most %d bytes", NOTE_MAX);
+    if (note && (!json_is_string(note) || json_string_length(note) > CTL_NOTE_MAX))
+        return ctl_error(CTL_CODE_USAGE, "\"note\" must be a string of at most %d bytes",
+                         CTL_NOTE_MAX);
     if (permanent)
         duration_ms = 0;
     else if (dur)

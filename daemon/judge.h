@@ -49,10 +49,6 @@ void judge_set_policy(struct judge *j, const struct policy *policy);
 int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
                 struct verdict *ret_verdict);
 
-/* The longest manual ban: the kernel refuses element timeouts of about 584 years or more, and
- * anything this long is better said as permanent. */
-#define JUDGE_MANUAL_BAN_MAX_S (100LL * 365 * 86400)
-
 /* A manual ban of prefix (host bits cleared) for duration_ms (0 = permanent). A prefix that
  * overlaps the whitelist is refused with -EPERM unless force. An active ban of the same prefix
  * is replaced (ended as lifted by who). who: "cli:uid=0". note: the admin's reason, kept with

@@ -34,6 +34,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "pbxguard: installing:$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# Another apt/dpkg run (an unattended upgrade, a second test run) holds dpkg's lock: wait for it.
+apt_opts="-o DPkg::Lock::Timeout=600"
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+apt-get $apt_opts update -qq
+# shellcheck disable=SC2086
+apt-get $apt_opts install -y -qq --no-install-recommends $missing >/dev/null

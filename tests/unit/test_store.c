@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "schema/schema.h"
+#include "schema.h"
 #include "store.h"
 #include "store_fixtures.h"
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "schema/schema.h"
+#include "schema.h"
 #include "store.h"
 
 enum {

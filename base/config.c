@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl_proto.h"
 #include "duration.h"
 
 #define LINE_MAX_LEN 4096
@@ -304,8 +305,7 @@ void config_defaults(struct config *ret_cfg)
     snprintf(c->path, sizeof(c->path), "%s", CFG_DEFAULT_PATH);
 
     snprintf(c->general.database, sizeof(c->general.database), "/var/lib/pbxguard/pbxguard.db");
-    snprintf(c->general.control_socket, sizeof(c->general.control_socket),
-             "/run/pbxguard/control.sock");
+    snprintf(c->general.control_socket, sizeof(c->general.control_socket), CTL_DEFAULT_SOCKET);
     snprintf(c->general.lock_file, sizeof(c->general.lock_file), "/run/pbxguard/pbxguardd.lock");
     c->general.log_level = LOG_LVL_INFO;
     c->general.log_target = LOG_TARGET_STDERR;
