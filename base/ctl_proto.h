@@ -6,9 +6,10 @@
 
 #define CTL_DEFAULT_SOCKET "/run/pbxguard/control.sock"
 
-#define CTL_REQUEST_MAX (64 * 1024)      /* one request line, newline included */
-#define CTL_REPLY_MAX (32 * 1024 * 1024) /* one reply line; a larger one is replaced by an error   \
-                                          */
+/* One request line, newline included. */
+#define CTL_REQUEST_MAX (64 * 1024)
+/* One reply line; the daemon replaces a larger one by an error. */
+#define CTL_REPLY_MAX (32 * 1024 * 1024)
 
 /* A manual ban's note (--reason), in bytes. */
 #define CTL_NOTE_MAX 200
