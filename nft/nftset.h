@@ -38,10 +38,8 @@ struct nftset_result {
      * failed for others repeatedly), or a transport error. */
     int err;
     /* ban: the element existed and was replaced with this timeout. Known only on kernels before
-     * 6.3; later ones replace an existing element without telling (see nftset.c). */
+     * 6.3; later ones replace an existing element without telling (see nftcommit.c). */
     bool refreshed;
-    bool held; /* unban -ENOENT: the address lies inside the banned prefix holder */
-    struct addr_prefix holder;
 };
 
 typedef void (*nftset_result_fn)(void *data, const struct nftset_result *r);
@@ -57,10 +55,8 @@ void nftset_free(struct nftset *s); /* accepts NULL; leaves the table in the ker
  * touched. The first call probes whether the kernel accepts interval + timeout sets. */
 int nftset_setup(struct nftset *s, enum nftset_setup_action *ret_action);
 
-/* True if the interval sets exist (any prefix can be banned); false if the kernel only accepted
- * hash timeout sets (IPv4 addresses and IPv6 /64s only). Known after nftset_setup(). */
-bool nftset_has_intervals(const struct nftset *s);
-/* Which sets are in use, in words, for the log line after setup. */
+/* Which sets are in use, in words, for the log line after setup: all four, or, on a kernel
+ * without interval + timeout sets, only the hash sets (IPv4 addresses and IPv6 /64s). */
 const char *nftset_mode(const struct nftset *s);
 
 /* Queues one element for the next commit. timeout_ms is the ban's remaining time, 0 =

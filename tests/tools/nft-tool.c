@@ -107,22 +107,58 @@ static int parse_ports(const char *s, uint16_t *ports, unsigned *n)
 
 static long failures;
 
-static void print_result(void *data, const struct nftset_result *r)
+/* Results are printed after the commit: looking up who holds an address that was not in the
+ * set is a request of its own on the same socket. */
+struct results {
+    struct nftset_result *v;
+    size_t n, cap;
+};
+
+static void collect_result(void *data, const struct nftset_result *r)
+{
+    struct results *rs = data;
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 64;
+        struct nftset_result *v = realloc(rs->v, cap * sizeof(*v));
+        if (!v)
+            return;
+        rs->v = v;
+        rs->cap = cap;
+    }
+    rs->v[rs->n++] = *r;
+}
+
+static void print_result(struct nftset *s, const struct nftset_result *r, bool quiet)
 {
     char buf[ADDR_STRLEN], hb[ADDR_STRLEN];
     const char *op = r->op == NFTSET_BAN ? "ban" : "unban";
+    struct addr_prefix holder;
+    uint64_t exp;
     addr_prefix_format(&r->prefix, buf, sizeof(buf));
     if (r->err == 0) {
-        if (!data)
+        if (!quiet)
             printf("%s %s: %s\n", op, buf, r->refreshed ? "refreshed" : "ok");
         return;
     }
     failures++;
-    if (r->held)
+    /* "Not in the set" is worth explaining when a wider banned prefix holds the address. */
+    if (r->op == NFTSET_UNBAN && r->err == -ENOENT &&
+        nftset_contains(s, &r->prefix.addr, &holder, &exp) == 0)
         printf("%s %s: %s (held by %s)\n", op, buf, nftset_strerror(r->err),
-               addr_prefix_format(&r->holder, hb, sizeof(hb)));
+               addr_prefix_format(&holder, hb, sizeof(hb)));
     else
         printf("%s %s: error: %s\n", op, buf, nftset_strerror(r->err));
+}
+
+/* Commits what is queued and prints each element's result (quiet: the failures only). */
+static long commit(struct nftset *s, bool quiet)
+{
+    struct results rs = {0};
+    long r = nftset_commit(s, collect_result, &rs);
+    for (size_t i = 0; i < rs.n; i++)
+        print_result(s, &rs.v[i], quiet);
+    free(rs.v);
+    return r;
 }
 
 static const char *action_name(enum nftset_setup_action a)
@@ -158,7 +194,7 @@ static int install_all(struct healer *h, bool quiet)
 {
     for (size_t i = 0; i < h->bans->n; i++)
         nftset_queue_ban(h->s, &h->bans->v[i].p, h->bans->v[i].timeout_ms);
-    long r = nftset_commit(h->s, print_result, quiet ? h : NULL);
+    long r = commit(h->s, quiet);
     if (r < 0)
         fprintf(stderr, "nft-tool: commit failed: %s\n", nftset_strerror((int)r));
     return (int)r;
@@ -334,7 +370,7 @@ int main(int argc, char **argv)
                 else
                     nftset_queue_ban(s, &bans.v[i].p, bans.v[i].timeout_ms);
             }
-            long r = nftset_commit(s, print_result, NULL);
+            long r = commit(s, false);
             if (r < 0) {
                 fprintf(stderr, "nft-tool: commit failed: %s\n", nftset_strerror((int)r));
                 rc = 3;
