@@ -23,8 +23,8 @@
 #include <sqlite3.h>
 
 #include "report.h"
-#include "report_query.h"
 #include "schema.h"
+#include "store.h"
 
 #define DAYS 30
 #define NKEYS 100000
@@ -248,18 +248,19 @@ static double one_report(const char *path, int64_t end, int64_t len, enum report
                          uint64_t *ret_failures, double *ret_cpu)
 {
     double t0 = now_s(), c0 = cpu_s();
-    struct report_db *db;
+    struct store *db;
     struct report r;
-    int rc = report_db_open(path, &db);
-    if (rc < 0 || report_db_check(db) < 0) {
-        fprintf(stderr, "bench_report: open: %s\n", strerror(-rc));
+    struct store_options opt = {.flags = STORE_READ_ONLY, .busy_timeout_ms = 10000};
+    int rc = store_open(path, &opt, &db);
+    if (rc < 0) {
+        fprintf(stderr, "bench_report: open: %s (%s)\n", store_strerror(rc), store_errmsg(NULL));
         exit(1);
     }
-    if (report_init(&r, end - len, end) < 0 || report_db_fill(db, &r, end, 10) < 0) {
-        fprintf(stderr, "bench_report: fill: %s\n", report_db_errmsg(db));
+    if (report_init(&r, end - len, end) < 0 || report_fill(db, &r, end, 10) < 0) {
+        fprintf(stderr, "bench_report: fill: %s\n", store_errmsg(db));
         exit(1);
     }
-    report_db_close(db);
+    store_close(db);
     FILE *out = fopen("/dev/null", "w");
     if (!out || report_render(&r, fmt, out) < 0)
         exit(1);

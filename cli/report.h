@@ -1,9 +1,9 @@
 /* pbxguard report: who attacked, how, and what was done, over a period.
  *
- * The report is a plain data model (struct report) filled by the query layer
- * (report_query.h) and printed by four renderers that do no I/O beyond the FILE they are
- * given: text (80 columns, for mail), CSV (documented sections, or one table), JSON (stable
- * schema, docs/report-json.md) and HTML (one self-contained file, inline CSS and SVG). */
+ * The report is a plain data model (struct report) filled from the store's report queries
+ * (report_fill(), over store_report.h) and printed by four renderers that do no I/O beyond the
+ * FILE they are given: text (80 columns, for mail), CSV (documented sections, or one table), JSON
+ * (stable schema, docs/report-json.md) and HTML (one self-contained file, inline CSS and SVG). */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -112,6 +112,13 @@ int report_add_count(struct report_count **arr, unsigned *n, const char *name, u
 int report_add_source(struct report *r, const struct report_source *s);
 int report_add_account(struct report *r, const char *name, uint64_t attempts, uint64_t sources);
 int report_add_new_source(struct report *r, const char *key, int64_t first_seen, uint64_t attempts);
+
+struct store;
+/* Fills r, already report_init()ed with the period, from a store opened read-only, all from one
+ * snapshot. now (Unix seconds) is the moment "current" ban states refer to; top bounds each
+ * list. Returns 0 or the store's -errno (store_errmsg() has the detail); on failure r holds
+ * what was filled so far. */
+int report_fill(struct store *s, struct report *r, int64_t now, unsigned top);
 
 /* Renderers. Each writes the whole report to out and returns 0, or -EIO if writing failed. */
 int report_render_text(const struct report *r, FILE *out);

@@ -15,8 +15,7 @@
 #include "config.h"
 #include "duration.h"
 #include "report.h"
-#include "report_query.h"
-#include "schema.h"
+#include "store.h"
 
 #define EXIT_USAGE 2
 
@@ -83,6 +82,10 @@ static int db_path(const char *db, const char *cfg_path, char *buf, size_t len)
     return 0;
 }
 
+/* Reports wait this long for a writer's lock (a checkpoint), where the daemon waits 50 ms. */
+#define BUSY_TIMEOUT_MS 10000
+
+/* One clear line per way the store can refuse the file. */
 static int open_failed(const char *path, int err)
 {
     switch (err) {
@@ -95,6 +98,21 @@ static int open_failed(const char *path, int err)
     case -EUCLEAN:
         fprintf(stderr, "pbxguard report: %s: not a pbxguard database (not SQLite, or corrupt)\n",
                 path);
+        break;
+    case -ENODATA:
+        fprintf(stderr,
+                "pbxguard report: %s: empty database, never initialized by pbxguardd (nothing "
+                "to report; is this the right file?)\n",
+                path);
+        break;
+    case -EPROTONOSUPPORT:
+        fprintf(stderr, "pbxguard report: %s: %s; upgrade pbxguard\n", path, store_errmsg(NULL));
+        break;
+    case -ESTALE:
+        fprintf(stderr,
+                "pbxguard report: %s: %s; start pbxguardd once to upgrade it (or use the "
+                "pbxguard that wrote it)\n",
+                path, store_errmsg(NULL));
         break;
     default:
         fprintf(stderr, "pbxguard report: %s: cannot open: %s\n", path, strerror(-err));
@@ -278,31 +296,16 @@ int report_main(int argc, char **argv)
     if (db_path(db, cfg_path, path, sizeof(path)) < 0)
         return 1;
 
-    struct report_db *rdb;
-    int rc = report_db_open(path, &rdb);
+    struct store *st;
+    struct store_options opt = {.flags = STORE_READ_ONLY, .busy_timeout_ms = BUSY_TIMEOUT_MS};
+    int rc = store_open(path, &opt, &st);
     if (rc < 0)
         return open_failed(path, rc);
-    rc = report_db_check(rdb);
-    if (rc == -ENODATA) {
-        fprintf(stderr,
-                "pbxguard report: %s: empty database, never initialized by pbxguardd (nothing "
-                "to report; is this the right file?)\n",
-                path);
-        report_db_close(rdb);
-        return 1;
-    } else if (rc < 0) {
-        fprintf(stderr,
-                "pbxguard report: %s: schema version %d is newer than this pbxguard knows (%u); "
-                "upgrade pbxguard\n",
-                path, report_db_version(rdb), schema_nmigrations);
-        report_db_close(rdb);
-        return 1;
-    }
 
     struct report r;
     rc = report_init(&r, from, to);
     if (rc < 0) {
-        report_db_close(rdb);
+        store_close(st);
         fprintf(stderr, "pbxguard report: the period is too long\n");
         return rc == -EINVAL ? EXIT_USAGE : 1;
     }
@@ -312,15 +315,16 @@ int report_main(int argc, char **argv)
         r.host[0] = '\0';
     r.host[sizeof(r.host) - 1] = '\0';
 
-    rc = report_db_fill(rdb, &r, now, (unsigned)top);
+    rc = report_fill(st, &r, now, (unsigned)top);
     if (rc < 0) {
+        const char *msg = store_errmsg(st);
         fprintf(stderr, "pbxguard report: %s: reading failed: %s\n", path,
-                rc == -ENOMEM ? strerror(ENOMEM) : report_db_errmsg(rdb));
-        report_db_close(rdb);
+                rc == -ENOMEM || !msg[0] ? store_strerror(rc) : msg);
+        store_close(st);
         report_release(&r);
         return 1;
     }
-    report_db_close(rdb);
+    store_close(st);
 
     if (output)
         rc = write_file(&r, fmt, table, output);

@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "schema.h"
 #include "store.h"
+#include "store_internal.h"
 
 enum {
     ST_BEGIN,
@@ -197,6 +199,21 @@ static int map_rc(struct store *s, int rc)
     }
 }
 
+sqlite3 *store_sqlite(struct store *s)
+{
+    return s->db;
+}
+
+bool store_is_read_only(const struct store *s)
+{
+    return s->read_only;
+}
+
+int store_sqlite_error(struct store *s, int rc)
+{
+    return map_rc(s, rc);
+}
+
 const char *store_strerror(int err)
 {
     switch (err < 0 ? -err : err) {
@@ -216,6 +233,8 @@ const char *store_strerror(int err)
     case ESTALE:
         return "the database schema is older than this program; start pbxguardd once to "
                "upgrade it";
+    case ENODATA:
+        return "the file holds no pbxguard database (never initialized by pbxguardd)";
     case ENOENT:
         return "no such database file (or row)";
     default:
@@ -396,6 +415,12 @@ int store_open(const char *path, const struct store_options *opt, struct store *
         if (opt->mmap_mib)
             o.mmap_mib = opt->mmap_mib < 0 ? 0 : opt->mmap_mib;
     }
+    /* SQLite would open a directory and fail on the first read with a bare I/O error. */
+    struct stat dir;
+    if (stat(path, &dir) == 0 && S_ISDIR(dir.st_mode)) {
+        snprintf(open_errmsg, sizeof(open_errmsg), "%s is a directory", path);
+        return -EISDIR;
+    }
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -413,13 +438,19 @@ int store_open(const char *path, const struct store_options *opt, struct store *
     if (r == 0)
         r = query_int(s, "PRAGMA user_version", &v);
     if (r == 0 && v > (int64_t)schema_nmigrations) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "schema version %lld, this binary knows up to %u",
-                 (long long)v, schema_nmigrations);
+        snprintf(s->errmsg, sizeof(s->errmsg),
+                 "schema version %lld is newer than this pbxguard knows (%u)", (long long)v,
+                 schema_nmigrations);
         r = -EPROTONOSUPPORT;
     }
-    if (r == 0 && s->read_only && v < (int64_t)schema_nmigrations) {
-        snprintf(s->errmsg, sizeof(s->errmsg), "schema version %lld, this binary needs %u",
-                 (long long)v, schema_nmigrations);
+    /* A reader takes the schema as it is or not at all: one policy, the writer's. */
+    if (r == 0 && s->read_only && v == 0) {
+        snprintf(s->errmsg, sizeof(s->errmsg), "schema version 0: never initialized by pbxguardd");
+        r = -ENODATA;
+    } else if (r == 0 && s->read_only && v < (int64_t)schema_nmigrations) {
+        snprintf(s->errmsg, sizeof(s->errmsg),
+                 "schema version %lld is older than this pbxguard (%u)", (long long)v,
+                 schema_nmigrations);
         r = -ESTALE;
     }
     if (r == 0)

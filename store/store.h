@@ -21,6 +21,7 @@
  *   -EUCLEAN      the file is corrupt or not an SQLite database (it is left as it is)
  *   -EPROTONOSUPPORT  the file's schema is newer than this binary knows (left untouched)
  *   -ESTALE       opened read-only, the file's schema is older than this binary (run the daemon)
+ *   -ENODATA      opened read-only, the file was never initialized (schema version 0: empty)
  *   -EACCES, -ENOENT, -ENOMEM, -EIO  as usual; -ENOENT also means "no such row". */
 #pragma once
 #include <stdbool.h>
@@ -75,7 +76,10 @@ struct store_stats {
 
 /* Opens (creating it if missing, unless read-only) and migrates the database: WAL,
  * synchronous=NORMAL, foreign_keys=ON (read back), migrations applied in one transaction. A file
- * whose schema is newer than the binary is refused untouched. opt may be NULL (defaults). */
+ * whose schema is newer than the binary is refused untouched. opt may be NULL (defaults).
+ * Read-only (reports): never creates, migrates or writes the file; it takes only the schema
+ * this binary writes (-ENOENT, -ENODATA, -ESTALE, -EPROTONOSUPPORT, -EUCLEAN otherwise, with
+ * the version in store_errmsg(NULL)). The report's queries are in store_report.h. */
 int store_open(const char *path, const struct store_options *opt, struct store **ret_store);
 /* Commits a pending turn (errors ignored: use store_turn_commit() first to see them). */
 void store_close(struct store *s); /* accepts NULL */

@@ -17,6 +17,7 @@
 
 #include "schema.h"
 #include "store.h"
+#include "store_report.h"
 #include "store_fixtures.h"
 
 struct tmp {
@@ -230,10 +231,51 @@ static void read_only_store_reports_erofs_on_write(void **state)
 static void read_only_open_of_an_older_schema_says_run_the_daemon(void **state)
 {
     struct tmp *t = *state;
-    raw_exec(t->db, "PRAGMA user_version = 0");
+    store_close(open_ok(t->db));
+    raw_exec(t->db, "PRAGMA user_version = 1");
     struct store_options o = {.flags = STORE_READ_ONLY};
     struct store *s = NULL;
     assert_int_equal(store_open(t->db, &o, &s), -ESTALE);
+    assert_null(s);
+    assert_non_null(strstr(store_errmsg(NULL), "schema version 1 is older"));
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), 1);
+}
+
+static void read_only_open_of_a_file_never_initialized_says_so(void **state)
+{
+    struct tmp *t = *state;
+    raw_exec(t->db, "PRAGMA user_version = 0");
+    struct store_options o = {.flags = STORE_READ_ONLY};
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, &o, &s), -ENODATA);
+    assert_null(s);
+}
+
+static void a_snapshot_is_for_readers_only(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    assert_int_equal(store_snapshot_begin(s), -EINVAL);
+    store_close(s);
+    struct store_options o = {.flags = STORE_READ_ONLY};
+    assert_int_equal(store_open(t->db, &o, &s), 0);
+    assert_int_equal(store_snapshot_begin(s), 0);
+    struct store_report_bans b;
+    assert_int_equal(store_report_bans(s, 0, 1, NULL, NULL, &b), 0);
+    assert_int_equal(b.bans, 0);
+    store_snapshot_end(s);
+    store_close(s);
+}
+
+static void read_only_open_never_creates_the_file(void **state)
+{
+    struct tmp *t = *state;
+    char absent[200];
+    snprintf(absent, sizeof(absent), "%s.absent", t->db);
+    struct store_options o = {.flags = STORE_READ_ONLY};
+    struct store *s = NULL;
+    assert_int_equal(store_open(absent, &o, &s), -ENOENT);
+    assert_false(exists(absent));
 }
 
 static void locked_database_reports_ebusy_and_works_once_released(void **state)
@@ -634,6 +676,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(read_only_store_reports_erofs_on_write, setup, teardown),
         cmocka_unit_test_setup_teardown(read_only_open_of_an_older_schema_says_run_the_daemon,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(read_only_open_of_a_file_never_initialized_says_so, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_snapshot_is_for_readers_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(read_only_open_never_creates_the_file, setup, teardown),
         cmocka_unit_test_setup_teardown(locked_database_reports_ebusy_and_works_once_released,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(window_sum_is_exact_at_both_edges, setup, teardown),
