@@ -220,6 +220,7 @@ struct parser {
     unsigned weight_line[SEC_EVENT_TYPE_COUNT];
     unsigned seen_line[S_COUNT]; /* first header line of each unnamed section */
     unsigned *service_lines;     /* header line of each [policy:SERVICE] */
+    bool paths_only;             /* config_load_paths(): [general]'s two paths, nothing else */
 };
 
 static void report(struct parser *p, unsigned line, const char *key, const char *fmt, ...)
@@ -956,6 +957,48 @@ static void parse_line(struct parser *p, char *line)
     handle_key(p, key, value);
 }
 
+/* config_load_paths()' line parser: tracks whether the line is in [general] and sets its
+ * database and control_socket keys exactly as parse_line() would. Every other line is skipped
+ * unread: no other section's values are checked, no secret_file is opened, and a section the
+ * daemon would refuse is none of the CLI's business. */
+static void parse_paths_line(struct parser *p, char *line)
+{
+    char *s = trim(line);
+
+    if (!*s || *s == ';' || *s == '#')
+        return;
+    if (*s == '[') {
+        char *close = strchr(s, ']');
+        if (close)
+            *close = '\0';
+        bool general = close && !strcmp(trim(s + 1), "general") && !p->seen_line[S_GENERAL];
+        if (general)
+            p->seen_line[S_GENERAL] = p->line;
+        p->sec = general ? &sections[0] : NULL;
+        p->base = general ? &p->cfg->general : NULL;
+        snprintf(p->secname, sizeof(p->secname), "%s", general ? "general" : "");
+        return;
+    }
+    char *eq = strchr(s, '=');
+    if (!p->base || !eq)
+        return;
+    *eq = '\0';
+    char *key = trim(s), *value = unquote(trim(eq + 1));
+    if (strcmp(key, "database") != 0 && strcmp(key, "control_socket") != 0)
+        return;
+    for (size_t i = 0; i < NKEYS(general_keys); i++) {
+        if (strcmp(general_keys[i].name, key) != 0)
+            continue;
+        if (p->key_line[i]) {
+            report(p, p->line, key, "set twice (first on line %u; keep one)", p->key_line[i]);
+            return;
+        }
+        p->key_line[i] = p->line;
+        set_value(p, &general_keys[i], value);
+        return;
+    }
+}
+
 static void check_whole(struct parser *p)
 {
     const struct cfg_nftables *n = &p->cfg->nftables;
@@ -969,12 +1012,57 @@ static void check_whole(struct parser *p)
     }
 }
 
-int config_load(const char *path, struct config *ret_cfg, config_error_fn on_error, void *data)
+/* Reads path line by line into parse_line() or parse_paths_line(). Returns 0, or -errno if
+ * the file cannot be read (reported). The line buffer is wiped: it held secrets. */
+static int read_file(struct parser *p, const char *path)
 {
-    struct parser p = {.path = path, .cfg = ret_cfg, .on_error = on_error, .data = data};
     char *buf = NULL;
     size_t cap = 0;
     ssize_t n;
+
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        int err = errno;
+        report(p, 0, NULL, "cannot read: %s", strerror(err));
+        return -err;
+    }
+    while ((n = getline(&buf, &cap, f)) >= 0) {
+        p->line++;
+        if (n > 0 && buf[n - 1] == '\n')
+            buf[--n] = '\0';
+        if (n > 0 && buf[n - 1] == '\r')
+            buf[--n] = '\0';
+        bool bad = strlen(buf) != (size_t)n || n > LINE_MAX_LEN;
+        if (bad && p->paths_only && !p->base)
+            continue; /* a section config_load_paths() does not read */
+        if (strlen(buf) != (size_t)n) {
+            report(p, p->line, NULL, "line holds a NUL byte");
+            continue;
+        }
+        if (n > LINE_MAX_LEN) {
+            report(p, p->line, NULL, "line is too long (at most %d bytes)", LINE_MAX_LEN);
+            continue;
+        }
+        if (p->paths_only)
+            parse_paths_line(p, buf);
+        else
+            parse_line(p, buf);
+    }
+    int err = ferror(f) ? errno : 0;
+    if (buf)
+        explicit_bzero(buf, cap);
+    free(buf);
+    fclose(f);
+    if (err) {
+        report(p, 0, NULL, "read error: %s", strerror(err));
+        return -err;
+    }
+    return 0;
+}
+
+int config_load(const char *path, struct config *ret_cfg, config_error_fn on_error, void *data)
+{
+    struct parser p = {.path = path, .cfg = ret_cfg, .on_error = on_error, .data = data};
 
     config_defaults(ret_cfg);
     if (strlen(path) >= sizeof(ret_cfg->path)) {
@@ -983,41 +1071,31 @@ int config_load(const char *path, struct config *ret_cfg, config_error_fn on_err
     }
     snprintf(ret_cfg->path, sizeof(ret_cfg->path), "%s", path);
 
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        int err = errno;
-        report(&p, 0, NULL, "cannot read: %s", strerror(err));
-        return -err;
-    }
-    while ((n = getline(&buf, &cap, f)) >= 0) {
-        p.line++;
-        if (n > 0 && buf[n - 1] == '\n')
-            buf[--n] = '\0';
-        if (n > 0 && buf[n - 1] == '\r')
-            buf[--n] = '\0';
-        if (strlen(buf) != (size_t)n) {
-            report(&p, p.line, NULL, "line holds a NUL byte");
-            continue;
-        }
-        if (n > LINE_MAX_LEN) {
-            report(&p, p.line, NULL, "line is too long (at most %d bytes)", LINE_MAX_LEN);
-            continue;
-        }
-        parse_line(&p, buf);
-    }
-    int err = ferror(f) ? errno : 0;
-    if (buf)
-        explicit_bzero(buf, cap); /* it held secrets */
-    free(buf);
-    fclose(f);
-    if (err) {
-        report(&p, 0, NULL, "read error: %s", strerror(err));
+    int r = read_file(&p, path);
+    if (r < 0) {
         free(p.service_lines);
-        return -err;
+        return r;
     }
     end_section(&p);
     check_whole(&p);
     free(p.service_lines);
+    return p.nerrors;
+}
+
+int config_load_paths(const char *path, struct cfg_paths *ret_paths, config_error_fn on_error,
+                      void *data)
+{
+    struct config cfg;
+    struct parser p = {
+        .path = path, .cfg = &cfg, .on_error = on_error, .data = data, .paths_only = true};
+
+    config_defaults(&cfg);
+    int r = read_file(&p, path);
+    if (r < 0)
+        return r;
+    snprintf(ret_paths->database, sizeof(ret_paths->database), "%s", cfg.general.database);
+    snprintf(ret_paths->control_socket, sizeof(ret_paths->control_socket), "%s",
+             cfg.general.control_socket);
     return p.nerrors;
 }
 

@@ -129,5 +129,18 @@ void config_ami_defaults(struct cfg_ami *ret_ami);
  * cannot be read (also reported). ret_cfg must be config_free()d in every case. */
 int config_load(const char *path, struct config *ret_cfg, config_error_fn on_error, void *data);
 void config_free(struct config *cfg); /* accepts NULL-filled structs */
+
+/* What the CLI takes from the configuration, and nothing else. */
+struct cfg_paths {
+    char database[CFG_PATH_MAX];
+    char control_socket[CFG_PATH_MAX];
+};
+/* Reads [general] database and control_socket from path, checked as config_load() checks them
+ * (errors reported the same way); keys not set keep their defaults. Every other line is skipped
+ * unread: no secret_file is opened and no other section is checked, so a group member who may
+ * read the file but not the daemon's secrets gets the two paths. Returns the number of errors
+ * (0 = ret_paths is valid), or -errno if the file cannot be read (also reported). */
+int config_load_paths(const char *path, struct cfg_paths *ret_paths, config_error_fn on_error,
+                      void *data);
 /* Prints the effective configuration (secrets masked), as `pbxguardd -t` shows it. */
 void config_dump(const struct config *cfg, FILE *out);

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "cli_args.h"
 #include "cli_client.h"
+#include "cli_config.h"
 #include "cli_format.h"
 #include "config.h"
 #include "ctl_proto.h"
@@ -43,11 +44,6 @@ static void print_help(FILE *out, const struct cli_command *cmd)
             "running.\n");
 }
 
-static void config_error(void *data, const char *message)
-{
-    fprintf(stderr, "pbxguard: %s\n", message);
-}
-
 /* The socket: -s, else the configuration's control_socket (-c, or the default file if it
  * exists), else the built-in default. */
 static int socket_path(const struct cli_args *a, char *buf, size_t buflen)
@@ -56,19 +52,7 @@ static int socket_path(const struct cli_args *a, char *buf, size_t buflen)
         snprintf(buf, buflen, "%s", a->socket);
         return 0;
     }
-    const char *path = a->config;
-    if (!path)
-        path = CFG_DEFAULT_PATH;
-    struct config cfg;
-    int r = config_load(path, &cfg, a->config ? config_error : NULL, NULL);
-    if (r == 0)
-        snprintf(buf, buflen, "%s", cfg.general.control_socket);
-    config_free(&cfg);
-    if (r != 0 && a->config)
-        return -EINVAL;
-    if (r != 0)
-        snprintf(buf, buflen, "%s", CTL_DEFAULT_SOCKET);
-    return 0;
+    return cli_config_path(a->config, CLI_PATH_SOCKET, "pbxguard", buf, buflen);
 }
 
 static int exit_code(const json_t *reply)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_config.h"
 #include "config.h"
 #include "duration.h"
 #include "report.h"
@@ -54,32 +55,15 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-static void config_error(void *data, const char *message)
-{
-    fprintf(stderr, "pbxguard report: %s\n", message);
-}
-
-/* The database path: --db, else the configuration's (the default file may be absent). */
+/* The database path: --db, else the configuration's (-c, or the default file if it exists),
+ * else the built-in default. */
 static int db_path(const char *db, const char *cfg_path, char *buf, size_t len)
 {
     if (db) {
         snprintf(buf, len, "%s", db);
         return 0;
     }
-    struct config cfg;
-    const char *path = cfg_path ? cfg_path : CFG_DEFAULT_PATH;
-    if (!cfg_path && access(path, F_OK) < 0) {
-        config_defaults(&cfg);
-    } else {
-        int rc = config_load(path, &cfg, config_error, NULL);
-        if (rc != 0) {
-            config_free(&cfg);
-            return -EINVAL;
-        }
-    }
-    snprintf(buf, len, "%s", cfg.general.database);
-    config_free(&cfg);
-    return 0;
+    return cli_config_path(cfg_path, CLI_PATH_DATABASE, "pbxguard report", buf, len);
 }
 
 /* Reports wait this long for a writer's lock (a checkpoint), where the daemon waits 50 ms. */

@@ -455,6 +455,67 @@ static void free_accepts_null_and_zeroed_structs(void **state)
     config_free(&z);
 }
 
+/* Loads text as a config file through config_load_paths(). */
+static int load_paths(const char *text, struct cfg_paths *ret)
+{
+    snprintf(path, sizeof(path), "/tmp/pbxguard-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_file(path, text, 0600);
+    memset(&errs, 0, sizeof(errs));
+    int r = config_load_paths(path, ret, collect, &errs);
+    unlink(path);
+    return r;
+}
+
+static void paths_come_from_general_alone(void **state)
+{
+    struct cfg_paths p;
+    /* Everything the daemon would refuse, or that a group member may not open, outside
+     * [general]: none of it is the CLI's business. */
+    assert_int_equal(load_paths("[ami:pbx1]\nhost = 127.0.0.1\nusername = u\n"
+                                "secret_file = /nonexistent/pbxguard.secret\n"
+                                "[general]\nlog_level = chatty\n"
+                                "control_socket = /run/x/control.sock\n"
+                                "database = \"/var/x/p.db\"\n"
+                                "[frobnicate]\nmaxrety = 5\n"
+                                "[policy]\nmaxretry = lots\n",
+                                &p),
+                     0);
+    assert_int_equal(errs.n, 0);
+    assert_string_equal(p.control_socket, "/run/x/control.sock");
+    assert_string_equal(p.database, "/var/x/p.db");
+}
+
+static void paths_default_when_not_set(void **state)
+{
+    struct cfg_paths p;
+    assert_int_equal(load_paths("[general]\nlog_level = debug\n", &p), 0);
+    assert_string_equal(p.control_socket, "/run/pbxguard/control.sock");
+    assert_string_equal(p.database, "/var/lib/pbxguard/pbxguard.db");
+}
+
+static void paths_are_checked_as_the_daemon_checks_them(void **state)
+{
+    struct cfg_paths p;
+    assert_int_equal(load_paths("[general]\ncontrol_socket = run/control.sock\n", &p), 1);
+    assert_string_equal(only_error(), "F:2: [general] control_socket: \"run/control.sock\" is not "
+                                      "an absolute path (expected /...)");
+    assert_int_equal(load_paths("[general]\ndatabase = /a.db\ndatabase = /b.db\n", &p), 1);
+    assert_string_equal(only_error(),
+                        "F:3: [general] database: set twice (first on line 2; keep one)");
+}
+
+static void paths_of_an_unreadable_file_return_the_errno(void **state)
+{
+    struct cfg_paths p;
+    memset(&errs, 0, sizeof(errs));
+    assert_int_equal(config_load_paths("/nonexistent/pbxguard.conf", &p, collect, &errs), -ENOENT);
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msg[0], "cannot read"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +554,10 @@ int main(void)
         cmocka_unit_test(dump_masks_the_secret),
         cmocka_unit_test(dump_reads_back_as_the_same_configuration),
         cmocka_unit_test(free_accepts_null_and_zeroed_structs),
+        cmocka_unit_test(paths_come_from_general_alone),
+        cmocka_unit_test(paths_default_when_not_set),
+        cmocka_unit_test(paths_are_checked_as_the_daemon_checks_them),
+        cmocka_unit_test(paths_of_an_unreadable_file_return_the_errno),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     teardown_config();
