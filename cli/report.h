@@ -130,8 +130,9 @@ int report_render_json(const struct report *r, FILE *out);
 int report_render_html(const struct report *r, FILE *out);
 int report_render(const struct report *r, enum report_format fmt, FILE *out);
 
-/* Names of the CSV tables, NULL-terminated, in the order they are written. */
-extern const char *const report_csv_tables[];
+/* Whether the CSV report has a table of this name (period, totals, ban_reasons, by_service,
+ * by_type, top_sources, top_accounts, timeline, new_sources, daemon). */
+bool report_csv_has_table(const char *name);
 
 /* Parses an ISO-8601 date ("2026-11-25", local midnight) or date-time ("2026-11-25T10:00",
  * "2026-11-25 10:00:30", seconds optional) in local time or with an offset ("Z", "+01:00",

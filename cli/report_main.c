@@ -269,10 +269,7 @@ int report_main(int argc, char **argv)
     if (table) {
         if (fmt != REPORT_CSV)
             return usage_error("%s", "--table goes with --format csv");
-        bool known = false;
-        for (size_t i = 0; report_csv_tables[i]; i++)
-            known |= strcmp(report_csv_tables[i], table) == 0;
-        if (!known)
+        if (!report_csv_has_table(table))
             return usage_error("--table: no table \"%s\" (see --help)", table);
     }
 
