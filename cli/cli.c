@@ -17,13 +17,13 @@
 
 static void print_help(FILE *out, const struct cli_command *cmd)
 {
+    char usage[256];
     if (cmd) {
-        fprintf(out, "usage: pbxguard %s\n\n%s.\n\nOptions:\n%s", cmd->usage, cmd->summary,
-                cmd->help);
-        fprintf(out, "  -s, --socket PATH    the daemon's control socket\n"
-                     "  -c, --config PATH    take the socket's path from this configuration\n"
-                     "  -h, --help           this help\n\n"
-                     "Exit codes: 0 success, 1 the operation failed, 2 usage error, 3 the daemon "
+        fprintf(out, "usage: pbxguard %s\n\n%s.\n\nOptions:\n",
+                cli_command_usage(cmd, usage, sizeof(usage)), cmd->summary);
+        cli_command_help(cmd, out);
+        cli_global_help(out);
+        fprintf(out, "\nExit codes: 0 success, 1 the operation failed, 2 usage error, 3 the daemon "
                      "is not running.\n");
         return;
     }
@@ -33,14 +33,10 @@ static void print_help(FILE *out, const struct cli_command *cmd)
         fprintf(out, "  %-8s %s\n", c->name, c->summary);
     fprintf(out, "  %-8s %s\n", "report",
             "summarize attacks and bans over a period (see pbxguard report --help)");
+    fprintf(out, "\nOptions:\n");
+    cli_global_help(out);
     fprintf(out,
-            "\nOptions:\n"
-            "  -s, --socket PATH    the daemon's control socket (default " CTL_DEFAULT_SOCKET ")\n"
-            "  -c, --config PATH    take the socket's path from this configuration file\n"
-            "  -j, --json           print the daemon's reply as JSON, for scripts\n"
-            "  -h, --help           this help; pbxguard COMMAND --help for a command's options\n"
-            "  -V, --version        print the version\n\n"
-            "Exit codes: 0 success, 1 the operation failed, 2 usage error, 3 the daemon is not "
+            "\nExit codes: 0 success, 1 the operation failed, 2 usage error, 3 the daemon is not "
             "running.\n");
 }
 
@@ -102,9 +98,10 @@ int cli_main(int argc, char **argv)
 
     if (cli_args_parse(argc, argv, &a, &hint, err, sizeof(err)) < 0) {
         fprintf(stderr, "pbxguard: %s\n", err);
+        char usage[256];
         if (hint)
-            fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n", hint->usage,
-                    hint->name);
+            fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n",
+                    cli_command_usage(hint, usage, sizeof(usage)), hint->name);
         else
             fprintf(stderr, "usage: pbxguard COMMAND [ARGS] (see pbxguard --help)\n");
         return CLI_EXIT_USAGE;
@@ -173,8 +170,10 @@ int cli_main(int argc, char **argv)
             if (json_is_string(x))
                 fprintf(stderr, "pbxguard: %s\n", json_string_value(x));
         }
+        char usage[256];
         if (code == CLI_EXIT_USAGE)
-            fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n", a.command->usage, cmd);
+            fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n",
+                    cli_command_usage(a.command, usage, sizeof(usage)), cmd);
     }
     json_decref(reply);
     cli_args_release(&a);

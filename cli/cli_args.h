@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "ctl_proto.h"
 
@@ -15,16 +16,23 @@ enum cli_exit {
     CLI_EXIT_NOT_RUNNING = CTL_CODE_NOT_RUNNING, /* the daemon is not running */
 };
 
+/* One line per command in cli_commands[]; its options are lines of the option table in
+ * cli_args.c, which also writes its usage line and help from them. */
 struct cli_command {
     const char *name;
-    const char *usage;   /* one line, after "usage: pbxguard " */
+    const char *arg;     /* its positional argument ("ADDR[/LEN]", sent as "addr"), or NULL */
     const char *summary; /* one line for --help */
-    const char *help;    /* the options, for COMMAND --help */
 };
 
 /* status, ban, unban, list, show, reload: NULL-terminated by a zeroed entry. */
 extern const struct cli_command cli_commands[];
 const struct cli_command *cli_command_find(const char *name);
+/* The usage line after "usage: pbxguard ", e.g. "unban ADDR[/LEN] [--json]". */
+const char *cli_command_usage(const struct cli_command *cmd, char *buf, size_t len);
+/* The command's own options, one "  --name ARG   what it does" line each. */
+void cli_command_help(const struct cli_command *cmd, FILE *out);
+/* The global options (-s, -c, --json, -h, -V), one line each. */
+void cli_global_help(FILE *out);
 
 struct cli_args {
     const struct cli_command *command; /* NULL with help: general help */

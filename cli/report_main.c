@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,28 +21,93 @@
 
 #define EXIT_USAGE 2
 
-static const char usage_text[] =
-    "Usage: pbxguard report [--since DURATION | --from TIME [--to TIME]]\n"
-    "                       [--format text|csv|json|html] [--table NAME] [--top N]\n"
-    "                       [--output FILE] [--db PATH | -c CONFIG] [--now TIME] [--host NAME]\n"
-    "\n"
-    "Who attacked, how, and what was done, read from the database (read-only).\n"
-    "\n"
-    "  --since DURATION   the period that ends now, e.g. 24h, 7d, 1h30m (default 24h)\n"
-    "  --from TIME        start of the period: 2026-11-25, 2026-11-25T08:00, ...+01:00\n"
-    "  --to TIME          end of the period (excluded; default now)\n"
-    "  --format FMT       text (default, 80 columns for mail), csv, json, html\n"
-    "  --table NAME       csv: write only this table (period, totals, ban_reasons,\n"
-    "                     by_service, by_type, top_sources, top_accounts, timeline,\n"
-    "                     new_sources, daemon)\n"
-    "  --top N            length of the top lists (default 10, at most 1000)\n"
-    "  --output FILE      write there (replaced atomically) instead of stdout\n"
-    "  --db PATH          the database (default: [general] database from the config)\n"
-    "  -c, --config FILE  the configuration file (default " CFG_DEFAULT_PATH ")\n"
-    "  --now TIME         make the report as of TIME (reproducible output)\n"
-    "  --host NAME        the name the report is about (default: this host's name)\n"
-    "\n"
-    "Times without an offset are local time. Exit status: 0 done, 1 failed, 2 usage.\n";
+/* What the command line says, before any cross-checks. */
+struct report_opts {
+    const char *since, *from, *to, *table, *output, *db, *config, *host;
+    enum report_format format;
+    unsigned long top;
+    int64_t now; /* Unix seconds */
+    bool help;
+};
+
+enum opt_kind {
+    OPT_TEXT,   /* const char *, checked after parsing (the period needs them all) */
+    OPT_FORMAT, /* enum report_format, by name */
+    OPT_COUNT,  /* unsigned long, min..max */
+    OPT_TIME,   /* int64_t, report_time_parse() */
+    OPT_FLAG,   /* bool */
+};
+
+struct report_option {
+    const char *name; /* long name, without "--" */
+    char short_name;  /* 0 if none */
+    enum opt_kind kind;
+    size_t field; /* offset into struct report_opts */
+    const char *arg;
+    unsigned long min, max;
+    const char *what; /* why a bad value is bad: "is not a number from 1 to 1000" */
+    const char *help; /* may hold newlines: continuation lines are indented to the text */
+};
+
+#define FIELD(f) offsetof(struct report_opts, f)
+
+/* The options, one line each: the parser and --help are both made from here. */
+static const struct report_option options[] = {
+    {"since", 0, OPT_TEXT, FIELD(since), "DURATION", 0, 0, NULL,
+     "the period that ends now, e.g. 24h, 7d, 1h30m (default 24h)"},
+    {"from", 0, OPT_TEXT, FIELD(from), "TIME", 0, 0, NULL,
+     "start of the period: 2026-11-25, 2026-11-25T08:00, ...+01:00"},
+    {"to", 0, OPT_TEXT, FIELD(to), "TIME", 0, 0, NULL, "end of the period (excluded; default now)"},
+    {"format", 0, OPT_FORMAT, FIELD(format), "FMT", 0, 0, "is not text, csv, json or html",
+     "text (default, 80 columns for mail), csv, json, html"},
+    {"table", 0, OPT_TEXT, FIELD(table), "NAME", 0, 0, NULL,
+     "csv: write only this table (period, totals, ban_reasons,\nby_service, by_type, "
+     "top_sources, top_accounts, timeline,\nnew_sources, daemon)"},
+    {"top", 0, OPT_COUNT, FIELD(top), "N", 1, REPORT_TOP_MAX, "is not a number from 1 to 1000",
+     "length of the top lists (default 10, at most 1000)"},
+    {"output", 0, OPT_TEXT, FIELD(output), "FILE", 0, 0, NULL,
+     "write there (replaced atomically) instead of stdout"},
+    {"db", 0, OPT_TEXT, FIELD(db), "PATH", 0, 0, NULL,
+     "the database (default: [general] database from the config)"},
+    {"config", 'c', OPT_TEXT, FIELD(config), "FILE", 0, 0, NULL,
+     "the configuration file (default " CFG_DEFAULT_PATH ")"},
+    {"now", 0, OPT_TIME, FIELD(now), "TIME", 0, 0, "is not a date or date-time (2026-11-25T08:00)",
+     "make the report as of TIME (reproducible output)"},
+    {"host", 0, OPT_TEXT, FIELD(host), "NAME", 0, 0, NULL,
+     "the name the report is about (default: this host's name)"},
+    {"help", 'h', OPT_FLAG, FIELD(help), NULL, 0, 0, NULL, "this help"},
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const char *const format_names[] = {
+    [REPORT_TEXT] = "text", [REPORT_CSV] = "csv", [REPORT_JSON] = "json", [REPORT_HTML] = "html"};
+
+static void print_usage(FILE *out)
+{
+    fputs("Usage: pbxguard report [--since DURATION | --from TIME [--to TIME]]\n"
+          "                       [--format text|csv|json|html] [--table NAME] [--top N]\n"
+          "                       [--output FILE] [--db PATH | -c CONFIG] [--now TIME] "
+          "[--host NAME]\n\n"
+          "Who attacked, how, and what was done, read from the database (read-only).\n\n",
+          out);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const struct report_option *o = &options[i];
+        char name[40];
+        snprintf(name, sizeof(name), "%s%c%s--%s%s%s", o->short_name ? "-" : "",
+                 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "", o->name,
+                 o->arg ? " " : "", o->arg ? o->arg : "");
+        const char *n = o->short_name ? name : name + 1;
+        const char *h = o->help;
+        fprintf(out, "  %-18s %.*s\n", n, (int)strcspn(h, "\n"), h);
+        for (h += strcspn(h, "\n"); *h; h += strcspn(h, "\n")) {
+            h++;
+            fprintf(out, "  %-18s %.*s\n", "", (int)strcspn(h, "\n"), h);
+        }
+    }
+    fputs("\nTimes without an offset are local time. Exit status: 0 done, 1 failed, 2 usage.\n",
+          out);
+}
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
@@ -140,146 +206,145 @@ static int write_file(const struct report *r, enum report_format fmt, const char
     return rc;
 }
 
-int report_main(int argc, char **argv)
+/* Sets the option's field from its value; a usage error (exit 2) if the value is bad. */
+static int set_option(const struct report_option *o, const char *v, struct report_opts *opts)
 {
-    enum {
-        OPT_SINCE = 256,
-        OPT_FROM,
-        OPT_TO,
-        OPT_FORMAT,
-        OPT_TABLE,
-        OPT_TOP,
-        OPT_OUTPUT,
-        OPT_DB,
-        OPT_NOW,
-        OPT_HOST
-    };
-    static const struct option opts[] = {
-        {"since", required_argument, NULL, OPT_SINCE},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"to", required_argument, NULL, OPT_TO},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"table", required_argument, NULL, OPT_TABLE},
-        {"top", required_argument, NULL, OPT_TOP},
-        {"output", required_argument, NULL, OPT_OUTPUT},
-        {"db", required_argument, NULL, OPT_DB},
-        {"config", required_argument, NULL, 'c'},
-        {"now", required_argument, NULL, OPT_NOW},
-        {"host", required_argument, NULL, OPT_HOST},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *since = NULL, *from_s = NULL, *to_s = NULL, *table = NULL, *output = NULL;
-    const char *db = NULL, *cfg_path = NULL, *host = NULL;
-    enum report_format fmt = REPORT_TEXT;
-    /* "Now" rounded up to the next whole second: the database keeps milliseconds and the
-     * period ends before its end bound, so what happened during this very second is in it. */
-    int64_t now = (int64_t)time(NULL) + 1, from, to;
-    unsigned long top = REPORT_TOP_DEFAULT;
+    void *field = (char *)opts + o->field;
     char *end;
-    int c;
+    switch (o->kind) {
+    case OPT_TEXT:
+        *(const char **)field = v;
+        return 0;
+    case OPT_FLAG:
+        *(bool *)field = true;
+        return 0;
+    case OPT_FORMAT:
+        for (size_t i = 0; i < sizeof(format_names) / sizeof(format_names[0]); i++)
+            if (strcmp(v, format_names[i]) == 0) {
+                *(enum report_format *)field = (enum report_format)i;
+                return 0;
+            }
+        break;
+    case OPT_COUNT: {
+        errno = 0;
+        unsigned long n = strtoul(v, &end, 10);
+        if (!errno && end != v && !*end && v[0] != '-' && n >= o->min && n <= o->max) {
+            *(unsigned long *)field = n;
+            return 0;
+        }
+        break;
+    }
+    case OPT_TIME:
+        if (report_time_parse(v, (int64_t *)field) == 0)
+            return 0;
+        break;
+    }
+    return usage_error("--%s: \"%s\" %s", o->name, v, o->what);
+}
+
+/* Parses argv with getopt_long (unique prefixes of long names work, as they always did) into
+ * opts. Returns 0, or the exit code of a usage error (its message printed). */
+static int parse_options(int argc, char **argv, struct report_opts *opts)
+{
+    struct option longs[NOPTIONS + 1];
+    char shorts[2 * NOPTIONS + 2] = "+";
+    size_t ns = 1;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const struct report_option *o = &options[i];
+        longs[i] =
+            (struct option){o->name, o->arg ? required_argument : no_argument, NULL, 256 + (int)i};
+        if (o->short_name) {
+            shorts[ns++] = o->short_name;
+            if (o->arg)
+                shorts[ns++] = ':';
+        }
+    }
+    longs[NOPTIONS] = (struct option){0};
+    shorts[ns] = '\0';
 
     optind = 0; /* the CLI may have run getopt already: start afresh */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_SINCE:
-            since = optarg;
-            break;
-        case OPT_FROM:
-            from_s = optarg;
-            break;
-        case OPT_TO:
-            to_s = optarg;
-            break;
-        case OPT_FORMAT:
-            if (strcmp(optarg, "text") == 0)
-                fmt = REPORT_TEXT;
-            else if (strcmp(optarg, "csv") == 0)
-                fmt = REPORT_CSV;
-            else if (strcmp(optarg, "json") == 0)
-                fmt = REPORT_JSON;
-            else if (strcmp(optarg, "html") == 0)
-                fmt = REPORT_HTML;
-            else
-                return usage_error("--format: \"%s\" is not text, csv, json or html", optarg);
-            break;
-        case OPT_TABLE:
-            table = optarg;
-            break;
-        case OPT_TOP:
-            errno = 0;
-            top = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-' || top < 1 ||
-                top > REPORT_TOP_MAX)
-                return usage_error("--top: \"%s\" is not a number from 1 to 1000", optarg);
-            break;
-        case OPT_OUTPUT:
-            output = optarg;
-            break;
-        case OPT_DB:
-            db = optarg;
-            break;
-        case 'c':
-            cfg_path = optarg;
-            break;
-        case OPT_NOW:
-            if (report_time_parse(optarg, &now) < 0)
-                return usage_error("--now: \"%s\" is not a date or date-time (2026-11-25T08:00)",
-                                   optarg);
-            break;
-        case OPT_HOST:
-            host = optarg;
-            break;
-        case 'h':
-            fputs(usage_text, stdout);
-            return 0;
-        default:
+    int c, r;
+    while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        const struct report_option *o = NULL;
+        if (c >= 256 && c < 256 + (int)NOPTIONS)
+            o = &options[c - 256];
+        for (size_t i = 0; !o && c != '?' && i < NOPTIONS; i++)
+            if (options[i].short_name == c)
+                o = &options[i];
+        if (!o) {
             if (optopt && optopt < 256)
                 return usage_error("unknown option or missing value: -%c", optopt);
             return usage_error("unknown option or missing value: %s", argv[optind - 1]);
         }
+        if ((r = set_option(o, optarg, opts)) != 0)
+            return r;
+        if (opts->help)
+            return 0;
     }
     if (optind < argc)
         return usage_error("unexpected argument: %s", argv[optind]);
-    if (db && cfg_path)
-        return usage_error("%s", "--db and --config name the database both; give one");
+    return 0;
+}
 
-    /* the period */
-    if (since && (from_s || to_s))
+/* The period [*ret_from, *ret_to) from --since or --from/--to. 0, or a usage error's code. */
+static int period(const struct report_opts *o, int64_t *ret_from, int64_t *ret_to)
+{
+    if (o->since && (o->from || o->to))
         return usage_error("%s", "--since and --from/--to both give the period; give one");
-    if (to_s && !from_s)
+    if (o->to && !o->from)
         return usage_error("%s", "--to needs --from");
-    if (from_s) {
-        if (report_time_parse(from_s, &from) < 0)
+    if (o->from) {
+        if (report_time_parse(o->from, ret_from) < 0)
             return usage_error("--from: \"%s\" is not a date or date-time (2026-11-25T08:00)",
-                               from_s);
-        to = now;
-        if (to_s && report_time_parse(to_s, &to) < 0)
-            return usage_error("--to: \"%s\" is not a date or date-time (2026-11-25T08:00)", to_s);
-        if (to <= from)
+                               o->from);
+        *ret_to = o->now;
+        if (o->to && report_time_parse(o->to, ret_to) < 0)
+            return usage_error("--to: \"%s\" is not a date or date-time (2026-11-25T08:00)", o->to);
+        if (*ret_to <= *ret_from)
             return usage_error("%s", "the period is empty: --to must come after --from");
-    } else {
-        int64_t len = 86400;
-        if (since && (duration_parse(since, &len) < 0 || len <= 0))
-            return usage_error("--since: \"%s\" is not a duration (24h, 7d, 1h30m)", since);
-        to = now;
-        from = now - len;
+        return 0;
     }
-    if (table) {
-        if (fmt != REPORT_CSV)
+    int64_t len = 86400;
+    if (o->since && (duration_parse(o->since, &len) < 0 || len <= 0))
+        return usage_error("--since: \"%s\" is not a duration (24h, 7d, 1h30m)", o->since);
+    *ret_to = o->now;
+    *ret_from = o->now - len;
+    return 0;
+}
+
+int report_main(int argc, char **argv)
+{
+    /* "Now" rounded up to the next whole second: the database keeps milliseconds and the
+     * period ends before its end bound, so what happened during this very second is in it. */
+    struct report_opts o = {
+        .format = REPORT_TEXT, .top = REPORT_TOP_DEFAULT, .now = (int64_t)time(NULL) + 1};
+    int64_t from, to;
+    int rc = parse_options(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    if (o.help) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (o.db && o.config)
+        return usage_error("%s", "--db and --config name the database both; give one");
+    if ((rc = period(&o, &from, &to)) != 0)
+        return rc;
+    if (o.table) {
+        if (o.format != REPORT_CSV)
             return usage_error("%s", "--table goes with --format csv");
-        if (!report_csv_has_table(table))
-            return usage_error("--table: no table \"%s\" (see --help)", table);
+        if (!report_csv_has_table(o.table))
+            return usage_error("--table: no table \"%s\" (see --help)", o.table);
     }
 
     char path[CFG_PATH_MAX];
-    if (db_path(db, cfg_path, path, sizeof(path)) < 0)
+    if (db_path(o.db, o.config, path, sizeof(path)) < 0)
         return 1;
 
     struct store *st;
     struct store_options opt = {.flags = STORE_READ_ONLY, .busy_timeout_ms = BUSY_TIMEOUT_MS};
-    int rc = store_open(path, &opt, &st);
+    rc = store_open(path, &opt, &st);
     if (rc < 0)
         return open_failed(path, rc);
 
@@ -290,13 +355,13 @@ int report_main(int argc, char **argv)
         fprintf(stderr, "pbxguard report: the period is too long\n");
         return rc == -EINVAL ? EXIT_USAGE : 1;
     }
-    if (host)
-        snprintf(r.host, sizeof(r.host), "%s", host);
+    if (o.host)
+        snprintf(r.host, sizeof(r.host), "%s", o.host);
     else if (gethostname(r.host, sizeof(r.host)) < 0)
         r.host[0] = '\0';
     r.host[sizeof(r.host) - 1] = '\0';
 
-    rc = report_fill(st, &r, now, (unsigned)top);
+    rc = report_fill(st, &r, o.now, (unsigned)o.top);
     if (rc < 0) {
         const char *msg = store_errmsg(st);
         fprintf(stderr, "pbxguard report: %s: reading failed: %s\n", path,
@@ -307,14 +372,14 @@ int report_main(int argc, char **argv)
     }
     store_close(st);
 
-    if (output)
-        rc = write_file(&r, fmt, table, output);
+    if (o.output)
+        rc = write_file(&r, o.format, o.table, o.output);
     else
-        rc = table ? report_render_csv(&r, table, stdout) : report_render(&r, fmt, stdout);
+        rc = o.table ? report_render_csv(&r, o.table, stdout) : report_render(&r, o.format, stdout);
     report_release(&r);
     if (rc < 0) {
-        fprintf(stderr, "pbxguard report: writing %s failed: %s\n", output ? output : "the report",
-                strerror(-rc));
+        fprintf(stderr, "pbxguard report: writing %s failed: %s\n",
+                o.output ? o.output : "the report", strerror(-rc));
         return 1;
     }
     return 0;

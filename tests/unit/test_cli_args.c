@@ -210,6 +210,45 @@ static void reasons_are_checked(void **state)
     rejects("at most 200 bytes", "ban", "192.0.2.1", "--reason", long_reason, NULL);
 }
 
+static void usage_lines_are_made_from_the_option_table(void **state)
+{
+    char buf[256];
+    assert_string_equal(cli_command_usage(cli_command_find("status"), buf, sizeof(buf)),
+                        "status [--json]");
+    assert_string_equal(cli_command_usage(cli_command_find("ban"), buf, sizeof(buf)),
+                        "ban ADDR[/LEN] [--for DURATION | --permanent] [--reason TEXT] [--force] "
+                        "[--json]");
+    assert_string_equal(cli_command_usage(cli_command_find("list"), buf, sizeof(buf)),
+                        "list [--v4 | --v6] [--reason threshold|manual] [--limit N | --all] "
+                        "[--json]");
+    assert_string_equal(cli_command_usage(cli_command_find("unban"), buf, sizeof(buf)),
+                        "unban ADDR[/LEN] [--json]");
+}
+
+static void help_lists_a_commands_options_and_no_other(void **state)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cli_command_help(cli_command_find("list"), f);
+    fclose(f);
+    assert_non_null(strstr(buf, "  -4, --v4 "));
+    assert_non_null(strstr(buf, "  --limit N "));
+    assert_null(strstr(buf, "--permanent"));
+    assert_null(strstr(buf, "TEXT"));
+    free(buf);
+}
+
+static void an_option_repeated_is_taken_once_and_aliases_work(void **state)
+{
+    assert_string_equal(request("list", "--v4", "-4", NULL), "{\"cmd\":\"list\",\"family\":4}");
+    assert_string_equal(request("ban", "192.0.2.1", "--for", "1h", "--for", "2h", NULL),
+                        "{\"addr\":\"192.0.2.1\",\"cmd\":\"ban\",\"duration\":7200}");
+    rejects("exclude each other", "list", "-6", "--v4", NULL);
+    rejects("--socket needs a value", "status", "-s", NULL);
+    rejects("unknown option \"--json=yes\"", "status", "--json=yes", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +269,9 @@ int main(void)
         cmocka_unit_test(unknown_options_and_commands_are_named),
         cmocka_unit_test(missing_and_extra_arguments_are_named),
         cmocka_unit_test(reasons_are_checked),
+        cmocka_unit_test(usage_lines_are_made_from_the_option_table),
+        cmocka_unit_test(help_lists_a_commands_options_and_no_other),
+        cmocka_unit_test(an_option_repeated_is_taken_once_and_aliases_work),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
