@@ -14,7 +14,7 @@
 
 #include "ami_session.h"
 #include "core.h"
-#include "core_internal.h"
+#include "core_ctl.h"
 #include "duration.h"
 #include "judge.h"
 #include "log.h"
@@ -32,6 +32,68 @@
  * memory stays bounded however many bans there are, and each commit is still a bulk one (many
  * 1000-element transactions, monitor paused) for nftset. */
 #define RESTORE_BATCH 65536
+
+struct store;
+struct verdict;
+
+struct core_stats {
+    uint64_t events;   /* security events received from every source */
+    uint64_t failures; /* of which counted (weight > 0) */
+    uint64_t bans, unbans, expired;
+    uint64_t nft_errors, nft_repairs;
+    uint64_t db_errors;
+};
+
+/* Ban log lines of one turn, written after its nftables commit. */
+#define CORE_BAN_LOG_MAX 32
+
+/* Bans the kernel refused in the last nftables commit (core_enforce() reports them back). */
+#define CORE_REFUSED_MAX 8
+struct core_refused {
+    struct addr_prefix prefix;
+    int err;
+};
+
+struct core {
+    struct loop *loop;
+    const struct config *cfg; /* the daemon's; replaced by core_reload() */
+    int64_t started_ms;       /* wall clock */
+    int64_t last_event_ms;
+    char findtime_text[32];
+    struct core_stats stats;
+
+    struct store *store;
+    struct policy *policy;
+    struct judge *judge;
+    bool db_failing;
+
+    struct nftset *nft;
+    struct loop_io nft_io;             /* the monitor socket */
+    struct loop_timer nft_check_timer; /* the slow periodic check */
+    bool nft_healthy, nft_failing, nft_repair_pending;
+    unsigned long restore_count;
+    struct core_refused ban_refused[CORE_REFUSED_MAX];
+    unsigned nban_refused;
+    char ban_log[CORE_BAN_LOG_MAX][256];
+    unsigned nban_log;
+    unsigned long ban_log_dropped;
+
+    struct statsd *statsd;
+
+    struct ami_session **ami;
+    unsigned nami;
+    struct addr *ami_peer; /* whitelisted peer address per session */
+    bool *ami_peer_known;
+    uint64_t *ami_reconnects, *ami_discarded; /* last seen counters, for meters/incidents */
+
+    struct core_ctl *ctl;
+    core_reload_fn reload;
+    void *reload_data;
+    struct loop_timer maint_timer;
+    uint64_t next_prune_ms;
+    uint64_t next_gauge_ms;
+    uint64_t active_v4, active_v6; /* active bans, recounted every few seconds */
+};
 
 static const char *reason_name(enum verdict_reason r)
 {
@@ -235,7 +297,8 @@ static void flush_ban_log(struct core *c)
     c->ban_log_dropped = 0;
 }
 
-void core_apply_verdict(struct core *c, const struct verdict *v)
+/* Queues a verdict decided outside the event path (a manual ban or unban) for the sinks. */
+static void apply_verdict(struct core *c, const struct verdict *v)
 {
     char buf[ADDR_STRLEN];
     if (v->action == VERDICT_BAN) {
@@ -258,6 +321,64 @@ void core_flush(struct core *c)
     int r = store_turn_commit(c->store);
     if (r < 0)
         db_failed(c, "commit", r);
+}
+
+int core_enforce(struct core *c, const struct verdict *v)
+{
+    apply_verdict(c, v);
+    core_flush(c);
+    if (v->action != VERDICT_BAN)
+        return 0;
+    for (unsigned i = 0; i < c->nban_refused; i++)
+        if (addr_prefix_equal(&c->ban_refused[i].prefix, &v->prefix))
+            return c->ban_refused[i].err;
+    return 0;
+}
+
+void core_view(const struct core *c, struct core_view *ret_view)
+{
+    *ret_view = (struct core_view){
+        .cfg = c->cfg,
+        .store = c->store,
+        .judge = c->judge,
+        .policy = c->policy,
+        .started_ms = c->started_ms,
+        .now_ms = loop_wall_ms(c->loop),
+    };
+}
+
+void core_health(const struct core *c, struct core_health *ret_health)
+{
+    *ret_health = (struct core_health){
+        .events = c->stats.events,
+        .failures = c->stats.failures,
+        .bans = c->stats.bans,
+        .nft_errors = c->stats.nft_errors,
+        .nft_repairs = c->stats.nft_repairs,
+        .nft_open = c->nft != NULL,
+        .nft_ok = c->nft && c->nft_healthy && !c->nft_failing,
+        .nft_mode = c->nft ? nftset_mode(c->nft) : NULL,
+        .db_failing = c->db_failing,
+        .nami = c->nami,
+    };
+}
+
+const struct ami_session *core_ami_session(const struct core *c, unsigned i)
+{
+    return i < c->nami ? c->ami[i] : NULL;
+}
+
+void core_set_reload(struct core *c, core_reload_fn fn, void *data)
+{
+    c->reload = fn;
+    c->reload_data = data;
+}
+
+int core_reload_request(struct core *c, config_error_fn on_error, void *data)
+{
+    if (!c->reload)
+        return -EOPNOTSUPP;
+    return c->reload(c->reload_data, on_error, data);
 }
 
 /* The sink the sources hand their events to. */
@@ -497,8 +618,11 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     if ((r = open_nft(c)) < 0)
         goto fail;
     store_turn_commit(c->store);
-    if ((r = core_ctl_start(c)) < 0)
+    c->ctl = core_ctl_new(c, l, &cfg->general);
+    if (!c->ctl) {
+        r = -errno;
         goto fail;
+    }
     if ((r = start_ami(c, cfg)) < 0)
         goto fail;
     if ((r = loop_turn_end_add(l, on_turn_end, c)) < 0)
@@ -585,7 +709,8 @@ void core_free(struct core *c)
     if (!c)
         return;
     stop_ami(c);
-    core_ctl_stop(c);
+    core_ctl_free(c->ctl);
+    c->ctl = NULL;
     if (c->store)
         core_flush(c);
     flush_ban_log(c);

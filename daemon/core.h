@@ -16,5 +16,12 @@ struct core *core_new(struct loop *l, const struct config *cfg);
  * or -errno with the old configuration still running (the reason has been logged). */
 int core_reload(struct core *c, const struct config *cfg);
 
+/* The daemon's reload path, the one SIGHUP takes (load and validate the file, core_reload(),
+ * switch the configurations over), offered to the control command `reload` so that its reply
+ * carries the real outcome. Returns 0, or -errno with the old configuration still running;
+ * on_error (may be NULL) gets each error in the file as one message. */
+typedef int (*core_reload_fn)(void *data, config_error_fn on_error, void *err_data);
+void core_set_reload(struct core *c, core_reload_fn fn, void *data);
+
 /* Commits what is pending, stops the sources and closes everything. Accepts NULL. */
 void core_free(struct core *c);

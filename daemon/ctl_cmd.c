@@ -10,6 +10,7 @@
 #include "build-config.h"
 #include "ctl_cmd.h"
 #include "log.h"
+#include "nftset.h"
 
 #define PAST_BANS_MAX 50
 #define LIST_DEFAULT_LIMIT 1000
@@ -64,11 +65,6 @@ static json_t *ban_json(const struct store_ban *b, int64_t now_ms)
     return o;
 }
 
-static bool ban_active(const struct store_ban *b, int64_t now_ms)
-{
-    return b->end == STORE_BAN_ACTIVE && (b->expires_ms == 0 || b->expires_ms > now_ms);
-}
-
 /* The request's "addr" as a prefix. allow_host_bits: for show, where an address is asked. */
 static json_t *get_prefix(json_t *req, struct addr_prefix *ret)
 {
@@ -99,7 +95,7 @@ static json_t *errno_reply(const char *what, int err)
 
 /* --- status --- */
 
-static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req)
+static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
 {
     json_t *r =
         json_pack("{s:b, s:s, s:i, s:I, s:I}", "ok", 1, "version", PBXGUARD_VERSION, "pid",
@@ -180,7 +176,16 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     }
     if (err < 0)
         return errno_reply("ban failed", err);
-    ops->apply(ops->data, &v);
+    err = ops->apply(ops->data, &v);
+    if (err < 0) {
+        /* The kernel refused it (an interval set will not hold a prefix that overlaps another
+         * banned prefix): it must not stay recorded as active while nothing enforces it. */
+        struct verdict lifted;
+        judge_unban(ops->judge, &p, "pbxguardd:refused-by-kernel", ops->now_ms, &lifted, NULL);
+        return ctl_error(CTL_CODE_FAILED, "the kernel refused the ban of %s: %s%s", ps,
+                         nftset_strerror(err),
+                         err == -ENOTEMPTY ? "; unban the other prefix first" : "");
+    }
 
     struct store_ban b;
     json_t *r = json_pack("{s:b}", "ok", 1);
@@ -191,74 +196,37 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
 
 /* --- unban --- */
 
-struct covering {
-    struct store_ban bans[16];
-    unsigned n;
-};
-
-static int collect(void *data, const struct store_ban *b)
-{
-    struct covering *c = data;
-    if (c->n < sizeof(c->bans) / sizeof(c->bans[0]))
-        c->bans[c->n++] = *b;
-    return 0;
-}
-
 static json_t *cmd_unban(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
 {
     struct addr_prefix p;
     json_t *bad = get_prefix(req, &p);
     if (bad)
         return bad;
-    char ps[ADDR_STRLEN], by[STORE_WHO_MAX];
+    char ps[ADDR_STRLEN], by[STORE_WHO_MAX], cs[ADDR_STRLEN];
     addr_prefix_format(&p, ps, sizeof(ps));
     who(peer, by, sizeof(by));
 
-    /* Lifting a broader ban because one address inside it was named would free the whole
-     * prefix: that is explained and left to the admin, except when the broader prefix is the
-     * address's own counting key (an IPv6 /64), which is how the daemon bans that address. */
-    struct covering cov = {0};
-    int err = store_bans_covering(ops->store, &p.addr, true, ops->now_ms, collect, &cov);
-    if (err < 0)
-        return errno_reply("unban failed", err);
-    struct addr_prefix key;
-    policy_key(ops->policy, &p.addr, &key);
-    bool exact = false, own_key = false;
-    const struct store_ban *wider = NULL;
-    for (unsigned i = 0; i < cov.n; i++) {
-        if (addr_prefix_equal(&cov.bans[i].prefix, &p))
-            exact = true;
-        else if (addr_prefix_covers(&cov.bans[i].prefix, &p)) {
-            if (addr_prefix_equal(&cov.bans[i].prefix, &key) && p.len == addr_max_len(&p.addr))
-                own_key = true;
-            else if (!wider)
-                wider = &cov.bans[i];
-        }
-    }
-    if (!exact && !own_key && wider) {
-        char ws[ADDR_STRLEN];
-        addr_prefix_format(&wider->prefix, ws, sizeof(ws));
+    /* What an unban lifts is the judge's decision; the reply explains a refusal. */
+    struct verdict v;
+    struct judge_cover cover;
+    int err = judge_unban(ops->judge, &p, by, ops->now_ms, &v, &cover);
+    if (err == -ENOENT && cover.hold == JUDGE_INSIDE_PREFIX) {
+        addr_prefix_format(&cover.prefix, cs, sizeof(cs));
         json_t *r = ctl_error(CTL_CODE_FAILED,
                               "%s is not banned itself; it lies inside the banned prefix %s: "
                               "unban %s to lift it",
-                              ps, ws, ws);
-        json_object_set_new(r, "covered_by", json_string(ws));
+                              ps, cs, cs);
+        json_object_set_new(r, "covered_by", json_string(cs));
         return r;
     }
-
-    struct verdict vs[16];
-    unsigned n = 0;
-    err = judge_unban(ops->judge, &p, by, ops->now_ms, vs, 16, &n);
     if (err == -ENOENT)
         return ctl_error(CTL_CODE_FAILED, "%s is not banned", ps);
     if (err < 0)
         return errno_reply("unban failed", err);
+    /* An unban the kernel cannot apply (the element already timed out) is still an unban. */
+    ops->apply(ops->data, &v);
     json_t *lifted = json_array();
-    for (unsigned i = 0; i < n; i++) {
-        char s[ADDR_STRLEN];
-        ops->apply(ops->data, &vs[i]);
-        json_array_append_new(lifted, json_string(addr_prefix_format(&vs[i].prefix, s, sizeof(s))));
-    }
+    json_array_append_new(lifted, json_string(addr_prefix_format(&v.prefix, cs, sizeof(cs))));
     return json_pack("{s:b, s:o}", "ok", 1, "lifted", lifted);
 }
 
@@ -296,7 +264,7 @@ static int list_one(void *data, const struct store_ban *b)
     return json_array_append_new(c->bans, o) ? -ENOMEM : 0;
 }
 
-static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req)
+static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
 {
     struct list_ctx c = {.ops = ops, .reason = -1, .limit = LIST_DEFAULT_LIMIT};
     json_t *limit = json_object_get(req, "limit");
@@ -341,7 +309,7 @@ struct show_ctx {
 static int show_ban(void *data, const struct store_ban *b)
 {
     struct show_ctx *c = data;
-    if (ban_active(b, c->now_ms)) {
+    if (store_ban_active(b, c->now_ms)) {
         /* Newest first: the first active one is the ban in force. */
         if (!c->ban)
             c->ban = ban_json(b, c->now_ms);
@@ -375,7 +343,7 @@ static int show_account(void *data, const char *account, int64_t count, int64_t 
     return 0;
 }
 
-static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req)
+static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
 {
     struct addr_prefix p;
     json_t *bad = get_prefix(req, &p);
@@ -420,7 +388,7 @@ static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req)
 
 /* --- reload --- */
 
-static json_t *cmd_reload(const struct ctl_cmd_ops *ops)
+static json_t *cmd_reload(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
 {
     if (!ops->reload)
         return ctl_error(CTL_CODE_FAILED, "reload is not available here; send SIGHUP");
@@ -443,21 +411,22 @@ static json_t *cmd_reload(const struct ctl_cmd_ops *ops)
     return ctl_ok();
 }
 
+typedef json_t *(*cmd_fn)(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer);
+
+static const struct {
+    const char *name;
+    cmd_fn fn;
+} commands[] = {
+    {"status", cmd_status}, {"ban", cmd_ban},   {"unban", cmd_unban},
+    {"list", cmd_list},     {"show", cmd_show}, {"reload", cmd_reload},
+};
+
 json_t *ctl_cmd_dispatch(const struct ctl_cmd_ops *ops, const char *cmd, json_t *req,
                          const struct ctl_peer *peer)
 {
-    if (strcmp(cmd, "status") == 0)
-        return cmd_status(ops, req);
-    if (strcmp(cmd, "ban") == 0)
-        return cmd_ban(ops, req, peer);
-    if (strcmp(cmd, "unban") == 0)
-        return cmd_unban(ops, req, peer);
-    if (strcmp(cmd, "list") == 0)
-        return cmd_list(ops, req);
-    if (strcmp(cmd, "show") == 0)
-        return cmd_show(ops, req);
-    if (strcmp(cmd, "reload") == 0)
-        return cmd_reload(ops);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].fn(ops, req, peer);
     char esc[64];
     return ctl_error(CTL_CODE_USAGE, "unknown command \"%s\"",
                      log_escape(cmd, strlen(cmd), esc, sizeof(esc)));

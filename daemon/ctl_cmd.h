@@ -21,15 +21,20 @@ struct ctl_cmd_ops {
     int64_t started_ms; /* wall clock when the daemon started */
     int64_t now_ms;     /* wall clock now (loop_wall_ms()) */
 
-    /* Enforces a ban or unban verdict the way the core enforces its own (queue it for the
-     * turn's nftables commit, meters, log). Required. */
-    void (*apply)(void *data, const struct verdict *v);
+    /* Enforces a ban or unban verdict the way the core enforces its own (nftables, meters,
+     * log) and commits it at once, to the kernel and to the store. Returns 0, or the kernel's
+     * -errno for this verdict's element (e.g. -ENOTEMPTY: an interval set refuses a prefix
+     * overlapping another banned prefix); the handler decides what follows. Required. */
+    int (*apply)(void *data, const struct verdict *v);
     /* Adds what only the core knows to a status reply: "ami" (array of {name, host, port,
      * state, last_event}), "events_today", "bans_today", "nftables" ({ok, detail}). May be
      * NULL (status then shows no sessions and zero counters). */
     void (*status)(void *data, json_t *reply);
-    /* Re-reads the configuration as SIGHUP does. Returns 0, or -errno after appending one
-     * string per error to errors (file:line messages). NULL: reload is not offered. */
+    /* Re-reads the configuration through the daemon's one reload path (the one SIGHUP takes):
+     * load, validate, apply, switch over. Returns 0 once the new configuration runs, or -errno
+     * with the old one still running, after appending one string per error found in the file
+     * to errors (file:line messages). The fields above may be stale once it returns: the
+     * handler replies without reading them again. NULL: reload is not offered. */
     int (*reload)(void *data, json_t *errors);
     void *data;
 };

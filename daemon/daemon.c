@@ -58,19 +58,21 @@ static void log_error(void *data, const char *message)
     log_err("%s", message);
 }
 
-/* Loads path into a new config; NULL if it has errors (they have been reported). */
-static struct config *load_config(const char *path, config_error_fn on_error)
+/* Loads path into a new config; NULL if it has errors (each went to on_error, and their count
+ * to on_summary, which has no data: the log or stderr). */
+static struct config *load_config(const char *path, config_error_fn on_error, void *data,
+                                  config_error_fn on_summary)
 {
     struct config *cfg = calloc(1, sizeof(*cfg));
     if (!cfg) {
-        on_error(NULL, "out of memory");
+        on_error(data, "out of memory");
         return NULL;
     }
-    int r = config_load(path, cfg, on_error, NULL);
+    int r = config_load(path, cfg, on_error, data);
     if (r > 0) {
         char msg[CFG_PATH_MAX + 64];
         snprintf(msg, sizeof(msg), "%s: %d error%s", path, r, r == 1 ? "" : "s");
-        on_error(NULL, msg);
+        on_summary(NULL, msg);
     }
     if (r != 0) {
         config_free(cfg);
@@ -195,26 +197,51 @@ static void notify_reloading(void)
     sd_notify(0, msg);
 }
 
-static void on_reload(struct loop *l, void *data)
+/* Where reload errors go: the log always, and the control command's reply when it asked. */
+struct reload_report {
+    config_error_fn fn;
+    void *data;
+};
+
+static void report_error(void *data, const char *message)
+{
+    const struct reload_report *rep = data;
+    log_err("%s", message);
+    if (rep->fn)
+        rep->fn(rep->data, message);
+}
+
+/* The one reload path, for SIGHUP and the control command alike: load and validate the file,
+ * refuse what needs a restart, let the core apply it, then switch over. The running
+ * configuration stays in place on any failure. */
+static int reload_config(void *data, config_error_fn on_error, void *err_data)
 {
     struct daemon *d = data;
+    struct reload_report rep = {on_error, err_data};
     const char *key;
+    char msg[128];
+    int r = 0;
 
-    log_debug("SIGHUP: reloading %s", d->config_path);
     notify_reloading();
-    struct config *next = load_config(d->config_path, log_error);
+    /* Each error reaches the caller; the count goes to the log only. */
+    struct config *next = load_config(d->config_path, report_error, &rep, log_error);
     if (!next) {
         log_err("configuration reload failed; still running with the previous configuration");
+        r = -EINVAL;
         goto done;
     }
     if ((key = needs_restart(d->cfg, next))) {
-        log_err("configuration reload refused: [general] %s changed, which needs a restart; "
-                "still running with the previous configuration",
-                key);
+        snprintf(msg, sizeof(msg), "[general] %s changed, which needs a restart", key);
+        if (on_error)
+            on_error(err_data, msg);
+        log_err("configuration reload refused: %s; still running with the previous "
+                "configuration",
+                msg);
         free_config(next);
+        r = -EINVAL;
         goto done;
     }
-    int r = core_reload(d->core, next);
+    r = core_reload(d->core, next);
     if (r < 0) {
         log_err("configuration reload failed (%s); still running with the previous configuration",
                 strerror(-r));
@@ -229,6 +256,14 @@ static void on_reload(struct loop *l, void *data)
                log_level_name(log_get_level()));
 done:
     sd_notify(0, "READY=1");
+    return r;
+}
+
+static void on_reload(struct loop *l, void *data)
+{
+    const struct daemon *d = data;
+    log_debug("SIGHUP: reloading %s", d->config_path);
+    reload_config(data, NULL, NULL);
 }
 
 static void on_watchdog(struct loop *l, void *data)
@@ -240,7 +275,7 @@ static void on_watchdog(struct loop *l, void *data)
 
 static int check_config(const char *path)
 {
-    struct config *cfg = load_config(path, print_error);
+    struct config *cfg = load_config(path, print_error, NULL, print_error);
     if (!cfg)
         return 1;
     config_dump(cfg, stdout);
@@ -254,7 +289,7 @@ static int run(struct daemon *d)
     uint64_t usec = 0;
     int r;
 
-    d->cfg = load_config(d->config_path, log_error);
+    d->cfg = load_config(d->config_path, log_error, NULL, log_error);
     if (!d->cfg)
         return 1;
     apply_logging(d);
@@ -281,6 +316,7 @@ static int run(struct daemon *d)
         log_err("cannot start: %s", strerror(errno));
         return 1;
     }
+    core_set_reload(d->core, reload_config, d);
     if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
         /* Pet at half the interval so one slow turn does not get us killed. */
         d->watchdog_ms = usec / 2000 ? usec / 2000 : 1;

@@ -31,11 +31,6 @@ void judge_set_policy(struct judge *j, const struct policy *policy)
     j->policy = policy;
 }
 
-static bool ban_active(const struct store_ban *b, int64_t now_ms)
-{
-    return !b->ended_ms && (!b->expires_ms || b->expires_ms > now_ms);
-}
-
 struct broader {
     unsigned max_len; /* as broad as the key or broader */
     struct store_ban ban;
@@ -104,7 +99,7 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
     struct store_ban last;
     r = store_ban_last(j->store, &key, &last);
     if (r == 0) {
-        if (ban_active(&last, now_ms)) {
+        if (store_ban_active(&last, now_ms)) {
             v.already_banned = true;
             *ret_verdict = v;
             return 0;
@@ -186,60 +181,93 @@ int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t 
     return 0;
 }
 
-#define UNBAN_MAX 64
-
-struct collect {
-    struct store_ban bans[UNBAN_MAX];
-    unsigned n;
-    unsigned max_len; /* no narrower than the asked prefix */
+struct target {
+    struct addr_prefix asked, key;
+    bool asked_is_address;
+    bool exact, key_banned, wider;
+    struct store_ban exact_ban, key_ban;
+    struct addr_prefix wider_prefix; /* the narrowest one */
 };
 
-static int collect_ban(void *data, const struct store_ban *b)
+/* Bans come longest prefix first (newest first within one prefix). */
+static int target_one(void *data, const struct store_ban *b)
 {
-    struct collect *c = data;
-    if (b->prefix.len > c->max_len)
-        return 0;
-    if (c->n < UNBAN_MAX)
-        c->bans[c->n++] = *b;
+    struct target *t = data;
+    if (b->prefix.len > t->asked.len)
+        return 0; /* narrower than the asked prefix (a host ban on its network address) */
+    if (addr_prefix_equal(&b->prefix, &t->asked)) {
+        if (!t->exact)
+            t->exact_ban = *b;
+        t->exact = true;
+    } else if (t->asked_is_address && addr_prefix_equal(&b->prefix, &t->key)) {
+        if (!t->key_banned)
+            t->key_ban = *b;
+        t->key_banned = true;
+    } else if (!t->wider) {
+        t->wider = true;
+        t->wider_prefix = b->prefix;
+    }
     return 0;
 }
 
-int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who, int64_t now_ms,
-                struct verdict *ret_verdicts, unsigned max, unsigned *ret_n)
+/* The prefix's own ban wins; then a wider prefix banned for its own sake, which the admin must
+ * lift by name (lifting the address's key would not free the address then); then the key. */
+static int find_target(struct judge *j, const struct addr_prefix *prefix, int64_t now_ms,
+                       struct target *t, struct judge_cover *ret_cover,
+                       const struct store_ban **ret_ban)
 {
-    struct addr_prefix p;
-    addr_prefix_of(&prefix->addr, prefix->len, &p);
+    memset(t, 0, sizeof(*t));
+    addr_prefix_of(&prefix->addr, prefix->len, &t->asked);
+    t->asked_is_address = t->asked.len == addr_max_len(&t->asked.addr);
+    policy_key(j->policy, &t->asked.addr, &t->key);
     /* Every active ban that holds the asked prefix (its own ban included). */
-    struct collect *c = calloc(1, sizeof(*c));
-    if (!c)
-        return -ENOMEM;
-    c->max_len = p.len;
-    int r = store_bans_covering(j->store, &p.addr, true, now_ms, collect_ban, c);
-    unsigned n = 0;
-    /* The exact ban alone if there is one; otherwise the broader ones. */
-    bool exact = false;
-    for (unsigned i = 0; r == 0 && i < c->n; i++)
-        exact |= addr_prefix_equal(&c->bans[i].prefix, &p);
-    for (unsigned i = 0; r == 0 && i < c->n && n < max; i++) {
-        const struct store_ban *b = &c->bans[i];
-        if (exact && !addr_prefix_equal(&b->prefix, &p))
-            continue;
-        if (i > 0 && addr_prefix_equal(&b->prefix, &c->bans[i - 1].prefix))
-            continue; /* one lift ends every active ban of a prefix */
-        r = store_ban_lift(j->store, &b->prefix, now_ms, who, NULL);
-        if (r == 0) {
-            struct verdict v = {0};
-            verdict_from_ban(b, VERDICT_UNBAN, VERDICT_MANUAL, now_ms, &v);
-            v.timeout_ms = 0;
-            ret_verdicts[n++] = v;
-        }
-    }
-    free(c);
+    int r = store_bans_covering(j->store, &t->asked.addr, true, now_ms, target_one, t);
     if (r < 0)
         return r;
-    if (n == 0)
+    struct judge_cover c = {.hold = JUDGE_NOT_BANNED};
+    *ret_ban = NULL;
+    if (t->exact) {
+        c = (struct judge_cover){JUDGE_BANNED, t->exact_ban.prefix};
+        *ret_ban = &t->exact_ban;
+    } else if (t->wider) {
+        c = (struct judge_cover){JUDGE_INSIDE_PREFIX, t->wider_prefix};
+    } else if (t->key_banned) {
+        c = (struct judge_cover){JUDGE_BANNED_AS_KEY, t->key_ban.prefix};
+        *ret_ban = &t->key_ban;
+    }
+    *ret_cover = c;
+    return 0;
+}
+
+int judge_unban_target(struct judge *j, const struct addr_prefix *prefix, int64_t now_ms,
+                       struct judge_cover *ret_cover)
+{
+    struct target t;
+    const struct store_ban *b;
+    return find_target(j, prefix, now_ms, &t, ret_cover, &b);
+}
+
+int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who, int64_t now_ms,
+                struct verdict *ret_verdict, struct judge_cover *ret_cover)
+{
+    struct target t;
+    struct judge_cover cover;
+    const struct store_ban *b;
+    int r = find_target(j, prefix, now_ms, &t, &cover, &b);
+    if (r < 0)
+        return r;
+    if (ret_cover)
+        *ret_cover = cover;
+    if (!b)
         return -ENOENT;
-    *ret_n = n;
+    /* One lift ends every active ban of the prefix. */
+    r = store_ban_lift(j->store, &b->prefix, now_ms, who, NULL);
+    if (r < 0)
+        return r;
+    struct verdict v = {0};
+    verdict_from_ban(b, VERDICT_UNBAN, VERDICT_MANUAL, now_ms, &v);
+    v.timeout_ms = 0;
+    *ret_verdict = v;
     return 0;
 }
 

@@ -57,11 +57,34 @@ int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t 
                      bool force, const char *who, const char *note, int64_t now_ms,
                      struct verdict *ret_verdict);
 
-/* Lifts the active ban of prefix, or if there is none, every active ban holding it (an address
- * inside a banned /64: the /64 is lifted, and the verdict's prefix says so). Writes up to max
- * VERDICT_UNBAN verdicts; *ret_n gets their number. -ENOENT: nothing banned there. */
+/* How the active bans hold a prefix, as an unban sees it. This is the whole unban policy: an
+ * unban lifts the prefix's own ban, or, for an address whose counting key is banned (an IPv6
+ * address inside its banned /64), that key's ban, which is how the daemon bans that address.
+ * A wider prefix banned for another reason (a manual /24) is never lifted because one address
+ * inside it was named: that would free the whole prefix, so it is named for the admin instead. */
+enum judge_hold {
+    JUDGE_NOT_BANNED = 0, /* no active ban holds it */
+    JUDGE_BANNED,         /* it has an active ban of its own */
+    JUDGE_BANNED_AS_KEY,  /* an address whose counting key is banned */
+    JUDGE_INSIDE_PREFIX,  /* only a wider banned prefix, not its key, holds it */
+};
+
+struct judge_cover {
+    enum judge_hold hold;
+    /* JUDGE_BANNED, JUDGE_BANNED_AS_KEY: the ban an unban lifts; JUDGE_INSIDE_PREFIX: the
+     * narrowest wider banned prefix that holds it. */
+    struct addr_prefix prefix;
+};
+
+/* Says what holds prefix (host bits cleared) at now_ms and what an unban of it would lift. */
+int judge_unban_target(struct judge *j, const struct addr_prefix *prefix, int64_t now_ms,
+                       struct judge_cover *ret_cover);
+
+/* Lifts what judge_unban_target() names (ended as lifted by who) and returns its VERDICT_UNBAN.
+ * -ENOENT: nothing an unban may lift (not banned, or only inside a wider banned prefix);
+ * ret_cover (may be NULL) says which, and is written in every case but a store error. */
 int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *who, int64_t now_ms,
-                struct verdict *ret_verdicts, unsigned max, unsigned *ret_n);
+                struct verdict *ret_verdict, struct judge_cover *ret_cover);
 
 /* Marks up to max bans whose time has passed as ended (the kernel drops them by itself). */
 int judge_expire(struct judge *j, int64_t now_ms, unsigned max, unsigned *ret_n);

@@ -672,6 +672,12 @@ static int read_ban(sqlite3_stmt *st, struct store_ban *b)
     return 0;
 }
 
+bool store_ban_active(const struct store_ban *b, int64_t now_ms)
+{
+    /* The same test as the SQL of ST_BANS_ACTIVE and ST_ACTIVE_COUNT. */
+    return b->end == STORE_BAN_ACTIVE && !b->ended_ms && (!b->expires_ms || b->expires_ms > now_ms);
+}
+
 int store_ban_last(struct store *s, const struct addr_prefix *prefix, struct store_ban *ret_ban)
 {
     int r = turn_begin(s);
@@ -877,7 +883,7 @@ struct covering {
 static int covering_one(void *data, const struct store_ban *b)
 {
     struct covering *c = data;
-    if (c->active_only && (b->ended_ms || (b->expires_ms && b->expires_ms <= c->now_ms)))
+    if (c->active_only && !store_ban_active(b, c->now_ms))
         return 0;
     return c->fn(c->data, b);
 }

@@ -106,6 +106,10 @@ int store_failure_add(struct store *s, const struct sec_event *ev, const struct 
 int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
                      double *ret_sum);
 
+/* Whether b is in force at now_ms: not ended (expired or lifted) and not past its expiry. The
+ * one definition of an active ban, for every caller that holds a row. */
+bool store_ban_active(const struct store_ban *b, int64_t now_ms);
+
 /* The most recent ban of exactly this prefix (active or ended); -ENOENT if it never had one. */
 int store_ban_last(struct store *s, const struct addr_prefix *prefix, struct store_ban *ret_ban);
 /* Inserts b (id ignored); *ret_id (may be NULL) gets the new row id. */

@@ -353,19 +353,20 @@ static void unban_lifts_the_ban_and_the_window_starts_clean(void **state)
     world_open(w);
     for (int i = 0; i < 5; i++)
         fail_at(w, "198.51.100.1", T0 + i);
-    struct verdict out[4];
-    unsigned n = 0;
+    struct verdict out;
+    struct judge_cover cover;
     struct addr_prefix p = fx_prefix("198.51.100.1");
-    assert_int_equal(judge_unban(w->judge, &p, "cli:uid=0", T0 + 100, out, 4, &n), 0);
-    assert_int_equal(n, 1);
-    assert_int_equal(out[0].action, VERDICT_UNBAN);
-    assert_true(addr_prefix_equal(&out[0].prefix, &p));
+    assert_int_equal(judge_unban(w->judge, &p, "cli:uid=0", T0 + 100, &out, &cover), 0);
+    assert_int_equal(cover.hold, JUDGE_BANNED);
+    assert_int_equal(out.action, VERDICT_UNBAN);
+    assert_true(addr_prefix_equal(&out.prefix, &p));
     /* The 5 failures before the unban do not count again. */
     assert_int_equal(fail_at(w, "198.51.100.1", T0 + 200).action, VERDICT_NONE);
     struct store_ban b;
     assert_int_equal(store_ban_last(w->store, &p, &b), 0);
     assert_string_equal(b.lifted_by, "cli:uid=0");
-    assert_int_equal(judge_unban(w->judge, &p, "cli:uid=0", T0 + 300, out, 4, &n), -ENOENT);
+    assert_int_equal(judge_unban(w->judge, &p, "cli:uid=0", T0 + 300, &out, &cover), -ENOENT);
+    assert_int_equal(cover.hold, JUDGE_NOT_BANNED);
 }
 
 static void unban_of_an_address_inside_a_banned_prefix_names_the_prefix(void **state)
@@ -374,13 +375,57 @@ static void unban_of_an_address_inside_a_banned_prefix_names_the_prefix(void **s
     world_open(w);
     for (int i = 0; i < 5; i++)
         fail_at(w, "2001:db8:9:9::1", T0 + i);
-    struct verdict out[4];
-    unsigned n = 0;
+    struct verdict out;
+    struct judge_cover cover;
     struct addr_prefix a = fx_prefix("2001:db8:9:9::77");
-    assert_int_equal(judge_unban(w->judge, &a, "cli:uid=0", T0 + 100, out, 4, &n), 0);
-    assert_int_equal(n, 1);
+    assert_int_equal(judge_unban(w->judge, &a, "cli:uid=0", T0 + 100, &out, &cover), 0);
+    assert_int_equal(cover.hold, JUDGE_BANNED_AS_KEY);
     char buf[ADDR_STRLEN];
-    assert_string_equal(addr_prefix_format(&out[0].prefix, buf, sizeof(buf)), "2001:db8:9:9::/64");
+    assert_string_equal(addr_prefix_format(&out.prefix, buf, sizeof(buf)), "2001:db8:9:9::/64");
+}
+
+static void unban_of_an_address_inside_a_wider_manual_ban_lifts_nothing_and_names_it(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct verdict v;
+    struct addr_prefix wide = fx_prefix("203.0.113.0/24");
+    assert_int_equal(judge_manual_ban(w->judge, &wide, HOUR_MS, false, "cli:uid=0", NULL, T0, &v),
+                     0);
+    struct judge_cover cover;
+    struct addr_prefix a = fx_prefix("203.0.113.9");
+    assert_int_equal(judge_unban_target(w->judge, &a, T0 + 1, &cover), 0);
+    assert_int_equal(cover.hold, JUDGE_INSIDE_PREFIX);
+    assert_true(addr_prefix_equal(&cover.prefix, &wide));
+    assert_int_equal(judge_unban(w->judge, &a, "cli:uid=0", T0 + 1, &v, &cover), -ENOENT);
+    assert_int_equal(cover.hold, JUDGE_INSIDE_PREFIX);
+    /* The /24 is still in force. */
+    struct store_ban b;
+    assert_int_equal(store_ban_last(w->store, &wide, &b), 0);
+    assert_true(store_ban_active(&b, T0 + 2));
+}
+
+static void a_wider_manual_ban_wins_over_the_addresss_banned_key(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "2001:db8:7:7::1", T0 + i);
+    struct verdict v;
+    struct addr_prefix wide = fx_prefix("2001:db8::/32");
+    assert_int_equal(
+        judge_manual_ban(w->judge, &wide, HOUR_MS, false, "cli:uid=0", NULL, T0 + 10, &v), 0);
+    /* Lifting the /64 would not free the address: the /32 is named instead. */
+    struct judge_cover cover;
+    struct addr_prefix a = fx_prefix("2001:db8:7:7::1");
+    assert_int_equal(judge_unban(w->judge, &a, "cli:uid=0", T0 + 20, &v, &cover), -ENOENT);
+    assert_int_equal(cover.hold, JUDGE_INSIDE_PREFIX);
+    assert_true(addr_prefix_equal(&cover.prefix, &wide));
+    /* Once the /32 is lifted by name, the address's key can be. */
+    assert_int_equal(judge_unban(w->judge, &wide, "cli:uid=0", T0 + 30, &v, &cover), 0);
+    assert_int_equal(cover.hold, JUDGE_BANNED);
+    assert_int_equal(judge_unban(w->judge, &a, "cli:uid=0", T0 + 40, &v, &cover), 0);
+    assert_int_equal(cover.hold, JUDGE_BANNED_AS_KEY);
 }
 
 struct verdicts {
@@ -443,6 +488,8 @@ int main(void)
         T(manual_ban_is_recorded_as_manual_with_who_and_length),
         T(unban_lifts_the_ban_and_the_window_starts_clean),
         T(unban_of_an_address_inside_a_banned_prefix_names_the_prefix),
+        T(unban_of_an_address_inside_a_wider_manual_ban_lifts_nothing_and_names_it),
+        T(a_wider_manual_ban_wins_over_the_addresss_banned_key),
         T(active_bans_are_restored_with_their_remaining_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
