@@ -204,6 +204,23 @@ with h.TempDir() as d:
         f.write(conf_text)
     t.eq(cli("status").returncode, 0, "the daemon still serves after a refused reload")
     t.ok(srv.wait_log("configuration reloaded", timeout=3), "a good reload is applied by the daemon")
+    # A valid file the daemon cannot apply (a StatsD server whose name does not resolve here):
+    # the reply carries the failure, not an early "ok".
+    with open(conf, "w") as f:
+        f.write(conf_text.replace("enabled = no\nhost = 127.0.0.1",
+                                  "enabled = yes\nhost = statsd.invalid", 1))
+    reloads = srv.log().count("configuration reloaded from")
+    r = cli("reload")
+    t.ok(r.returncode == 1 and "not reloaded" in r.stderr and "previous one keeps running" in r.stderr,
+         "a file the daemon cannot apply: reload fails with exit 1 and says why", r.stdout + r.stderr)
+    t.ok(srv.log().count("configuration reloaded from") == reloads
+         and "configuration reload failed" in srv.log(),
+         "and the daemon logged the failure and kept its configuration", srv.log()[-1500:])
+    with open(conf, "w") as f:
+        f.write(conf_text)
+    r = cli("reload")
+    t.ok(r.returncode == 0 and srv.log().count("configuration reloaded from") == reloads + 1,
+         "the reply of a good reload comes once the new configuration runs", r.stderr)
 
     # security: the daemon refuses other users, and survives hostile clients
     os.chmod(sock, 0o666)
