@@ -73,6 +73,7 @@ enum section_kind {
     S_SERVICE,
     S_EVENTS,
     S_WHITELIST,
+    S_PROTECT,
     S_STATSD,
     S_NFTABLES,
     S_COUNT
@@ -158,6 +159,15 @@ static const struct key_def whitelist_keys[] = {
     {"cidr", K_CIDRS, 0, 0, 0, 0, 0, NULL},
 };
 
+static const struct key_def protect_keys[] = {
+    {"own_addresses", K_BOOL, FLD(cfg_protect, own_addresses), 0, 0, 0, NULL},
+    {"gateways", K_BOOL, FLD(cfg_protect, gateways), 0, 0, 0, NULL},
+    {"resolvers", K_BOOL, FLD(cfg_protect, resolvers), 0, 0, 0, NULL},
+    {"resolv_conf", K_PATH, FLD(cfg_protect, resolv_conf), 0, 1, 0, NULL},
+    {"min_prefix4", K_UINT, FLD(cfg_protect, min_prefix4), 0, 1, 32, NULL},
+    {"min_prefix6", K_UINT, FLD(cfg_protect, min_prefix6), 0, 1, 128, NULL},
+};
+
 static const struct key_def statsd_keys[] = {
     {"enabled", K_BOOL, FLD(cfg_statsd, enabled), 0, 0, 0, NULL},
     {"host", K_HOST, FLD(cfg_statsd, host), 0, 1, 0, NULL},
@@ -192,6 +202,7 @@ static const struct section_def sections[] = {
     {"policy", S_SERVICE, true, service_keys, NKEYS(service_keys), true},
     {"events", S_EVENTS, false, NULL, 0, true},
     {"whitelist", S_WHITELIST, false, whitelist_keys, NKEYS(whitelist_keys), false},
+    {"protect", S_PROTECT, false, protect_keys, NKEYS(protect_keys), false},
     {"statsd", S_STATSD, false, statsd_keys, NKEYS(statsd_keys), false},
     {"nftables", S_NFTABLES, false, nftables_keys, NKEYS(nftables_keys), false},
 };
@@ -200,6 +211,7 @@ static const struct section_def sections[] = {
 _Static_assert(NKEYS(general_keys) <= MAX_SECTION_KEYS && NKEYS(ami_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(policy_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(statsd_keys) <= MAX_SECTION_KEYS &&
+                   NKEYS(protect_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(nftables_keys) <= MAX_SECTION_KEYS,
                "key_line[] holds one line per key of a section");
 
@@ -324,6 +336,13 @@ void config_defaults(struct config *ret_cfg)
     c->policy.ipv6_prefix = 64;
     for (size_t i = 0; i < NKEYS(default_failures); i++)
         c->policy.weight[default_failures[i]] = 1;
+
+    c->protect.own_addresses = true;
+    c->protect.gateways = true;
+    c->protect.resolvers = true;
+    snprintf(c->protect.resolv_conf, sizeof(c->protect.resolv_conf), "/etc/resolv.conf");
+    c->protect.min_prefix4 = 8;
+    c->protect.min_prefix6 = 16;
 
     snprintf(c->statsd.host, sizeof(c->statsd.host), "127.0.0.1");
     c->statsd.port = 8125;
@@ -775,7 +794,7 @@ static void begin_section(struct parser *p, char *header)
         p->secname[0] = '\0';
         report(p, p->line, NULL,
                "unknown section [%s] (expected one of: general, ami:NAME, policy, "
-               "policy:SERVICE, events, whitelist, statsd, nftables)",
+               "policy:SERVICE, events, whitelist, protect, statsd, nftables)",
                quoted(header, q));
         return;
     }
@@ -846,6 +865,7 @@ static void begin_section(struct parser *p, char *header)
         p->seen_line[s->kind] = p->line;
         p->base = s->kind == S_GENERAL    ? (void *)&c->general
                   : s->kind == S_POLICY   ? (void *)&c->policy
+                  : s->kind == S_PROTECT  ? (void *)&c->protect
                   : s->kind == S_STATSD   ? (void *)&c->statsd
                   : s->kind == S_NFTABLES ? (void *)&c->nftables
                                           : (void *)c;
@@ -1010,6 +1030,23 @@ static void check_whole(struct parser *p)
                "must differ from set4");
         p->secname[0] = '\0';
     }
+    /* A threshold ban bans a counting key: one wider than the widest ban allowed would be
+     * refused every time. */
+    const struct cfg_protect *pr = &p->cfg->protect;
+    const struct cfg_policy *pol = &p->cfg->policy;
+    unsigned line = p->seen_line[S_PROTECT] ? p->seen_line[S_PROTECT] : p->seen_line[S_POLICY];
+    snprintf(p->secname, sizeof(p->secname), "%s", p->seen_line[S_PROTECT] ? "protect" : "policy");
+    if (pr->min_prefix4 > pol->ipv4_prefix)
+        report(p, line ? line : 1, "min_prefix4",
+               "/%u is narrower than [policy] ipv4_prefix /%u, so no threshold ban could be "
+               "placed (expected at most %u)",
+               pr->min_prefix4, pol->ipv4_prefix, pol->ipv4_prefix);
+    if (pr->min_prefix6 > pol->ipv6_prefix)
+        report(p, line ? line : 1, "min_prefix6",
+               "/%u is narrower than [policy] ipv6_prefix /%u, so no threshold ban could be "
+               "placed (expected at most %u)",
+               pr->min_prefix6, pol->ipv6_prefix, pol->ipv6_prefix);
+    p->secname[0] = '\0';
 }
 
 /* Reads path line by line into parse_line() or parse_paths_line(). Returns 0, or -errno if
@@ -1219,6 +1256,8 @@ void config_dump(const struct config *cfg, FILE *out)
     for (unsigned i = 0; i < cfg->whitelist.n; i++)
         fprintf(out, "cidr = %s\n",
                 addr_prefix_format(&cfg->whitelist.prefixes[i], buf, sizeof(buf)));
+    fprintf(out, "\n[protect]\n");
+    dump_keys(out, protect_keys, NKEYS(protect_keys), &cfg->protect);
     fprintf(out, "\n[statsd]\n");
     dump_keys(out, statsd_keys, NKEYS(statsd_keys), &cfg->statsd);
     fprintf(out, "\n[nftables]\n");

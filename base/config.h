@@ -74,6 +74,16 @@ struct cfg_whitelist {
     unsigned n;
 };
 
+/* [protect]: what is never banned besides the built-in ranges and the [whitelist]. */
+struct cfg_protect {
+    bool own_addresses;             /* yes: the host's own addresses, followed over rtnetlink */
+    bool gateways;                  /* yes: its default gateways */
+    bool resolvers;                 /* yes: the nameservers of resolv_conf, followed by inotify */
+    char resolv_conf[CFG_PATH_MAX]; /* /etc/resolv.conf */
+    unsigned min_prefix4;           /* 8: no ban may be wider, not even with --force */
+    unsigned min_prefix6;           /* 16 */
+};
+
 enum cfg_statsd_type { CFG_STATSD_COUNTER = 0, CFG_STATSD_METER };
 
 struct cfg_statsd {
@@ -112,6 +122,7 @@ struct config {
     unsigned nami;
     struct cfg_policy policy;
     struct cfg_whitelist whitelist;
+    struct cfg_protect protect;
     struct cfg_statsd statsd;
     struct cfg_nftables nftables;
 };

@@ -172,12 +172,23 @@ static void print_show(const json_t *r, int64_t now, FILE *out)
     fprintf(out, "%-12s %s\n", "address", str(r, "addr", a, sizeof(a)));
     if (json_is_string(json_object_get(r, "key")))
         fprintf(out, "%-12s %s\n", "counted as", str(r, "key", a, sizeof(a)));
-    const json_t *wl = json_object_get(r, "whitelist");
-    if (json_is_string(wl))
-        fprintf(out, "%-12s yes, matches %s: never banned automatically\n", "whitelisted",
+    const json_t *pr = json_object_get(r, "protected");
+    if (json_is_object(pr)) {
+        /* Why, from what, and how firmly. */
+        fprintf(out, "%-12s yes: %s (%s)", "protected", str(pr, "reason", e, sizeof(e)),
+                str(pr, "prefix", a, sizeof(a)));
+        if (json_is_true(json_object_get(pr, "ignored")))
+            fprintf(out, "; its events are ignored, never counted nor banned\n");
+        else if (json_is_true(json_object_get(pr, "absolute")))
+            fprintf(out, "; never banned, not even with --force\n");
+        else
+            fprintf(out, "; never banned automatically (ban --force overrides it)\n");
+    } else if (json_is_string(json_object_get(r, "whitelist"))) {
+        fprintf(out, "%-12s yes, matches %s: never banned automatically\n", "protected",
                 str(r, "whitelist", a, sizeof(a)));
-    else
-        fprintf(out, "%-12s no\n", "whitelisted");
+    } else {
+        fprintf(out, "%-12s no\n", "protected");
+    }
 
     const json_t *ban = json_object_get(r, "ban");
     if (json_is_object(ban)) {

@@ -16,6 +16,7 @@
 #include "core.h"
 #include "core_ctl.h"
 #include "duration.h"
+#include "hostaddr.h"
 #include "judge.h"
 #include "log.h"
 #include "nftset.h"
@@ -66,6 +67,11 @@ struct core {
     struct policy *policy;
     struct judge *judge;
     bool db_failing;
+    bool started; /* core_new() is done: changes from now on are news worth a log line */
+
+    struct hostaddr *host;          /* the host's addresses, gateways, resolvers: protected */
+    uint64_t ignored_log_ms;        /* monotonic time of the last "ignored" log line */
+    unsigned long ignored_unlogged; /* ignored events since that line */
 
     struct nftset *nft;
     struct loop_io nft_io;             /* the monitor socket */
@@ -104,6 +110,8 @@ static const char *reason_name(enum verdict_reason r)
         return "manual";
     case VERDICT_RESTORE:
         return "restore";
+    case VERDICT_PROTECTED:
+        return "protected";
     }
     return "?";
 }
@@ -169,9 +177,16 @@ static void nft_commit(struct core *c)
     }
 }
 
+static void apply_verdict(struct core *c, const struct verdict *v);
+
 static int queue_restore(void *data, const struct verdict *v)
 {
     struct core *c = data;
+    if (v->action == VERDICT_UNBAN) {
+        /* A ban the rules no longer allow: lifted instead of restored. */
+        apply_verdict(c, v);
+        return 0;
+    }
     int r = nftset_queue_ban(c->nft, &v->prefix, (uint64_t)v->timeout_ms);
     if (r == 0)
         c->restore_count++;
@@ -305,11 +320,20 @@ static void apply_verdict(struct core *c, const struct verdict *v)
         apply_ban(c, v, NULL);
     } else if (v->action == VERDICT_UNBAN) {
         int r = nftset_queue_unban(c->nft, &v->prefix);
-        if (r < 0)
+        if (r < 0) {
             log_err("nftables: cannot queue the unban of %s: %s",
                     addr_prefix_format(&v->prefix, buf, sizeof(buf)), nftset_strerror(r));
-        else
+        } else if (v->reason == VERDICT_PROTECTED) {
+            const struct policy_wl_entry *e;
+            char why[256];
+            enum policy_ban_rule rule = policy_ban_check(c->policy, &v->prefix, true, &e);
+            if (rule == POLICY_BAN_OK)
+                rule = policy_ban_check(c->policy, &v->prefix, false, &e);
+            log_warn("lifted the ban of %s: %s", addr_prefix_format(&v->prefix, buf, sizeof(buf)),
+                     policy_ban_refusal(c->policy, &v->prefix, rule, e, why, sizeof(why)));
+        } else {
             log_notice("unbanned %s (manual)", addr_prefix_format(&v->prefix, buf, sizeof(buf)));
+        }
         c->stats.unbans++;
         statsd_count_by(c->statsd, STATSD_M_UNBANS, reason_name(v->reason), 1);
     }
@@ -381,6 +405,31 @@ int core_reload_request(struct core *c, config_error_fn on_error, void *data)
     return c->reload(c->reload_data, on_error, data);
 }
 
+#define IGNORED_LOG_INTERVAL_MS 60000
+
+/* An event from a source that is never a real one (link-local, ::, multicast, ...): counted in
+ * a meter, and logged at most once a minute with the number of the others. */
+static void note_ignored(struct core *c, const struct sec_event *ev, const char *range)
+{
+    statsd_count_by(c->statsd, STATSD_M_IGNORED, range, 1);
+    uint64_t now = loop_now_ms(c->loop);
+    if (c->ignored_log_ms && now - c->ignored_log_ms < IGNORED_LOG_INTERVAL_MS) {
+        c->ignored_unlogged++;
+        return;
+    }
+    char a[ADDR_STRLEN], scope[4 * SEC_SCOPE_MAX], svc[4 * SEC_SERVICE_MAX], more[64] = "";
+    log_escape(ev->remote.scope, strnlen(ev->remote.scope, SEC_SCOPE_MAX), scope, sizeof(scope));
+    log_escape(ev->service, strnlen(ev->service, SEC_SERVICE_MAX), svc, sizeof(svc));
+    if (c->ignored_unlogged)
+        snprintf(more, sizeof(more), " (and %lu more such events in the last minute)",
+                 c->ignored_unlogged);
+    log_notice("ignored %s/%s from %s%s%s (%s): such a source is never counted nor banned%s",
+               sec_event_type_name(ev->type), svc, addr_format(&ev->remote.addr, a, sizeof(a)),
+               scope[0] ? "%" : "", scope, range, more);
+    c->ignored_log_ms = now ? now : 1;
+    c->ignored_unlogged = 0;
+}
+
 /* The sink the sources hand their events to. */
 static void on_event(void *data, const struct sec_event *ev)
 {
@@ -396,6 +445,10 @@ static void on_event(void *data, const struct sec_event *ev)
         return;
     }
     db_succeeded(c);
+    if (v.ignored) {
+        note_ignored(c, ev, v.ignored);
+        return;
+    }
     if (v.counted) {
         c->stats.failures++;
         statsd_failed_auth(c->statsd, ev);
@@ -406,20 +459,123 @@ static void on_event(void *data, const struct sec_event *ev)
 
 /* --- AMI sources --- */
 
-/* The Asterisk we talk to must never be banned: whitelist its address as soon as we know it
- * (at once for a numeric host, at connect time for a name). */
+/* --- protection: what must never be banned --- */
+
+/* prefix just became protected: lift the active bans that hold it and are not allowed now. */
+static void protect_added(struct core *c, const struct addr_prefix *prefix)
+{
+    struct verdict v[16];
+    unsigned n = 0;
+    if (!c->judge || !c->nft)
+        return; /* starting: the restore that follows checks every ban */
+    int r = judge_protect(c->judge, prefix, loop_wall_ms(c->loop), v, 16, &n);
+    if (r < 0) {
+        db_failed(c, "lifting bans of a protected address", r);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++)
+        apply_verdict(c, &v[i]);
+}
+
+static bool has_entry(const struct policy_wl_entry *list, unsigned n,
+                      const struct policy_wl_entry *e)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (addr_prefix_equal(&list[i].prefix, &e->prefix) && strcmp(list[i].label, e->label) == 0)
+            return true;
+    return false;
+}
+
+/* Puts the new list of one source into the policy, logs what changed, and lifts the bans that
+ * now hold a protected address. */
+static void protect_replace(struct core *c, enum policy_source src, const struct policy_wl_entry *e,
+                            unsigned n)
+{
+    unsigned nall, nold = 0;
+    const struct policy_wl_entry *all = policy_protect_entries(c->policy, &nall);
+    struct policy_wl_entry *old = calloc(nall ? nall : 1, sizeof(*old));
+    if (!old) {
+        log_err("protection: out of memory");
+        return;
+    }
+    for (unsigned i = 0; i < nall; i++)
+        if (all[i].source == src)
+            old[nold++] = all[i];
+    int r = policy_protect_replace(c->policy, src, e, n);
+    if (r < 0) {
+        log_err("protection: cannot update the %s list: %s", policy_source_name(src), strerror(-r));
+        free(old);
+        return;
+    }
+    char buf[ADDR_STRLEN];
+    bool starting = !c->started;
+    for (unsigned i = 0; i < n; i++) {
+        if (has_entry(old, nold, &e[i]))
+            continue;
+        if (starting)
+            log_debug("protected: %s (%s)", addr_prefix_format(&e[i].prefix, buf, sizeof(buf)),
+                      e[i].label);
+        else
+            log_notice("protected now: %s (%s)", addr_prefix_format(&e[i].prefix, buf, sizeof(buf)),
+                       e[i].label);
+        protect_added(c, &e[i].prefix);
+    }
+    for (unsigned i = 0; i < nold; i++)
+        if (!has_entry(e, n, &old[i]))
+            log_notice("no longer protected: %s (%s)",
+                       addr_prefix_format(&old[i].prefix, buf, sizeof(buf)), old[i].label);
+    free(old);
+}
+
+static void on_host_facts(void *data, enum policy_source src, const struct policy_wl_entry *e,
+                          unsigned n)
+{
+    protect_replace(data, src, e, n);
+}
+
+/* The Asterisk servers we talk to must never be banned: their addresses are protected as soon
+ * as we know them (at once for a numeric host, at connect time for a name). */
+static void protect_ami_peers(struct core *c)
+{
+    struct policy_wl_entry *e = calloc(c->nami ? c->nami : 1, sizeof(*e));
+    unsigned n = 0;
+    if (!e)
+        return;
+    for (unsigned i = 0; i < c->nami; i++) {
+        if (!c->ami_peer_known[i])
+            continue;
+        addr_prefix_of(&c->ami_peer[i], addr_max_len(&c->ami_peer[i]), &e[n].prefix);
+        snprintf(e[n].label, sizeof(e[n].label), "AMI peer ami:%s", c->cfg->ami[i].name);
+        n++;
+    }
+    protect_replace(c, POLICY_SRC_AMI, e, n);
+    free(e);
+}
+
 static void whitelist_ami_peer(struct core *c, unsigned i, const struct addr *a)
 {
-    char label[POLICY_LABEL_MAX];
-    struct addr_prefix p;
     if (c->ami_peer_known[i] && addr_equal(&c->ami_peer[i], a))
         return;
-    addr_prefix_of(a, addr_max_len(a), &p);
-    snprintf(label, sizeof(label), "ami:%s", c->cfg->ami[i].name);
-    if (policy_whitelist_add(c->policy, &p, label) == 0) {
-        c->ami_peer[i] = *a;
-        c->ami_peer_known[i] = true;
-    }
+    c->ami_peer[i] = *a;
+    c->ami_peer_known[i] = true;
+    protect_ami_peers(c);
+}
+
+static void log_protection(struct core *c)
+{
+    unsigned nall, count[POLICY_SRC_COUNT] = {0};
+    const struct policy_wl_entry *all = policy_protect_entries(c->policy, &nall);
+    for (unsigned i = 0; i < nall; i++)
+        count[all[i].source]++;
+    log_info("protected (never banned): loopback, link-local, multicast and the other built-in "
+             "ranges; %u own address%s, %u gateway%s, %u resolver%s, %u AMI peer%s, %u "
+             "[whitelist] entr%s; no ban wider than /%u (IPv4) or /%u (IPv6)",
+             count[POLICY_SRC_HOST], count[POLICY_SRC_HOST] == 1 ? "" : "es",
+             count[POLICY_SRC_GATEWAY], count[POLICY_SRC_GATEWAY] == 1 ? "" : "s",
+             count[POLICY_SRC_RESOLVER], count[POLICY_SRC_RESOLVER] == 1 ? "" : "s",
+             count[POLICY_SRC_AMI], count[POLICY_SRC_AMI] == 1 ? "" : "s", count[POLICY_SRC_CONFIG],
+             count[POLICY_SRC_CONFIG] == 1 ? "y" : "ies", c->cfg->protect.min_prefix4,
+             c->cfg->protect.min_prefix6);
 }
 
 static void watch_ami(struct core *c)
@@ -545,8 +701,18 @@ static void on_turn_end(struct loop *l, void *data)
 static struct policy *make_policy(const struct config *cfg)
 {
     struct policy *p = policy_new(&cfg->policy, &cfg->whitelist);
-    if (!p)
+    if (!p) {
         log_err("[policy]: invalid settings: %s", strerror(errno));
+        return NULL;
+    }
+    if (policy_set_min_prefix(p, cfg->protect.min_prefix4, cfg->protect.min_prefix6) < 0) {
+        log_err("[protect] min_prefix4 = %u, min_prefix6 = %u: invalid with ipv4_prefix = %u, "
+                "ipv6_prefix = %u",
+                cfg->protect.min_prefix4, cfg->protect.min_prefix6, cfg->policy.ipv4_prefix,
+                cfg->policy.ipv6_prefix);
+        policy_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -615,6 +781,12 @@ struct core *core_new(struct loop *l, const struct config *cfg)
         r = -ENOMEM;
         goto fail;
     }
+    /* The host's own facts before the restore, so that no ban holding them is re-installed. */
+    c->host = hostaddr_new(l, &cfg->protect, on_host_facts, c);
+    if (!c->host) {
+        r = -errno;
+        goto fail;
+    }
     if ((r = open_nft(c)) < 0)
         goto fail;
     store_turn_commit(c->store);
@@ -625,6 +797,8 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     }
     if ((r = start_ami(c, cfg)) < 0)
         goto fail;
+    log_protection(c);
+    c->started = true;
     if ((r = loop_turn_end_add(l, on_turn_end, c)) < 0)
         goto fail;
     loop_timer_arm(l, &c->maint_timer, MAINT_INTERVAL_MS);
@@ -674,6 +848,17 @@ int core_reload(struct core *c, const struct config *cfg)
     if (memcmp(&c->cfg->nftables, &cfg->nftables, sizeof(cfg->nftables)) != 0)
         log_warn("[nftables] changes take effect when pbxguardd restarts");
 
+    /* What was learned at run time carries over; hostaddr_reconfigure() below corrects it if
+     * [protect] changed. */
+    if (policy_protect_copy(p, c->policy, POLICY_SRC_HOST) < 0 ||
+        policy_protect_copy(p, c->policy, POLICY_SRC_GATEWAY) < 0 ||
+        policy_protect_copy(p, c->policy, POLICY_SRC_RESOLVER) < 0 ||
+        (same_ami_list(c->cfg, cfg) && policy_protect_copy(p, c->policy, POLICY_SRC_AMI) < 0)) {
+        log_err("reload: out of memory");
+        policy_free(p);
+        return -ENOMEM;
+    }
+
     /* From here on nothing fails: switch over. */
     const struct config *old = c->cfg;
     c->cfg = cfg;
@@ -688,19 +873,12 @@ int core_reload(struct core *c, const struct config *cfg)
         if (r < 0)
             log_err("AMI sessions could not be restarted: %s", strerror(-r));
     } else {
-        for (unsigned i = 0; i < c->nami; i++) {
-            char label[POLICY_LABEL_MAX];
-            struct addr_prefix pfx;
-            if (!c->ami_peer_known[i])
-                continue;
-            addr_prefix_of(&c->ami_peer[i], addr_max_len(&c->ami_peer[i]), &pfx);
-            snprintf(label, sizeof(label), "ami:%s", cfg->ami[i].name);
-            policy_whitelist_add(p, &pfx, label);
-        }
         judge_set_policy(c->judge, p);
         policy_free(c->policy);
         c->policy = p;
     }
+    /* A failure keeps the old [protect] running (logged); the reload itself goes on. */
+    hostaddr_reconfigure(c->host, &cfg->protect);
     return 0;
 }
 
@@ -711,6 +889,8 @@ void core_free(struct core *c)
     stop_ami(c);
     core_ctl_free(c->ctl);
     c->ctl = NULL;
+    hostaddr_free(c->host);
+    c->host = NULL;
     if (c->store)
         core_flush(c);
     flush_ban_log(c);

@@ -168,11 +168,13 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
         judge_manual_ban(ops->judge, &p, duration_ms, force, by,
                          json_is_string(note) ? json_string_value(note) : NULL, ops->now_ms, &v);
     if (err == -EPERM) {
-        const struct policy_wl_entry *w = policy_whitelist_overlap(ops->policy, &p);
-        char ws[ADDR_STRLEN];
-        return ctl_error(
-            CTL_CODE_FAILED, "%s is whitelisted (overlaps %s, %s); use --force to ban it anyway",
-            ps, w ? addr_prefix_format(&w->prefix, ws, sizeof(ws)) : "?", w ? w->label : "?");
+        const struct policy_wl_entry *w;
+        char why[512];
+        enum policy_ban_rule rule = policy_ban_check(ops->policy, &p, force, &w);
+        json_t *r = ctl_error(CTL_CODE_FAILED, "%s",
+                              policy_ban_refusal(ops->policy, &p, rule, w, why, sizeof(why)));
+        json_object_set_new(r, "rule", json_string(policy_ban_rule_name(rule)));
+        return r;
     }
     if (err < 0)
         return errno_reply("ban failed", err);
@@ -373,8 +375,15 @@ static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req, const struct
         json_object_set_new(r, "whitelist",
                             json_string(addr_prefix_format(&w->prefix, s, sizeof(s))));
         json_object_set_new(r, "whitelist_label", json_string(w->label));
+        /* Why it is protected, and how firmly: --force bans only what is not absolute. */
+        json_object_set_new(r, "protected",
+                            json_pack("{s:s, s:s, s:s, s:b, s:b}", "prefix", s, "reason", w->label,
+                                      "source", policy_source_name(w->source), "absolute",
+                                      policy_source_absolute(w->source), "ignored",
+                                      policy_ignored(ops->policy, &p.addr) != NULL));
     } else {
         json_object_set_new(r, "whitelist", json_null());
+        json_object_set_new(r, "protected", json_null());
     }
     json_object_set_new(r, "ban", c.ban ? c.ban : json_null());
     json_object_set_new(r, "past_bans", c.past);

@@ -81,6 +81,12 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
         *ret_verdict = v;
         return 0;
     }
+    const struct policy_wl_entry *ign = policy_ignored(j->policy, &ev->remote.addr);
+    if (ign) {
+        v.ignored = ign->label;
+        *ret_verdict = v;
+        return 0;
+    }
     struct addr_prefix key;
     policy_key(j->policy, &ev->remote.addr, &key);
     v.whitelisted = policy_whitelist_match(j->policy, &ev->remote.addr) != NULL;
@@ -159,7 +165,7 @@ int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t 
         return -EINVAL;
     struct addr_prefix p;
     addr_prefix_of(&prefix->addr, prefix->len, &p);
-    if (!force && policy_whitelist_overlap(j->policy, &p))
+    if (policy_ban_check(j->policy, &p, force, NULL) != POLICY_BAN_OK)
         return -EPERM;
     int r = store_ban_lift(j->store, &p, now_ms, who, NULL);
     if (r < 0)
@@ -276,15 +282,47 @@ int judge_expire(struct judge *j, int64_t now_ms, unsigned max, unsigned *ret_n)
     return store_bans_expire(j->store, now_ms, max, ret_n);
 }
 
+bool judge_ban_allowed(const struct judge *j, const struct store_ban *b)
+{
+    return policy_ban_check(j->policy, &b->prefix, b->reason == STORE_BAN_MANUAL, NULL) ==
+           POLICY_BAN_OK;
+}
+
+/* Bans to lift, collected during a walk of the store and lifted after it. */
+struct lift_list {
+    struct store_ban *bans;
+    unsigned n, cap;
+};
+
+static int lift_list_add(struct lift_list *l, const struct store_ban *b)
+{
+    if (l->n == l->cap) {
+        unsigned cap = l->cap ? l->cap * 2 : 8;
+        struct store_ban *m = realloc(l->bans, cap * sizeof(*m));
+        if (!m)
+            return -ENOMEM;
+        l->bans = m;
+        l->cap = cap;
+    }
+    l->bans[l->n++] = *b;
+    return 0;
+}
+
+#define PROTECT_WHO "pbxguardd:protected"
+
 struct restore {
+    struct judge *j;
     int64_t now_ms;
     judge_verdict_fn fn;
     void *data;
+    struct lift_list lift;
 };
 
 static int restore_one(void *data, const struct store_ban *b)
 {
     struct restore *rs = data;
+    if (!judge_ban_allowed(rs->j, b))
+        return lift_list_add(&rs->lift, b);
     struct verdict v = {0};
     verdict_from_ban(b, VERDICT_BAN, VERDICT_RESTORE, rs->now_ms, &v);
     return rs->fn(rs->data, &v);
@@ -292,6 +330,53 @@ static int restore_one(void *data, const struct store_ban *b)
 
 int judge_active_bans(struct judge *j, int64_t now_ms, judge_verdict_fn fn, void *data)
 {
-    struct restore rs = {now_ms, fn, data};
-    return store_bans_active(j->store, now_ms, restore_one, &rs);
+    struct restore rs = {.j = j, .now_ms = now_ms, .fn = fn, .data = data};
+    int r = store_bans_active(j->store, now_ms, restore_one, &rs);
+    for (unsigned i = 0; r >= 0 && i < rs.lift.n; i++) {
+        const struct store_ban *b = &rs.lift.bans[i];
+        r = store_ban_lift(j->store, &b->prefix, now_ms, PROTECT_WHO, NULL);
+        if (r < 0)
+            break;
+        struct verdict v = {0};
+        verdict_from_ban(b, VERDICT_UNBAN, VERDICT_PROTECTED, now_ms, &v);
+        v.timeout_ms = 0;
+        r = fn(data, &v);
+    }
+    free(rs.lift.bans);
+    return r;
+}
+
+static int collect_unallowed(void *data, const struct store_ban *b)
+{
+    struct restore *rs = data;
+    return judge_ban_allowed(rs->j, b) ? 0 : lift_list_add(&rs->lift, b);
+}
+
+int judge_protect(struct judge *j, const struct addr_prefix *prefix, int64_t now_ms,
+                  struct verdict *ret_verdicts, unsigned max, unsigned *ret_n)
+{
+    struct restore rs = {.j = j, .now_ms = now_ms};
+    unsigned n = 0;
+    int r = store_bans_covering(j->store, &prefix->addr, true, now_ms, collect_unallowed, &rs);
+    for (unsigned i = 0; r >= 0 && i < rs.lift.n && n < max; i++) {
+        const struct store_ban *b = &rs.lift.bans[i];
+        /* A prefix banned more than once shows up once per row: one lift ends them all. */
+        bool seen = false;
+        for (unsigned k = 0; k < n; k++)
+            seen |= addr_prefix_equal(&ret_verdicts[k].prefix, &b->prefix);
+        if (seen)
+            continue;
+        r = store_ban_lift(j->store, &b->prefix, now_ms, PROTECT_WHO, NULL);
+        if (r < 0)
+            break;
+        struct verdict v = {0};
+        verdict_from_ban(b, VERDICT_UNBAN, VERDICT_PROTECTED, now_ms, &v);
+        v.timeout_ms = 0;
+        ret_verdicts[n++] = v;
+    }
+    free(rs.lift.bans);
+    if (r < 0)
+        return r;
+    *ret_n = n;
+    return 0;
 }

@@ -15,6 +15,7 @@ enum verdict_reason {
     VERDICT_THRESHOLD = 0, /* the window reached the threshold */
     VERDICT_MANUAL,        /* a ban or unban asked for on the control socket */
     VERDICT_RESTORE,       /* an active ban re-installed at start or after a repair */
+    VERDICT_PROTECTED,     /* an active ban lifted: it holds an address now protected */
 };
 
 struct verdict {
@@ -29,6 +30,9 @@ struct verdict {
     bool counted;        /* it weighed > 0 and was recorded (failed_auth meters) */
     bool whitelisted;    /* recorded but never counted: its source is whitelisted */
     bool already_banned; /* its key is banned now: recorded, no new verdict */
+    /* Its source can never be a real one (policy_ignored(): link-local, ::, multicast, ...):
+     * the label of that range ("link-local"); nothing was recorded. NULL otherwise. */
+    const char *ignored;
     enum sec_event_type event_type;
     char service[SEC_SERVICE_MAX];
 };
@@ -41,7 +45,8 @@ void judge_free(struct judge *j); /* accepts NULL */
 /* After a reload: windows and bans carry on, counted under the new rules. */
 void judge_set_policy(struct judge *j, const struct policy *policy);
 
-/* Records ev (if it weighs anything; whitelisted sources too, marked as such) and sums its
+/* Records ev (if it weighs anything; whitelisted sources too, marked as such; a source that
+ * policy_ignored() names is not recorded at all, see verdict.ignored) and sums its
  * key's window [max(now - findtime, end of the key's last ban), now]. When the sum reaches the
  * service's threshold and the key is not banned (nor inside an active broader ban), adds a
  * threshold ban whose length follows the key's offence count and returns it as VERDICT_BAN.
@@ -49,8 +54,12 @@ void judge_set_policy(struct judge *j, const struct policy *policy);
 int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
                 struct verdict *ret_verdict);
 
-/* A manual ban of prefix (host bits cleared) for duration_ms (0 = permanent). A prefix that
- * overlaps the whitelist is refused with -EPERM unless force. An active ban of the same prefix
+/* A manual ban of prefix (host bits cleared) for duration_ms (0 = permanent). Every ban that
+ * does not come from the event path (manual now, remote later) passes policy_ban_check(): a
+ * prefix wider than the policy's min_prefix or overlapping an absolute protection (built-in
+ * ranges, AMI peers, the host's own addresses) is refused with -EPERM whatever force says; one
+ * overlapping another protected entry (the configured whitelist, gateways, resolvers) unless
+ * force. policy_ban_check() and policy_ban_refusal() say why. An active ban of the same prefix
  * is replaced (ended as lifted by who). who: "cli:uid=0". note: the admin's reason, kept with
  * the ban (NULL or "" for none; cut to STORE_NOTE_MAX - 1 bytes). */
 int judge_manual_ban(struct judge *j, const struct addr_prefix *prefix, int64_t duration_ms,
@@ -90,6 +99,18 @@ int judge_unban(struct judge *j, const struct addr_prefix *prefix, const char *w
 int judge_expire(struct judge *j, int64_t now_ms, unsigned max, unsigned *ret_n);
 
 /* Calls fn with a VERDICT_BAN (reason RESTORE, timeout = remaining time) for every active ban:
- * for restore at start and whenever the nftables table must be rebuilt. */
+ * for restore at start and whenever the nftables table must be rebuilt. An active ban that the
+ * rules no longer allow (judge_ban_allowed()) is not restored: it is lifted, and fn gets a
+ * VERDICT_UNBAN with reason PROTECTED for it (the kernel may still hold it from before). */
 typedef int (*judge_verdict_fn)(void *data, const struct verdict *v);
 int judge_active_bans(struct judge *j, int64_t now_ms, judge_verdict_fn fn, void *data);
+
+/* Whether an active ban may stay: a manual one must pass policy_ban_check() as if forced (the
+ * admin may have forced it), a threshold one as if not (its key would have been narrowed). */
+bool judge_ban_allowed(const struct judge *j, const struct store_ban *b);
+
+/* After prefix became protected (the host got a new address, ...): lifts every active ban
+ * holding prefix's first address that judge_ban_allowed() refuses now, as VERDICT_UNBAN with
+ * reason PROTECTED (up to max of them; *ret_n gets their number). Returns 0 or -errno. */
+int judge_protect(struct judge *j, const struct addr_prefix *prefix, int64_t now_ms,
+                  struct verdict *ret_verdicts, unsigned max, unsigned *ret_n);

@@ -25,6 +25,9 @@
 #define STATSD_M_BANS_ACTIVE_IPV6 "bans.active.ipv6"
 /* events.<EventType>: security events received, by type (sec_event_type_name()). */
 #define STATSD_M_EVENTS "events"
+/* ignored.<range>: events from a source that can never be a real one, by its range
+ * ("link-local", "unspecified", "multicast", "broadcast", "this-network"): never counted. */
+#define STATSD_M_IGNORED "ignored"
 /* AMI frames that did not parse / that exceeded the frame size bound. */
 #define STATSD_M_AMI_FRAMES_MALFORMED "ami.frames_malformed"
 #define STATSD_M_AMI_FRAMES_OVERSIZED "ami.frames_oversized"

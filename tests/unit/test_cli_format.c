@@ -123,7 +123,7 @@ static void show_explains_a_ban_and_escapes_accounts(void **state)
         "\"ended\":1764063600,\"end_reason\":\"lifted\",\"lifted_by\":\"cli:uid=0\"}]}");
     assert_string_equal(s, "address      192.0.2.7\n"
                            "counted as   192.0.2.7\n"
-                           "whitelisted  no\n"
+                           "protected    no\n"
                            "banned       yes, as 192.0.2.0/24 (manual, 1h left, until "
                            "2025-11-26 11:00:00)\n"
                            "since        2025-11-26 09:40:00 by cli:uid=0: ticket 42\n"
@@ -142,9 +142,42 @@ static void show_names_the_whitelist_entry(void **state)
 {
     const char *s = render("show", "{\"ok\":true,\"addr\":\"10.1.2.3\","
                                    "\"whitelist\":\"10.0.0.0/8\",\"ban\":null}");
-    assert_non_null(strstr(s, "whitelisted  yes, matches 10.0.0.0/8"));
+    assert_non_null(strstr(s, "protected    yes, matches 10.0.0.0/8"));
     assert_non_null(strstr(s, "banned       no\n"));
     assert_non_null(strstr(s, "failures     none recorded\n"));
+}
+
+static void show_says_why_an_address_is_protected_and_how_firmly(void **state)
+{
+    static const struct {
+        const char *protected_json, *line;
+    } cases[] = {
+        {"{\"prefix\":\"2001:db8:1::1\",\"reason\":\"own address on eth0\",\"source\":\"host\","
+         "\"absolute\":true,\"ignored\":false}",
+         "protected    yes: own address on eth0 (2001:db8:1::1); never banned, not even with "
+         "--force\n"},
+        {"{\"prefix\":\"192.0.2.0/24\",\"reason\":\"config\",\"source\":\"config\","
+         "\"absolute\":false,\"ignored\":false}",
+         "protected    yes: config (192.0.2.0/24); never banned automatically (ban --force "
+         "overrides it)\n"},
+        {"{\"prefix\":\"fe80::/10\",\"reason\":\"link-local\",\"source\":\"builtin\","
+         "\"absolute\":true,\"ignored\":true}",
+         "protected    yes: link-local (fe80::/10); its events are ignored, never counted nor "
+         "banned\n"},
+        {"{\"prefix\":\"192.0.2.1\",\"reason\":\"gateway on eth0\\u001b[2J\","
+         "\"source\":\"gateway\",\"absolute\":false,\"ignored\":false}",
+         "protected    yes: gateway on eth0\\x1b[2J (192.0.2.1); never banned automatically (ban "
+         "--force overrides it)\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char json[512];
+        snprintf(json, sizeof(json),
+                 "{\"ok\":true,\"addr\":\"192.0.2.1\",\"whitelist\":\"x\",\"protected\":%s,"
+                 "\"ban\":null}",
+                 cases[i].protected_json);
+        const char *s = render("show", json);
+        assert_non_null(strstr(s, cases[i].line));
+    }
 }
 
 static void sizes_and_times_read_naturally(void **state)
@@ -172,6 +205,7 @@ int main(void)
         cmocka_unit_test(status_flags_a_failing_nftables_layer),
         cmocka_unit_test(show_explains_a_ban_and_escapes_accounts),
         cmocka_unit_test(show_names_the_whitelist_entry),
+        cmocka_unit_test(show_says_why_an_address_is_protected_and_how_firmly),
         cmocka_unit_test(sizes_and_times_read_naturally),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
