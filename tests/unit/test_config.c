@@ -516,6 +516,42 @@ static void paths_of_an_unreadable_file_return_the_errno(void **state)
     assert_non_null(strstr(errs.msg[0], "cannot read"));
 }
 
+static void protect_defaults_protect_everything(void **state)
+{
+    assert_int_equal(load("[general]\n"), 0);
+    assert_true(cfg.protect.own_addresses && cfg.protect.gateways && cfg.protect.resolvers);
+    assert_string_equal(cfg.protect.resolv_conf, "/etc/resolv.conf");
+    assert_int_equal(cfg.protect.min_prefix4, 8);
+    assert_int_equal(cfg.protect.min_prefix6, 16);
+}
+
+static void protect_section_turns_each_source_off(void **state)
+{
+    assert_int_equal(load("[protect]\nown_addresses = no\ngateways = no\nresolvers = no\n"
+                          "resolv_conf = /run/test/resolv.conf\nmin_prefix4 = 16\n"
+                          "min_prefix6 = 32\n"),
+                     0);
+    assert_false(cfg.protect.own_addresses || cfg.protect.gateways || cfg.protect.resolvers);
+    assert_string_equal(cfg.protect.resolv_conf, "/run/test/resolv.conf");
+    assert_int_equal(cfg.protect.min_prefix4, 16);
+    assert_int_equal(cfg.protect.min_prefix6, 32);
+}
+
+static void min_prefix_narrower_than_the_counting_key_is_an_error(void **state)
+{
+    assert_int_equal(load("[policy]\nipv4_prefix = 24\n[protect]\nmin_prefix4 = 25\n"), 1);
+    assert_string_equal(only_error(),
+                        "F:3: [protect] min_prefix4: /25 is narrower than [policy] ipv4_prefix "
+                        "/24, so no threshold ban could be placed (expected at most 24)");
+    assert_int_equal(load("[protect]\nmin_prefix6 = 0\n"), 1);
+    assert_non_null(strstr(only_error(), "F:2: [protect] min_prefix6: 0 is out of range"));
+    assert_int_equal(load("[protect]\nmin_prefix6 = 65\n"), 1);
+    assert_non_null(strstr(only_error(), "min_prefix6: /65 is narrower than [policy] ipv6_prefix"));
+    assert_int_equal(load("[protect]\nresolv_conf = resolv.conf\n"), 1);
+    assert_non_null(strstr(only_error(), "F:2: [protect] resolv_conf: \"resolv.conf\" is not an "
+                                         "absolute path"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -558,6 +594,9 @@ int main(void)
         cmocka_unit_test(paths_default_when_not_set),
         cmocka_unit_test(paths_are_checked_as_the_daemon_checks_them),
         cmocka_unit_test(paths_of_an_unreadable_file_return_the_errno),
+        cmocka_unit_test(protect_defaults_protect_everything),
+        cmocka_unit_test(protect_section_turns_each_source_off),
+        cmocka_unit_test(min_prefix_narrower_than_the_counting_key_is_an_error),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     teardown_config();

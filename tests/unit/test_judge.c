@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "judge.h"
@@ -466,6 +467,167 @@ static void active_bans_are_restored_with_their_remaining_time(void **state)
     assert_int_equal(n, 1);
 }
 
+static void events_from_sources_that_are_never_real_are_ignored(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    static const struct {
+        const char *addr, *range;
+    } cases[] = {
+        {"fe80::1", "link-local"},   {"::", "unspecified"},
+        {"ff02::1", "multicast"},    {"0.0.0.0", "unspecified"},
+        {"0.0.0.7", "this-network"}, {"169.254.3.4", "link-local"},
+        {"224.0.0.5", "multicast"},  {"255.255.255.255", "broadcast"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int k = 0; k < 20; k++) {
+            struct verdict v = fail_at(w, cases[i].addr, T0 + k);
+            assert_int_equal(v.action, VERDICT_NONE);
+            assert_false(v.counted);
+            assert_non_null(v.ignored);
+            assert_string_equal(v.ignored, cases[i].range);
+        }
+        /* Nothing recorded under the address, nor under its /64 (fe80::/64 on every link). */
+        struct addr_prefix keys[2] = {fx_prefix(cases[i].addr)};
+        addr_prefix_of(&keys[0].addr, keys[0].addr.family == AF_INET ? 24 : 64, &keys[1]);
+        for (int k = 0; k < 2; k++) {
+            double sum = -1;
+            assert_int_equal(store_window_sum(w->store, &keys[k], 0, T0 + 100, &sum), 0);
+            assert_true(sum == 0);
+        }
+    }
+    /* Loopback is not ignored: recorded as whitelisted, as before, never counted. */
+    struct verdict v = fail_at(w, "127.0.0.1", T0);
+    assert_null(v.ignored);
+    assert_true(v.whitelisted);
+}
+
+static void a_neighbour_in_the_hosts_64_is_banned_alone(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct policy_wl_entry own = {.prefix = fx_prefix("2001:db8:1::1")};
+    snprintf(own.label, sizeof(own.label), "own address on eth0");
+    assert_int_equal(policy_protect_replace(w->policy, POLICY_SRC_HOST, &own, 1), 0);
+    struct verdict v = {0};
+    for (int i = 0; i < 5; i++)
+        v = fail_at(w, "2001:db8:1::20", T0 + i);
+    assert_int_equal(v.action, VERDICT_BAN);
+    char buf[ADDR_STRLEN];
+    assert_string_equal(addr_prefix_format(&v.prefix, buf, sizeof(buf)), "2001:db8:1::20");
+    /* The host's own address floods too: recorded as protected, never banned. */
+    for (int i = 0; i < 20; i++) {
+        v = fail_at(w, "2001:db8:1::1", T0 + 10 + i);
+        assert_int_equal(v.action, VERDICT_NONE);
+        assert_true(v.whitelisted);
+    }
+}
+
+static void manual_ban_refuses_the_absolute_rules_even_forced(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct policy_wl_entry own = {.prefix = fx_prefix("198.51.100.5")};
+    assert_int_equal(policy_protect_replace(w->policy, POLICY_SRC_HOST, &own, 1), 0);
+    static const char *const refused[] = {
+        "127.0.0.0/8", "0.0.0.0/1",      "128.0.0.0/1", "198.51.100.5", "198.51.100.0/24",
+        "::",          "fe80::/64",      "ff02::1",     "::/8",         "255.255.255.255",
+        "224.0.0.0/4", "169.254.0.0/16",
+    };
+    struct verdict v;
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct addr_prefix p = fx_prefix(refused[i]);
+        assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, true, "cli:uid=0", NULL, T0, &v),
+                         -EPERM);
+        struct store_ban b;
+        assert_int_equal(store_ban_last(w->store, &p, &b), -ENOENT);
+    }
+    struct addr_prefix ok = fx_prefix("198.51.100.6");
+    assert_int_equal(judge_manual_ban(w->judge, &ok, HOUR_MS, true, "cli:uid=0", NULL, T0, &v), 0);
+}
+
+/* Writes a ban straight into the store, as an older pbxguardd (or a changed host) left it. */
+static void old_ban(struct world *w, const char *prefix, enum store_ban_reason reason)
+{
+    struct store_ban b = {.prefix = fx_prefix(prefix),
+                          .start_ms = T0,
+                          .expires_ms = T0 + HOUR_MS,
+                          .reason = reason,
+                          .event_type = -1,
+                          .offence = 1};
+    assert_int_equal(store_ban_add(w->store, &b, NULL), 0);
+}
+
+static void a_restore_lifts_the_bans_the_rules_no_longer_allow(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    old_ban(w, "127.0.0.0/8", STORE_BAN_MANUAL);
+    old_ban(w, "0.0.0.0/1", STORE_BAN_MANUAL);
+    old_ban(w, "fe80::/64", STORE_BAN_THRESHOLD);
+    old_ban(w, "2001:db8:1::/64", STORE_BAN_THRESHOLD); /* the host's /64 */
+    old_ban(w, "192.0.2.0/28", STORE_BAN_MANUAL);       /* forced over the whitelist: kept */
+    old_ban(w, "192.0.2.77", STORE_BAN_THRESHOLD);      /* whitelisted since: lifted */
+    old_ban(w, "203.0.113.7", STORE_BAN_THRESHOLD);     /* an attacker: kept */
+    struct policy_wl_entry own = {.prefix = fx_prefix("2001:db8:1::1")};
+    assert_int_equal(policy_protect_replace(w->policy, POLICY_SRC_HOST, &own, 1), 0);
+
+    struct verdicts out = {0};
+    assert_int_equal(judge_active_bans(w->judge, T0 + MIN_MS, collect, &out), 0);
+    char buf[ADDR_STRLEN], kept[256] = "", lifted[256] = "";
+    for (unsigned i = 0; i < out.n; i++) {
+        char *to = out.v[i].action == VERDICT_BAN ? kept : lifted;
+        if (out.v[i].action == VERDICT_UNBAN)
+            assert_int_equal(out.v[i].reason, VERDICT_PROTECTED);
+        strcat(to, addr_prefix_format(&out.v[i].prefix, buf, sizeof(buf)));
+        strcat(to, " ");
+    }
+    assert_string_equal(kept, "192.0.2.0/28 203.0.113.7 ");
+    assert_string_equal(lifted, "127.0.0.0/8 0.0.0.0/1 fe80::/64 2001:db8:1::/64 192.0.2.77 ");
+    struct store_ban b;
+    struct addr_prefix lo = fx_prefix("127.0.0.0/8");
+    assert_int_equal(store_ban_last(w->store, &lo, &b), 0);
+    assert_int_equal(b.end, STORE_BAN_LIFTED);
+    assert_string_equal(b.lifted_by, "pbxguardd:protected");
+    /* Lifted for good: the next restore has only the allowed ones. */
+    out.n = 0;
+    assert_int_equal(judge_active_bans(w->judge, T0 + 2 * MIN_MS, collect, &out), 0);
+    assert_int_equal(out.n, 2);
+}
+
+static void an_address_that_becomes_protected_lifts_the_bans_holding_it(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "2001:db8:5::20", T0 + i); /* bans 2001:db8:5::/64 */
+    old_ban(w, "198.51.100.0/24", STORE_BAN_MANUAL);
+    old_ban(w, "198.51.100.7", STORE_BAN_THRESHOLD);
+
+    /* The host takes an address in the banned /64: the /64 is lifted. */
+    struct policy_wl_entry own = {.prefix = fx_prefix("2001:db8:5::1")};
+    assert_int_equal(policy_protect_replace(w->policy, POLICY_SRC_HOST, &own, 1), 0);
+    struct verdict v[4];
+    unsigned n = 0;
+    assert_int_equal(judge_protect(w->judge, &own.prefix, T0 + 100, v, 4, &n), 0);
+    assert_int_equal(n, 1);
+    char buf[ADDR_STRLEN];
+    assert_int_equal(v[0].action, VERDICT_UNBAN);
+    assert_int_equal(v[0].reason, VERDICT_PROTECTED);
+    assert_string_equal(addr_prefix_format(&v[0].prefix, buf, sizeof(buf)), "2001:db8:5::/64");
+
+    /* A new gateway at 198.51.100.7: its own threshold ban goes, the admin's /24 stays (--force
+     * may ban a gateway). */
+    struct policy_wl_entry gw = {.prefix = fx_prefix("198.51.100.7")};
+    assert_int_equal(policy_protect_replace(w->policy, POLICY_SRC_GATEWAY, &gw, 1), 0);
+    assert_int_equal(judge_protect(w->judge, &gw.prefix, T0 + 200, v, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(addr_prefix_format(&v[0].prefix, buf, sizeof(buf)), "198.51.100.7");
+    /* Nothing left to lift. */
+    assert_int_equal(judge_protect(w->judge, &gw.prefix, T0 + 300, v, 4, &n), 0);
+    assert_int_equal(n, 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -491,6 +653,11 @@ int main(void)
         T(unban_of_an_address_inside_a_wider_manual_ban_lifts_nothing_and_names_it),
         T(a_wider_manual_ban_wins_over_the_addresss_banned_key),
         T(active_bans_are_restored_with_their_remaining_time),
+        T(events_from_sources_that_are_never_real_are_ignored),
+        T(a_neighbour_in_the_hosts_64_is_banned_alone),
+        T(manual_ban_refuses_the_absolute_rules_even_forced),
+        T(a_restore_lifts_the_bans_the_rules_no_longer_allow),
+        T(an_address_that_becomes_protected_lifts_the_bans_holding_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
