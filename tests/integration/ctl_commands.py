@@ -98,8 +98,9 @@ with h.TempDir() as d:
     t.ok("whitelisted" in r.stderr and "192.0.2.0/24" in r.stderr and "--force" in r.stderr,
          "the refusal names the whitelist entry and --force", r.stderr)
     t.ok("192.0.2.10" not in elements("banned4"), "the whitelisted address is not in the kernel")
-    r = cli("ban", "127.0.0.1")
-    t.ok(r.returncode == 1 and "whitelisted" in r.stderr, "loopback is refused too", r.stderr)
+    r = cli("ban", "127.0.0.1", "--force")
+    t.ok(r.returncode == 1 and "loopback" in r.stderr and "not even with --force" in r.stderr,
+         "loopback is refused too, even forced", r.stderr)
     r = cli("ban", "192.0.2.10", "--force", "--for", "10m")
     t.ok(r.returncode == 0 and "192.0.2.10" in elements("banned4"),
          "--force bans a whitelisted address", r.stderr)
@@ -129,7 +130,7 @@ with h.TempDir() as d:
     # show
     r = cli("show", "203.0.113.7")
     t.ok(r.returncode == 0 and "banned       yes, as 203.0.113.7 (manual" in r.stdout
-         and "whitelisted  no" in r.stdout, "show explains the current ban", r.stdout + r.stderr)
+         and "protected    no" in r.stdout, "show explains the current ban", r.stdout + r.stderr)
     rc, j = cli_json("show", "198.51.100.77")
     t.ok(rc == 0 and j["ban"]["prefix"] == "198.51.100.0/24" and j["whitelist"] is None,
          "show of an address inside a banned prefix names the prefix", j)

@@ -4,7 +4,8 @@ reaches the daemon, and exactly the sources over the threshold die in the kernel
 
 Topology: this test's private namespace is the PBX (daemon, AMI server, StatsD sink, a TCP
 service on :5060); two attacker namespaces joined by veth hold documentation addresses:
-  a1: 192.0.2.0/24 and 2001:db8:1::/64 (attackers)
+  a1: 192.0.2.0/24 and 2001:db8:1::/64, the attackers' IPv6 addresses in 2001:db8:1:1::/64 on
+      the same link (the PBX's own /64 is never banned as a whole)
   a2: 198.51.100.0/24 and 2001:db8:2::/64 (198.51.100.192/26 and 2001:db8:2::/64 whitelisted)
 The CLI (`pbxguard list --json`), the report (`pbxguard report --format json`), the database
 (read-only) and the kernel set must tell the same story.
@@ -25,8 +26,8 @@ MAXRETRY = 5
 OVER4 = ["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14"]
 UNDER4 = "192.0.2.15"          # maxretry-1 failures: counted, not banned
 BENIGN4 = "192.0.2.16"         # only SuccessfulAuth / ChallengeSent: weighs nothing
-V6_A, V6_B = "2001:db8:1::10", "2001:db8:1::11"   # one /64: 3 + 2 failures = banned together
-V6_PREFIX = "2001:db8:1::/64"
+V6_A, V6_B = "2001:db8:1:1::10", "2001:db8:1:1::11"   # one /64: 3 + 2 failures = banned together
+V6_PREFIX = "2001:db8:1:1::/64"
 WL4, WL6 = "198.51.100.200", "2001:db8:2::200"    # whitelisted, 20 failures each
 EXPECTED = set(OVER4) | {V6_PREFIX}
 EVENTS = ["ChallengeResponseFailed", "InvalidPassword", "InvalidAccountID", "FailedACL",
@@ -47,7 +48,7 @@ def main():
         d = None
         try:
             a1 = e.Attacker("a1", "192.0.2.0/24", "2001:db8:1::/64",
-                            hosts=OVER4 + [UNDER4, BENIGN4, V6_A, V6_B])
+                            hosts=OVER4 + [UNDER4, BENIGN4, V6_A, V6_B], onlink=[V6_PREFIX])
             a2 = e.Attacker("a2", "198.51.100.0/24", "2001:db8:2::/64", hosts=[WL4, WL6])
             d = e.Daemon(tmp, ami.port, auth="md5", maxretry=MAXRETRY, statsd_port=statsd.port,
                          whitelist=["198.51.100.192/26", "2001:db8:2::/64"])

@@ -418,14 +418,18 @@ def exit_on_sigterm():
 
 class Attacker:
     """A namespace joined to the caller's by a veth pair. net4/net6: the link's networks; the
-    PBX side holds .1, the attacker every address of `hosts` (extra source addresses)."""
+    PBX side holds .1, the attacker every address of `hosts` (extra source addresses). Networks
+    in `onlink` are reachable over the same link without being the PBX's own: their addresses in
+    `hosts` are the attacker's, and both sides route them on-link (so an attacker need not share
+    the PBX's own /64)."""
 
-    def __init__(self, tag, net4, net6, hosts=()):
+    def __init__(self, tag, net4, net6, hosts=(), onlink=()):
         self.ns = f"pg-e2e-{os.getpid()}-{tag}"
         self.pbx_if = f"pg{tag}{os.getpid() % 10000}"[:15]
         n4, n6 = ipaddress.ip_network(net4), ipaddress.ip_network(net6)
         self.pbx4, self.pbx6 = str(n4.network_address + 1), str(n6.network_address + 1)
         self.hosts = list(hosts)
+        self.servers = []
         self._run(["ip", "netns", "add", self.ns])
         try:
             self._run(["ip", "link", "add", self.pbx_if, "type", "veth", "peer", "name", "eth0",
@@ -435,11 +439,18 @@ class Attacker:
                        "nodad"])
             self._run(["ip", "link", "set", self.pbx_if, "up"])
             self.exec(["ip", "link", "set", "lo", "up"])
+            nets = [n4, n6] + [ipaddress.ip_network(n) for n in onlink]
             for a in self.hosts:
-                ln = n6.prefixlen if ":" in a else n4.prefixlen
+                ip = ipaddress.ip_address(a)
+                ln = next(n.prefixlen for n in nets if n.version == ip.version and ip in n)
                 extra = ["nodad"] if ":" in a else []
                 self.exec(["ip", "addr", "add", f"{a}/{ln}", "dev", "eth0", *extra])
             self.exec(["ip", "link", "set", "eth0", "up"])
+            for n in onlink:
+                self._run(["ip", "route", "add", str(n), "dev", self.pbx_if])
+                for own in (n4, n6):
+                    if own.version == ipaddress.ip_network(n).version:
+                        self.exec(["ip", "route", "replace", str(own), "dev", "eth0"])
         except Exception:
             self.close()
             raise
@@ -464,7 +475,26 @@ class Attacker:
         r = self.exec(["/usr/bin/python3", "-c", code], check=False, timeout=timeout + 10)
         return r.stdout.startswith("ok")
 
+    def serve(self, port):
+        """A TCP service in the attacker's namespace (every address, v4 and v6) that accepts
+        and closes, so the PBX can test that it still reaches this side."""
+        code = ("import socket\n"
+                "s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n"
+                "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+                f"s.bind(('::', {port}))\ns.listen(64)\nprint('ready', flush=True)\n"
+                "while True:\n    c, _ = s.accept()\n    c.close()\n")
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", code],
+                             stdout=subprocess.PIPE, text=True)
+        self.servers.append(p)
+        p.stdout.readline()
+        return p
+
     def close(self):
+        for p in self.servers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         subprocess.run(["ip", "netns", "pids", self.ns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.pbx_if], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
@@ -560,7 +590,7 @@ class Daemon:
     def __init__(self, tmp, ami_port, *, ami_host="127.0.0.1", auth="plain", maxretry=5,
                  findtime="10m", bantime="1h", whitelist=(), statsd_port=None, extra="",
                  binary=None, cli=None, log_level="info", database=None, log_pipe=False,
-                 general=""):
+                 general="", policy=""):
         self.tmp = tmp
         self.binary = binary or h.DAEMON
         self.cli_binary = cli or h.CLI
@@ -583,7 +613,8 @@ class Daemon:
                     f"secret = guardpass\nauth = {auth}\nbackoff_min = 100ms\n"
                     "backoff_max = 1s\nping_interval = 2s\nping_timeout = 2s\n\n"
                     f"[policy]\nmaxretry = {maxretry}\nfindtime = {findtime}\n"
-                    f"bantime = {bantime}\n\n[whitelist]\n{wl}\n[statsd]\n{statsd}\n{extra}")
+                    f"bantime = {bantime}\n{policy}\n[whitelist]\n{wl}\n[statsd]\n{statsd}\n"
+                    f"{extra}")
 
     def start(self, wait_ready=True, timeout=60.0):
         """Starts the daemon; with wait_ready, returns once it said READY=1 (or raises)."""
