@@ -282,6 +282,22 @@ static int on_route_msg(struct hostaddr *h, const struct nlmsghdr *nlh)
     return 0;
 }
 
+/* Receives one datagram from the kernel. Any local process may send to our port: what does not
+ * come from the kernel (port 0) is dropped, so nobody can forge an RTM_DELADDR and unprotect
+ * the host. Returns the length, or -errno (-EAGAIN when nothing is left). */
+static ssize_t nl_recv(int fd, char *buf, size_t len)
+{
+    for (;;) {
+        struct sockaddr_nl src;
+        socklen_t srclen = sizeof(src);
+        ssize_t n = recvfrom(fd, buf, len, 0, (struct sockaddr *)&src, &srclen);
+        if (n < 0)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        if (srclen == sizeof(src) && src.nl_family == AF_NETLINK && src.nl_pid == 0)
+            return n;
+    }
+}
+
 /* ---- dumps ----------------------------------------------------------------------------------- */
 
 struct dump_ctx {
@@ -326,9 +342,9 @@ static int dump(struct hostaddr *h, uint16_t type)
         return -errno;
     struct dump_ctx d = {.h = h};
     for (;;) {
-        ssize_t n = mnl_socket_recvfrom(h->dump, h->buf, NL_BUF_SIZE);
+        ssize_t n = nl_recv(mnl_socket_get_fd(h->dump), h->buf, NL_BUF_SIZE);
         if (n < 0)
-            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+            return n == -EAGAIN ? -ETIMEDOUT : (int)n;
         int r = mnl_cb_run(h->buf, (size_t)n, seq, portid, dump_cb, &d);
         if (r < 0)
             return d.err ? d.err : -errno;
@@ -428,11 +444,11 @@ static void on_mon(struct loop *l, int fd, uint32_t events, void *data)
     struct mon_ctx m = {.h = h};
     bool lost = false;
     for (int i = 0; i < READS_PER_TURN; i++) {
-        ssize_t n = recv(fd, h->buf, NL_BUF_SIZE, 0);
+        ssize_t n = nl_recv(fd, h->buf, NL_BUF_SIZE);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            if (errno == ENOBUFS) {
+            if (n == -ENOBUFS) {
                 lost = true;
                 continue;
             }

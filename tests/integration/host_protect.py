@@ -50,6 +50,34 @@ def connect(dst, port, timeout=1.0):
         s.close()
 
 
+RTMGRP_ADDR_ROUTE = 0x10 | 0x40 | 0x100 | 0x400   # IPv4/IPv6 IFADDR and ROUTE groups
+
+
+def rtnl_listener_port():
+    """The netlink port of a NETLINK_ROUTE socket in this namespace subscribed to the address
+    and route groups (the daemon's), from /proc/net/netlink."""
+    with open("/proc/net/netlink") as f:
+        for line in f.read().splitlines()[1:]:
+            col = line.split()
+            if col[1] == "0" and int(col[3], 16) == RTMGRP_ADDR_ROUTE:
+                return int(col[2])
+    return None
+
+
+def forge_deladdr(port, addr, ifindex):
+    """Sends an RTM_DELADDR for addr, as the kernel would word it, from a user socket."""
+    import struct
+    a = socket.inet_pton(socket.AF_INET6, addr)
+    attrs = struct.pack("=HH", 20, 1) + a + struct.pack("=HH", 20, 2) + a
+    body = struct.pack("=BBBBI", socket.AF_INET6, 64, 0, 0, ifindex) + attrs
+    msg = struct.pack("=IHHII", 16 + len(body), 21, 0, 0, 0) + body   # RTM_DELADDR
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    try:
+        s.sendto(msg, (port, 0))
+    finally:
+        s.close()
+
+
 class Sync:
     """Proves that every event sent before it was judged: a fresh sentinel source, banned at the
     threshold, is judged after them (events are handled in order)."""
@@ -179,6 +207,18 @@ def run(t, pbx, nb, resolv):
     pbx.ami.send(e.attack(RES_A, 5))
     t.ok(pbx.mon.wait_added(RES_A, timeout=10) is not None,
          "and its next five failures ban it like any source")
+
+    # A local process forging the kernel's "address deleted" to the daemon's rtnetlink socket
+    # must not unprotect the host.
+    port = rtnl_listener_port()
+    t.ok(port is not None, "the daemon listens to rtnetlink address and route notifications",
+         open("/proc/net/netlink").read())
+    if port is not None:
+        forge_deladdr(port, OWN6, socket.if_nametoindex(nb.pbx_if))
+        time.sleep(0.3)
+        j = d.cli_json("show", OWN6) or {}
+        t.ok((j.get("protected") or {}).get("source") == "host",
+             "a forged RTM_DELADDR from a local process is ignored", j)
 
     # An address added while the daemon runs is protected at once, and lets go when deleted.
     new_addr = "2001:db8:7::5"
