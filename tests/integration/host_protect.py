@@ -289,6 +289,37 @@ def run(t, pbx, nb, resolv):
          "at the end the host still reaches itself and its neighbour")
     t.ok(d.alive(), "the daemon is alive after it all")
 
+    # An upgrade from a version that banned fe80::/64, loopback and the host's /64: the daemon
+    # stopped, the bans still in the database and in the kernel (our table is adopted as is).
+    t.eq(d.stop(), 0, "the daemon stops")
+    now = int(time.time() * 1000)
+    import sqlite3
+    con = sqlite3.connect(d.db)
+    for prefix, fam, ln, reason in (("fe80::/64", 6, 64, "threshold"),
+                                    ("127.0.0.0/8", 4, 8, "manual"),
+                                    ("2001:db8:1::/64", 6, 64, "threshold")):
+        con.execute("INSERT INTO bans (prefix, family, len, start_ms, expires_ms, reason, origin) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'old')", (prefix, fam, ln, now, now + 3600000,
+                                                         reason))
+    con.commit()
+    con.close()
+    h.nft("add", "element", "inet", "pbxguard", "banned6", "{ fe80::, 2001:db8:1:: timeout 1h }")
+    h.nft("add", "element", "inet", "pbxguard", "banned4_net", "{ 127.0.0.0/8 timeout 1h }")
+    kb = e.kernel_bans() or {}
+    t.ok(all(k in kb for k in ("fe80::/64", "2001:db8:1::/64", "127.0.0.0/8")),
+         "the old bans are in the kernel before the start", kb)
+    pbx.start()
+    kb = e.kernel_bans() or {}
+    t.ok(not any(k in kb for k in ("fe80::/64", "2001:db8:1::/64", "127.0.0.0/8")),
+         "after the start none of them is in the kernel", kb)
+    left = d.db_query("SELECT prefix FROM bans WHERE origin = 'old' AND ended_ms IS NULL")
+    t.eq(left, [], "and the database has lifted them")
+    log = d.log_text()
+    t.ok("lifted the ban of fe80::/64: fe80::/64 lies in fe80::/10 (link-local)" in log
+         and "lifted the ban of 127.0.0.0/8: 127.0.0.0/8 is protected (loopback)" in log
+         and f"lifted the ban of 2001:db8:1::/64: 2001:db8:1::/64 holds {OWN6}" in log,
+         "the log says why each one was lifted", log[-2500:])
+
 
 if __name__ == "__main__":
     main()
