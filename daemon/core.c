@@ -77,6 +77,7 @@ struct core {
     struct loop_io nft_io;             /* the monitor socket */
     struct loop_timer nft_check_timer; /* the slow periodic check */
     bool nft_healthy, nft_failing, nft_repair_pending;
+    bool nft_foreign; /* a table of our name is someone else's: nothing is enforced */
     unsigned long restore_count;
     struct core_refused ban_refused[CORE_REFUSED_MAX];
     unsigned nban_refused;
@@ -151,11 +152,15 @@ static void on_nft_result(void *data, const struct nftset_result *r)
         return;
     if (r->op == NFTSET_UNBAN && r->err == -ENOENT)
         return; /* already gone from the kernel: its timeout ran out */
-    c->stats.nft_errors++;
     if (r->op == NFTSET_BAN && c->nban_refused < CORE_REFUSED_MAX) {
         c->ban_refused[c->nban_refused].prefix = r->prefix;
         c->ban_refused[c->nban_refused++].err = r->err;
     }
+    /* Not sent: the table of our name is someone else's. That was logged once, and status and
+     * the nft.enforcing gauge show it; a line per ban would only flood the log. */
+    if (r->err == -EEXIST)
+        return;
+    c->stats.nft_errors++;
     statsd_count(c->statsd, STATSD_M_NFT_ERRORS, 1);
     log_err("nftables: cannot %s %s: %s", r->op == NFTSET_BAN ? "ban" : "unban",
             addr_prefix_format(&r->prefix, buf, sizeof(buf)), nftset_strerror(r->err));
@@ -204,12 +209,47 @@ static int nft_restore(struct core *c)
     return r;
 }
 
+/* Whether bans reach the kernel now: our table is in place and the last transaction worked. */
+static bool nft_enforcing(const struct core *c)
+{
+    return c->nft && c->nft_healthy && !c->nft_failing;
+}
+
+/* A table of our name that is not ours (no pbxguard mark) is never changed nor deleted. At
+ * start the daemon refuses to run; later (someone flushed the ruleset and made their own
+ * table of that name) it keeps judging and recording, enforces nothing, and says so once. */
+static void nft_found_foreign(struct core *c, bool start)
+{
+    const char *table = c->cfg->nftables.table;
+    c->nft_healthy = false;
+    if (start) {
+        log_err("nftables: table inet %s exists and is not pbxguard's (it lacks the pbxguard "
+                "mark); pbxguardd leaves it untouched and does not start: set [nftables] table = "
+                "to a name no other table uses (the default is pbxguard), or, if an older "
+                "pbxguard left that table, delete it (nft delete table inet %s)",
+                table, table);
+    } else if (!c->nft_foreign) {
+        log_err("nftables: protection is off: table inet %s is now someone else's (it lacks the "
+                "pbxguard mark); it is left untouched and no ban is enforced until it is gone "
+                "(then pbxguard's table and its bans come back) or [nftables] table names "
+                "another table and pbxguardd restarts",
+                table);
+        store_incident(c->store, loop_wall_ms(c->loop), "nft-foreign", "nftables",
+                       "a table of our name is not ours; bans not enforced");
+    }
+    c->nft_foreign = true;
+}
+
 /* Makes our table right and re-installs the active bans. why: "start", "repair". */
 static int nft_rebuild(struct core *c, const char *why)
 {
     enum nftset_setup_action action;
     uint64_t t0 = loop_clock_mono_ms();
     int r = nftset_setup(c->nft, &action);
+    if (r == -EEXIST) {
+        nft_found_foreign(c, strcmp(why, "start") == 0);
+        return r;
+    }
     if (r < 0) {
         if (!c->nft_failing)
             log_err("nftables: cannot set up table inet %s: %s", c->cfg->nftables.table,
@@ -223,6 +263,11 @@ static int nft_rebuild(struct core *c, const char *why)
         db_failed(c, "reading the active bans", r);
     c->nft_healthy = true;
     c->nft_failing = false;
+    if (c->nft_foreign) {
+        c->nft_foreign = false;
+        log_notice("nftables: the table inet %s that was not ours is gone: protection is on again",
+                   c->cfg->nftables.table);
+    }
     const char *what = action == NFTSET_ADOPTED   ? "adopted"
                        : action == NFTSET_CREATED ? "created"
                                                   : "replaced";
@@ -380,7 +425,8 @@ void core_health(const struct core *c, struct core_health *ret_health)
         .nft_errors = c->stats.nft_errors,
         .nft_repairs = c->stats.nft_repairs,
         .nft_open = c->nft != NULL,
-        .nft_ok = c->nft && c->nft_healthy && !c->nft_failing,
+        .nft_ok = nft_enforcing(c),
+        .nft_foreign = c->nft_foreign,
         .nft_mode = c->nft ? nftset_mode(c->nft) : NULL,
         .db_failing = c->db_failing,
         .nami = c->nami,
@@ -669,6 +715,7 @@ static void on_maintenance(struct loop *l, void *data)
             statsd_gauge(c->statsd, STATSD_M_BANS_ACTIVE_IPV4, (int64_t)c->active_v4);
             statsd_gauge(c->statsd, STATSD_M_BANS_ACTIVE_IPV6, (int64_t)c->active_v6);
         }
+        statsd_gauge(c->statsd, STATSD_M_NFT_ENFORCING, nft_enforcing(c));
         c->next_gauge_ms = loop_now_ms(l) + GAUGE_INTERVAL_MS;
     }
     if (loop_now_ms(l) >= c->next_prune_ms) {
@@ -900,9 +947,13 @@ void core_free(struct core *c)
         loop_timer_cancel(c->loop, &c->nft_check_timer);
         loop_io_del(c->loop, &c->nft_io);
     }
-    if (c->nft && c->cfg->nftables.remove_on_stop) {
+    /* A table of our name that is not ours stays (and was reported when it was found). */
+    if (c->nft && c->cfg->nftables.remove_on_stop && !c->nft_foreign) {
         int r = nftset_teardown(c->nft);
-        if (r < 0)
+        if (r == -EEXIST)
+            log_warn("nftables: table inet %s not removed: it is not pbxguard's",
+                     c->cfg->nftables.table);
+        else if (r < 0)
             log_err("nftables: cannot remove table inet %s: %s", c->cfg->nftables.table,
                     nftset_strerror(r));
         else

@@ -2,6 +2,7 @@
  * (ctl.c) and the commands (ctl_cmd.c) get from here what only the core knows, through the
  * narrow interface of core_ctl.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,11 +48,16 @@ static void status(void *data, json_t *reply)
     json_object_set_new(reply, "events", json_integer((json_int_t)h.events));
     json_object_set_new(reply, "failures", json_integer((json_int_t)h.failures));
     json_object_set_new(reply, "bans", json_integer((json_int_t)h.bans));
+    char foreign[CFG_NAME_MAX + 80];
+    snprintf(foreign, sizeof(foreign),
+             "table inet %s is not pbxguard's: bans are not enforced (see the log)",
+             view.cfg->nftables.table);
     json_object_set_new(reply, "nftables",
                         json_pack("{s:b, s:s, s:I, s:I}", "ok", h.nft_ok, "detail",
-                                  !h.nft_open ? "not open"
-                                  : h.nft_ok  ? h.nft_mode
-                                              : "failing (see the log)",
+                                  !h.nft_open     ? "not open"
+                                  : h.nft_ok      ? h.nft_mode
+                                  : h.nft_foreign ? foreign
+                                                  : "failing (see the log)",
                                   "errors", (json_int_t)h.nft_errors, "repairs",
                                   (json_int_t)h.nft_repairs));
     /* "Today" from the database, so it survives restarts: since local midnight. */

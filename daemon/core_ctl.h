@@ -43,6 +43,7 @@ struct core_health {
     uint64_t nft_errors, nft_repairs;
     bool nft_open;        /* the nftables layer is open */
     bool nft_ok;          /* and its table is healthy and its commits succeed */
+    bool nft_foreign;     /* a table of the configured name is someone else's: not enforcing */
     const char *nft_mode; /* the set layout, when open */
     bool db_failing;
     unsigned nami; /* AMI sessions, in the order of the configuration's [ami:NAME] sections */

@@ -35,6 +35,8 @@
 #define STATSD_M_AMI_RECONNECTS "ami.reconnects"
 /* nftables transactions (or elements) the kernel refused. */
 #define STATSD_M_NFT_ERRORS "nft.errors"
+/* 1 while bans reach the kernel (our table in place, transactions succeeding), else 0. */
+#define STATSD_M_NFT_ENFORCING "nft.enforcing"
 /* Store (SQLite) operations that failed. */
 #define STATSD_M_DB_ERRORS "db.errors"
 /* Emitted by the emitter itself at a flush: metric lines dropped (unsendable datagrams, lines

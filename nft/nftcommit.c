@@ -237,6 +237,11 @@ static void fail_pending(struct nftset *s, unsigned long lo, unsigned long hi, b
  * if the socket failed (the elements still pending are left so). */
 static int commit_chunk(struct nftset *s, unsigned long lo, unsigned long hi)
 {
+    /* The table of our name is someone else's: nothing is sent to it. */
+    if (s->foreign) {
+        fail_pending(s, lo, hi, false, -EEXIST);
+        return 0;
+    }
     int r = nftmnl_txn_reserve(s, 2 * (hi - lo) + 2, 2 * (hi - lo) * NFTMNL_ELEM_MSG_MAX);
     if (r < 0)
         return r;

@@ -3,6 +3,14 @@
  * right and replaces one that is not; the check and the monitor's fallback use the same
  * comparison, which only reads.
  *
+ * Whose table: ours carries a mark, the table's comment "pbxguard format N". The kernel takes a
+ * table's comment only when the table is made, so nobody marks an existing table after the
+ * fact. A table of our name without the mark is someone else's, unless it is exactly a table
+ * we build with nothing else in it (one from before the mark). Someone else's table is never
+ * changed nor deleted: setup and teardown refuse it, and commits send nothing to it. A replace
+ * deletes the table by the handle we looked at and creates ours exclusively, so a table that
+ * took the name in between makes the transaction fail rather than be deleted or joined.
+ *
  * Four sets (nftkey.h): single IPv4 addresses and IPv6 /64s in hash sets, other prefixes in
  * interval sets. The kernel fills a hash set about eight times faster than an interval (rbtree)
  * set, and rebuilds part of an rbtree's state on every commit, so restoring a million bans into
@@ -20,6 +28,7 @@
 #include <libnftnl/udata.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 
 #include "nftset_internal.h"
 
@@ -30,8 +39,13 @@
 
 #define FORWARD_CHAIN "forward"
 #define NET_SUFFIX "_net"
-/* Changing what setup builds changes this, so an older table is replaced, not adopted. */
-#define LAYOUT_VERSION "2"
+/* The format of the table setup builds, written in its mark (the table's comment, "pbxguard
+ * format 3 ..."). Changing what setup builds changes this, so an older table is replaced, not
+ * adopted. Tables from before the mark were format 2. */
+#define TABLE_FORMAT 3
+#define LEGACY_FORMAT 2
+#define MARK_PREFIX "pbxguard format "
+#define MARK_WORDS "(managed by pbxguardd: do not add to it)"
 
 static uint64_t fnv1a(const char *s)
 {
@@ -49,24 +63,24 @@ static bool name_ok(const char *n)
     return len > 0 && len < CFG_NAME_MAX && n[0] != '_';
 }
 
-/* A digest of everything the rules depend on, written as a comment on each rule: setup adopts a
- * table only if its rules carry the digest of the current configuration. */
-static void make_fingerprint(struct nftset *s)
+/* A digest of the table's format and everything the rules depend on, written as a comment on
+ * each rule: setup adopts a table only if its rules carry the digest of the current
+ * configuration. */
+static void make_fingerprint(const struct cfg_nftables *c, unsigned format, char *out,
+                             size_t outlen)
 {
     char canon[512];
     size_t off = 0;
-    const struct cfg_nftables *c = &s->cfg;
 
-    off += (size_t)snprintf(canon + off, sizeof(canon) - off, "v%s %s %s tcp", LAYOUT_VERSION,
-                            c->set4, c->set6);
+    off += (size_t)snprintf(canon + off, sizeof(canon) - off, "v%u %s %s tcp", format, c->set4,
+                            c->set6);
     for (unsigned i = 0; i < c->ntcp_ports && off < sizeof(canon); i++)
         off += (size_t)snprintf(canon + off, sizeof(canon) - off, ",%u", c->tcp_ports[i]);
     if (off < sizeof(canon))
         off += (size_t)snprintf(canon + off, sizeof(canon) - off, " udp");
     for (unsigned i = 0; i < c->nudp_ports && off < sizeof(canon); i++)
         off += (size_t)snprintf(canon + off, sizeof(canon) - off, ",%u", c->udp_ports[i]);
-    snprintf(s->fingerprint, sizeof(s->fingerprint), "pbxguard %016llx",
-             (unsigned long long)fnv1a(canon));
+    snprintf(out, outlen, "pbxguard %016llx", (unsigned long long)fnv1a(canon));
 }
 
 int nftruleset_init(struct nftset *s, const struct cfg_nftables *cfg)
@@ -89,7 +103,9 @@ int nftruleset_init(struct nftset *s, const struct cfg_nftables *cfg)
         if (strlen(s->names[k]) >= CFG_NAME_MAX || clash)
             return -EINVAL;
     }
-    make_fingerprint(s);
+    make_fingerprint(cfg, TABLE_FORMAT, s->fingerprint, sizeof(s->fingerprint));
+    make_fingerprint(cfg, LEGACY_FORMAT, s->legacy_fingerprint, sizeof(s->legacy_fingerprint));
+    s->marks = -1;
     return 0;
 }
 
@@ -138,12 +154,80 @@ static unsigned want_rules_per_chain(const struct nftset *s, int interval)
     return sets_present(interval) * per_set;
 }
 
-/* ---- verification (setup's "is it right", and the periodic check) ------------------------- */
+/* ---- verification (setup's "is it ours, is it right", and the periodic check) ------------ */
+
+/* The first comment (udata type 0, the same number for tables and rules) of an object, or
+ * NULL. */
+static int comment_cb(const struct nftnl_udata *attr, void *data)
+{
+    const char **comment = data;
+    if (nftnl_udata_type(attr) == NFTNL_UDATA_TABLE_COMMENT && nftnl_udata_len(attr) > 0) {
+        const char *v = nftnl_udata_get(attr);
+        if (v[nftnl_udata_len(attr) - 1] == '\0')
+            *comment = v;
+    }
+    return 0;
+}
+
+static const char *udata_comment(const void *ud, uint32_t len)
+{
+    const char *comment = NULL;
+    if (ud && len > 0)
+        nftnl_udata_parse(ud, len, comment_cb, &comment);
+    return comment;
+}
+
+/* The format a table's comment marks it with ("pbxguard format N", maybe followed by words
+ * after a space), or 0 if it carries no mark. */
+static unsigned mark_format(const char *comment)
+{
+    size_t plen = strlen(MARK_PREFIX);
+    unsigned v = 0, digits = 0;
+    if (!comment || strncmp(comment, MARK_PREFIX, plen) != 0)
+        return 0;
+    const char *p = comment + plen;
+    for (; *p >= '0' && *p <= '9' && digits < 6; p++, digits++)
+        v = v * 10 + (unsigned)(*p - '0');
+    return digits > 0 && (*p == '\0' || *p == ' ') ? v : 0;
+}
+
+struct table_info {
+    bool found;
+    uint64_t handle;
+    unsigned format; /* 0 = no mark */
+};
 
 static int table_cb(const struct nlmsghdr *nlh, void *data)
 {
-    *(bool *)data = true;
+    struct table_info *ti = data;
+    struct nftnl_table *t = nftnl_table_alloc();
+    if (!t)
+        return MNL_CB_ERROR;
+    if (nftnl_table_nlmsg_parse(nlh, t) == 0) {
+        uint32_t len = 0;
+        const void *ud = nftnl_table_get_data(t, NFTNL_TABLE_USERDATA, &len);
+        ti->found = true;
+        ti->handle = nftnl_table_get_u64(t, NFTNL_TABLE_HANDLE);
+        ti->format = mark_format(udata_comment(ud, len));
+    }
+    nftnl_table_free(t);
     return MNL_CB_OK;
+}
+
+/* Our table's handle and mark: 0 and ret->found, 0 and !ret->found if there is none, or
+ * -errno. */
+static int get_table(struct nftset *s, struct table_info *ret)
+{
+    struct nftnl_table *t = nftnl_table_alloc();
+    if (!t)
+        return -ENOMEM;
+    nftnl_table_set_str(t, NFTNL_TABLE_NAME, s->cfg.table);
+    struct nlmsghdr *nlh = nftmnl_req(s, NFT_MSG_GETTABLE, 0);
+    nftnl_table_nlmsg_build_payload(nlh, t);
+    nftnl_table_free(t);
+    memset(ret, 0, sizeof(*ret));
+    int r = nftmnl_talk(s, nlh, table_cb, ret);
+    return r == -ENOENT ? 0 : r;
 }
 
 struct set_info {
@@ -168,6 +252,29 @@ static int set_cb(const struct nlmsghdr *nlh, void *data)
     }
     nftnl_set_free(set);
     return MNL_CB_OK;
+}
+
+static int get_set(struct nftset *s, const char *name, struct set_info *ret)
+{
+    struct nftnl_set *set = nftnl_set_alloc();
+    if (!set)
+        return -ENOMEM;
+    nftnl_set_set_str(set, NFTNL_SET_TABLE, s->cfg.table);
+    nftnl_set_set_str(set, NFTNL_SET_NAME, name);
+    struct nlmsghdr *nlh = nftmnl_req(s, NFT_MSG_GETSET, 0);
+    nftnl_set_nlmsg_build_payload(nlh, set);
+    nftnl_set_free(set);
+    memset(ret, 0, sizeof(*ret));
+    int r = nftmnl_talk(s, nlh, set_cb, ret);
+    return r == -ENOENT ? 0 : r;
+}
+
+static bool set_right(const struct nftset *s, const struct set_info *si, int k)
+{
+    bool v6 = nftkey_set_is_v6(k);
+    uint32_t flags = NFT_SET_TIMEOUT | (nftkey_set_is_interval(k) ? NFT_SET_INTERVAL : 0);
+    return si->found && si->key_type == (v6 ? NFT_TYPE_IP6ADDR : NFT_TYPE_IPADDR) &&
+           si->key_len == (v6 ? 16u : 4u) && si->flags == flags && si->size == s->cfg.set_size;
 }
 
 struct chains_info {
@@ -204,22 +311,12 @@ static int chain_cb(const struct nlmsghdr *nlh, void *data)
     return MNL_CB_OK;
 }
 
+/* The rules of one chain, and how many carry each of our fingerprints as their comment. */
 struct rules_info {
-    const char *table, *chain;
-    const char *fingerprint;
-    unsigned n, marked;
+    const struct nftset *s;
+    const char *chain;
+    unsigned n, current, legacy;
 };
-
-static int comment_cb(const struct nftnl_udata *attr, void *data)
-{
-    const char **comment = data;
-    if (nftnl_udata_type(attr) == NFTNL_UDATA_RULE_COMMENT && nftnl_udata_len(attr) > 0) {
-        const char *v = nftnl_udata_get(attr);
-        if (v[nftnl_udata_len(attr) - 1] == '\0')
-            *comment = v;
-    }
-    return 0;
-}
 
 static int rule_cb(const struct nlmsghdr *nlh, void *data)
 {
@@ -231,63 +328,34 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
      * family: counting the admin's rules as ours would make every check see damage. */
     const char *table = NULL, *chain = NULL;
     if (nftnl_rule_nlmsg_parse(nlh, r) == 0 && (table = nftnl_rule_get_str(r, NFTNL_RULE_TABLE)) &&
-        strcmp(table, ri->table) == 0 && (chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN)) &&
+        strcmp(table, ri->s->cfg.table) == 0 && (chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN)) &&
         strcmp(chain, ri->chain) == 0) {
         ri->n++;
         uint32_t len = 0;
         const void *ud = nftnl_rule_get_data(r, NFTNL_RULE_USERDATA, &len);
-        const char *comment = NULL;
-        if (ud && len > 0)
-            nftnl_udata_parse(ud, len, comment_cb, &comment);
-        if (comment && strcmp(comment, ri->fingerprint) == 0)
-            ri->marked++;
+        const char *comment = udata_comment(ud, len);
+        if (comment && strcmp(comment, ri->s->fingerprint) == 0)
+            ri->current++;
+        else if (comment && strcmp(comment, ri->s->legacy_fingerprint) == 0)
+            ri->legacy++;
     }
     nftnl_rule_free(r);
     return MNL_CB_OK;
 }
 
-static int get_set(struct nftset *s, const char *name, struct set_info *ret)
-{
-    struct nftnl_set *set = nftnl_set_alloc();
-    if (!set)
-        return -ENOMEM;
-    nftnl_set_set_str(set, NFTNL_SET_TABLE, s->cfg.table);
-    nftnl_set_set_str(set, NFTNL_SET_NAME, name);
-    struct nlmsghdr *nlh = nftmnl_req(s, NFT_MSG_GETSET, 0);
-    nftnl_set_nlmsg_build_payload(nlh, set);
-    nftnl_set_free(set);
-    memset(ret, 0, sizeof(*ret));
-    int r = nftmnl_talk(s, nlh, set_cb, ret);
-    return r == -ENOENT ? 0 : r;
-}
+/* Which fingerprint every rule of the table carries: the layout is right only if all carry
+ * the same one. */
+enum fp_seen { FP_NONE = 0, FP_CURRENT, FP_LEGACY };
 
-static bool set_right(const struct nftset *s, const struct set_info *si, int k)
+/* Compares the sets, chains and rules of the table with what setup would build, and tells
+ * which fingerprint the rules carry. Sets s->interval from the sets' flags when it was not
+ * probed yet and the layout is right. Returns 0 (*ret_fp = FP_NONE: not right), or -errno. */
+static int check_layout(struct nftset *s, enum fp_seen *ret_fp)
 {
-    bool v6 = nftkey_set_is_v6(k);
-    uint32_t flags = NFT_SET_TIMEOUT | (nftkey_set_is_interval(k) ? NFT_SET_INTERVAL : 0);
-    return si->found && si->key_type == (v6 ? NFT_TYPE_IP6ADDR : NFT_TYPE_IPADDR) &&
-           si->key_len == (v6 ? 16u : 4u) && si->flags == flags && si->size == s->cfg.set_size;
-}
-
-/* Compares the kernel's view of our table with what setup would build. Sets s->interval from
- * the sets' flags when it was not probed yet. Returns an enum verdict or -errno. */
-int nftruleset_verify(struct nftset *s)
-{
-    bool found = false;
-    struct nftnl_table *t = nftnl_table_alloc();
-    if (!t)
-        return -ENOMEM;
-    nftnl_table_set_str(t, NFTNL_TABLE_NAME, s->cfg.table);
-    struct nlmsghdr *nlh = nftmnl_req(s, NFT_MSG_GETTABLE, 0);
-    nftnl_table_nlmsg_build_payload(nlh, t);
-    nftnl_table_free(t);
-    int r = nftmnl_talk(s, nlh, table_cb, &found);
-    if (r == -ENOENT || (r == 0 && !found))
-        return NFTRULESET_MISSING;
-    if (r < 0)
-        return r;
-
     struct set_info si[NFTKEY_NSETS];
+    int r;
+
+    *ret_fp = FP_NONE;
     for (int k = 0; k < NFTKEY_NSETS; k++)
         if ((r = get_set(s, s->names[k], &si[k])) < 0)
             return r;
@@ -296,21 +364,22 @@ int nftruleset_verify(struct nftset *s)
         interval = si[NFTKEY_NET4].found;
     for (int k = 0; k < NFTKEY_NSETS; k++) {
         if (nftruleset_set_present(interval, k) ? !set_right(s, &si[k], k) : si[k].found)
-            return NFTRULESET_WRONG;
+            return 0;
     }
 
     struct chains_info ci = {.s = s};
-    nlh = nftmnl_req(s, NFT_MSG_GETCHAIN, NLM_F_DUMP);
+    struct nlmsghdr *nlh = nftmnl_req(s, NFT_MSG_GETCHAIN, NLM_F_DUMP);
     if ((r = nftmnl_talk(s, nlh, chain_cb, &ci)) < 0)
         return r;
     struct want_chain want[2];
     unsigned nwant = want_chains(s, want);
     if (ci.ours != nwant || ci.right != nwant)
-        return NFTRULESET_WRONG;
+        return 0;
 
+    unsigned want_rules = want_rules_per_chain(s, interval);
+    unsigned current = 0, legacy = 0;
     for (unsigned i = 0; i < nwant; i++) {
-        struct rules_info ri = {
-            .table = s->cfg.table, .chain = want[i].name, .fingerprint = s->fingerprint};
+        struct rules_info ri = {.s = s, .chain = want[i].name};
         struct nftnl_rule *rule = nftnl_rule_alloc();
         if (!rule)
             return -ENOMEM;
@@ -321,11 +390,133 @@ int nftruleset_verify(struct nftset *s)
         nftnl_rule_free(rule);
         if ((r = nftmnl_talk(s, nlh, rule_cb, &ri)) < 0)
             return r;
-        if (ri.n != want_rules_per_chain(s, interval) || ri.marked != ri.n)
-            return NFTRULESET_WRONG;
+        if (ri.n != want_rules)
+            return 0;
+        current += ri.current;
+        legacy += ri.legacy;
     }
+    if (current == nwant * want_rules)
+        *ret_fp = FP_CURRENT;
+    else if (legacy == nwant * want_rules)
+        *ret_fp = FP_LEGACY;
+    else
+        return 0;
     s->interval = interval;
-    return NFTRULESET_RIGHT;
+    return 0;
+}
+
+/* Counts the objects of one kind (named sets that are not ours, stateful objects, flowtables)
+ * in a table of our name. A dump filtered by table; the name is checked again here, as older
+ * kernels may send the whole family. */
+struct others_info {
+    const struct nftset *s;
+    uint16_t type;
+    unsigned n;
+};
+
+static int others_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct others_info *oi = data;
+    const struct nfgenmsg *g = mnl_nlmsg_get_payload(nlh);
+    const char *table = NULL, *name = NULL;
+    uint32_t flags = 0;
+    const struct nlattr *attr;
+
+    /* Attribute 1 is the table's name and 2 the object's in all three (NFTA_SET_TABLE,
+     * NFTA_SET_NAME, NFTA_OBJ_TABLE, NFTA_OBJ_NAME, NFTA_FLOWTABLE_TABLE,
+     * NFTA_FLOWTABLE_NAME); a set's flags are NFTA_SET_FLAGS. */
+    mnl_attr_for_each(attr, nlh, sizeof(*g))
+    {
+        uint16_t type = mnl_attr_get_type(attr);
+        if ((type == 1 || type == 2) && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0)
+            *(type == 1 ? &table : &name) = mnl_attr_get_str(attr);
+        else if (oi->type == NFT_MSG_GETSET && type == NFTA_SET_FLAGS &&
+                 mnl_attr_validate(attr, MNL_TYPE_U32) == 0)
+            flags = ntohl(mnl_attr_get_u32(attr));
+    }
+    if (!table || strcmp(table, oi->s->cfg.table) != 0)
+        return MNL_CB_OK;
+    if (oi->type == NFT_MSG_GETSET) {
+        if (flags & NFT_SET_ANONYMOUS)
+            return MNL_CB_OK; /* a rule's own set: the rules are checked on their own */
+        for (int k = 0; k < NFTKEY_NSETS; k++)
+            if (name && strcmp(name, oi->s->names[k]) == 0)
+                return MNL_CB_OK;
+    }
+    oi->n++;
+    return MNL_CB_OK;
+}
+
+/* Whether the table holds anything setup does not build: sets of other names, stateful
+ * objects (counters, quotas, ...), flowtables. Extra chains and rules are found by
+ * check_layout(). 0 or 1, or -errno. */
+static int has_others(struct nftset *s)
+{
+    static const uint16_t kinds[][2] = {
+        {NFT_MSG_GETSET, NFTA_SET_TABLE},
+        {NFT_MSG_GETOBJ, NFTA_OBJ_TABLE},
+        {NFT_MSG_GETFLOWTABLE, NFTA_FLOWTABLE_TABLE},
+    };
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        struct others_info oi = {.s = s, .type = kinds[i][0]};
+        struct nlmsghdr *nlh = nftmnl_req(s, kinds[i][0], NLM_F_DUMP);
+        mnl_attr_put_strz(nlh, kinds[i][1], s->cfg.table);
+        int r = nftmnl_talk(s, nlh, others_cb, &oi);
+        /* A kernel that does not know the kind cannot hold one. */
+        if (r == -EOPNOTSUPP || r == -EINVAL)
+            continue;
+        if (r < 0)
+            return r;
+        if (oi.n)
+            return 1;
+    }
+    return 0;
+}
+
+/* What a table of our name is. Marked: ours; right if it is of our format and as setup would
+ * build it, else to be replaced. Unmarked: ours only if it is exactly a table we build, with
+ * nothing else in it: one from before tables carried the mark (its rules carry the old
+ * fingerprint; replaced to get the mark), or one built by us on a kernel that does not keep
+ * a table's userdata. Anything else is someone else's. */
+static int judge_table(struct nftset *s, const struct table_info *ti)
+{
+    enum fp_seen fp;
+    int r;
+
+    if (ti->format)
+        s->marks = 1; /* the kernel keeps a table's userdata */
+    if (ti->format && ti->format != TABLE_FORMAT)
+        return NFTRULESET_WRONG;
+    if ((r = check_layout(s, &fp)) < 0)
+        return r;
+    if (ti->format)
+        return fp == FP_CURRENT ? NFTRULESET_RIGHT : NFTRULESET_WRONG;
+    if (fp == FP_NONE)
+        return NFTRULESET_FOREIGN;
+    if ((r = has_others(s)) < 0)
+        return r;
+    if (r)
+        return NFTRULESET_FOREIGN;
+    if (fp == FP_CURRENT && s->marks == 0)
+        return NFTRULESET_RIGHT;
+    return NFTRULESET_WRONG;
+}
+
+int nftruleset_verify(struct nftset *s)
+{
+    struct table_info ti;
+    int r = get_table(s, &ti);
+    if (r < 0)
+        return r;
+    if (!ti.found) {
+        s->foreign = false;
+        return NFTRULESET_MISSING;
+    }
+    s->table_handle = ti.handle;
+    r = judge_table(s, &ti);
+    if (r >= 0)
+        s->foreign = r == NFTRULESET_FOREIGN;
+    return r;
 }
 
 int nftset_check(struct nftset *s, bool *ret_damaged)
@@ -500,6 +691,45 @@ out:
     return ret;
 }
 
+/* Deletes the table we looked at, by its handle: if another table has taken the name since,
+ * the transaction fails (ENOENT) instead of deleting it. */
+static int put_del_table(struct nftmnl_txn *t)
+{
+    struct nftnl_table *tab = nftnl_table_alloc();
+    if (!tab)
+        return -ENOMEM;
+    nftnl_table_set_u32(tab, NFTNL_TABLE_FAMILY, NFPROTO_INET);
+    nftnl_table_set_u64(tab, NFTNL_TABLE_HANDLE, t->s->table_handle);
+    nftnl_table_nlmsg_build_payload(nftmnl_txn_msg(t, NFT_MSG_DELTABLE, 0), tab);
+    nftnl_table_free(tab);
+    return 0;
+}
+
+/* Creates our table with its mark. Exclusive: if a table of the name has appeared since we
+ * looked, the transaction fails (EEXIST) instead of adding our sets and chains to it. */
+static int put_new_table(struct nftmnl_txn *t)
+{
+    char mark[NFTNL_UDATA_COMMENT_MAXLEN];
+    struct nftnl_table *tab = nftnl_table_alloc();
+    struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(NFTNL_UDATA_COMMENT_MAXLEN + 8);
+    int ret = -ENOMEM;
+
+    snprintf(mark, sizeof(mark), MARK_PREFIX "%u " MARK_WORDS, TABLE_FORMAT);
+    if (!tab || !ud || !nftnl_udata_put_strz(ud, NFTNL_UDATA_TABLE_COMMENT, mark))
+        goto out;
+    nftnl_table_set_str(tab, NFTNL_TABLE_NAME, t->s->cfg.table);
+    nftnl_table_set_u32(tab, NFTNL_TABLE_FAMILY, NFPROTO_INET);
+    nftnl_table_set_data(tab, NFTNL_TABLE_USERDATA, nftnl_udata_buf_data(ud),
+                         nftnl_udata_buf_len(ud));
+    nftnl_table_nlmsg_build_payload(nftmnl_txn_msg(t, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL),
+                                    tab);
+    ret = 0;
+out:
+    nftnl_udata_buf_free(ud);
+    nftnl_table_free(tab);
+    return ret;
+}
+
 /* (Re)creates the whole table in one transaction. */
 static int create(struct nftset *s, bool replace, int interval)
 {
@@ -510,15 +740,10 @@ static int create(struct nftset *s, bool replace, int interval)
     int r;
 
     nftmnl_txn_begin(s, &t);
-    struct nftnl_table *tab = nftnl_table_alloc();
-    if (!tab)
-        return -ENOMEM;
-    nftnl_table_set_str(tab, NFTNL_TABLE_NAME, s->cfg.table);
-    nftnl_table_set_u32(tab, NFTNL_TABLE_FAMILY, NFPROTO_INET);
-    if (replace)
-        nftnl_table_nlmsg_build_payload(nftmnl_txn_msg(&t, NFT_MSG_DELTABLE, 0), tab);
-    nftnl_table_nlmsg_build_payload(nftmnl_txn_msg(&t, NFT_MSG_NEWTABLE, NLM_F_CREATE), tab);
-    nftnl_table_free(tab);
+    if (replace && (r = put_del_table(&t)) < 0)
+        return r;
+    if ((r = put_new_table(&t)) < 0)
+        return r;
 
     for (int k = 0; k < NFTKEY_NSETS; k++) {
         if (!nftruleset_set_present(interval, k))
@@ -571,40 +796,76 @@ static int create(struct nftset *s, bool replace, int interval)
     return 0;
 }
 
-int nftset_setup(struct nftset *s, enum nftset_setup_action *ret_action)
+/* After our first build: whether the kernel kept the table's mark (kernels before 5.13 drop a
+ * table's userdata), so that judge_table() knows an unmarked table of our exact layout as
+ * ours. */
+static int learn_marks(struct nftset *s)
+{
+    struct table_info ti;
+    int r = get_table(s, &ti);
+    if (r < 0)
+        return r;
+    if (ti.found) {
+        s->marks = ti.format == TABLE_FORMAT;
+        s->table_handle = ti.handle;
+    }
+    return 0;
+}
+
+/* One look and one build. -EAGAIN: the table changed between the two (a build that would
+ * have deleted or joined a table that is not the one we looked at fails as a whole). */
+static int setup_once(struct nftset *s, enum nftset_setup_action *ret_action)
 {
     int v = nftruleset_verify(s);
     if (v < 0)
         return v;
+    if (v == NFTRULESET_FOREIGN)
+        return -EEXIST;
     if (v == NFTRULESET_RIGHT) {
         *ret_action = NFTSET_ADOPTED;
         return 0;
     }
+    bool replace = v == NFTRULESET_WRONG;
     int want = s->interval != 0;
-    int r = create(s, v == NFTRULESET_WRONG, want);
+    int r = create(s, replace, want);
     if (r < 0 && s->interval < 0 && (r == -EOPNOTSUPP || r == -EINVAL)) {
         /* The probe: this kernel has no set type with interval + timeout. */
         want = 0;
-        r = create(s, v == NFTRULESET_WRONG, want);
+        r = create(s, replace, want);
     }
+    if (r == (replace ? -ENOENT : -EEXIST))
+        return -EAGAIN;
     if (r < 0)
         return r;
     s->interval = want;
-    *ret_action = v == NFTRULESET_WRONG ? NFTSET_REPLACED : NFTSET_CREATED;
+    if (s->marks < 0 && (r = learn_marks(s)) < 0)
+        return r;
+    *ret_action = replace ? NFTSET_REPLACED : NFTSET_CREATED;
     return 0;
+}
+
+int nftset_setup(struct nftset *s, enum nftset_setup_action *ret_action)
+{
+    int r = setup_once(s, ret_action);
+    if (r == -EAGAIN)
+        r = setup_once(s, ret_action);
+    return r == -EAGAIN ? -EBUSY : r;
 }
 
 int nftset_teardown(struct nftset *s)
 {
+    int v = nftruleset_verify(s);
+    if (v < 0)
+        return v;
+    if (v == NFTRULESET_MISSING)
+        return 0;
+    if (v == NFTRULESET_FOREIGN)
+        return -EEXIST;
     struct nftmnl_txn t;
-    struct nftnl_table *tab = nftnl_table_alloc();
-    if (!tab)
-        return -ENOMEM;
     nftmnl_txn_begin(s, &t);
-    nftnl_table_set_str(tab, NFTNL_TABLE_NAME, s->cfg.table);
-    nftnl_table_nlmsg_build_payload(nftmnl_txn_msg(&t, NFT_MSG_DELTABLE, 0), tab);
-    nftnl_table_free(tab);
-    int r = nftmnl_txn_send(&t);
+    int r = put_del_table(&t);
+    if (r == 0)
+        r = nftmnl_txn_send(&t);
     if (r == 0)
         r = s->msgs[0].err;
     return r == -ENOENT ? 0 : r;

@@ -159,6 +159,10 @@ const char *nftset_strerror(int err)
         return "not in the set";
     case ECANCELED:
         return "not applied: its transaction kept failing";
+    case EEXIST:
+        return "the table of the configured name is not pbxguard's (it lacks the pbxguard mark)";
+    case EBUSY:
+        return "the table kept changing while it was being set up";
     default:
         return strerror(err);
     }

@@ -1,9 +1,11 @@
 /* The daemon's hands: bans enforced by nftables sets, spoken to over netlink (libnftnl + libmnl,
- * never a forked nft). Everything lives in our own table (inet pbxguard by default), all sets with
- * per-element timeouts: set4 (IPv4 addresses) and set6 (IPv6 /64s, matched on the source masked
- * to /64) are hash sets, the fast path for the policy's usual keys; set4_net and set6_net are
- * interval sets for every other prefix. A base chain on the input hook (and optionally forward)
- * has one "saddr @set counter drop" rule per set.
+ * never a forked nft). Everything lives in our own table (inet pbxguard by default), which
+ * carries our mark (its comment, "pbxguard format N"); a table of that name without the mark is
+ * someone else's and is never changed nor deleted. All sets have per-element timeouts: set4 (IPv4
+ * addresses) and set6 (IPv6 /64s, matched on the source masked to /64) are hash sets, the fast path
+ * for the policy's usual keys; set4_net and set6_net are interval sets for every other prefix. A
+ * base chain on the input hook (and optionally forward) has one "saddr @set counter drop" rule per
+ * set.
  *
  * Elements are queued and committed together: one commit is one netlink transaction per chunk of
  * up to NFTSET_CHUNK elements, each message with its own sequence number and ack, every error
@@ -35,7 +37,8 @@ struct nftset_result {
     /* 0, or -errno: -ENOENT (unban: not in the set), -ENOSPC (the set is full), -ENOTEMPTY
      * (ban: overlaps another banned prefix in the same interval set), -EOPNOTSUPP (a prefix that
      * needs an interval set, but the kernel has none), -ECANCELED (not applied: its transaction
-     * failed for others repeatedly), or a transport error. */
+     * failed for others repeatedly), -EEXIST (not sent: the table of our name is not ours), or
+     * a transport error. */
     int err;
     /* ban: the element existed and was replaced with this timeout. Known only on kernels before
      * 6.3; later ones replace an existing element without telling (see nftcommit.c). */
@@ -51,8 +54,12 @@ struct nftset *nftset_open(const struct cfg_nftables *cfg);
 void nftset_free(struct nftset *s); /* accepts NULL; leaves the table in the kernel */
 
 /* Makes our table right, idempotently: adopts it if it already is, else (re)creates it in one
- * transaction (the old one, if any, is deleted in the same transaction). Other tables are never
- * touched. The first call probes whether the kernel accepts interval + timeout sets. */
+ * transaction (the old one, if ours, is deleted in the same transaction). Ours means marked by
+ * us, or, unmarked, exactly the layout we build and nothing else (a table from before the mark,
+ * or from a kernel that drops a table's userdata). -EEXIST: a table of the configured name is
+ * someone else's; it is left as it is, and commits fail with -EEXIST until a setup succeeds.
+ * -EBUSY: the table kept changing under us. Other tables are never touched. The first call
+ * probes whether the kernel accepts interval + timeout sets. */
 int nftset_setup(struct nftset *s, enum nftset_setup_action *ret_action);
 
 /* Which sets are in use, in words, for the log line after setup: all four, or, on a kernel
@@ -89,11 +96,13 @@ int nftset_contains(struct nftset *s, const struct addr *a, struct addr_prefix *
 int nftset_monitor_fd(const struct nftset *s);
 int nftset_monitor_read(struct nftset *s, bool *ret_damaged);
 
-/* The slow periodic check: cheap (never dumps a set). Damaged = the table, a set or a chain is
- * missing, or they or the rules are not what nftset_setup() would make. */
+/* The slow periodic check: cheap (never dumps a set's elements), and it only reads. Damaged =
+ * the table, a set or a chain is missing, or they or the rules are not what nftset_setup()
+ * would make, or the table of our name is not ours (nftset_setup() then says -EEXIST). */
 int nftset_check(struct nftset *s, bool *ret_damaged);
 
-/* Deletes our table (for remove_on_stop). A missing table is not an error. */
+/* Deletes our table (for remove_on_stop), if it is ours: -EEXIST if the table of that name is
+ * someone else's (it is left as it is). A missing table is not an error. */
 int nftset_teardown(struct nftset *s);
 
 /* Words for the errors above, aimed at an admin: "needs CAP_NET_ADMIN", "kernel lacks

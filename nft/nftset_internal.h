@@ -70,7 +70,11 @@ struct nftset {
 
     /* ruleset (nftruleset.c) */
     int interval; /* -1 = not probed yet, 0 = timeout only, 1 = interval + timeout */
-    char fingerprint[64];
+    int marks;    /* the kernel keeps a table's mark (userdata): -1 not yet known, 0 no, 1 yes */
+    bool foreign; /* the last look found a table of our name that is not ours */
+    uint64_t table_handle; /* of our table, as last seen: a replace deletes exactly that one */
+    char fingerprint[64];  /* the rules' comment in the tables we build */
+    char legacy_fingerprint[64]; /* and in those built before tables carried the mark */
 
     /* element queue (nftcommit.c) */
     int destroy; /* the kernel knows NFT_MSG_DESTROYSETELEM: -1 not yet known, 0 no, 1 yes */
@@ -120,13 +124,19 @@ void nftmnl_put_key(struct nlmsghdr *nlh, const uint8_t *key, unsigned len, uint
 
 /* ---- nftruleset.c: the ruleset -------------------------------------------------------- */
 
-enum nftruleset_verdict { NFTRULESET_RIGHT = 0, NFTRULESET_MISSING, NFTRULESET_WRONG };
+enum nftruleset_verdict {
+    NFTRULESET_RIGHT = 0, /* ours, and what setup would build */
+    NFTRULESET_MISSING,   /* no table of our name */
+    NFTRULESET_WRONG,     /* ours, but not right: to be replaced */
+    NFTRULESET_FOREIGN,   /* a table of our name that is not ours: never touched */
+};
 
 /* Checks the names and ports of cfg and derives what the ruleset depends on (set names, the
  * rules' fingerprint) into s. 0, or -EINVAL. */
 int nftruleset_init(struct nftset *s, const struct cfg_nftables *cfg);
 /* Compares the kernel's view of our table with what setup would build: an enum
- * nftruleset_verdict, or -errno. Never changes the ruleset. */
+ * nftruleset_verdict, or -errno. Never changes the ruleset; records what it found in
+ * s->foreign and s->table_handle. */
 int nftruleset_verify(struct nftset *s);
 /* Whether set k exists in a table built with or without interval sets. */
 bool nftruleset_set_present(int interval, int k);

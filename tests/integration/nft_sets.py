@@ -11,6 +11,9 @@ h.setup_loopback()
 t = h.Tap()
 
 
+MARK = 'comment "pbxguard format 3 '
+
+
 def fresh():
     h.nft("flush", "ruleset")
 
@@ -67,10 +70,11 @@ def test_setup_adopts_a_table_that_is_already_right():
     t.ok("192.0.2.1" in (h.pbxguard_bans() or {}), "adopting keeps the bans")
 
 
-def test_setup_replaces_a_wrong_table_and_leaves_foreign_tables_alone():
+def test_setup_replaces_a_wrong_table_of_ours_and_leaves_foreign_tables_alone():
     fresh()
     subprocess.run(["nft", "-f", "-"], input="""
 table inet pbxguard {
+    comment "pbxguard format 3"
     chain input { type filter hook input priority 0; policy accept; }
 }
 table inet filter {
@@ -81,12 +85,102 @@ table ip pbxguard {
 }
 """, text=True, check=True)
     r = setup_ok()
-    t.ok("replaced" in r.stdout, "setup replaces a table of our name that is not right", r.stdout)
+    t.ok("replaced" in r.stdout, "setup replaces a marked table of our name that is not right",
+         r.stdout)
     chain = [o["chain"] for o in h.nft_json("list", "chain", "inet", "pbxguard", "input") if "chain" in o][0]
     t.eq(chain["prio"], -10, "the replaced table has our chain")
     t.ok(("inet", "filter") in h.nft_tables(), "the admin's inet filter table is untouched")
     t.eq(h.nft_set_elements("banned4", table="pbxguard", family="ip"), {"198.51.100.1": (None, None)},
          "a table of our name in another family is untouched")
+    fresh()
+    h.nft("add", "table", "inet", "pbxguard", "{ comment \"pbxguard format 1\"; }")
+    r = setup_ok()
+    t.ok("replaced" in r.stdout and MARK in h.nft("list", "table", "inet", "pbxguard").stdout,
+         "a marked table of another format is replaced by one of ours", r.stdout)
+
+
+def snapshot(name="pbxguard"):
+    return (h.nft("-j", "list", "table", "inet", name, check=False).stdout,
+            h.nft("list", "table", "inet", name, check=False).stdout)
+
+
+def test_setup_leaves_an_unmarked_table_of_our_name_alone():
+    fresh()
+    subprocess.run(["nft", "-f", "-"], input="""
+table inet pbxguard {
+    chain input { type filter hook input priority 0; policy drop; tcp dport 22 accept; }
+}
+""", text=True, check=True)
+    before = snapshot()
+    r = tool("setup")
+    t.ok(r.returncode == 3 and "is not pbxguard's" in r.stderr,
+         "setup refuses a table of our name without the pbxguard mark", r.stdout + r.stderr)
+    r = tool("check")
+    t.ok(r.returncode == 1 and "damaged" in r.stdout, "check reports it", r.stdout + r.stderr)
+    r = tool("teardown")
+    t.ok(r.returncode == 3 and "is not pbxguard's" in r.stderr, "teardown refuses to delete it",
+         r.stdout + r.stderr)
+    t.ok(tool("ban", "192.0.2.1").returncode == 3, "bans are not put into it")
+    t.eq(snapshot(), before, "the table is byte-for-byte as it was")
+    # Comments that only look like the mark are no mark.
+    for comment in ("pbxguard format 3x", "pbxguard format ", "xpbxguard format 3",
+                    "pbxguard format 12345678901234567890", "pbxguard"):
+        fresh()
+        h.nft("add", "table", "inet", "pbxguard", "{ comment \"%s\"; }" % comment)
+        before = snapshot()
+        r = tool("setup")
+        t.ok(r.returncode == 3 and snapshot() == before,
+             f"a table whose comment is {comment!r} is not ours", r.stdout + r.stderr)
+
+
+def fingerprint(fmt, set4="banned4", set6="banned6"):
+    """The digest our rules carry as their comment (nftruleset.c's make_fingerprint)."""
+    v = 1469598103934665603
+    for c in f"v{fmt} {set4} {set6} tcp udp".encode():
+        v = ((v ^ c) * 1099511628211) % (1 << 64)
+    return f"pbxguard {v:016x}"
+
+
+def legacy_table(extra=""):
+    """The table pbxguard built before tables carried the mark: no comment on the table, the
+    format 2 digest on every rule."""
+    fp = fingerprint(2)
+    return f"""
+table inet pbxguard {{
+    set banned4 {{ type ipv4_addr; flags timeout; }}
+    set banned4_net {{ type ipv4_addr; flags interval,timeout; }}
+    set banned6 {{ type ipv6_addr; flags timeout; }}
+    set banned6_net {{ type ipv6_addr; flags interval,timeout; }}
+    chain input {{
+        type filter hook input priority filter - 10; policy accept;
+        ip saddr @banned4 counter drop comment "{fp}"
+        ip saddr @banned4_net counter drop comment "{fp}"
+        ip6 saddr & ffff:ffff:ffff:ffff:: == @banned6 counter drop comment "{fp}"
+        ip6 saddr @banned6_net counter drop comment "{fp}"
+    }}
+    {extra}
+}}
+"""
+
+
+def test_setup_takes_over_a_table_from_before_the_mark():
+    fresh()
+    subprocess.run(["nft", "-f", "-"], input=legacy_table(), text=True, check=True)
+    r = setup_ok()
+    t.ok("replaced" in r.stdout and MARK in h.nft("list", "table", "inet", "pbxguard").stdout,
+         "an unmarked table exactly as older pbxguard built it is replaced by a marked one",
+         r.stdout)
+    t.ok("adopted" in setup_ok().stdout, "which the next setup adopts")
+    for what, extra in (("a set", "set mine { type ipv4_addr; }"),
+                        ("a counter", "counter c1 { }"),
+                        ("a chain", "chain mine { }")):
+        fresh()
+        subprocess.run(["nft", "-f", "-"], input=legacy_table(extra), text=True, check=True)
+        before = snapshot()
+        r = tool("setup")
+        t.ok(r.returncode == 3 and snapshot() == before,
+             f"the same layout with {what} of someone else's in it is left alone",
+             r.stdout + r.stderr)
 
 
 def test_setup_replaces_a_table_whose_rules_were_changed():

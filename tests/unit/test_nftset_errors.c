@@ -97,6 +97,7 @@ static void errors_are_explained_in_words_an_admin_can_act_on(void **state)
     assert_non_null(strstr(nftset_strerror(-EOPNOTSUPP), "lacks nf_tables"));
     assert_non_null(strstr(nftset_strerror(-ENOSPC), "set_size"));
     assert_non_null(strstr(nftset_strerror(-ENOTEMPTY), "overlaps"));
+    assert_non_null(strstr(nftset_strerror(-EEXIST), "not pbxguard's"));
     assert_string_equal(nftset_strerror(-EIO), strerror(EIO));
 }
 
