@@ -282,12 +282,21 @@ enum policy_ban_rule policy_ban_check(const struct policy *p, const struct addr_
         *ret_entry = NULL;
     if (prefix->len < (prefix->addr.family == AF_INET ? p->min_prefix4 : p->min_prefix6))
         return POLICY_BAN_TOO_WIDE;
+    /* The range the prefix lies in names it best (0.0.0.0/8 is "this-network", though it also
+     * holds 0.0.0.0); else the first range it holds. */
+    const struct policy_wl_entry *special = NULL;
     for (unsigned i = 0; i < NSPECIALS; i++) {
-        if (specials[i].kind != SPECIAL_UNGROUPED && overlap(&specials[i].e.prefix, prefix)) {
-            if (ret_entry)
-                *ret_entry = &specials[i].e;
-            return POLICY_BAN_PROTECTED;
-        }
+        if (specials[i].kind == SPECIAL_UNGROUPED || !overlap(&specials[i].e.prefix, prefix))
+            continue;
+        if (!special || specials[i].e.prefix.len <= prefix->len)
+            special = &specials[i].e;
+        if (special->prefix.len <= prefix->len)
+            break;
+    }
+    if (special) {
+        if (ret_entry)
+            *ret_entry = special;
+        return POLICY_BAN_PROTECTED;
     }
     for (unsigned i = 0; i < p->nwl; i++) {
         if (!overlap(&p->wl[i].prefix, prefix))
