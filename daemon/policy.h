@@ -19,7 +19,9 @@ struct policy;
 /* Where a protected prefix comes from. The built-in ranges, the AMI peers and the host's own
  * addresses are absolute: nobody bans them, not even with --force. --force overrides the
  * others. Each run-time source replaces its whole list at once (policy_protect_replace()), so a
- * module that learns protected addresses (the host's, Asterisk's trunks, ...) adds a source. */
+ * module that learns protected addresses (the host's, Asterisk's trunks, ...) adds a source:
+ * one value here and one row of sources[] in policy.c (its JSON name, whether --force may
+ * override it, and the hint a refusal gives for changing it). */
 enum policy_source {
     POLICY_SRC_BUILTIN = 0, /* loopback, link-local, multicast, ...: fixed, in policy.c */
     POLICY_SRC_CONFIG,      /* [whitelist] cidr */

@@ -289,6 +289,33 @@ def run(t, pbx, nb, resolv):
          "at the end the host still reaches itself and its neighbour")
     t.ok(d.alive(), "the daemon is alive after it all")
 
+    # [protect] on reload: each source turned off, a narrower widest ban.
+    with open(d.conf) as f:
+        conf = f.read()
+    with open(d.conf, "w") as f:
+        f.write(conf.replace("[protect]\n", "[protect]\ngateways = no\nresolvers = no\n"
+                             "own_addresses = no\nmin_prefix4 = 16\n"))
+    r = d.cli("reload")
+    t.ok(r.returncode == 0, "a reload turns gateways, resolvers and own addresses off",
+         r.stdout + r.stderr)
+    gone = e.wait_until(lambda: all((d.cli_json("show", a) or {"protected": 1}).get("protected")
+                                    is None for a in (GW4_NEW, RES_B, OWN6)), timeout=5)
+    t.ok(gone, "after it the gateway, the resolver and the host's address are no longer "
+         "protected", [d.cli_json("show", a) for a in (GW4_NEW, RES_B, OWN6)])
+    j = d.cli_json("show", "127.0.0.1") or {}
+    t.eq((j.get("protected") or {}).get("reason"), "loopback", "loopback still is")
+    r = d.cli("ban", "10.0.0.0/12")
+    t.ok(r.returncode == 1 and "wider than /16" in r.stderr and "min_prefix4" in r.stderr,
+         "and the new widest ban applies at once", r.stderr)
+    with open(d.conf, "w") as f:
+        f.write(conf)
+    r = d.cli("reload")
+    back = e.wait_until(lambda: all(((d.cli_json("show", a) or {}).get("protected") or {})
+                                    .get("source") in ("gateway", "resolver", "host")
+                                    for a in (GW4_NEW, RES_B, OWN6)), timeout=5)
+    t.ok(r.returncode == 0 and back, "turned on again, each is read and protected again",
+         [d.cli_json("show", a) for a in (GW4_NEW, RES_B, OWN6)])
+
     # An upgrade from a version that banned fe80::/64, loopback and the host's /64: the daemon
     # stopped, the bans still in the database and in the kernel (our table is adopted as is).
     t.eq(d.stop(), 0, "the daemon stops")
