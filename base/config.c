@@ -149,6 +149,8 @@ static const struct key_def policy_keys[] = {
     {"offence_window", K_SECONDS, FLD(cfg_policy, offence_window_s), 0, 1, 10 * YEAR, NULL},
     {"ipv4_prefix", K_UINT, FLD(cfg_policy, ipv4_prefix), 0, 8, 32, NULL},
     {"ipv6_prefix", K_UINT, FLD(cfg_policy, ipv6_prefix), 0, 32, 128, NULL},
+    {"trust_window", K_SECONDS, FLD(cfg_policy, trust_window_s), 0, 0, 30 * DAY, NULL},
+    {"trusted_maxretry", K_UINT, FLD(cfg_policy, trusted_maxretry), 0, 0, 1e6, NULL},
 };
 
 static const struct key_def service_keys[] = {
@@ -334,6 +336,8 @@ void config_defaults(struct config *ret_cfg)
     c->policy.offence_window_s = 30 * 86400;
     c->policy.ipv4_prefix = 32;
     c->policy.ipv6_prefix = 64;
+    c->policy.trust_window_s = 3600;
+    c->policy.trusted_maxretry = 0;
     for (size_t i = 0; i < NKEYS(default_failures); i++)
         c->policy.weight[default_failures[i]] = 1;
 

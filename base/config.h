@@ -63,6 +63,9 @@ struct cfg_policy {
     int64_t offence_window_s;            /* 30d: offences older than this do not escalate */
     unsigned ipv4_prefix;                /* 32 */
     unsigned ipv6_prefix;                /* 64 (32..128) */
+    int64_t trust_window_s;              /* 1h: a SuccessfulAuth raises its key's threshold to
+                                            trusted_maxretry for this long; 0 = off */
+    unsigned trusted_maxretry;           /* 0 = 4 x the service's maxretry */
     double weight[SEC_EVENT_TYPE_COUNT]; /* [events] */
     struct cfg_service_override services[CFG_SERVICES_MAX]; /* [policy:SERVICE] */
     unsigned nservices;

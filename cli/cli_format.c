@@ -189,6 +189,18 @@ static void print_show(const json_t *r, int64_t now, FILE *out)
     } else {
         fprintf(out, "%-12s no\n", "protected");
     }
+    const json_t *ok = json_object_get(r, "authenticated");
+    if (json_is_object(ok)) {
+        char svc[64];
+        fprintf(out, "%-12s last %s (%s, %s)", "logged in",
+                cli_format_time(num(ok, "last"), t, sizeof(t)), str(ok, "account", e, sizeof(e)),
+                str(ok, "service", svc, sizeof(svc)));
+        if (json_is_true(json_object_get(ok, "trusted")))
+            fprintf(out, ": banned only at %" PRId64 " failures until %s\n", num(ok, "threshold"),
+                    cli_format_time(num(ok, "until"), b, sizeof(b)));
+        else
+            fputs(": too long ago to raise the threshold\n", out);
+    }
 
     const json_t *ban = json_object_get(r, "ban");
     if (json_is_object(ban)) {

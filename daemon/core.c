@@ -81,7 +81,7 @@ struct core {
     unsigned long restore_count;
     struct core_refused ban_refused[CORE_REFUSED_MAX];
     unsigned nban_refused;
-    char ban_log[CORE_BAN_LOG_MAX][256];
+    char ban_log[CORE_BAN_LOG_MAX][320];
     unsigned nban_log;
     unsigned long ban_log_dropped;
 
@@ -339,8 +339,9 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
     char svc[4 * SEC_SERVICE_MAX];
     log_escape(ev->service, strnlen(ev->service, SEC_SERVICE_MAX), svc, sizeof(svc));
     snprintf(c->ban_log[c->nban_log++], sizeof(c->ban_log[0]),
-             "banned %s for %s: %g failures within %s, last %s/%s from %s (offence %u)",
+             "banned %s for %s: %g failures within %s%s, last %s/%s from %s (offence %u)",
              addr_prefix_format(&v->prefix, buf, sizeof(buf)), dur, v->failures, c->findtime_text,
+             v->authenticated ? " (trusted_maxretry: it logged in lately)" : "",
              sec_event_type_name(ev->type), svc, ev->source, v->offence);
 }
 

@@ -345,6 +345,29 @@ static int show_account(void *data, const char *account, int64_t count, int64_t 
     return 0;
 }
 
+/* The key's last successful login, and the threshold it earns while it is recent. */
+static json_t *show_success(const struct ctl_cmd_ops *ops, const struct addr_prefix *key)
+{
+    struct store_success ok;
+    if (store_success_get(ops->store, key, &ok) < 0)
+        return json_null();
+    char a[ADDR_STRLEN], esc[SEC_ACCOUNT_MAX * 4 + 4], svc[SEC_SERVICE_MAX * 4 + 4];
+    int64_t window = policy_trust_window_ms(ops->policy);
+    bool trusted = window > 0 && ok.last_ms >= ops->now_ms - window;
+    json_t *o =
+        json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:b}", "first", (json_int_t)(ok.first_ms / 1000),
+                  "last", (json_int_t)(ok.last_ms / 1000), "count", (json_int_t)ok.count, "addr",
+                  addr_format(&ok.addr, a, sizeof(a)), "account",
+                  log_escape(ok.account, strlen(ok.account), esc, sizeof(esc)), "service",
+                  log_escape(ok.service, strlen(ok.service), svc, sizeof(svc)), "trusted", trusted);
+    if (o && trusted) {
+        json_object_set_new(o, "until", json_integer((ok.last_ms + window) / 1000));
+        json_object_set_new(o, "threshold",
+                            json_integer(policy_trusted_threshold(ops->policy, ok.service)));
+    }
+    return o ? o : json_null();
+}
+
 static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
 {
     struct addr_prefix p;
@@ -385,6 +408,7 @@ static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req, const struct
         json_object_set_new(r, "whitelist", json_null());
         json_object_set_new(r, "protected", json_null());
     }
+    json_object_set_new(r, "authenticated", show_success(ops, &key));
     json_object_set_new(r, "ban", c.ban ? c.ban : json_null());
     json_object_set_new(r, "past_bans", c.past);
     json_object_set_new(r, "failures", c.failures);

@@ -76,6 +76,15 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
 {
     struct verdict v = {.event_type = ev->type};
     snprintf(v.service, sizeof(v.service), "%.*s", SEC_SERVICE_MAX - 1, ev->service);
+    struct addr_prefix key;
+    int r;
+    /* A successful login is remembered for its key, whatever it weighs: one upsert. */
+    if (ev->type == SEC_SUCCESSFUL_AUTH && policy_trust_window_ms(j->policy) > 0) {
+        policy_key(j->policy, &ev->remote.addr, &key);
+        r = store_success_add(j->store, ev, &key, now_ms);
+        if (r < 0)
+            return r;
+    }
     double w = policy_weight(j->policy, ev->type, ev->service);
     if (w <= 0) {
         *ret_verdict = v;
@@ -87,10 +96,9 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
         *ret_verdict = v;
         return 0;
     }
-    struct addr_prefix key;
     policy_key(j->policy, &ev->remote.addr, &key);
     v.whitelisted = policy_whitelist_match(j->policy, &ev->remote.addr) != NULL;
-    int r = store_failure_add(j->store, ev, &key, v.whitelisted ? 0 : w, v.whitelisted, now_ms);
+    r = store_failure_add(j->store, ev, &key, v.whitelisted ? 0 : w, v.whitelisted, now_ms);
     if (r < 0)
         return r;
     v.counted = true;
@@ -124,6 +132,23 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
     if (sum + 1e-9 < (double)policy_threshold(j->policy, ev->service)) {
         *ret_verdict = v;
         return 0;
+    }
+    /* A ban is due under maxretry. A key that logged in successfully within trust_window is an
+     * office or a phone that works: it is held to the higher trusted threshold. Asked only on
+     * this path, so an ordinary failure costs nothing more. */
+    int64_t window = policy_trust_window_ms(j->policy);
+    if (window > 0) {
+        struct store_success ok;
+        r = store_success_get(j->store, &key, &ok);
+        if (r == 0 && ok.last_ms >= now_ms - window) {
+            v.authenticated = true;
+            if (sum + 1e-9 < (double)policy_trusted_threshold(j->policy, ev->service)) {
+                *ret_verdict = v;
+                return 0;
+            }
+        } else if (r < 0 && r != -ENOENT) {
+            return r;
+        }
     }
 
     /* Rare path (a ban is due): a broader active ban (a manual /24) already covers the key. */

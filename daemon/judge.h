@@ -33,6 +33,8 @@ struct verdict {
     /* Its source can never be a real one (policy_ignored(): link-local, ::, multicast, ...):
      * the label of that range ("link-local"); nothing was recorded. NULL otherwise. */
     const char *ignored;
+    bool authenticated; /* its key logged in successfully within trust_window, so it was held
+                           to trusted_maxretry (set once maxretry was reached) */
     enum sec_event_type event_type;
     char service[SEC_SERVICE_MAX];
 };
@@ -50,6 +52,8 @@ void judge_set_policy(struct judge *j, const struct policy *policy);
  * key's window [max(now - findtime, end of the key's last ban), now]. When the sum reaches the
  * service's threshold and the key is not banned (nor inside an active broader ban), adds a
  * threshold ban whose length follows the key's offence count and returns it as VERDICT_BAN.
+ * The threshold is the trusted one for a key whose last SuccessfulAuth (recorded here, with
+ * trust_window > 0) lies within trust_window.
  * The window runs on now_ms (the daemon's wall clock at receipt), not on the event's own time. */
 int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
                 struct verdict *ret_verdict);

@@ -396,6 +396,20 @@ unsigned policy_threshold(const struct policy *p, const char *service)
     return o && o->maxretry ? o->maxretry : p->cfg.maxretry;
 }
 
+unsigned policy_trusted_threshold(const struct policy *p, const char *service)
+{
+    unsigned base = policy_threshold(p, service);
+    uint64_t t = p->cfg.trusted_maxretry ? p->cfg.trusted_maxretry : (uint64_t)base * 4;
+    if (t < base)
+        t = base;
+    return t > UINT32_MAX ? UINT32_MAX : (unsigned)t;
+}
+
+int64_t policy_trust_window_ms(const struct policy *p)
+{
+    return p->cfg.trust_window_s * 1000;
+}
+
 void policy_key(const struct policy *p, const struct addr *a, struct addr_prefix *ret_key)
 {
     struct addr_prefix k;

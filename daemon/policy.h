@@ -116,6 +116,12 @@ const char *policy_ban_refusal(const struct policy *p, const struct addr_prefix 
 double policy_weight(const struct policy *p, enum sec_event_type type, const char *service);
 /* Weighted failures within findtime that earn a ban for this service (>= 1). */
 unsigned policy_threshold(const struct policy *p, const char *service);
+/* The same for a source that authenticated successfully within policy_trust_window_ms():
+ * trusted_maxretry, or 4 x the service's threshold when it is 0; never below the service's
+ * threshold. */
+unsigned policy_trusted_threshold(const struct policy *p, const char *service);
+/* How long a SuccessfulAuth raises its key's threshold, in ms; 0 = never (trust_window = 0). */
+int64_t policy_trust_window_ms(const struct policy *p);
 
 /* The counting key: the /ipv4_prefix of an IPv4 address, the /ipv6_prefix of an IPv6 one; the
  * address itself when that prefix would hold a protected address or range (the key is what a

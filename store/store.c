@@ -36,6 +36,9 @@ enum {
     ST_BAN_LENS,
     ST_ACTIVE_COUNT,
     ST_COUNTS_SINCE,
+    ST_SUCCESS_ADD,
+    ST_SUCCESS_GET,
+    ST_PRUNE_SUCCESSES,
     ST_COUNT
 };
 
@@ -91,6 +94,16 @@ static const char *const sql[ST_COUNT] = {
                          "WHERE key = ?1 AND addr = ?2 AND account IS NOT NULL "
                          "GROUP BY account ORDER BY 2 DESC, 3 DESC LIMIT 100",
     [ST_BAN_LENS] = "SELECT DISTINCT family, len FROM bans",
+    [ST_SUCCESS_ADD] = "INSERT INTO successes (key, first_ms, last_ms, count, addr, account, "
+                       "service) VALUES (?1, ?2, ?2, 1, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE "
+                       "SET last_ms = max(last_ms, excluded.last_ms), count = count + 1, "
+                       "addr = iif(excluded.last_ms >= last_ms, excluded.addr, addr), "
+                       "account = iif(excluded.last_ms >= last_ms, excluded.account, account), "
+                       "service = iif(excluded.last_ms >= last_ms, excluded.service, service)",
+    [ST_SUCCESS_GET] = "SELECT first_ms, last_ms, count, addr, account, service FROM successes "
+                       "WHERE key = ?1",
+    [ST_PRUNE_SUCCESSES] = "DELETE FROM successes WHERE key IN (SELECT key FROM successes "
+                           "WHERE last_ms < ?1 ORDER BY last_ms LIMIT ?2)",
 };
 
 enum op_kind { OP_BAN_ADD, OP_BAN_LIFT };
@@ -619,6 +632,53 @@ int store_failure_add(struct store *s, const struct sec_event *ev, const struct 
     return run(s, st);
 }
 
+static void column_text(sqlite3_stmt *st, int col, char *buf, size_t len);
+
+int store_success_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
+                      int64_t ts_ms)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    char addr[ADDR_STRLEN];
+    sqlite3_stmt *st = s->st[ST_SUCCESS_ADD];
+    sqlite3_bind_text(st, 1, key_text(s, key), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, ts_ms);
+    sqlite3_bind_text(st, 3, addr_format(&ev->remote.addr, addr, sizeof(addr)), -1, SQLITE_STATIC);
+    bind_text_or_null(st, 4, ev->account, SEC_ACCOUNT_MAX);
+    bind_text_or_null(st, 5, ev->service, SEC_SERVICE_MAX);
+    return run(s, st);
+}
+
+int store_success_get(struct store *s, const struct addr_prefix *key,
+                      struct store_success *ret_success)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_SUCCESS_GET];
+    sqlite3_bind_text(st, 1, key_text(s, key), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        struct store_success o;
+        memset(&o, 0, sizeof(o));
+        o.first_ms = sqlite3_column_int64(st, 0);
+        o.last_ms = sqlite3_column_int64(st, 1);
+        o.count = sqlite3_column_int64(st, 2);
+        const unsigned char *a = sqlite3_column_text(st, 3);
+        if (!a || addr_parse((const char *)a, strlen((const char *)a), &o.addr) < 0)
+            r = -EUCLEAN;
+        column_text(st, 4, o.account, sizeof(o.account));
+        column_text(st, 5, o.service, sizeof(o.service));
+        if (r == 0)
+            *ret_success = o;
+    } else {
+        r = rc == SQLITE_DONE ? -ENOENT : map_rc(s, rc);
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
 int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
                      double *ret_sum)
 {
@@ -926,7 +986,8 @@ int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_
     int r = turn_begin(s);
     if (r < 0)
         return r;
-    static const int order[] = {ST_PRUNE_FAILURES, ST_PRUNE_BANS, ST_PRUNE_INCIDENTS};
+    static const int order[] = {ST_PRUNE_FAILURES, ST_PRUNE_BANS, ST_PRUNE_INCIDENTS,
+                                ST_PRUNE_SUCCESSES};
     unsigned total = 0;
     for (size_t i = 0; r == 0 && total < max && i < sizeof(order) / sizeof(order[0]); i++) {
         unsigned n = 0;

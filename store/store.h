@@ -102,6 +102,20 @@ bool store_in_turn(const struct store *s);
 /* Records one weighing event under key. ts_ms is the window clock (receipt time). */
 int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
                       double weight, bool whitelisted, int64_t ts_ms);
+/* Records a successful login (SuccessfulAuth) under key at ts_ms: one row per key, updated in
+ * place (the latest time, address, account and service; a count). */
+int store_success_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
+                      int64_t ts_ms);
+struct store_success {
+    int64_t first_ms, last_ms;
+    int64_t count;
+    struct addr addr;              /* of the latest success */
+    char account[SEC_ACCOUNT_MAX]; /* network text: escape before display */
+    char service[SEC_SERVICE_MAX];
+};
+/* The successes recorded for key; -ENOENT if none (or pruned). */
+int store_success_get(struct store *s, const struct addr_prefix *key,
+                      struct store_success *ret_success);
 /* Sum of weights recorded for key with from_ms <= ts_ms <= to_ms (exact). */
 int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
                      double *ret_sum);
@@ -141,7 +155,8 @@ int store_counts_since(struct store *s, int64_t since_ms, uint64_t *ret_failures
 int store_bans_covering(struct store *s, const struct addr *a, bool active_only, int64_t now_ms,
                         store_ban_fn fn, void *data);
 
-/* Deletes up to max rows older than cutoff_ms: failures first, then ended bans, then incidents.
+/* Deletes up to max rows older than cutoff_ms: failures first, then ended bans, then incidents,
+ * then successful logins.
  * Small chunks (e.g. 1000), called from a timer, so the loop never stalls. *ret_deleted (may be
  * NULL) gets the count; fewer than max means nothing older is left. Active bans are kept. */
 int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_deleted);

@@ -628,6 +628,75 @@ static void an_address_that_becomes_protected_lifts_the_bans_holding_it(void **s
     assert_int_equal(n, 0);
 }
 
+static void a_source_that_logged_in_is_banned_at_trusted_maxretry(void **state)
+{
+    struct world *w = *state;
+    w->cfg.trust_window_s = 3600;
+    world_open(w);
+    judge_at(w, SEC_SUCCESSFUL_AUTH, "198.51.100.1", T0);
+    for (int i = 1; i < 20; i++) {
+        struct verdict v = fail_at(w, "198.51.100.1", T0 + i);
+        assert_int_equal(v.action, VERDICT_NONE);
+        assert_int_equal(v.authenticated, i >= 5);
+    }
+    struct verdict v = fail_at(w, "198.51.100.1", T0 + 20);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_true(v.authenticated);
+    assert_true(v.failures == 20);
+    /* Another source, without a success, is judged as ever. */
+    for (int i = 1; i < 5; i++)
+        assert_int_equal(fail_at(w, "198.51.100.2", T0 + i).action, VERDICT_NONE);
+    v = fail_at(w, "198.51.100.2", T0 + 5);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_false(v.authenticated);
+}
+
+static void the_trust_of_a_login_runs_out_after_trust_window(void **state)
+{
+    struct world *w = *state;
+    w->cfg.trust_window_s = 60;
+    world_open(w);
+    judge_at(w, SEC_SUCCESSFUL_AUTH, "198.51.100.1", T0);
+    for (int i = 1; i < 5; i++)
+        fail_at(w, "198.51.100.1", T0 + i);
+    /* Within the window: the 5th failure is not enough. */
+    assert_int_equal(fail_at(w, "198.51.100.1", T0 + 60 * 1000).action, VERDICT_NONE);
+    /* One ms later the login is older than trust_window: 6 failures >= maxretry. */
+    struct verdict v = fail_at(w, "198.51.100.1", T0 + 60 * 1000 + 1);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_false(v.authenticated);
+}
+
+static void trust_window_zero_ignores_logins(void **state)
+{
+    struct world *w = *state;
+    w->cfg.trust_window_s = 0;
+    world_open(w);
+    judge_at(w, SEC_SUCCESSFUL_AUTH, "198.51.100.1", T0);
+    for (int i = 1; i < 5; i++)
+        fail_at(w, "198.51.100.1", T0 + i);
+    assert_int_equal(fail_at(w, "198.51.100.1", T0 + 5).action, VERDICT_BAN);
+    struct store_success ok;
+    struct addr_prefix key = fx_prefix("198.51.100.1");
+    assert_int_equal(store_success_get(w->store, &key, &ok), -ENOENT); /* not even recorded */
+}
+
+static void a_login_counts_for_its_whole_ipv6_key_and_survives_a_restart(void **state)
+{
+    struct world *w = *state;
+    w->cfg.trust_window_s = 3600;
+    world_open(w);
+    judge_at(w, SEC_SUCCESSFUL_AUTH, "2001:db8:1:2::10", T0);
+    world_close(w);
+    world_open(w);
+    /* Another phone of the same office /64, with a stale password. */
+    for (int i = 1; i < 20; i++)
+        assert_int_equal(fail_at(w, "2001:db8:1:2::11", T0 + i).action, VERDICT_NONE);
+    struct verdict v = fail_at(w, "2001:db8:1:2::11", T0 + 20);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_int_equal(v.prefix.len, 64);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -658,6 +727,10 @@ int main(void)
         T(manual_ban_refuses_the_absolute_rules_even_forced),
         T(a_restore_lifts_the_bans_the_rules_no_longer_allow),
         T(an_address_that_becomes_protected_lifts_the_bans_holding_it),
+        T(a_source_that_logged_in_is_banned_at_trusted_maxretry),
+        T(the_trust_of_a_login_runs_out_after_trust_window),
+        T(trust_window_zero_ignores_logins),
+        T(a_login_counts_for_its_whole_ipv6_key_and_survives_a_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

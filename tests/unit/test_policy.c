@@ -524,6 +524,31 @@ static void a_refusal_names_the_rule_and_how_to_change_it(void **state)
     policy_free(p);
 }
 
+static void trusted_threshold_is_four_times_maxretry_unless_set(void **state)
+{
+    struct cfg_policy c;
+    fx_cfg_policy(&c);
+    c.trust_window_s = 3600;
+    c.nservices = 1;
+    snprintf(c.services[0].service, sizeof(c.services[0].service), "AMI");
+    c.services[0].maxretry = 3;
+    for (int t = 0; t < SEC_EVENT_TYPE_COUNT; t++)
+        c.services[0].weight[t] = -1;
+    struct policy *p = make(&c, NULL, 0);
+    assert_int_equal(policy_trusted_threshold(p, "PJSIP"), 20);
+    assert_int_equal(policy_trusted_threshold(p, "AMI"), 12);
+    assert_int_equal(policy_trust_window_ms(p), 3600 * 1000);
+    policy_free(p);
+    c.trusted_maxretry = 8;
+    p = make(&c, NULL, 0);
+    assert_int_equal(policy_trusted_threshold(p, "PJSIP"), 8);
+    policy_free(p);
+    c.trusted_maxretry = 2; /* never below the ordinary threshold */
+    p = make(&c, NULL, 0);
+    assert_int_equal(policy_trusted_threshold(p, "PJSIP"), 5);
+    policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -545,6 +570,7 @@ int main(void)
         cmocka_unit_test(ban_check_applies_the_absolute_rules_whatever_force_says),
         cmocka_unit_test(the_widest_ban_is_configurable_but_never_wider_than_a_key),
         cmocka_unit_test(a_refusal_names_the_rule_and_how_to_change_it),
+        cmocka_unit_test(trusted_threshold_is_four_times_maxretry_unless_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -139,7 +139,8 @@ static void version_1_file_is_migrated_to_the_ban_note_keeping_its_bans(void **s
     assert_int_equal(store_turn_commit(s), 0);
     store_close(s);
     /* Make it the file a version-1 binary left behind. */
-    raw_exec(t->db, "ALTER TABLE bans DROP COLUMN note; PRAGMA user_version = 1");
+    raw_exec(t->db, "DROP TABLE successes; ALTER TABLE bans DROP COLUMN note; "
+                    "PRAGMA user_version = 1");
     s = open_ok(t->db);
     struct store_ban got;
     assert_int_equal(store_ban_last(s, &b.prefix, &got), 0);
@@ -386,6 +387,40 @@ static void prune_deletes_old_rows_in_chunks_and_keeps_active_bans(void **state)
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 5);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans"), 1);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '192.0.2.8'"), 1);
+}
+
+static void successes_are_one_row_per_key_with_the_latest_login(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct addr_prefix k = fx_prefix("2001:db8:1:2::/64");
+    struct store_success ok;
+    assert_int_equal(store_success_get(s, &k, &ok), -ENOENT);
+    struct sec_event a = fx_event(SEC_SUCCESSFUL_AUTH, "PJSIP", "2001:db8:1:2::10");
+    struct sec_event b = fx_event(SEC_SUCCESSFUL_AUTH, "SIP", "2001:db8:1:2::11");
+    snprintf(b.account, sizeof(b.account), "x'); DROP TABLE successes; --");
+    assert_int_equal(store_success_add(s, &a, &k, 1000), 0);
+    assert_int_equal(store_success_add(s, &b, &k, 3000), 0);
+    assert_int_equal(store_success_add(s, &a, &k, 2000), 0); /* late: the latest time stays */
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    s = open_ok(t->db);
+    assert_int_equal(store_success_get(s, &k, &ok), 0);
+    assert_int_equal(ok.first_ms, 1000);
+    assert_int_equal(ok.last_ms, 3000);
+    assert_int_equal(ok.count, 3);
+    assert_string_equal(ok.service, "SIP"); /* of the latest login, not the last written */
+    assert_string_equal(ok.account, "x'); DROP TABLE successes; --");
+    assert_true(addr_equal(&ok.addr, &b.remote.addr));
+    /* Pruned with the retention, by the time of the latest login. */
+    unsigned n = 0;
+    assert_int_equal(store_prune(s, 3000, 10, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_prune(s, 3001, 10, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_success_get(s, &k, &ok), -ENOENT);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM successes"), 0);
 }
 
 static void ban_round_trips_with_every_field(void **state)
@@ -685,6 +720,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(window_sum_is_exact_at_both_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(commit_ends_the_turn_and_makes_it_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(attacker_text_is_stored_as_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(successes_are_one_row_per_key_with_the_latest_login, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(prune_deletes_old_rows_in_chunks_and_keeps_active_bans,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(ban_round_trips_with_every_field, setup, teardown),
