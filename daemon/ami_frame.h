@@ -14,7 +14,9 @@
 #include <stdint.h>
 
 #define AMI_LINE_MAX 8192
-#define AMI_HEADERS_MAX 128
+/* Asterisk bounds what it reads to 128 lines, not what it writes: PJSIPShowEndpoint's
+ * EndpointDetail lists every endpoint option, about 145 lines in Asterisk 20. */
+#define AMI_HEADERS_MAX 256
 #define AMI_FRAME_MAX (64 * 1024)
 
 enum ami_frame_kind {
@@ -84,7 +86,9 @@ size_t ami_parser_feed(struct ami_parser *p, const void *data, size_t len);
 /* Returns the next complete frame (valid until the next call on p), or NULL if more bytes are
  * needed. Empty frames (stray blank lines) are skipped; bad frames are counted and skipped.
  * The value of every ExpectedResponse header (the correct MD5 key of someone else's login) is
- * wiped in the buffer and reported as empty: nothing past the parser can leak it. */
+ * wiped in the buffer and reported as empty: nothing past the parser can leak it. So are the
+ * credentials of AuthDetail events (Password, Md5Cred, PasswordDigest, OauthSecret,
+ * RefreshToken), which Asterisk sends with the answers to the trust queries. */
 const struct ami_frame *ami_parser_next(struct ami_parser *p);
 
 /* Case-insensitive lookup of a header by name (like Asterisk's own); NULL if absent. */
@@ -93,6 +97,8 @@ const struct ami_header *ami_frame_get(const struct ami_frame *f, const char *na
 /* True for "Event:" frames whose Privilege lists the security class. A cheap test that avoids
  * normalizing the system events (FullyBooted, PeerStatus, ...) mixed into the stream. */
 bool ami_frame_is_security(const struct ami_frame *f);
+/* True for "Event:" frames whose Privilege lists the class cls ("system"). */
+bool ami_frame_has_class(const struct ami_frame *f, const char *cls);
 
 /* True if the header's value equals s exactly (case-sensitive). */
 bool ami_header_value_is(const struct ami_header *h, const char *s);

@@ -160,7 +160,7 @@ static void expected_response_of_a_discarded_frame_is_wiped_too(void **state)
     size_t o = (size_t)snprintf(s, sizeof(s), "Event: ChallengeResponseFailed\r\n");
     /* More headers than AMI_HEADERS_MAX: the frame is discarded before ExpectedResponse (at
      * the end) is parsed, and while it is skipped. */
-    for (int i = 0; i < 200; i++)
+    for (int i = 0; i < AMI_HEADERS_MAX + 72; i++)
         o += (size_t)snprintf(s + o, sizeof(s) - o, "X%d: y\r\n", i);
     o += (size_t)snprintf(s + o, sizeof(s) - o, "ExpectedResponse: %s\r\n\r\n", key);
     snprintf(s + o, sizeof(s) - o, "Event: Next\r\n\r\n");
@@ -170,6 +170,28 @@ static void expected_response_of_a_discarded_frame_is_wiped_too(void **state)
     assert_header(f, 0, "Event", "Next");
     assert_int_equal(P->stats.discarded, 1);
     assert_null(memmem(P->buf, sizeof(P->buf), key, strlen(key)));
+}
+
+static void credentials_in_auth_details_are_wiped(void **state)
+{
+    feed_all(P, "Event: AuthDetail\r\nActionID: a\r\nObjectType: auth\r\nUsername: u\r\n"
+                "Password: hunter2-pw\r\nMd5Cred: 0123md5cred\r\npassword: lower-pw\r\n"
+                "PasswordDigest: digest-pw\r\nOauthSecret: oauth-pw\r\n"
+                "RefreshToken: refresh-pw\r\nRealm: r\r\n\r\n");
+    const struct ami_frame *f = ami_parser_next(P);
+    assert_non_null(f);
+    assert_header(f, 3, "Username", "u");
+    assert_header(f, 4, "Password", "");
+    assert_header(f, 5, "Md5Cred", "");
+    assert_header(f, 6, "password", "");
+    assert_header(f, 7, "PasswordDigest", "");
+    assert_header(f, 8, "OauthSecret", "");
+    assert_header(f, 9, "RefreshToken", "");
+    assert_header(f, 10, "Realm", "r");
+    static const char *const secrets[] = {"hunter2-pw", "0123md5cred", "lower-pw",
+                                          "digest-pw",  "oauth-pw",    "refresh-pw"};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+        assert_null(memmem(P->buf, sizeof(P->buf), secrets[i], strlen(secrets[i])));
 }
 
 static void security_class_is_told_from_privilege(void **state)
@@ -319,6 +341,7 @@ int main(void)
         T(header_lookup_is_case_insensitive),
         T(expected_response_is_wiped_by_the_parser),
         T(expected_response_of_a_discarded_frame_is_wiped_too),
+        T(credentials_in_auth_details_are_wiped),
         T(security_class_is_told_from_privilege),
         T(a_line_without_colon_discards_its_frame_only),
         T(an_overlong_line_is_discarded_without_losing_sync),
