@@ -78,8 +78,10 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
     snprintf(v.service, sizeof(v.service), "%.*s", SEC_SERVICE_MAX - 1, ev->service);
     struct addr_prefix key;
     int r;
-    /* A successful login is remembered for its key, whatever it weighs: one upsert. */
-    if (ev->type == SEC_SUCCESSFUL_AUTH && policy_trust_window_ms(j->policy) > 0) {
+    /* A successful login is remembered for its key, whatever it weighs: one upsert. Not for a
+     * whitelisted source (our own AMI login among them), which is never counted anyway. */
+    if (ev->type == SEC_SUCCESSFUL_AUTH && policy_trust_window_ms(j->policy) > 0 &&
+        !policy_whitelist_match(j->policy, &ev->remote.addr)) {
         policy_key(j->policy, &ev->remote.addr, &key);
         r = store_success_add(j->store, ev, &key, now_ms);
         if (r < 0)
