@@ -137,6 +137,8 @@ static const struct key_def ami_keys[] = {
     {"connect_timeout", K_MILLIS, FLD(cfg_ami, connect_timeout_ms), 0, 1000, 600e3, NULL},
     {"backoff_min", K_MILLIS, FLD(cfg_ami, backoff_min_ms), 0, 100, 600e3, NULL},
     {"backoff_max", K_MILLIS, FLD(cfg_ami, backoff_max_ms), 0, 1000, DAY * 1e3, NULL},
+    {"learn_trust", K_BOOL, FLD(cfg_ami, learn_trust), 0, 0, 0, NULL},
+    {"trust_refresh", K_SECONDS, FLD(cfg_ami, trust_refresh_s), 0, 0, 7 * DAY, NULL},
 };
 
 static const struct key_def policy_keys[] = {
@@ -375,6 +377,8 @@ void config_ami_defaults(struct cfg_ami *a)
     a->connect_timeout_ms = 10000;
     a->backoff_min_ms = 1000;
     a->backoff_max_ms = 60000;
+    a->learn_trust = true;
+    a->trust_refresh_s = 3600;
 }
 
 /* --- values --- */

@@ -43,6 +43,9 @@ struct cfg_ami {
     int64_t connect_timeout_ms;  /* 10s */
     int64_t backoff_min_ms;      /* 1s */
     int64_t backoff_max_ms;      /* 60s */
+    bool learn_trust;            /* yes: ask Asterisk which addresses it talks to; never ban them */
+    int64_t trust_refresh_s;     /* 1h: ask again this often, besides at login and on reload
+                                    events; 0 = only then (at least 1m when set) */
 };
 
 struct cfg_service_override {

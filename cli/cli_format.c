@@ -79,6 +79,36 @@ static const char *remaining(const json_t *ban, int64_t now, char *buf, size_t b
     return duration_format(left, buf, buflen);
 }
 
+/* What a session learned from its Asterisk, under its line. */
+static void print_trust(const json_t *t, int64_t now, FILE *out)
+{
+    char st[32], a[64];
+    if (!json_is_object(t))
+        return;
+    str(t, "state", st, sizeof(st));
+    fprintf(out, "  %-12s ", "");
+    if (strcmp(st, "off") == 0) {
+        fprintf(out, "trust: not learned (learn_trust = no)\n");
+        return;
+    }
+    if (strcmp(st, "denied") == 0) {
+        fprintf(out, "trust: refused by Asterisk (manager.conf: the AMI user needs "
+                     "write = system; see the log)\n");
+        return;
+    }
+    int64_t n = num(t, "entries");
+    fprintf(out, "trust: %" PRId64 " address%s learned, refreshed %s", n, n == 1 ? "" : "es",
+            ago(t, "refreshed", now, a, sizeof(a)));
+    if (strcmp(st, "ok") != 0)
+        fprintf(out, " (%s)", st);
+    if (num(t, "unresolved"))
+        fprintf(out, ", %" PRId64 " name%s unresolved", num(t, "unresolved"),
+                num(t, "unresolved") == 1 ? "" : "s");
+    if (strcmp(st, "ok") == 0 && json_is_false(json_object_get(t, "reloads")))
+        fprintf(out, ", reloads not followed (read = system missing)");
+    fputc('\n', out);
+}
+
 static void print_status(const json_t *r, int64_t now, FILE *out)
 {
     char a[64], b[64], e[256];
@@ -116,6 +146,7 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
         fprintf(out, "  %-12s %-12s %s:%" PRId64 "  last event %s\n",
                 str(s, "name", name, sizeof(name)), str(s, "state", state, sizeof(state)),
                 str(s, "host", host, sizeof(host)), num(s, "port"), b);
+        print_trust(json_object_get(s, "trust"), now, out);
     }
 }
 

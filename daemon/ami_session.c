@@ -4,21 +4,20 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "ami_event.h"
 #include "ami_frame.h"
+#include "ami_learn.h"
 #include "ami_session.h"
 #include "log.h"
+#include "resolver.h"
 
 #define AMI_MAX_ADDRS 8
 #define AMI_OUT_MAX 2048
@@ -50,37 +49,6 @@ static const char *const state_names[] = {
     [ST_UP] = "up",         [ST_BACKOFF] = "backoff",
 };
 
-/* A getaddrinfo_a request. glibc answers on a thread of its own, which only writes to the
- * eventfd; the request outlives the session if the session is freed while it is in flight, so it
- * is reference-counted (one reference for the session, one for the notification). */
-struct resolve {
-    atomic_int refs;
-    int efd;
-    struct gaicb cb;
-    struct addrinfo hints;
-    char host[CFG_HOST_MAX];
-    char port[8];
-};
-
-static void resolve_unref(struct resolve *r)
-{
-    if (atomic_fetch_sub(&r->refs, 1) != 1)
-        return;
-    if (r->cb.ar_result)
-        freeaddrinfo(r->cb.ar_result);
-    close(r->efd);
-    free(r);
-}
-
-static void resolve_notify(union sigval sv)
-{
-    struct resolve *r = sv.sival_ptr;
-    uint64_t one = 1;
-    ssize_t n = write(r->efd, &one, sizeof(one));
-    (void)n; /* an eventfd write of 1 cannot fail short of overflow */
-    resolve_unref(r);
-}
-
 struct ami_session {
     struct loop *loop;
     struct cfg_ami cfg;
@@ -97,8 +65,12 @@ struct ami_session {
     struct sockaddr_storage addrs[AMI_MAX_ADDRS];
     socklen_t addrlens[AMI_MAX_ADDRS];
     unsigned naddrs, addr_index;
-    struct resolve *resolve;
-    struct loop_io resolve_io;
+    struct resolver *resolver; /* the host name, while it is being resolved */
+
+    struct ami_learn *learn; /* trust learned from Asterisk; NULL when not learning */
+    void (*learned)(void *data, const char *source, const struct policy_wl_entry *entries,
+                    unsigned n);
+    void *learned_data;
 
     char version[32];
     struct addr peer;
@@ -165,6 +137,8 @@ static const char *fmt_ms(int64_t ms, char *buf, size_t len)
 
 static void close_connection(struct ami_session *s)
 {
+    if (s->learn)
+        ami_learn_disconnected(s->learn);
     loop_io_del(s->loop, &s->io);
     if (s->fd >= 0)
         close(s->fd);
@@ -179,14 +153,8 @@ static void close_connection(struct ami_session *s)
 
 static void cancel_resolve(struct ami_session *s)
 {
-    if (!s->resolve)
-        return;
-    loop_io_del(s->loop, &s->resolve_io);
-    /* Cancelled before it ran: glibc will not notify, so drop the notification's reference. */
-    if (gai_cancel(&s->resolve->cb) == EAI_CANCELED)
-        resolve_unref(s->resolve);
-    resolve_unref(s->resolve);
-    s->resolve = NULL;
+    resolver_free(s->resolver);
+    s->resolver = NULL;
 }
 
 enum failure_kind { FAIL_NONE = 0, FAIL_CONNECT, FAIL_PROTOCOL, FAIL_AUTH, FAIL_LOST };
@@ -331,29 +299,19 @@ static int setup_numeric(struct ami_session *s)
 
 static void connect_next(struct ami_session *s);
 
-static void on_resolved(struct loop *l, int fd, uint32_t events, void *data)
+static void on_resolved(void *data)
 {
     struct ami_session *s = data;
-    struct resolve *r = s->resolve;
-    uint64_t v;
-    ssize_t n = read(fd, &v, sizeof(v));
-    (void)n;
-    loop_io_del(l, &s->resolve_io);
-    int err = gai_error(&r->cb);
-    if (err == EAI_INPROGRESS)
-        return; /* spurious; cannot happen after the notification, but be safe */
+    const struct addrinfo *ai = NULL;
+    int err = resolver_result(s->resolver, 0, &ai);
     s->naddrs = 0;
-    if (err == 0) {
-        for (struct addrinfo *ai = r->cb.ar_result; ai && s->naddrs < AMI_MAX_ADDRS;
-             ai = ai->ai_next) {
-            if (ai->ai_addrlen > sizeof(s->addrs[0]))
-                continue;
-            memcpy(&s->addrs[s->naddrs], ai->ai_addr, ai->ai_addrlen);
-            s->addrlens[s->naddrs++] = ai->ai_addrlen;
-        }
+    for (; err == 0 && ai && s->naddrs < AMI_MAX_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(s->addrs[0]))
+            continue;
+        memcpy(&s->addrs[s->naddrs], ai->ai_addr, ai->ai_addrlen);
+        s->addrlens[s->naddrs++] = ai->ai_addrlen;
     }
-    resolve_unref(r);
-    s->resolve = NULL;
+    cancel_resolve(s);
     if (err != 0 || s->naddrs == 0) {
         fail(s, FAIL_CONNECT, "cannot resolve host: %s",
              err ? gai_strerror(err) : "no usable address");
@@ -365,44 +323,14 @@ static void on_resolved(struct loop *l, int fd, uint32_t events, void *data)
 
 static int start_resolve(struct ami_session *s)
 {
-    struct resolve *r = calloc(1, sizeof(*r));
-    if (!r)
-        return -ENOMEM;
-    r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (r->efd < 0) {
-        int e = -errno;
-        free(r);
-        return e;
-    }
-    snprintf(r->host, sizeof(r->host), "%s", s->cfg.host);
-    snprintf(r->port, sizeof(r->port), "%u", s->cfg.port);
-    r->hints.ai_family = AF_UNSPEC;
-    r->hints.ai_socktype = SOCK_STREAM;
-    r->hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
-    r->cb.ar_name = r->host;
-    r->cb.ar_service = r->port;
-    r->cb.ar_request = &r->hints;
-    atomic_init(&r->refs, 2);
-    struct sigevent sev;
-    memset(&sev, 0, sizeof(sev));
-    sev.sigev_notify = SIGEV_THREAD;
-    sev.sigev_notify_function = resolve_notify;
-    sev.sigev_value.sival_ptr = r;
-    struct gaicb *list[1] = {&r->cb};
-    int err = loop_io_add(s->loop, &s->resolve_io, r->efd, EPOLLIN, on_resolved, s);
-    if (err < 0) {
-        close(r->efd);
-        free(r);
-        return err;
-    }
-    if (getaddrinfo_a(GAI_NOWAIT, list, 1, &sev) != 0) {
-        loop_io_del(s->loop, &s->resolve_io);
-        close(r->efd);
-        free(r);
-        return -EAGAIN;
-    }
-    s->resolve = r;
-    return 0;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", s->cfg.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+    const char *host = s->cfg.host;
+    s->resolver = resolver_start(s->loop, &host, 1, port, &hints, on_resolved, s);
+    return s->resolver ? 0 : -errno;
 }
 
 static void on_deadline(struct loop *l, void *data)
@@ -504,13 +432,20 @@ static void start_attempt(struct loop *l, void *data)
 
 /* --- protocol --- */
 
+/* The security class always; the system class too when learning trust, for the Reload
+ * events that say Asterisk's configuration changed. */
+static const char *event_classes(const struct ami_session *s)
+{
+    return s->learn ? "security,system" : "security";
+}
+
 static int send_login(struct ami_session *s, const char *challenge, size_t clen)
 {
     if (s->cfg.auth == CFG_AMI_AUTH_PLAIN)
         return send_action(s,
                            "Action: Login\r\nActionID: " ID_LOGIN "\r\nUsername: %s\r\n"
-                           "Secret: %s\r\nEvents: security\r\n\r\n",
-                           s->cfg.username, s->cfg.secret);
+                           "Secret: %s\r\nEvents: %s\r\n\r\n",
+                           s->cfg.username, s->cfg.secret, event_classes(s));
     MD5_CTX ctx;
     uint8_t digest[MD5_DIGEST_LENGTH];
     char key[MD5_DIGEST_LENGTH * 2 + 1];
@@ -526,8 +461,8 @@ static int send_login(struct ami_session *s, const char *challenge, size_t clen)
     key[sizeof(key) - 1] = '\0';
     int r = send_action(s,
                         "Action: Login\r\nActionID: " ID_LOGIN "\r\nUsername: %s\r\n"
-                        "AuthType: MD5\r\nKey: %s\r\nEvents: security\r\n\r\n",
-                        s->cfg.username, key);
+                        "AuthType: MD5\r\nKey: %s\r\nEvents: %s\r\n\r\n",
+                        s->cfg.username, key, event_classes(s));
     explicit_bzero(key, sizeof(key));
     explicit_bzero(digest, sizeof(digest)); /* the key itself, in binary */
     explicit_bzero(&ctx, sizeof(ctx));
@@ -575,6 +510,8 @@ static void logged_in(struct ami_session *s)
                    s->cfg.username);
     s->failed_attempts = 0;
     s->last_failure = FAIL_NONE;
+    if (s->learn)
+        ami_learn_connected(s->learn); /* may tear the session down (see handle_frame) */
 }
 
 static void submit_event(struct ami_session *s, const struct ami_frame *f)
@@ -646,12 +583,22 @@ static int handle_frame(struct ami_session *s, const struct ami_frame *f)
         return send_login(s, NULL, 0);
     }
 
+    /* The answers to the trust queries, responses and list events alike (a security event is
+     * never one of them, whatever it carries): the learner sends actions, and a send that
+     * fails tears the session down under it. */
+    bool security = ami_frame_is_security(f);
+    if (s->learn && !security && ami_learn_owns(f)) {
+        ami_learn_frame(s->learn, f);
+        return s->state == ST_UP ? 0 : -1;
+    }
     if (f->kind == AMI_FRAME_EVENT) {
-        if (ami_frame_is_security(f)) {
+        if (security) {
             submit_event(s, f);
         } else if (ami_header_value_is(&f->headers[0], "Shutdown")) {
             fail(s, FAIL_CONNECT, "Asterisk is shutting down");
             return -1;
+        } else if (s->learn && s->state == ST_UP && ami_frame_has_class(f, "system")) {
+            ami_learn_system_event(s->learn, f);
         }
         return 0;
     }
@@ -675,7 +622,7 @@ static int handle_frame(struct ami_session *s, const struct ami_frame *f)
             return -1;
         }
         logged_in(s);
-        return 0;
+        return s->state == ST_UP ? 0 : -1;
     }
     if (s->state == ST_UP && action_id_is(f, ID_PING)) {
         s->ping_outstanding = false;
@@ -790,7 +737,6 @@ struct ami_session *ami_session_new(struct loop *l, const struct cfg_ami *cfg, s
     snprintf(s->name, sizeof(s->name), "ami:%s", cfg->name);
     s->fd = -1;
     loop_io_init(&s->io);
-    loop_io_init(&s->resolve_io);
     loop_timer_init(&s->t_main, on_deadline, s);
     loop_timer_init(&s->t_ping, on_ping_timer, s);
     loop_timer_init(&s->t_quiet, on_quiet, s);
@@ -822,6 +768,7 @@ void ami_session_free(struct ami_session *s)
         return;
     close_connection(s);
     cancel_resolve(s);
+    ami_learn_free(s->learn);
     explicit_bzero(s->cfg.secret, sizeof(s->cfg.secret));
     free(s);
 }
@@ -867,4 +814,44 @@ void ami_session_get_stats(const struct ami_session *s, struct ami_session_stats
 void ami_session_set_quiet_warning(struct ami_session *s, int64_t ms)
 {
     s->quiet_ms = ms > 0 ? ms : AMI_QUIET_WARNING_MS;
+}
+
+/* --- trust learned from Asterisk --- */
+
+static int learn_send(void *data, const char *text, size_t len)
+{
+    struct ami_session *s = data;
+    if (s->state != ST_UP)
+        return -1;
+    return send_text(s, text, len);
+}
+
+static void learn_learned(void *data, const struct policy_wl_entry *entries, unsigned n)
+{
+    struct ami_session *s = data;
+    s->learned(s->learned_data, s->name, entries, n);
+}
+
+int ami_session_learn_trust(struct ami_session *s,
+                            void (*learned)(void *data, const char *source,
+                                            const struct policy_wl_entry *entries, unsigned n),
+                            void *data)
+{
+    if (!s->cfg.learn_trust || s->learn)
+        return 0;
+    struct ami_learn_io io = {.send = learn_send, .learned = learn_learned, .data = s};
+    s->learn = ami_learn_new(s->loop, s->name, s->cfg.username, s->cfg.trust_refresh_s * 1000, io);
+    if (!s->learn)
+        return -errno;
+    s->learned = learned;
+    s->learned_data = data;
+    return 0;
+}
+
+bool ami_session_trust_status(const struct ami_session *s, struct ami_learn_status *ret_status)
+{
+    if (!s->learn)
+        return false;
+    ami_learn_get_status(s->learn, ret_status);
+    return true;
 }

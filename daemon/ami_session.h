@@ -1,7 +1,9 @@
 /* One AMI session per [ami:NAME]: connects, logs in (plain or MD5), asks for the security class
- * only, keeps the connection alive with Ping, reconnects with exponential backoff and jitter,
- * and hands every normalized security event to a struct sec_sink. Everything runs on the event
- * loop; nothing here ever blocks it (non-blocking sockets, getaddrinfo_a for host names).
+ * (and the system class when it learns trust), keeps the connection alive with Ping, reconnects
+ * with exponential backoff and jitter, and hands every normalized security event to a struct
+ * sec_sink. With learn_trust it also asks Asterisk which addresses it talks to (ami_learn.h).
+ * Everything runs on the event loop; nothing here ever blocks it (non-blocking sockets,
+ * getaddrinfo_a for host names).
  *
  * Sessions decide about their connection, so they log its state changes: one line per change,
  * never one per attempt. */
@@ -10,8 +12,10 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "ami_learn.h"
 #include "config.h"
 #include "loop.h"
+#include "policy.h"
 #include "sec_event.h"
 
 struct ami_session;
@@ -53,3 +57,13 @@ void ami_session_get_stats(const struct ami_session *s, struct ami_session_stats
  * login as SuccessfulAuth), warn that the AMI user probably lacks "read = security".
  * Default 10 s; for tests. */
 void ami_session_set_quiet_warning(struct ami_session *s, int64_t ms);
+
+/* Learns trust from this Asterisk if its configuration says learn_trust (otherwise does
+ * nothing): learned() gets each complete set, source being "ami:NAME". Call before the first
+ * loop turn (the login asks for the system class only then). Returns 0 or -errno. */
+int ami_session_learn_trust(struct ami_session *s,
+                            void (*learned)(void *data, const char *source,
+                                            const struct policy_wl_entry *entries, unsigned n),
+                            void *data);
+/* The learner's state; false if this session does not learn trust. */
+bool ami_session_trust_status(const struct ami_session *s, struct ami_learn_status *ret_status);

@@ -92,6 +92,10 @@ struct core {
     struct addr *ami_peer; /* whitelisted peer address per session */
     bool *ami_peer_known;
     uint64_t *ami_reconnects, *ami_discarded; /* last seen counters, for meters/incidents */
+    struct learned_trust {
+        struct policy_wl_entry *v; /* what the session learned last from its Asterisk */
+        unsigned n;
+    } * ami_trust;
 
     struct core_ctl *ctl;
     core_reload_fn reload;
@@ -648,6 +652,69 @@ static void watch_ami(struct core *c)
     }
 }
 
+/* Every session's learned addresses, as one list of the trunk source: new ones lift the bans
+ * that hold them (a trunk banned before it was learned, or while Asterisk was unreachable).
+ * The sessions log what changed. */
+static void protect_trunks(struct core *c)
+{
+    unsigned n = 0, k = 0;
+    for (unsigned i = 0; i < c->nami; i++)
+        n += c->ami_trust[i].n;
+    struct policy_wl_entry *all = calloc(n ? n : 1, sizeof(*all));
+    unsigned nold;
+    const struct policy_wl_entry *cur = policy_protect_entries(c->policy, &nold);
+    struct policy_wl_entry *old = calloc(nold ? nold : 1, sizeof(*old));
+    if (!all || !old) {
+        free(all);
+        free(old);
+        log_err("protection: out of memory; the trunks learned before stay protected");
+        return;
+    }
+    for (unsigned i = 0; i < c->nami; i++)
+        for (unsigned j = 0; j < c->ami_trust[i].n; j++)
+            all[k++] = c->ami_trust[i].v[j];
+    unsigned m = 0;
+    for (unsigned i = 0; i < nold; i++)
+        if (cur[i].source == POLICY_SRC_TRUNK)
+            old[m++] = cur[i];
+    int r = policy_protect_replace(c->policy, POLICY_SRC_TRUNK, all, n);
+    if (r < 0) {
+        log_err("protection: cannot update the trunks: %s; the last ones stay", strerror(-r));
+    } else {
+        for (unsigned i = 0; i < n; i++) {
+            bool known = false;
+            for (unsigned j = 0; j < m && !known; j++)
+                known = addr_prefix_equal(&old[j].prefix, &all[i].prefix);
+            if (!known)
+                protect_added(c, &all[i].prefix);
+        }
+    }
+    free(all);
+    free(old);
+}
+
+/* A session learned a new set of addresses its Asterisk talks to: it replaces the last one. */
+static void on_learned(void *data, const char *source, const struct policy_wl_entry *entries,
+                       unsigned n)
+{
+    struct core *c = data;
+    for (unsigned i = 0; i < c->nami; i++) {
+        if (strcmp(ami_session_name(c->ami[i]), source) != 0)
+            continue;
+        struct policy_wl_entry *v = calloc(n ? n : 1, sizeof(*v));
+        if (!v) {
+            log_err("%s: out of memory; the trunks learned before stay protected", source);
+            return;
+        }
+        memcpy(v, entries, n * sizeof(*v));
+        free(c->ami_trust[i].v);
+        c->ami_trust[i].v = v;
+        c->ami_trust[i].n = n;
+        protect_trunks(c);
+        return;
+    }
+}
+
 static void stop_ami(struct core *c)
 {
     for (unsigned i = 0; i < c->nami; i++)
@@ -657,6 +724,10 @@ static void stop_ami(struct core *c)
     free(c->ami_peer_known);
     free(c->ami_reconnects);
     free(c->ami_discarded);
+    for (unsigned i = 0; c->ami_trust && i < c->nami; i++)
+        free(c->ami_trust[i].v);
+    free(c->ami_trust);
+    c->ami_trust = NULL;
     c->ami = NULL;
     c->ami_peer = NULL;
     c->ami_peer_known = NULL;
@@ -672,7 +743,9 @@ static int start_ami(struct core *c, const struct config *cfg)
     c->ami_peer_known = calloc(n ? n : 1, sizeof(*c->ami_peer_known));
     c->ami_reconnects = calloc(n ? n : 1, sizeof(*c->ami_reconnects));
     c->ami_discarded = calloc(n ? n : 1, sizeof(*c->ami_discarded));
-    if (!c->ami || !c->ami_peer || !c->ami_peer_known || !c->ami_reconnects || !c->ami_discarded)
+    c->ami_trust = calloc(n ? n : 1, sizeof(*c->ami_trust));
+    if (!c->ami || !c->ami_peer || !c->ami_peer_known || !c->ami_reconnects || !c->ami_discarded ||
+        !c->ami_trust)
         return -ENOMEM;
     struct sec_sink sink = {.submit = on_event, .data = c};
     for (unsigned i = 0; i < n; i++) {
@@ -684,6 +757,9 @@ static int start_ami(struct core *c, const struct config *cfg)
             return -e;
         }
         c->nami = i + 1;
+        int r = ami_session_learn_trust(c->ami[i], on_learned, c);
+        if (r < 0)
+            log_err("[ami:%s]: cannot learn trust from it: %s", cfg->ami[i].name, strerror(-r));
         struct addr a;
         if (addr_parse(cfg->ami[i].host, strlen(cfg->ami[i].host), &a) == 0)
             whitelist_ami_peer(c, i, &a);
@@ -865,7 +941,8 @@ static bool same_ami(const struct cfg_ami *a, const struct cfg_ami *b)
            a->auth == b->auth && a->ping_interval_ms == b->ping_interval_ms &&
            a->ping_timeout_ms == b->ping_timeout_ms &&
            a->connect_timeout_ms == b->connect_timeout_ms &&
-           a->backoff_min_ms == b->backoff_min_ms && a->backoff_max_ms == b->backoff_max_ms;
+           a->backoff_min_ms == b->backoff_min_ms && a->backoff_max_ms == b->backoff_max_ms &&
+           a->learn_trust == b->learn_trust && a->trust_refresh_s == b->trust_refresh_s;
 }
 
 static bool same_ami_list(const struct config *a, const struct config *b)
@@ -901,7 +978,8 @@ int core_reload(struct core *c, const struct config *cfg)
     if (policy_protect_copy(p, c->policy, POLICY_SRC_HOST) < 0 ||
         policy_protect_copy(p, c->policy, POLICY_SRC_GATEWAY) < 0 ||
         policy_protect_copy(p, c->policy, POLICY_SRC_RESOLVER) < 0 ||
-        (same_ami_list(c->cfg, cfg) && policy_protect_copy(p, c->policy, POLICY_SRC_AMI) < 0)) {
+        (same_ami_list(c->cfg, cfg) && (policy_protect_copy(p, c->policy, POLICY_SRC_AMI) < 0 ||
+                                        policy_protect_copy(p, c->policy, POLICY_SRC_TRUNK) < 0))) {
         log_err("reload: out of memory");
         policy_free(p);
         return -ENOMEM;
@@ -912,6 +990,15 @@ int core_reload(struct core *c, const struct config *cfg)
     c->cfg = cfg;
     duration_format(cfg->policy.findtime_s, c->findtime_text, sizeof(c->findtime_text));
     if (!same_ami_list(old, cfg)) {
+        /* What a session learned stays with the session of its name that replaces it (unless
+         * that one does not learn), until it asks again: a reload never leaves trunks
+         * bannable. */
+        unsigned nkept = c->nami;
+        struct learned_trust *kept = c->ami_trust;
+        char(*names)[CFG_NAME_MAX] = calloc(nkept ? nkept : 1, sizeof(*names));
+        for (unsigned i = 0; names && i < nkept; i++)
+            snprintf(names[i], sizeof(names[i]), "%s", old->ami[i].name);
+        c->ami_trust = NULL;
         stop_ami(c);
         /* The new policy learns the peers again as the new sessions connect. */
         judge_set_policy(c->judge, p);
@@ -920,6 +1007,19 @@ int core_reload(struct core *c, const struct config *cfg)
         r = start_ami(c, cfg);
         if (r < 0)
             log_err("AMI sessions could not be restarted: %s", strerror(-r));
+        for (unsigned i = 0; names && c->ami_trust && i < c->nami; i++) {
+            for (unsigned j = 0; cfg->ami[i].learn_trust && j < nkept; j++) {
+                if (kept[j].v && strcmp(names[j], cfg->ami[i].name) == 0) {
+                    c->ami_trust[i] = kept[j];
+                    kept[j].v = NULL;
+                }
+            }
+        }
+        for (unsigned j = 0; j < nkept; j++)
+            free(kept[j].v);
+        free(kept);
+        free(names);
+        protect_trunks(c);
     } else {
         judge_set_policy(c->judge, p);
         policy_free(c->policy);

@@ -25,6 +25,20 @@ static int apply(void *data, const struct verdict *v)
     return core_enforce(cc->core, v);
 }
 
+/* What a session learned from its Asterisk: {"state", "entries", "refreshed", ...}, or
+ * {"state": "off"}. */
+static json_t *trust_status(const struct ami_session *s)
+{
+    struct ami_learn_status st;
+    if (!ami_session_trust_status(s, &st))
+        return json_pack("{s:s}", "state", "off");
+    return json_pack("{s:s, s:i, s:o, s:i, s:i, s:b}", "state", ami_learn_state_name(st.state),
+                     "entries", (int)st.entries, "refreshed",
+                     st.refreshed_ms ? json_integer(st.refreshed_ms / 1000) : json_null(),
+                     "unresolved", (int)st.unresolved, "ignored", (int)st.ignored, "reloads",
+                     st.reloads_followed);
+}
+
 static void status(void *data, json_t *reply)
 {
     struct core_ctl *cc = data;
@@ -38,10 +52,11 @@ static void status(void *data, json_t *reply)
         const struct cfg_ami *a = &view.cfg->ami[i];
         const struct ami_session *s = core_ami_session(cc->core, i);
         int64_t last = ami_session_last_event_ms(s);
-        json_array_append_new(
-            ami, json_pack("{s:s, s:s, s:i, s:s, s:o}", "name", ami_session_name(s), "host",
-                           a->host, "port", (int)a->port, "state", ami_session_state_name(s),
-                           "last_event", last > 0 ? json_integer(last / 1000) : json_null()));
+        json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:o}", "name", ami_session_name(s), "host",
+                              a->host, "port", (int)a->port, "state", ami_session_state_name(s),
+                              "last_event", last > 0 ? json_integer(last / 1000) : json_null());
+        json_object_set_new(o, "trust", trust_status(s));
+        json_array_append_new(ami, o);
     }
     json_object_set_new(reply, "ami", ami);
     /* Counted since the daemon started (the store keeps the history for reports). */

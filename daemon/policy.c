@@ -69,6 +69,9 @@ static const struct {
     [POLICY_SRC_HOST] = {"host", true, "[protect] own_addresses = no turns this protection off"},
     [POLICY_SRC_GATEWAY] = {"gateway", false, "[protect] gateways = no"},
     [POLICY_SRC_RESOLVER] = {"resolver", false, "[protect] resolvers = no"},
+    [POLICY_SRC_TRUNK] = {"trunk", true,
+                          "Asterisk is configured to talk to it (learned over AMI): remove it "
+                          "from Asterisk's configuration, or set learn_trust = no in [ami:NAME]"},
 };
 
 const char *policy_source_name(enum policy_source src)

@@ -12,7 +12,7 @@
 #include "config.h"
 #include "sec_event.h"
 
-#define POLICY_LABEL_MAX 48
+#define POLICY_LABEL_MAX 96
 
 struct policy;
 
@@ -29,6 +29,7 @@ enum policy_source {
     POLICY_SRC_HOST,        /* one of the host's own addresses */
     POLICY_SRC_GATEWAY,     /* a default gateway of the host */
     POLICY_SRC_RESOLVER,    /* a nameserver of resolv.conf */
+    POLICY_SRC_TRUNK,       /* an address an Asterisk is configured to talk to (ami_learn.c) */
     POLICY_SRC_COUNT
 };
 
@@ -39,7 +40,7 @@ struct policy_wl_entry {
     enum policy_source source;
 };
 
-/* "builtin", "config", "ami", "host", "gateway", "resolver" (the JSON names). */
+/* "builtin", "config", "ami", "host", "gateway", "resolver", "trunk" (the JSON names). */
 const char *policy_source_name(enum policy_source src);
 /* True for the sources --force cannot override. */
 bool policy_source_absolute(enum policy_source src);

@@ -18,6 +18,14 @@ Use from a test (other suites too: StatsD, CLI, end to end):
         peer.send_event("InvalidPassword", "203.0.113.7")   # one failed login from there
         peer.send_events("ChallengeResponseFailed", "2001:db8::66", count=5, service="PJSIP")
 
+It also answers the actions pbxguardd sends to learn which addresses Asterisk talks to
+(ModuleCheck, PJSIPShowEndpoints, PJSIPShowEndpoint, PJSIPShowRegistrationsOutbound, SIPpeers,
+IAXpeerlist), from a model of Asterisk's configuration in `peer.config` (a `PbxConfig`), in the
+wire format of tests/fixtures/ami/trust-*.raw (written from Asterisk 20's source; see
+TRUST-RESPONSES.md there); `peer.send_reload()` sends the Reload event that says it changed.
+With `peer.system_write = False` those actions are refused as Asterisk refuses them to a user
+without `write = system` ("Permission denied", and a RequestNotAllowed security event).
+
 Run by hand: `amipeer.py --port 5038 --secret s3cret [--attack 203.0.113.7 --every 1]`.
 Everything is bounded: sockets have timeouts, threads are daemons, stop() joins them.
 """
@@ -69,6 +77,158 @@ def parse_frame(text):
             k, v = ln.split(":", 1)
             d.setdefault(k.strip().lower(), v.lstrip(" \t"))
     return d
+
+
+def _load_endpoint_detail():
+    """The EndpointDetail event of trust-pjsip-endpoint-trunk.raw, as (name, value) pairs."""
+    with open(os.path.join(FIXTURES, "trust-pjsip-endpoint-trunk.raw"), "rb") as f:
+        for block in f.read().decode().split("\r\n\r\n"):
+            lines = block.split("\r\n")
+            if lines and lines[0] == "Event: EndpointDetail":
+                return [tuple(ln.split(": ", 1)) if ": " in ln else (ln.rstrip(":"), "")
+                        for ln in lines]
+    raise RuntimeError("no EndpointDetail in trust-pjsip-endpoint-trunk.raw")
+
+
+ENDPOINT_DETAIL = _load_endpoint_detail()
+
+
+class PbxConfig:
+    """What the scripted Asterisk is configured with, as its trust queries report it.
+
+    endpoints: {name: {"identify": {identify_name: "ADDR/MASK,..."},   # IdentifyDetail Match
+                       "contacts": [(uri, static)],                      # ContactStatusDetail
+                       "auth": name or None}}
+    registrations: {name: server_uri}
+    sip_peers / iax_peers: {name: (ip or None, dynamic)}
+    modules: the modules ModuleCheck finds loaded."""
+
+    def __init__(self):
+        self.modules = {"res_pjsip.so", "res_pjsip_outbound_registration.so"}
+        self.endpoints = {}
+        self.registrations = {}
+        self.sip_peers = {}
+        self.iax_peers = {}
+
+
+def _contact_id(aor, uri, static):
+    h = hashlib.md5(uri.encode()).hexdigest()
+    return f"{aor}@@{h}" if static else f"{aor};@{h}"
+
+
+def trust_answer(cfg, action, req, aid):
+    """The frames Asterisk 20 writes in answer to one trust query (bytes), or None if the
+    action is not one of them. Formats: tests/fixtures/ami/trust-*.raw."""
+    def ev(name, *headers):
+        return frame([("Event", name), ("ActionID", aid), *headers])
+
+    def listing(message, items, complete, extra=()):
+        out = frame([("Response", "Success"), ("ActionID", aid), ("EventList", "start"),
+                     ("Message", message)])
+        out += b"".join(items)
+        out += ev(complete, ("EventList", "Complete"), ("ListItems", str(len(items))), *extra)
+        return out
+
+    if action == "modulecheck":
+        mod = req.get("module", "")
+        if not mod.endswith(".so"):
+            mod += ".so"
+        if mod in cfg.modules:
+            return frame([("Response", "Success"), ("ActionID", aid), ("Version", "")])
+        return frame([("Response", "Error"), ("ActionID", aid), ("Message", "Module not loaded")])
+    pjsip = "res_pjsip.so" in cfg.modules
+    if action == "pjsipshowendpoints" and pjsip:
+        if not cfg.endpoints:
+            # Asterisk's own message ends in "\n" before the CRLF (astman_send_error()).
+            return (f"Response: Error\r\nActionID: {aid}\r\nMessage: No endpoints found\n"
+                    "\r\n\r\n").encode()
+        items = []
+        for name, e in cfg.endpoints.items():
+            cids = "".join(_contact_id(name, u, st) + "," for u, st in e.get("contacts", []))
+            items.append(ev("EndpointList", ("ObjectType", "endpoint"), ("ObjectName", name),
+                            ("Transport", "transport-udp"), ("Aor", name),
+                            ("Auths", e.get("auth") or ""),
+                            ("OutboundAuths", "" if e.get("auth") else f"{name}-auth"),
+                            ("Contacts", cids), ("DeviceState", "Not in use"),
+                            ("ActiveChannels", "0")))
+        return listing("A listing of Endpoints follows, presented as EndpointList events", items,
+                       "EndpointListComplete")
+    if action == "pjsipshowendpoint" and pjsip:
+        name = req.get("endpoint", "")
+        e = cfg.endpoints.get(name)
+        if e is None:
+            return (f"Response: Error\r\nActionID: {aid}\r\nMessage: Unable to retrieve "
+                    f"endpoint {name}\n\r\n\r\n").encode()
+        # EndpointDetail lists every endpoint option (about 145 lines in Asterisk 20): the
+        # fixture's, with this endpoint's name.
+        detail = [(k, {"ObjectName": name, "Aors": name}.get(k, v))
+                  for k, v in ENDPOINT_DETAIL if k not in ("Event", "ActionID")]
+        items = [ev("EndpointDetail", *detail)]
+        contacts = e.get("contacts", [])
+        items.append(ev("AorDetail", ("ObjectType", "aor"), ("ObjectName", name),
+                        ("Contacts", ",".join(_contact_id(name, u, st) for u, st in contacts)),
+                        ("TotalContacts", str(len(contacts))),
+                        ("ContactsRegistered", str(sum(1 for _, st in contacts if not st))),
+                        ("EndpointName", name)))
+        items.append(ev("AuthDetail", ("ObjectType", "auth"), ("ObjectName", f"{name}-auth"),
+                        ("Username", name), ("Password", "amipeer-auth-secret"), ("Md5Cred", ""),
+                        ("Realm", ""), ("NonceLifetime", "32"), ("AuthType", "userpass"),
+                        ("EndpointName", name)))
+        for iname, match in e.get("identify", {}).items():
+            items.append(ev("IdentifyDetail", ("ObjectType", "identify"), ("ObjectName", iname),
+                            ("Endpoint", name), ("Match", match), ("MatchHeader", ""),
+                            ("MatchRequestUri", ""), ("SrvLookups", "true"),
+                            ("EndpointName", name)))
+        for uri, static in contacts:
+            items.append(ev("ContactStatusDetail", ("AOR", name), ("URI", uri), ("UserAgent", ""),
+                            ("RegExpire", "1970-01-01T00:00:00+0000"), ("Status", "Unknown"),
+                            ("RoundtripUsec", "N/A"), ("EndpointName", name),
+                            ("ID", _contact_id(name, uri, static)), ("AuthenticateQualify", "0"),
+                            ("OutboundProxy", ""), ("Path", ""), ("QualifyFrequency", "0"),
+                            ("QualifyTimeout", "3.000"), ("Qualify2xxOnly", "0")))
+        return listing("Following are Events for each object associated with the Endpoint",
+                       items, "EndpointDetailComplete")
+    if (action == "pjsipshowregistrationsoutbound"
+            and "res_pjsip_outbound_registration.so" in cfg.modules):
+        items = []
+        for name, uri in cfg.registrations.items():
+            items.append(ev("OutboundRegistrationDetail", ("ObjectType", "registration"),
+                            ("ObjectName", name), ("ServerUri", uri),
+                            ("ClientUri", "sip:pbx@" + uri.split(":", 1)[-1]), ("ContactUser", ""),
+                            ("Transport", "transport-udp"), ("OutboundProxy", ""),
+                            ("Expiration", "3600"), ("OutboundAuth", f"{name}-auth"),
+                            ("Status", "Registered"), ("NextReg", "3540")))
+            items.append(ev("AuthDetail", ("ObjectType", "auth"), ("ObjectName", f"{name}-auth"),
+                            ("Username", "pbx"), ("Password", "amipeer-reg-secret"),
+                            ("Md5Cred", ""), ("Realm", ""), ("NonceLifetime", "32"),
+                            ("AuthType", "userpass"), ("EndpointName", "")))
+        n = len(cfg.registrations)
+        out = frame([("Response", "Success"), ("ActionID", aid), ("EventList", "start"),
+                     ("Message", "Following are Events for each Outbound registration")])
+        out += b"".join(items)
+        out += ev("OutboundRegistrationDetailComplete", ("EventList", "Complete"),
+                  ("ListItems", str(n)), ("Registered", str(n)), ("NotRegistered", "0"))
+        return out
+    if action == "sippeers" and "chan_sip.so" in cfg.modules:
+        items = [ev("PeerEntry", ("Channeltype", "SIP"), ("ObjectName", name),
+                    ("ChanObjectType", "peer"), ("IPaddress", ip or "-none-"),
+                    ("IPport", "5060" if ip else "0"), ("Dynamic", "yes" if dyn else "no"),
+                    ("Status", "OK (10 ms)"))
+                 for name, (ip, dyn) in cfg.sip_peers.items()]
+        return listing("Peer status list will follow", items, "PeerlistComplete")
+    if action == "iaxpeerlist" and "chan_iax2.so" in cfg.modules:
+        items = [ev("PeerEntry", ("Channeltype", "IAX"), ("ObjectName", name),
+                    ("ChanObjectType", "peer"), ("IPaddress", ip or "(null)"),
+                    ("Mask", "255.255.255.255"), ("Port", "4569" if ip else "0"),
+                    ("Dynamic", "yes" if dyn else "no"), ("Trunk", "no"),
+                    ("Encryption", "no"), ("Status", "OK (5 ms)"))
+                 for name, (ip, dyn) in cfg.iax_peers.items()]
+        return listing("IAX Peer status list will follow", items, "PeerlistComplete")
+    return None
+
+
+TRUST_ACTIONS = {"modulecheck", "pjsipshowendpoints", "pjsipshowendpoint",
+                 "pjsipshowregistrationsoutbound", "sippeers", "iaxpeerlist"}
 
 
 class Conn:
@@ -175,6 +335,12 @@ class Conn:
             self.events_mask = req.get("events")
             self.logged_in = True
             self.respond(aid, [("Response", "Success"), ("Message", "Authentication accepted")])
+            # action_login(): FullyBooted right after the reply, when the session's mask and
+            # the user's read permission both hold the system class.
+            if p.system_read and "system" in (self.events_mask or "").split(","):
+                self.send(frame([("Event", "FullyBooted"), ("Privilege", "system,all"),
+                                 ("Uptime", "1234"), ("LastReload", "1234"),
+                                 ("Status", "Fully Booted")]))
             if p.own_auth_event:
                 host, port = self.sock.getpeername()[:2]
                 self.send(p.event_bytes("SuccessfulAuth", host, port=port, service="AMI",
@@ -189,6 +355,21 @@ class Conn:
                 return
             self.respond(aid, [("Response", "Success"), ("Ping", "Pong"),
                                ("Timestamp", f"{time.time():.6f}")])
+        elif action in TRUST_ACTIONS and self.logged_in:
+            p.trust_actions.append((action, req.get("module") or req.get("endpoint")))
+            if not p.system_write:
+                # process_message(): the user's write permission lacks the action's class.
+                self.respond(aid, [("Response", "Error"), ("Message", "Permission denied")])
+                host, port = self.sock.getpeername()[:2]
+                self.send(p.event_bytes("RequestNotAllowed", host, port=port, service="AMI",
+                                        transport="TCP", account=p.username))
+                return
+            with p.lock:
+                answer = trust_answer(p.config, action, req, aid)
+            if answer is None:
+                self.respond(aid, [("Response", "Error"), ("Message", "Invalid/unknown command")])
+            else:
+                self.send(answer)
         elif action == "logoff":
             self.respond(aid, [("Response", "Goodbye"), ("Message", "Thanks for all the fish.")])
             self.close()
@@ -207,6 +388,10 @@ class AmiPeer:
         self.own_auth_event = own_auth_event
         self.fail_delay = fail_delay
         self.reject_login = False
+        self.config = PbxConfig()
+        self.system_read = True       # manager.conf "read" holds system (Reload events)
+        self.system_write = True      # manager.conf "write" holds system (the trust queries)
+        self.trust_actions = []       # (action, module or endpoint) received
         self.byte_at_a_time = False
         self.ignore_pings = False
         self.stalled = threading.Event()
@@ -313,6 +498,19 @@ class AmiPeer:
     def send_big_line(self, size=1 << 20):
         return self.send_raw(b"Event: Huge\r\nPrivilege: security,all\r\nX: " + b"A" * size +
                              b"\r\n\r\n")
+
+    def send_reload(self, module="res_pjsip.so"):
+        """The Reload event (main/loader.c publish_reload_message()) to the sessions whose
+        mask and read permission hold the system class, as Asterisk filters it."""
+        data = frame([("Event", "Reload"), ("Privilege", "system,all"), ("Module", module),
+                      ("Status", "0")])
+        n = 0
+        if not self.system_read:
+            return 0
+        for c in self.live():
+            if "system" in (c.events_mask or "").split(",") and c.send(data):
+                n += 1
+        return n
 
     def send_shutdown(self):
         return self.send_raw(frame([("Event", "Shutdown"), ("Privilege", "system,all"),

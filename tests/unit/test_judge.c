@@ -697,6 +697,36 @@ static void a_login_counts_for_its_whole_ipv6_key_and_survives_a_restart(void **
     assert_int_equal(v.prefix.len, 64);
 }
 
+static void a_learned_trunk_is_never_counted_nor_banned_and_its_old_bans_go(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    /* Banned before Asterisk said it is a trunk (a spoofed flood while the AMI was down). */
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "203.0.113.50", T0 + i);
+    struct policy_wl_entry e = {.prefix = fx_prefix("203.0.113.50")};
+    snprintf(e.label, sizeof(e.label), "pjsip:identify/carrier1 (ami:pbx1)");
+    assert_int_equal(policy_protect_replace(w->policy, POLICY_SRC_TRUNK, &e, 1), 0);
+    struct verdict v[4];
+    unsigned n = 0;
+    assert_int_equal(judge_protect(w->judge, &e.prefix, T0 + 10, v, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].action, VERDICT_UNBAN);
+    for (int i = 0; i < 50; i++) {
+        struct verdict x = fail_at(w, "203.0.113.50", T0 + 100 + i);
+        assert_int_equal(x.action, VERDICT_NONE);
+        assert_true(x.whitelisted);
+    }
+    struct addr_prefix p = fx_prefix("203.0.113.0/24");
+    assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, true, "cli:uid=0", NULL, T0, v),
+                     -EPERM);
+    /* Dropped from Asterisk's configuration: bannable again, from a clean window. */
+    assert_int_equal(policy_protect_replace(w->policy, POLICY_SRC_TRUNK, NULL, 0), 0);
+    for (int i = 1; i < 5; i++)
+        assert_int_equal(fail_at(w, "203.0.113.50", T0 + 200 + i).action, VERDICT_NONE);
+    assert_int_equal(fail_at(w, "203.0.113.50", T0 + 300).action, VERDICT_BAN);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -731,6 +761,7 @@ int main(void)
         T(the_trust_of_a_login_runs_out_after_trust_window),
         T(trust_window_zero_ignores_logins),
         T(a_login_counts_for_its_whole_ipv6_key_and_survives_a_restart),
+        T(a_learned_trunk_is_never_counted_nor_banned_and_its_old_bans_go),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -549,6 +549,45 @@ static void trusted_threshold_is_four_times_maxretry_unless_set(void **state)
     policy_free(p);
 }
 
+static void a_learned_trunk_is_absolute_and_goes_when_asterisk_drops_it(void **state)
+{
+    struct cfg_policy c;
+    fx_cfg_policy(&c);
+    struct policy *p = make(&c, NULL, 0);
+    struct policy_wl_entry trunks[] = {
+        entry("192.0.2.50", "pjsip:identify/carrier1 (ami:pbx1)"),
+        entry("2001:db8:50::1", "pjsip:registration/carrier2 sip.carrier2.example (ami:pbx1)")};
+    assert_int_equal(policy_protect_replace(p, POLICY_SRC_TRUNK, trunks, 2), 0);
+    assert_string_equal(policy_source_name(POLICY_SRC_TRUNK), "trunk");
+    assert_true(policy_source_absolute(POLICY_SRC_TRUNK));
+    struct addr a = fx_addr("192.0.2.50");
+    const struct policy_wl_entry *m = policy_whitelist_match(p, &a);
+    assert_non_null(m);
+    assert_int_equal(m->source, POLICY_SRC_TRUNK);
+    assert_string_equal(m->label, "pjsip:identify/carrier1 (ami:pbx1)");
+    /* The label is long enough for a host name's. */
+    struct addr b = fx_addr("2001:db8:50::1");
+    assert_string_equal(policy_whitelist_match(p, &b)->label,
+                        "pjsip:registration/carrier2 sip.carrier2.example (ami:pbx1)");
+    /* The /64 around it narrows; nobody bans it, not even with --force. */
+    struct addr_prefix k;
+    struct addr nb = fx_addr("2001:db8:50::66");
+    policy_key(p, &nb, &k);
+    assert_int_equal(k.len, 128);
+    struct addr_prefix net = fx_prefix("192.0.2.0/24");
+    const struct policy_wl_entry *why = NULL;
+    assert_int_equal(policy_ban_check(p, &net, true, &why), POLICY_BAN_PROTECTED);
+    assert_non_null(why);
+    char buf[512];
+    assert_non_null(strstr(policy_ban_refusal(p, &net, POLICY_BAN_PROTECTED, why, buf, sizeof(buf)),
+                           "learn_trust = no"));
+    /* Asterisk no longer reports the first one: bannable again. */
+    assert_int_equal(policy_protect_replace(p, POLICY_SRC_TRUNK, trunks + 1, 1), 0);
+    assert_null(policy_whitelist_match(p, &a));
+    assert_int_equal(policy_ban_check(p, &net, false, NULL), POLICY_BAN_OK);
+    policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +610,7 @@ int main(void)
         cmocka_unit_test(the_widest_ban_is_configurable_but_never_wider_than_a_key),
         cmocka_unit_test(a_refusal_names_the_rule_and_how_to_change_it),
         cmocka_unit_test(trusted_threshold_is_four_times_maxretry_unless_set),
+        cmocka_unit_test(a_learned_trunk_is_absolute_and_goes_when_asterisk_drops_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
