@@ -122,6 +122,7 @@ const char *report_incident_label(const char *kind)
         {"ami-disconnect", "AMI disconnects"},
         {"ami-connect", "AMI connects"},
         {"nft-repair", "nftables repairs"},
+        {"nft-foreign", "nftables: table name taken by another table"},
         {"db-error", "database errors"},
         {"start", "daemon starts"},
         {"stop", "daemon stops"},

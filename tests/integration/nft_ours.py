@@ -166,6 +166,13 @@ def test_a_foreign_table_made_after_a_flush_is_left_alone():
             t.ok(h.wait_for(lambda: sink.seen("pbxguard.nft.enforcing:0|g"), timeout=15),
                  "StatsD: the nft.enforcing gauge goes to 0",
                  [ln for ln in sink.lines if "nft" in ln])
+            r = subprocess.run([h.CLI, "report", "-c", conf, "--since", "1h", "--format", "json"],
+                               capture_output=True, text=True, timeout=30)
+            try:
+                daemon = json.loads(r.stdout)["daemon"]
+            except (ValueError, KeyError, TypeError):
+                daemon = None
+            t.eq((daemon or {}).get("nft-foreign"), 1, "the report lists it once among incidents")
             r = cli(tmp, "ban", "198.51.100.9")
             t.ok(r.returncode != 0 and "not pbxguard's" in r.stdout + r.stderr,
                  "a manual ban is refused, saying why", r.stdout + r.stderr)
