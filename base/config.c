@@ -513,7 +513,9 @@ static void read_secret_file(struct parser *p, const struct key_def *k, const ch
 {
     char q[QUOTE_MAX], buf[CFG_SECRET_MAX + 2];
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO or a device named here must not hang the daemon (it is refused as
+     * not a regular file right after). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
     if (fd < 0) {
         report(p, p->line, k->name, "cannot open \"%s\": %s", quoted(path, q), strerror(errno));
@@ -791,8 +793,10 @@ static void begin_section(struct parser *p, char *header)
     snprintf(p->secname, sizeof(p->secname), "%.*s%s%.*s", CFG_NAME_MAX, name, arg ? ":" : "",
              CFG_NAME_MAX, arg ? arg : "");
     if (!printable(p->secname) || !valid_name(name)) {
-        report(p, p->line, NULL, "bad section header");
-        p->secname[0] = '\0';
+        char qa[QUOTE_MAX];
+        p->secname[0] = '\0'; /* it holds the bad header as written: quoted escaped below */
+        report(p, p->line, NULL, "bad section header \"[%s%s%s]\" (expected [name] or [name:ARG])",
+               quoted(name, q), arg ? ":" : "", arg ? quoted(arg, qa) : "");
         return;
     }
     for (size_t i = 0; i < NKEYS(sections); i++)
@@ -807,6 +811,7 @@ static void begin_section(struct parser *p, char *header)
         return;
     }
     if (arg && (!arg[0] || !valid_name(arg) || strlen(arg) >= CFG_NAME_MAX)) {
+        p->secname[0] = '\0'; /* it holds the bad name as written: quoted escaped below */
         report(p, p->line, NULL,
                "\"%s\" is not a valid %s name (expected 1-%d letters, digits, '_', '-', '.')",
                quoted(arg, q), s->kind == S_AMI ? "server" : "service", CFG_NAME_MAX - 1);
@@ -1057,8 +1062,32 @@ static void check_whole(struct parser *p)
     p->secname[0] = '\0';
 }
 
-/* Reads path line by line into parse_line() or parse_paths_line(). Returns 0, or -errno if
- * the file cannot be read (reported). The line buffer is wiped: it held secrets. */
+/* One line without its newline (n bytes, NUL-terminated at n); parsed in place by
+ * parse_line() or, for config_load_paths(), parse_paths_line(). */
+static void take_line(struct parser *p, char *line, size_t n)
+{
+    p->line++;
+    if (n > 0 && line[n - 1] == '\r')
+        line[--n] = '\0';
+    bool bad = strlen(line) != n || n > LINE_MAX_LEN;
+    if (bad && p->paths_only && !p->base)
+        return; /* a section config_load_paths() does not read */
+    if (strlen(line) != n) {
+        report(p, p->line, NULL, "line holds a NUL byte");
+        return;
+    }
+    if (n > LINE_MAX_LEN) {
+        report(p, p->line, NULL, "line is too long (at most %d bytes)", LINE_MAX_LEN);
+        return;
+    }
+    if (p->paths_only)
+        parse_paths_line(p, line);
+    else
+        parse_line(p, line);
+}
+
+/* Reads path line by line into take_line(). Returns 0, or -errno if the file cannot be read
+ * (reported). The line buffer is wiped: it held secrets. */
 static int read_file(struct parser *p, const char *path)
 {
     char *buf = NULL;
@@ -1072,26 +1101,9 @@ static int read_file(struct parser *p, const char *path)
         return -err;
     }
     while ((n = getline(&buf, &cap, f)) >= 0) {
-        p->line++;
         if (n > 0 && buf[n - 1] == '\n')
             buf[--n] = '\0';
-        if (n > 0 && buf[n - 1] == '\r')
-            buf[--n] = '\0';
-        bool bad = strlen(buf) != (size_t)n || n > LINE_MAX_LEN;
-        if (bad && p->paths_only && !p->base)
-            continue; /* a section config_load_paths() does not read */
-        if (strlen(buf) != (size_t)n) {
-            report(p, p->line, NULL, "line holds a NUL byte");
-            continue;
-        }
-        if (n > LINE_MAX_LEN) {
-            report(p, p->line, NULL, "line is too long (at most %d bytes)", LINE_MAX_LEN);
-            continue;
-        }
-        if (p->paths_only)
-            parse_paths_line(p, buf);
-        else
-            parse_line(p, buf);
+        take_line(p, buf, (size_t)n);
     }
     int err = ferror(f) ? errno : 0;
     if (buf)
@@ -1105,26 +1117,68 @@ static int read_file(struct parser *p, const char *path)
     return 0;
 }
 
+/* Starts a parse named name (a path, or what stands for one in messages). */
+static int start(struct parser *p, const char *name, struct config *ret_cfg)
+{
+    config_defaults(ret_cfg);
+    if (strlen(name) >= sizeof(ret_cfg->path)) {
+        report(p, 0, NULL, "path too long");
+        return -ENAMETOOLONG;
+    }
+    snprintf(ret_cfg->path, sizeof(ret_cfg->path), "%s", name);
+    return 0;
+}
+
+/* The checks that need the whole text, once every line is read. */
+static int finish(struct parser *p)
+{
+    end_section(p);
+    check_whole(p);
+    free(p->service_lines);
+    return p->nerrors;
+}
+
 int config_load(const char *path, struct config *ret_cfg, config_error_fn on_error, void *data)
 {
     struct parser p = {.path = path, .cfg = ret_cfg, .on_error = on_error, .data = data};
 
-    config_defaults(ret_cfg);
-    if (strlen(path) >= sizeof(ret_cfg->path)) {
-        report(&p, 0, NULL, "path too long");
-        return -ENAMETOOLONG;
-    }
-    snprintf(ret_cfg->path, sizeof(ret_cfg->path), "%s", path);
-
-    int r = read_file(&p, path);
+    int r = start(&p, path, ret_cfg);
+    if (r < 0)
+        return r;
+    r = read_file(&p, path);
     if (r < 0) {
         free(p.service_lines);
         return r;
     }
-    end_section(&p);
-    check_whole(&p);
-    free(p.service_lines);
-    return p.nerrors;
+    return finish(&p);
+}
+
+int config_load_buffer(const char *name, const char *text, size_t len, struct config *ret_cfg,
+                       config_error_fn on_error, void *data)
+{
+    struct parser p = {.path = name, .cfg = ret_cfg, .on_error = on_error, .data = data};
+
+    int r = start(&p, name, ret_cfg);
+    if (r < 0)
+        return r;
+    /* Lines are parsed in place: a copy, split at each newline. */
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        report(&p, 0, NULL, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    for (size_t off = 0; off < len;) {
+        char *nl = memchr(copy + off, '\n', len - off);
+        size_t n = nl ? (size_t)(nl - (copy + off)) : len - off;
+        copy[off + n] = '\0';
+        take_line(&p, copy + off, n);
+        off += n + 1;
+    }
+    explicit_bzero(copy, len + 1); /* it held secrets */
+    free(copy);
+    return finish(&p);
 }
 
 int config_load_paths(const char *path, struct cfg_paths *ret_paths, config_error_fn on_error,
@@ -1171,8 +1225,11 @@ static void dump_key(FILE *out, const struct key_def *k, const void *base)
     case K_PATH:
     case K_HOST: {
         const char *s = field;
-        /* Quote values whose blanks would otherwise be trimmed away on reading back. */
-        bool quote = s[0] && (is_blank(s[0]) || is_blank(s[strlen(s) - 1]));
+        /* Quote values whose blanks would otherwise be trimmed away on reading back, and
+         * values in quotes of their own, which would otherwise lose them. */
+        size_t n = strlen(s);
+        bool quote = n && (is_blank(s[0]) || is_blank(s[n - 1]) ||
+                           (n >= 2 && s[0] == '"' && s[n - 1] == '"'));
         fprintf(out, "%s = %s%s%s\n", k->name, quote ? "\"" : "", s, quote ? "\"" : "");
         break;
     }

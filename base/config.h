@@ -145,6 +145,11 @@ void config_ami_defaults(struct cfg_ami *ret_ami);
  * on_error and returns the number of errors (0 = ret_cfg is valid), or -errno if the file
  * cannot be read (also reported). ret_cfg must be config_free()d in every case. */
 int config_load(const char *path, struct config *ret_cfg, config_error_fn on_error, void *data);
+/* Loads len bytes of text as config_load() loads a file; name stands for the file in messages
+ * and in ret_cfg->path. The text may hold anything (NUL bytes, no final newline). Same returns,
+ * except that there is no file to read. */
+int config_load_buffer(const char *name, const char *text, size_t len, struct config *ret_cfg,
+                       config_error_fn on_error, void *data);
 void config_free(struct config *cfg); /* accepts NULL-filled structs */
 
 /* What the CLI takes from the configuration, and nothing else. */

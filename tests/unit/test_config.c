@@ -446,6 +446,54 @@ static void dump_reads_back_as_the_same_configuration(void **state)
     free(second);
 }
 
+/* A text in memory is parsed exactly as the same text in a file. */
+static void buffer_loads_like_a_file(void **state)
+{
+    static const char text[] = "[policy]\nfindtime = 1h30m\n[ami:a]\r\nhost = h\nusername = u\n"
+                               "secret = s\n[whitelist]\ncidr = 10.0.0.0/8\nmaxrety = 5";
+    char *a = NULL, *b = NULL;
+    size_t alen = 0, blen = 0;
+    struct config buf;
+    struct errors berrs = {0};
+
+    assert_int_equal(load(text), 1);
+    assert_int_equal(config_load_buffer(path, text, strlen(text), &buf, collect, &berrs), 1);
+    assert_string_equal(berrs.msg[0], errs.msg[0]);
+    assert_non_null(strstr(berrs.msg[0], ":9: [whitelist] maxrety: unknown key"));
+    FILE *fa = open_memstream(&a, &alen), *fb = open_memstream(&b, &blen);
+    config_dump(&cfg, fa);
+    config_dump(&buf, fb);
+    fclose(fa);
+    fclose(fb);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    config_free(&buf);
+}
+
+static void buffer_reports_a_nul_byte_and_takes_a_last_line_without_newline(void **state)
+{
+    static const char text[] = "[general]\nlog_level = debug\x00x\nretention = 2d";
+    struct config buf;
+    struct errors berrs = {0};
+
+    assert_int_equal(config_load_buffer("T", text, sizeof(text) - 1, &buf, collect, &berrs), 1);
+    assert_string_equal(berrs.msg[0], "T:2: [general] line holds a NUL byte");
+    assert_int_equal(buf.general.retention_s, 2 * 86400);
+    assert_string_equal(buf.path, "T");
+    config_free(&buf);
+}
+
+static void section_names_are_escaped_in_messages(void **state)
+{
+    assert_int_equal(load("[ami:\x9b[2J]\nhost = h\n[ami\xc2\x9b:x]\n"), 2);
+    assert_non_null(strstr(errs.msg[0], ":1: \"\\x9b[2J\" is not a valid server name"));
+    assert_non_null(strstr(errs.msg[1], ":3: bad section header \"[ami\\xc2\\x9b:x]\""));
+    for (int i = 0; i < errs.n; i++)
+        for (const char *c = errs.msg[i]; *c; c++)
+            assert_true(*c >= 0x20 && *c < 0x7f);
+}
+
 static void free_accepts_null_and_zeroed_structs(void **state)
 {
     struct config z;
@@ -588,6 +636,9 @@ int main(void)
         cmocka_unit_test(shipped_config_is_valid),
         cmocka_unit_test(shipped_config_states_the_builtin_defaults),
         cmocka_unit_test(dump_masks_the_secret),
+        cmocka_unit_test(buffer_loads_like_a_file),
+        cmocka_unit_test(buffer_reports_a_nul_byte_and_takes_a_last_line_without_newline),
+        cmocka_unit_test(section_names_are_escaped_in_messages),
         cmocka_unit_test(dump_reads_back_as_the_same_configuration),
         cmocka_unit_test(free_accepts_null_and_zeroed_structs),
         cmocka_unit_test(paths_come_from_general_alone),
