@@ -20,6 +20,18 @@ static json_t *time_or_null(int64_t ms)
     return ms > 0 ? json_integer(ms / 1000) : json_null();
 }
 
+/* Attacker text (a service, an account) as a JSON string: as it is when it is valid UTF-8,
+ * else escaped like the log escapes it (\xNN), which JSON can carry. */
+static json_t *json_text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (!j) {
+        char esc[SEC_ACCOUNT_MAX * 4 + 4];
+        j = json_string(log_escape(s, strlen(s), esc, sizeof(esc)));
+    }
+    return j;
+}
+
 static const char *reason_name(enum store_ban_reason r)
 {
     return r == STORE_BAN_MANUAL ? "manual" : "threshold";
@@ -46,7 +58,7 @@ static json_t *ban_json(const struct store_ban *b, int64_t now_ms)
     json_object_set_new(o, "failures", json_real(b->failures));
     json_object_set_new(o, "offence", json_integer(b->offence));
     if (b->service[0])
-        json_object_set_new(o, "service", json_string(b->service));
+        json_object_set_new(o, "service", json_text(b->service));
     if (b->event_type >= 0 && sec_event_type_name(b->event_type))
         json_object_set_new(o, "event", json_string(sec_event_type_name(b->event_type)));
     if (b->end != STORE_BAN_ACTIVE) {
@@ -326,7 +338,7 @@ static int show_type(void *data, const char *service, int event_type, int64_t co
     struct show_ctx *c = data;
     const char *name = sec_event_type_name(event_type);
     json_array_append_new(c->failures,
-                          json_pack("{s:s, s:s, s:I, s:f}", "service", service, "event",
+                          json_pack("{s:o, s:s, s:I, s:f}", "service", json_text(service), "event",
                                     name ? name : "?", "count", (json_int_t)count, "weight", w));
     return 0;
 }
@@ -334,14 +346,9 @@ static int show_type(void *data, const char *service, int event_type, int64_t co
 static int show_account(void *data, const char *account, int64_t count, int64_t last_ms)
 {
     struct show_ctx *c = data;
-    /* Attacker bytes: invalid UTF-8 cannot go into JSON as is, so it is escaped here. */
-    json_t *a = json_string(account);
-    if (!a) {
-        char esc[SEC_ACCOUNT_MAX * 4 + 4];
-        a = json_string(log_escape(account, strlen(account), esc, sizeof(esc)));
-    }
-    json_array_append_new(c->accounts, json_pack("{s:o, s:I, s:o}", "account", a, "count",
-                                                 (json_int_t)count, "last", time_or_null(last_ms)));
+    json_array_append_new(c->accounts,
+                          json_pack("{s:o, s:I, s:o}", "account", json_text(account), "count",
+                                    (json_int_t)count, "last", time_or_null(last_ms)));
     return 0;
 }
 
