@@ -647,6 +647,14 @@ static void on_ping_timer(struct loop *l, void *data)
     loop_timer_arm(l, &s->t_ping, (uint64_t)s->cfg.ping_timeout_ms);
 }
 
+/* Frames the parser threw away for breaking a bound rather than for bad syntax. */
+static uint64_t parser_oversized(const struct ami_session *s)
+{
+    const uint64_t *n = s->parser.stats.by_reason;
+    return n[AMI_DISCARD_LINE_TOO_LONG] + n[AMI_DISCARD_TOO_MANY_HEADERS] +
+           n[AMI_DISCARD_FRAME_TOO_BIG];
+}
+
 static void on_readable(struct ami_session *s)
 {
     for (int i = 0; i < AMI_READS_PER_TURN; i++) {
@@ -664,7 +672,7 @@ static void on_readable(struct ami_session *s)
             return;
         }
         ami_parser_commit(&s->parser, (size_t)n);
-        uint64_t discarded = s->parser.stats.discarded;
+        uint64_t discarded = s->parser.stats.discarded, oversized = parser_oversized(s);
         const struct ami_frame *f;
         while ((f = ami_parser_next(&s->parser))) {
             if (handle_frame(s, f) < 0)
@@ -672,6 +680,7 @@ static void on_readable(struct ami_session *s)
         }
         if (s->parser.stats.discarded != discarded) {
             s->stats.frames_discarded += s->parser.stats.discarded - discarded;
+            s->stats.frames_oversized += parser_oversized(s) - oversized;
             log_debug("%s: discarded %llu bad frame(s)", s->name,
                       (unsigned long long)(s->parser.stats.discarded - discarded));
         }
@@ -781,11 +790,6 @@ const char *ami_session_name(const struct ami_session *s)
 const char *ami_session_state_name(const struct ami_session *s)
 {
     return state_names[s->state];
-}
-
-bool ami_session_is_up(const struct ami_session *s)
-{
-    return s->state == ST_UP;
 }
 
 const char *ami_session_version(const struct ami_session *s)

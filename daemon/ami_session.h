@@ -23,6 +23,7 @@ struct ami_session;
 struct ami_session_stats {
     uint64_t events;           /* security events handed to the sink */
     uint64_t frames_discarded; /* oversized or garbage frames thrown away by the parser */
+    uint64_t frames_oversized; /* of those, frames over a bound (line, header count, size) */
     uint64_t unknown_events;   /* security events with a name we do not know */
     uint64_t malformed_events; /* security events we could not use (e.g. bad RemoteAddress) */
     uint64_t connects;         /* connection attempts */
@@ -42,7 +43,6 @@ void ami_session_free(struct ami_session *s);
 const char *ami_session_name(const struct ami_session *s);
 /* "resolving", "connecting", "banner", "challenge", "login", "up", "backoff". */
 const char *ami_session_state_name(const struct ami_session *s);
-bool ami_session_is_up(const struct ami_session *s);
 /* The AMI version from the banner ("9.0.0"); "" before the first banner. */
 const char *ami_session_version(const struct ami_session *s);
 /* The address of the Asterisk we are (or were last) connected to, so the core can whitelist
