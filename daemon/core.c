@@ -67,6 +67,8 @@ struct core {
     struct policy *policy;
     struct judge *judge;
     bool db_failing;
+    uint64_t journal_lost;    /* last seen store_stats.journal_lost */
+    bool journal_loss_logged; /* in this database failure period */
     bool started; /* core_new() is done: changes from now on are news worth a log line */
 
     struct hostaddr *host;          /* the host's addresses, gateways, resolvers: protected */
@@ -91,7 +93,8 @@ struct core {
     unsigned nami;
     struct addr *ami_peer; /* whitelisted peer address per session */
     bool *ami_peer_known;
-    uint64_t *ami_reconnects, *ami_discarded; /* last seen counters, for meters/incidents */
+    /* last seen counters, for meters/incidents */
+    uint64_t *ami_reconnects, *ami_discarded, *ami_oversized;
     struct learned_trust {
         struct policy_wl_entry *v; /* what the session learned last from its Asterisk */
         unsigned n;
@@ -140,6 +143,7 @@ static void db_succeeded(struct core *c)
     if (!c->db_failing)
         return;
     c->db_failing = false;
+    c->journal_loss_logged = false;
     log_notice("database %s recovered", c->cfg->general.database);
     store_incident(c->store, loop_wall_ms(c->loop), "db-error", "store",
                    "database errors ended; recovered");
@@ -389,12 +393,30 @@ static void apply_verdict(struct core *c, const struct verdict *v)
     }
 }
 
+/* Ban changes the store could not keep for replay while the database failed: the kernel
+ * enforces them, the history misses them. Counted, sent, and logged once per failure period. */
+static void watch_journal(struct core *c)
+{
+    struct store_stats st;
+    store_get_stats(c->store, &st);
+    if (st.journal_lost <= c->journal_lost)
+        return;
+    statsd_count(c->statsd, STATSD_M_DB_JOURNAL_LOST, (int64_t)(st.journal_lost - c->journal_lost));
+    if (!c->journal_loss_logged)
+        log_err("database %s: the replay journal is full (%d ban changes); further bans and "
+                "unbans are enforced but missing from the history",
+                c->cfg->general.database, STORE_JOURNAL_MAX);
+    c->journal_loss_logged = true;
+    c->journal_lost = st.journal_lost;
+}
+
 void core_flush(struct core *c)
 {
     nft_commit(c);
     int r = store_turn_commit(c->store);
     if (r < 0)
         db_failed(c, "commit", r);
+    watch_journal(c);
 }
 
 int core_enforce(struct core *c, const struct verdict *v)
@@ -645,9 +667,14 @@ static void watch_ami(struct core *c)
             c->ami_reconnects[i] = st.reconnects;
         }
         if (st.frames_discarded > c->ami_discarded[i]) {
-            statsd_count(c->statsd, STATSD_M_AMI_FRAMES_MALFORMED,
-                         (int64_t)(st.frames_discarded - c->ami_discarded[i]));
+            uint64_t oversized = st.frames_oversized - c->ami_oversized[i];
+            uint64_t malformed = st.frames_discarded - c->ami_discarded[i] - oversized;
+            if (malformed)
+                statsd_count(c->statsd, STATSD_M_AMI_FRAMES_MALFORMED, (int64_t)malformed);
+            if (oversized)
+                statsd_count(c->statsd, STATSD_M_AMI_FRAMES_OVERSIZED, (int64_t)oversized);
             c->ami_discarded[i] = st.frames_discarded;
+            c->ami_oversized[i] = st.frames_oversized;
         }
     }
 }
@@ -724,6 +751,7 @@ static void stop_ami(struct core *c)
     free(c->ami_peer_known);
     free(c->ami_reconnects);
     free(c->ami_discarded);
+    free(c->ami_oversized);
     for (unsigned i = 0; c->ami_trust && i < c->nami; i++)
         free(c->ami_trust[i].v);
     free(c->ami_trust);
@@ -731,7 +759,7 @@ static void stop_ami(struct core *c)
     c->ami = NULL;
     c->ami_peer = NULL;
     c->ami_peer_known = NULL;
-    c->ami_reconnects = c->ami_discarded = NULL;
+    c->ami_reconnects = c->ami_discarded = c->ami_oversized = NULL;
     c->nami = 0;
 }
 
@@ -743,9 +771,10 @@ static int start_ami(struct core *c, const struct config *cfg)
     c->ami_peer_known = calloc(n ? n : 1, sizeof(*c->ami_peer_known));
     c->ami_reconnects = calloc(n ? n : 1, sizeof(*c->ami_reconnects));
     c->ami_discarded = calloc(n ? n : 1, sizeof(*c->ami_discarded));
+    c->ami_oversized = calloc(n ? n : 1, sizeof(*c->ami_oversized));
     c->ami_trust = calloc(n ? n : 1, sizeof(*c->ami_trust));
     if (!c->ami || !c->ami_peer || !c->ami_peer_known || !c->ami_reconnects || !c->ami_discarded ||
-        !c->ami_trust)
+        !c->ami_oversized || !c->ami_trust)
         return -ENOMEM;
     struct sec_sink sink = {.submit = on_event, .data = c};
     for (unsigned i = 0; i < n; i++) {

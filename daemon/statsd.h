@@ -39,6 +39,9 @@
 #define STATSD_M_NFT_ENFORCING "nft.enforcing"
 /* Store (SQLite) operations that failed. */
 #define STATSD_M_DB_ERRORS "db.errors"
+/* Ban changes missing from the database's history: made while it failed, past the store's
+ * replay journal (store_stats.journal_lost). */
+#define STATSD_M_DB_JOURNAL_LOST "db.journal_lost"
 /* Emitted by the emitter itself at a flush: metric lines dropped (unsendable datagrams, lines
  * longer than max_payload) and per-address lines suppressed by per_address_limit, since the
  * previous report. */

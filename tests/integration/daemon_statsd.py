@@ -35,6 +35,8 @@ def config(tmp, peer, host, port, extra=None):
 
 
 def attack(peer):
+    peer.send_garbage()  # one frame without a colon: malformed
+    peer.send_big_line()  # one 1 MB line: over the line bound
     peer.send_events("InvalidPassword", "203.0.113.7", count=5)
     peer.send_events("ChallengeResponseFailed", "2001:db8::66", count=2, service="PJSIP")
     peer.send_events("ChallengeSent", "2001:db8::66", count=3, service="PJSIP")
@@ -49,6 +51,8 @@ EXPECTED = {
     "pbxguard.events.ChallengeResponseFailed:1|c": 2,
     "pbxguard.events.ChallengeSent:1|c": 3,
     "pbxguard.bans.threshold:1|c": 1,
+    "pbxguard.ami.frames_malformed:1|c": 1,
+    "pbxguard.ami.frames_oversized:1|c": 1,
 }
 
 
