@@ -117,6 +117,11 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     const json_t *db = json_object_get(r, "database");
     fprintf(out, "%-12s %s (%s)\n", "database", str(db, "path", e, sizeof(e)),
             cli_format_size(num(db, "size"), a, sizeof(a)));
+    if (num(db, "journal_lost") > 0)
+        fprintf(out,
+                "%-12s %" PRId64 " ban changes missing (made while the database failed; "
+                "the kernel enforced them)\n",
+                "history", num(db, "journal_lost"));
     const json_t *nft = json_object_get(r, "nftables");
     fprintf(out, "%-12s %s", "nftables",
             json_is_true(json_object_get(nft, "ok")) ? "ok" : "FAILING");

@@ -131,7 +131,12 @@ static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req, const stru
     snprintf(wal, sizeof(wal), "%s-wal", db);
     if (stat(wal, &st) == 0)
         size += st.st_size;
-    json_object_set_new(r, "database", json_pack("{s:s, s:I}", "path", db, "size", size));
+    /* Ban changes made while the database failed that its replay journal could not hold. */
+    struct store_stats sst;
+    store_get_stats(ops->store, &sst);
+    json_object_set_new(r, "database",
+                        json_pack("{s:s, s:I, s:I}", "path", db, "size", size, "journal_lost",
+                                  (json_int_t)sst.journal_lost));
 
     json_object_set_new(r, "ami", json_array());
     json_object_set_new(r, "events", json_integer(0));

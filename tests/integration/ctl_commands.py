@@ -58,9 +58,10 @@ with h.TempDir() as d:
          and "nftables     ok" in r.stdout, "status prints a human summary", r.stdout + r.stderr)
     rc, j = cli_json("status")
     t.ok(rc == 0 and j.get("ok") and j["database"]["path"] == f"{d}/pbxguard.db"
-         and j["database"]["size"] > 0 and j["active_bans"] == {"v4": 0, "v6": 0}
-         and j["nftables"]["ok"] is True, "status --json: database path and size, bans, nftables",
-         j)
+         and j["database"]["size"] > 0 and j["database"].get("journal_lost") == 0
+         and j["active_bans"] == {"v4": 0, "v6": 0}
+         and j["nftables"]["ok"] is True,
+         "status --json: database path, size and lost ban changes, bans, nftables", j)
     t.ok(j.get("failures_today") == 0 and j.get("bans_today") == 0,
          "status --json: failures and bans today, from the database", j)
 

@@ -109,6 +109,17 @@ static void status_flags_a_failing_nftables_layer(void **state)
     assert_non_null(strstr(s, "AMI          none configured\n"));
 }
 
+static void status_says_when_ban_changes_are_missing_from_the_history(void **state)
+{
+    const char *s = render("status", "{\"ok\":true,\"database\":{\"path\":\"/db\",\"size\":0,"
+                                     "\"journal_lost\":3},\"ami\":[]}");
+    assert_non_null(strstr(s, "database     /db (0 B)\nhistory      3 ban changes missing (made "
+                              "while the database failed; the kernel enforced them)\n"));
+    s = render("status", "{\"ok\":true,\"database\":{\"path\":\"/db\",\"size\":0,"
+                         "\"journal_lost\":0},\"ami\":[]}");
+    assert_null(strstr(s, "history"));
+}
+
 static void show_explains_a_ban_and_escapes_accounts(void **state)
 {
     const char *s = render(
@@ -203,6 +214,7 @@ int main(void)
         cmocka_unit_test(unban_lists_what_was_lifted),
         cmocka_unit_test(status_aligns_its_fields),
         cmocka_unit_test(status_flags_a_failing_nftables_layer),
+        cmocka_unit_test(status_says_when_ban_changes_are_missing_from_the_history),
         cmocka_unit_test(show_explains_a_ban_and_escapes_accounts),
         cmocka_unit_test(show_names_the_whitelist_entry),
         cmocka_unit_test(show_says_why_an_address_is_protected_and_how_firmly),
