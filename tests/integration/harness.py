@@ -170,7 +170,7 @@ def stop_process(p, sig=signal.SIGTERM, timeout=5.0):
     return p.returncode, time.monotonic() - t0
 
 
-# --- running the daemon (foundation, issue 2) ---
+# --- running the daemon ---
 
 SHIPPED_CONFIG = os.path.join(SOURCE, "etc", "pbxguard.conf")
 
@@ -267,7 +267,7 @@ class Daemon:
             return None
 
 
-# ---- nftables layer (issue 5) -------------------------------------------------------------
+# ---- the nftables layer ---------------------------------------------------------------------
 
 NFT_TOOL = os.path.join(BUILD, "tests", "nft-tool")
 
