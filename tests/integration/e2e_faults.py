@@ -26,16 +26,24 @@ def kernel_matches_db(d):
     return kb is not None and set(kb) == set(d.active_bans_db())
 
 
+def flood_goes_on(p, fl, batches=2):
+    """Waits (bounded) until the flood's next batches, sent from now on, are banned."""
+    k = len(fl.sent)
+    n = k + 20 * batches
+    if e.wait_until(lambda: len(fl.sent) >= n, timeout=10):
+        p.mon.wait_added(fl.sent[n - 1], timeout=10)
+
+
 def case_ami_restart(t, tmp):
     p = e.Pbx(tmp)
     try:
         t.ok(p.ban("192.0.2.10"), "before the fault, an attack is banned")
         fl = e.Flood(p.ami, rate=4000).start()
-        time.sleep(0.5)
+        p.mon.wait_added(fl.addr(0), timeout=10)  # the flood is being banned
         p.ami.restart(down_s=0.3)                 # Asterisk restarts mid-flood
         t.ok(p.ami.wait_login(2, timeout=10), "the daemon logs in again after the AMI restart",
              p.d.log_text()[-2000:])
-        time.sleep(0.5)
+        flood_goes_on(p, fl)
         fl.stop()
         t.ok(p.ban("192.0.2.11"), "an attack after the restart is banned")
         e.wait_until(lambda: kernel_matches_db(p.d), timeout=5)
@@ -52,7 +60,9 @@ def case_sigkill(t, tmp):
         p.ami.send(e.attack("192.0.2.20", MAXRETRY - 1))
         t.ok(p.ban("192.0.2.21"), "before the fault, an attack is banned")
         fl = e.Flood(p.ami, rate=5000).start()
-        time.sleep(1.0)
+        # Mid-flood: some of the flood's bans are committed, more are on their way.
+        p.mon.wait_added(fl.addr(0), timeout=10)
+        e.wait_until(lambda: len(p.d.active_bans_db()) >= 3, timeout=10)
         t.eq(p.d.kill(), -9, "the daemon is SIGKILLed mid-flood")
         fl.stop()
         t.eq(e.integrity_ok(p.d.db), "ok", "PRAGMA integrity_check is ok after the kill")
@@ -81,9 +91,9 @@ def case_nft_flush(t, tmp):
     try:
         t.ok(p.ban("192.0.2.30"), "before the fault, an attack is banned")
         fl = e.Flood(p.ami, rate=4000).start()
-        time.sleep(0.5)
+        p.mon.wait_added(fl.addr(0), timeout=10)  # the flood is being banned
         h.nft("flush", "ruleset")                 # someone wipes the firewall mid-flood
-        time.sleep(1.0)
+        flood_goes_on(p, fl)
         fl.stop()
         t.ok(p.ban("192.0.2.31"), "a later attack is banned")
         ok = e.wait_until(lambda: kernel_matches_db(p.d), timeout=5)
@@ -109,7 +119,7 @@ def case_db_unwritable(t, tmp):
         t.ok(p.ban("192.0.2.41", timeout=10), "while the database cannot be written, a new "
              "attack is still banned in the kernel", p.d.log_text()[-1500:])
         fl = e.Flood(p.ami, rate=2000, limit=2000).start()
-        time.sleep(1.0)
+        p.mon.wait_added(fl.addr(19), timeout=10)  # the flood is banned, not recorded
         fl.stop()
         t.ok("database" in p.d.log_text() and "error" in p.d.log_text(),
              "the daemon reports the database failure")
