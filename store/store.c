@@ -1,6 +1,7 @@
 /* The store over SQLite. Every statement is prepared once at open and bound per call; nothing
  * the network sent is ever part of SQL text. */
 #include <errno.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ enum {
     ST_PRUNE_FAILURES,
     ST_PRUNE_BANS,
     ST_PRUNE_INCIDENTS,
+    ST_PRUNE_RUNS,
     ST_INCIDENT,
     ST_KEY_STATS,
     ST_SHOW_SUMMARY,
@@ -77,6 +79,10 @@ static const char *const sql[ST_COUNT] = {
                       "AND ended_ms IS NOT NULL AND ended_ms < ?1 ORDER BY start_ms LIMIT ?2)",
     [ST_PRUNE_INCIDENTS] = "DELETE FROM daemon_events WHERE id IN (SELECT id FROM daemon_events "
                            "WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
+    /* The latest run stays: the next start needs it to tell a clean stop from a death. */
+    [ST_PRUNE_RUNS] = "DELETE FROM daemon_runs WHERE id IN (SELECT id FROM daemon_runs "
+                      "WHERE start_ms < ?1 AND id < (SELECT max(id) FROM daemon_runs) "
+                      "ORDER BY id LIMIT ?2)",
     [ST_INCIDENT] = "INSERT INTO daemon_events (ts_ms, kind, source, message) "
                     "VALUES (?1, ?2, ?3, ?4)",
     [ST_ACTIVE_COUNT] = "SELECT family, count(*) FROM bans WHERE ended_ms IS NULL "
@@ -210,6 +216,66 @@ static int map_rc(struct store *s, int rc)
     default:
         return -EIO;
     }
+}
+
+/* --- what the store's other files share (store_internal.h) --- */
+
+/* Prepares sql and binds the int64 arguments to ?1, ?2, ... */
+int store_prepare(struct store *s, sqlite3_stmt **ret, const char *text, int n, ...)
+{
+    sqlite3_stmt *st = NULL;
+    *ret = NULL;
+    int rc = sqlite3_prepare_v2(store_sqlite(s), text, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return store_sqlite_error(s, rc);
+    }
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 1; i <= n; i++)
+        sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+    va_end(ap);
+    *ret = st;
+    return 0;
+}
+
+/* Steps once; returns 1 for a row, 0 when done, -errno on error. */
+int store_step(struct store *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : store_sqlite_error(s, rc);
+}
+
+/* Runs a statement without arguments whose rows, if any, are not wanted. */
+int store_run_sql(struct store *s, const char *text)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(s, &st, text, 0);
+    while (rc == 0 && (rc = store_step(s, st)) > 0)
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+uint64_t store_column_u64(sqlite3_stmt *st, int i)
+{
+    sqlite3_int64 v = sqlite3_column_int64(st, i);
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+/* Copies a text column (arbitrary bytes) into buf, cut to fit, and cut at an embedded NUL. */
+void store_column_text(sqlite3_stmt *st, int i, char *buf, size_t len)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    if (n >= len)
+        n = len - 1;
+    if (n)
+        memcpy(buf, t, n);
+    buf[n] = '\0';
+    buf[strnlen(buf, n)] = '\0';
 }
 
 sqlite3 *store_sqlite(struct store *s)
@@ -549,6 +615,11 @@ static int turn_begin(struct store *s)
     if (!s->in_turn) /* the replay itself lost the transaction */
         return r < 0 ? r : -EIO;
     return 0;
+}
+
+int store_turn_begin(struct store *s)
+{
+    return turn_begin(s);
 }
 
 static void journal_add(struct store *s, enum op_kind kind, const struct store_ban *b)
@@ -987,7 +1058,7 @@ int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_
     if (r < 0)
         return r;
     static const int order[] = {ST_PRUNE_FAILURES, ST_PRUNE_BANS, ST_PRUNE_INCIDENTS,
-                                ST_PRUNE_SUCCESSES};
+                                ST_PRUNE_SUCCESSES, ST_PRUNE_RUNS};
     unsigned total = 0;
     for (size_t i = 0; r == 0 && total < max && i < sizeof(order) / sizeof(order[0]); i++) {
         unsigned n = 0;

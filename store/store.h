@@ -156,7 +156,7 @@ int store_bans_covering(struct store *s, const struct addr *a, bool active_only,
                         store_ban_fn fn, void *data);
 
 /* Deletes up to max rows older than cutoff_ms: failures first, then ended bans, then incidents,
- * then successful logins.
+ * then successful logins, then the daemon's runs (the latest is kept).
  * Small chunks (e.g. 1000), called from a timer, so the loop never stalls. *ret_deleted (may be
  * NULL) gets the count; fewer than max means nothing older is left. Active bans are kept. */
 int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_deleted);
@@ -190,3 +190,44 @@ struct store_addr_summary {
 };
 int store_show(struct store *s, const struct addr *a, const struct addr_prefix *key,
                const struct store_show_fns *fns, void *data, struct store_addr_summary *ret);
+
+/* --- the daemon's runs: when it started, stopped cleanly, and died --- */
+
+/* The daemon refreshes its run's heartbeat this often (from its maintenance timer, never per
+ * event): a death is known to within this, or to the last row it wrote if that is newer. */
+#define STORE_RUN_HEARTBEAT_MS 60000
+#define STORE_RUN_VERSION_MAX 32
+#define STORE_RUN_CONFIG_MAX 256
+#define STORE_RUN_REASON_MAX 32
+
+struct store_run {
+    int64_t id;
+    int64_t start_ms;
+    char version[STORE_RUN_VERSION_MAX];
+    char config[STORE_RUN_CONFIG_MAX]; /* the configuration file it read */
+    unsigned pid;
+    int64_t alive_ms; /* its last heartbeat (see store_report_runs() for the latest run) */
+    int64_t stop_ms;  /* a clean stop: when; 0 if none (yet) */
+    char stop_reason[STORE_RUN_REASON_MAX]; /* "SIGTERM", "SIGINT", "start failed", ... */
+    int64_t uptime_ms;                      /* a clean stop: how long it ran */
+    int64_t died_ms; /* it left no clean stop (found at the next start): its last write; else 0 */
+    int64_t down_ms; /* not running before this start; -1 if no earlier run is recorded */
+    bool prev_died;  /* store_report_runs(): the run before this one died */
+};
+
+/* Records a start at now_ms. A previous run that left no clean stop died: it is marked so, at
+ * the time of the last thing it wrote (its heartbeat, or a newer failure, ban or incident, up
+ * to now_ms). The new run's down_ms is the time since the previous one's stop or death (never
+ * negative, whatever the wall clock did). *ret_id gets the new run's id; *ret_prev (may be
+ * NULL) the previous run as it now stands (id 0 if there is none). In the turn's transaction. */
+int store_run_start(struct store *s, int64_t now_ms, const char *version, const char *config,
+                    unsigned pid, int64_t *ret_id, struct store_run *ret_prev);
+/* The run's heartbeat: call every STORE_RUN_HEARTBEAT_MS. */
+int store_run_alive(struct store *s, int64_t id, int64_t now_ms);
+/* A clean stop at now_ms, after uptime_ms, for reason. Commit it before closing. */
+int store_run_stop(struct store *s, int64_t id, int64_t now_ms, const char *reason,
+                   int64_t uptime_ms);
+/* The most recent run that died, if its death lies at or after since_ms; *ret_restart_ms gets
+ * the start that found it. -ENOENT if there is none. */
+int store_run_last_died(struct store *s, int64_t since_ms, struct store_run *ret_run,
+                        int64_t *ret_restart_ms);

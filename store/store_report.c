@@ -6,70 +6,11 @@
  * or a scan of the (much smaller) bans table. A day of a 10M-row database is a few hundred
  * thousand rows, read in well under the time a cron job cares about (bench/bench_report). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_internal.h"
 #include "store_report.h"
-
-/* Prepares sql and binds the int64 arguments to ?1, ?2, ... */
-static int prep(struct store *s, sqlite3_stmt **ret, const char *sql, int n, ...)
-{
-    sqlite3_stmt *st = NULL;
-    *ret = NULL;
-    int rc = sqlite3_prepare_v2(store_sqlite(s), sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        sqlite3_finalize(st);
-        return store_sqlite_error(s, rc);
-    }
-    va_list ap;
-    va_start(ap, n);
-    for (int i = 1; i <= n; i++)
-        sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
-    va_end(ap);
-    *ret = st;
-    return 0;
-}
-
-/* Steps once; returns 1 for a row, 0 when done, -errno on error. */
-static int step(struct store *s, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    return rc == SQLITE_DONE ? 0 : store_sqlite_error(s, rc);
-}
-
-/* Runs a statement without arguments whose rows, if any, are not wanted. */
-static int run(struct store *s, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = prep(s, &st, sql, 0);
-    while (rc == 0 && (rc = step(s, st)) > 0)
-        rc = 0;
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static uint64_t col_u64(sqlite3_stmt *st, int i)
-{
-    sqlite3_int64 v = sqlite3_column_int64(st, i);
-    return v < 0 ? 0 : (uint64_t)v;
-}
-
-/* Copies a text column (arbitrary bytes) into buf, cut to fit, and cut at an embedded NUL. */
-static void col_text(sqlite3_stmt *st, int i, char *buf, size_t len)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
-    if (n >= len)
-        n = len - 1;
-    if (n)
-        memcpy(buf, t, n);
-    buf[n] = '\0';
-    buf[strnlen(buf, n)] = '\0';
-}
 
 int store_snapshot_begin(struct store *s)
 {
@@ -77,7 +18,7 @@ int store_snapshot_begin(struct store *s)
         return -EINVAL;
     if (!sqlite3_get_autocommit(store_sqlite(s)))
         return 0; /* already open */
-    return run(s, "BEGIN");
+    return store_run_sql(s, "BEGIN");
 }
 
 void store_snapshot_end(struct store *s)
@@ -91,17 +32,17 @@ int store_report_failures(struct store *s, int64_t from_ms, int64_t to_ms, int64
                           int64_t bucket_ms, store_report_failures_fn fn, void *data)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prep(s, &st,
-                  "SELECT service, event_type, (ts_ms - ?3) / ?4, count(*) FROM failures "
-                  "WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY 1, 2, 3",
-                  4, from_ms, to_ms, bucket0_ms, bucket_ms);
+    int rc = store_prepare(s, &st,
+                           "SELECT service, event_type, (ts_ms - ?3) / ?4, count(*) FROM failures "
+                           "WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY 1, 2, 3",
+                           4, from_ms, to_ms, bucket0_ms, bucket_ms);
     if (rc < 0)
         return rc;
-    while ((rc = step(s, st)) > 0) {
+    while ((rc = store_step(s, st)) > 0) {
         char service[SEC_SERVICE_MAX];
-        col_text(st, 0, service, sizeof(service));
+        store_column_text(st, 0, service, sizeof(service));
         rc = fn(data, service, sqlite3_column_int(st, 1), sqlite3_column_int64(st, 2),
-                col_u64(st, 3));
+                store_column_u64(st, 3));
         if (rc)
             break;
     }
@@ -114,10 +55,10 @@ static int last_ban(struct store *s, sqlite3_stmt **cache, int64_t now_ms,
                     struct store_report_source *src)
 {
     if (!*cache) {
-        int rc = prep(s, cache,
-                      "SELECT expires_ms, ended_ms FROM bans WHERE prefix = ?1 AND "
-                      "start_ms <= ?2 ORDER BY start_ms DESC, id DESC LIMIT 1",
-                      0);
+        int rc = store_prepare(s, cache,
+                               "SELECT expires_ms, ended_ms FROM bans WHERE prefix = ?1 AND "
+                               "start_ms <= ?2 ORDER BY start_ms DESC, id DESC LIMIT 1",
+                               0);
         if (rc < 0)
             return rc;
     }
@@ -125,12 +66,12 @@ static int last_ban(struct store *s, sqlite3_stmt **cache, int64_t now_ms,
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, src->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now_ms);
-    int rc = step(s, st);
+    int rc = store_step(s, st);
     if (rc <= 0)
         return rc;
     src->ban_found = true;
-    src->ban_expires_ms = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : col_u64(st, 0);
-    src->ban_ended_ms = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : col_u64(st, 1);
+    src->ban_expires_ms = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : store_column_u64(st, 0);
+    src->ban_ended_ms = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : store_column_u64(st, 1);
     return 0;
 }
 
@@ -171,20 +112,21 @@ static int top_sources(struct store *s, int64_t now_ms, unsigned top,
 {
     sqlite3_stmt *st = NULL, *ban = NULL;
     char services[256], types[256];
-    int rc = prep(s, &st,
-                  "SELECT key, n, first_ms, last_ms, accounts, services, types FROM report_keys "
-                  "ORDER BY n DESC, key LIMIT ?1",
-                  1, (int64_t)top);
-    while (rc == 0 && (rc = step(s, st)) > 0) {
+    int rc = store_prepare(
+        s, &st,
+        "SELECT key, n, first_ms, last_ms, accounts, services, types FROM report_keys "
+        "ORDER BY n DESC, key LIMIT ?1",
+        1, (int64_t)top);
+    while (rc == 0 && (rc = store_step(s, st)) > 0) {
         struct store_report_source src = {0};
-        col_text(st, 0, src.key, sizeof(src.key));
-        src.attempts = col_u64(st, 1);
+        store_column_text(st, 0, src.key, sizeof(src.key));
+        src.attempts = store_column_u64(st, 1);
         src.first_ms = sqlite3_column_int64(st, 2);
         src.last_ms = sqlite3_column_int64(st, 3);
-        src.accounts = col_u64(st, 4);
-        col_text(st, 5, services, sizeof(services));
+        src.accounts = store_column_u64(st, 4);
+        store_column_text(st, 5, services, sizeof(services));
         parse_services(services, &src);
-        col_text(st, 6, types, sizeof(types));
+        store_column_text(st, 6, types, sizeof(types));
         src.types = parse_types(types);
         rc = last_ban(s, &ban, now_ms, &src);
         if (rc == 0 && fns && fns->source)
@@ -201,17 +143,17 @@ static int new_sources(struct store *s, int64_t from_ms, unsigned top,
     sqlite3_stmt *st = NULL;
     uint64_t n = 0;
     /* No failure of the key before the period (as far back as retention keeps). */
-    int rc = prep(s, &st,
-                  "SELECT key, first_ms, n FROM report_keys AS k WHERE NOT EXISTS "
-                  "(SELECT 1 FROM failures AS f WHERE f.key = k.key AND f.ts_ms < ?1) "
-                  "ORDER BY n DESC, key",
-                  1, from_ms);
-    while (rc == 0 && (rc = step(s, st)) > 0) {
+    int rc = store_prepare(s, &st,
+                           "SELECT key, first_ms, n FROM report_keys AS k WHERE NOT EXISTS "
+                           "(SELECT 1 FROM failures AS f WHERE f.key = k.key AND f.ts_ms < ?1) "
+                           "ORDER BY n DESC, key",
+                           1, from_ms);
+    while (rc == 0 && (rc = store_step(s, st)) > 0) {
         rc = 0;
         if (n++ < top && fns && fns->new_source) {
             char key[ADDR_STRLEN];
-            col_text(st, 0, key, sizeof(key));
-            rc = fns->new_source(data, key, sqlite3_column_int64(st, 1), col_u64(st, 2));
+            store_column_text(st, 0, key, sizeof(key));
+            rc = fns->new_source(data, key, sqlite3_column_int64(st, 1), store_column_u64(st, 2));
         }
     }
     sqlite3_finalize(st);
@@ -228,23 +170,24 @@ int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_
 
     /* Per-key figures of the period, computed once in a temporary table (the connection's
      * own temp store: the database file stays untouched). */
-    int rc = run(s, "DROP TABLE IF EXISTS temp.report_keys");
+    int rc = store_run_sql(s, "DROP TABLE IF EXISTS temp.report_keys");
     if (rc == 0)
-        rc = prep(s, &st,
-                  "CREATE TEMP TABLE report_keys AS "
-                  "SELECT key, count(*) AS n, min(ts_ms) AS first_ms, max(ts_ms) AS last_ms, "
-                  "count(DISTINCT account) AS accounts, group_concat(DISTINCT service) AS "
-                  "services, group_concat(DISTINCT event_type) AS types "
-                  "FROM failures WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY key",
-                  2, from_ms, to_ms);
+        rc = store_prepare(
+            s, &st,
+            "CREATE TEMP TABLE report_keys AS "
+            "SELECT key, count(*) AS n, min(ts_ms) AS first_ms, max(ts_ms) AS last_ms, "
+            "count(DISTINCT account) AS accounts, group_concat(DISTINCT service) AS "
+            "services, group_concat(DISTINCT event_type) AS types "
+            "FROM failures WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY key",
+            2, from_ms, to_ms);
     if (rc == 0) {
-        rc = step(s, st);
+        rc = store_step(s, st);
         sqlite3_finalize(st);
     }
     if (rc == 0) {
-        rc = prep(s, &st, "SELECT count(*) FROM report_keys", 0);
-        if (rc == 0 && (rc = step(s, st)) > 0) {
-            counts.sources = col_u64(st, 0);
+        rc = store_prepare(s, &st, "SELECT count(*) FROM report_keys", 0);
+        if (rc == 0 && (rc = store_step(s, st)) > 0) {
+            counts.sources = store_column_u64(st, 0);
             rc = 0;
         }
         sqlite3_finalize(st);
@@ -254,7 +197,7 @@ int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_
     if (rc == 0)
         rc = new_sources(s, from_ms, top, fns, data, &counts.new_sources);
     if (rc == 0) /* (after an error it goes with the connection, or with the next call) */
-        rc = run(s, "DROP TABLE temp.report_keys");
+        rc = store_run_sql(s, "DROP TABLE temp.report_keys");
     if (rc == 0 && ret_counts)
         *ret_counts = counts;
     return rc;
@@ -264,17 +207,18 @@ int store_report_accounts(struct store *s, int64_t from_ms, int64_t to_ms, unsig
                           store_report_account_fn fn, void *data)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prep(s, &st,
-                  "SELECT account, count(*) AS n, count(DISTINCT key) FROM failures "
-                  "WHERE ts_ms >= ?1 AND ts_ms < ?2 AND account IS NOT NULL AND account <> '' "
-                  "GROUP BY account ORDER BY n DESC, account LIMIT ?3",
-                  3, from_ms, to_ms, (int64_t)top);
+    int rc =
+        store_prepare(s, &st,
+                      "SELECT account, count(*) AS n, count(DISTINCT key) FROM failures "
+                      "WHERE ts_ms >= ?1 AND ts_ms < ?2 AND account IS NOT NULL AND account <> '' "
+                      "GROUP BY account ORDER BY n DESC, account LIMIT ?3",
+                      3, from_ms, to_ms, (int64_t)top);
     if (rc < 0)
         return rc;
-    while ((rc = step(s, st)) > 0) {
+    while ((rc = store_step(s, st)) > 0) {
         char name[SEC_ACCOUNT_MAX];
-        col_text(st, 0, name, sizeof(name));
-        rc = fn(data, name, col_u64(st, 1), col_u64(st, 2));
+        store_column_text(st, 0, name, sizeof(name));
+        rc = fn(data, name, store_column_u64(st, 1), store_column_u64(st, 2));
         if (rc)
             break;
     }
@@ -286,10 +230,10 @@ int store_report_accounts(struct store *s, int64_t from_ms, int64_t to_ms, unsig
 static int walk_counts(struct store *s, sqlite3_stmt *st, store_report_count_fn fn, void *data)
 {
     int rc;
-    while ((rc = step(s, st)) > 0) {
+    while ((rc = store_step(s, st)) > 0) {
         char name[STORE_REPORT_NAME_MAX];
-        col_text(st, 0, name, sizeof(name));
-        rc = fn(data, name, col_u64(st, 1));
+        store_column_text(st, 0, name, sizeof(name));
+        rc = fn(data, name, store_column_u64(st, 1));
         if (rc)
             break;
     }
@@ -301,17 +245,18 @@ int store_report_bans(struct store *s, int64_t from_ms, int64_t to_ms, store_rep
 {
     struct store_report_bans b = {0};
     sqlite3_stmt *st = NULL;
-    int rc = prep(s, &st,
-                  "SELECT reason, count(*) AS n, total(offence > 1), total(expires_ms IS NULL) "
-                  "FROM bans WHERE start_ms >= ?1 AND start_ms < ?2 GROUP BY reason "
-                  "ORDER BY n DESC, reason",
-                  2, from_ms, to_ms);
+    int rc =
+        store_prepare(s, &st,
+                      "SELECT reason, count(*) AS n, total(offence > 1), total(expires_ms IS NULL) "
+                      "FROM bans WHERE start_ms >= ?1 AND start_ms < ?2 GROUP BY reason "
+                      "ORDER BY n DESC, reason",
+                      2, from_ms, to_ms);
     if (rc < 0)
         return rc;
-    while ((rc = step(s, st)) > 0) {
+    while ((rc = store_step(s, st)) > 0) {
         char name[STORE_REPORT_NAME_MAX];
-        col_text(st, 0, name, sizeof(name));
-        uint64_t n = col_u64(st, 1);
+        store_column_text(st, 0, name, sizeof(name));
+        uint64_t n = store_column_u64(st, 1);
         b.bans += n;
         b.escalated += (uint64_t)sqlite3_column_double(st, 2);
         b.permanent += (uint64_t)sqlite3_column_double(st, 3);
@@ -325,16 +270,16 @@ int store_report_bans(struct store *s, int64_t from_ms, int64_t to_ms, store_rep
 
     /* A ban the daemon could not mark (it was stopped) still ended at its expiry: the kernel
      * removed it then. */
-    rc = prep(s, &st,
-              "SELECT total(end_reason = 'lifted' AND ended_ms >= ?1 AND ended_ms < ?2), "
-              "total(expires_ms >= ?1 AND expires_ms < ?2 AND "
-              "(end_reason = 'expired' OR ended_ms IS NULL OR ended_ms >= ?2)), "
-              "total(start_ms < ?2 AND (expires_ms IS NULL OR expires_ms > ?2) AND "
-              "(ended_ms IS NULL OR ended_ms > ?2)) FROM bans",
-              2, from_ms, to_ms);
+    rc = store_prepare(s, &st,
+                       "SELECT total(end_reason = 'lifted' AND ended_ms >= ?1 AND ended_ms < ?2), "
+                       "total(expires_ms >= ?1 AND expires_ms < ?2 AND "
+                       "(end_reason = 'expired' OR ended_ms IS NULL OR ended_ms >= ?2)), "
+                       "total(start_ms < ?2 AND (expires_ms IS NULL OR expires_ms > ?2) AND "
+                       "(ended_ms IS NULL OR ended_ms > ?2)) FROM bans",
+                       2, from_ms, to_ms);
     if (rc < 0)
         return rc;
-    if ((rc = step(s, st)) > 0) {
+    if ((rc = store_step(s, st)) > 0) {
         b.lifted = (uint64_t)sqlite3_column_double(st, 0);
         b.expired = (uint64_t)sqlite3_column_double(st, 1);
         b.active = (uint64_t)sqlite3_column_double(st, 2);
@@ -350,10 +295,10 @@ int store_report_incidents(struct store *s, int64_t from_ms, int64_t to_ms,
                            store_report_count_fn fn, void *data)
 {
     sqlite3_stmt *st = NULL;
-    int rc = prep(s, &st,
-                  "SELECT kind, count(*) AS n FROM daemon_events WHERE ts_ms >= ?1 AND "
-                  "ts_ms < ?2 GROUP BY kind ORDER BY n DESC, kind",
-                  2, from_ms, to_ms);
+    int rc = store_prepare(s, &st,
+                           "SELECT kind, count(*) AS n FROM daemon_events WHERE ts_ms >= ?1 AND "
+                           "ts_ms < ?2 GROUP BY kind ORDER BY n DESC, kind",
+                           2, from_ms, to_ms);
     if (rc < 0)
         return rc;
     rc = walk_counts(s, st, fn, data);

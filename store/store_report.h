@@ -93,3 +93,12 @@ int store_report_bans(struct store *s, int64_t from_ms, int64_t to_ms, store_rep
 /* The daemon's own incidents in the period, counted by kind (most first, ties by kind). */
 int store_report_incidents(struct store *s, int64_t from_ms, int64_t to_ms,
                            store_report_count_fn fn, void *data);
+
+/* The daemon's runs that matter to [from_ms, to_ms), oldest first: those alive in it, those
+ * whose start ends a stretch of downtime reaching into it, and the latest run recorded (latest
+ * is true for it). For the latest run without a clean stop, alive_ms is its last sign of life:
+ * its heartbeat, or a newer row it wrote up to now_ms (if that is long past, it is not
+ * running: it died or hangs, and its next start will tell). */
+typedef int (*store_report_run_fn)(void *data, const struct store_run *run, bool latest);
+int store_report_runs(struct store *s, int64_t from_ms, int64_t to_ms, int64_t now_ms,
+                      store_report_run_fn fn, void *data);

@@ -130,18 +130,24 @@ static void reopening_a_current_file_keeps_its_data(void **state)
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_events"), 1);
 }
 
+/* The file a binary of schema version v left behind: its migrations, run as it ran them. */
+static void make_old_file(const char *db, unsigned v)
+{
+    for (unsigned i = 0; i < v; i++)
+        raw_exec(db, schema_migrations[i]);
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %u", v);
+    raw_exec(db, pragma);
+}
+
 static void version_1_file_is_migrated_to_the_ban_note_keeping_its_bans(void **state)
 {
     struct tmp *t = *state;
+    make_old_file(t->db, 1);
+    raw_exec(t->db, "INSERT INTO bans (prefix, family, len, start_ms, reason, origin) "
+                    "VALUES ('192.0.2.1', 4, 32, 1, 'threshold', 'ami:x')");
+    struct store_ban b = {.prefix = fx_prefix("192.0.2.1")};
     struct store *s = open_ok(t->db);
-    struct store_ban b = {.prefix = fx_prefix("192.0.2.1"), .start_ms = 1, .event_type = -1};
-    assert_int_equal(store_ban_add(s, &b, NULL), 0);
-    assert_int_equal(store_turn_commit(s), 0);
-    store_close(s);
-    /* Make it the file a version-1 binary left behind. */
-    raw_exec(t->db, "DROP TABLE successes; ALTER TABLE bans DROP COLUMN note; "
-                    "PRAGMA user_version = 1");
-    s = open_ok(t->db);
     struct store_ban got;
     assert_int_equal(store_ban_last(s, &b.prefix, &got), 0);
     assert_string_equal(got.note, "");
@@ -150,6 +156,36 @@ static void version_1_file_is_migrated_to_the_ban_note_keeping_its_bans(void **s
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM pragma_table_info('bans') "
                                     "WHERE name = 'note'"),
                      1);
+}
+
+static void previous_version_file_gets_the_daemon_runs_keeping_its_data(void **state)
+{
+    struct tmp *t = *state;
+    make_old_file(t->db, 3); /* the schema before daemon_runs (004) */
+    raw_exec(t->db, "INSERT INTO bans (prefix, family, len, start_ms, reason, origin, note) "
+                    "VALUES ('192.0.2.1', 4, 32, 1, 'manual', 'cli:uid=0', 'ticket 7'); "
+                    "INSERT INTO failures (ts_ms, key, addr, service, event_type, source, weight) "
+                    "VALUES (5, '192.0.2.9', '192.0.2.9', 'PJSIP', 1, 'ami:x', 1); "
+                    "INSERT INTO daemon_events (ts_ms, kind, message) VALUES (6, 'start', 'x')");
+    struct store *s = open_ok(t->db);
+    struct store_ban got;
+    struct addr_prefix p = fx_prefix("192.0.2.1");
+    assert_int_equal(store_ban_last(s, &p, &got), 0);
+    assert_string_equal(got.note, "ticket 7");
+    struct store_key_stats ks;
+    struct addr_prefix k = fx_prefix("192.0.2.9");
+    assert_int_equal(store_key_stats(s, &k, &ks), 0);
+    assert_int_equal(ks.count, 1);
+    /* The first run recorded: nothing before it is known, not even a death. */
+    int64_t id;
+    struct store_run prev;
+    assert_int_equal(store_run_start(s, 100, "0.1.0", "/etc/x.conf", 42, &id, &prev), 0);
+    assert_int_equal(prev.id, 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), schema_nmigrations);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_events"), 1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_runs WHERE down_ms IS NULL"), 1);
 }
 
 static void empty_version_0_file_is_migrated(void **state)
@@ -693,6 +729,146 @@ static void turn_rolled_back_by_sqlite_midway_is_replayed_once(void **state)
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 0);
 }
 
+static int64_t run_start(struct store *s, int64_t now, struct store_run *prev)
+{
+    int64_t id = 0;
+    assert_int_equal(
+        store_run_start(s, now, "0.1.0", "/etc/pbxguard/pbxguard.conf", 4242, &id, prev), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    assert_true(id > 0);
+    return id;
+}
+
+static void a_clean_stop_then_a_start_records_the_downtime(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_run prev;
+    int64_t a = run_start(s, 1000000, &prev);
+    assert_int_equal(prev.id, 0);
+    assert_int_equal(store_run_alive(s, a, 1060000), 0);
+    assert_int_equal(store_run_stop(s, a, 1090000, "SIGTERM", 90000), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    int64_t b = run_start(s, 1100000, &prev);
+    assert_int_equal(prev.id, a);
+    assert_int_equal(prev.stop_ms, 1090000);
+    assert_string_equal(prev.stop_reason, "SIGTERM");
+    assert_int_equal(prev.uptime_ms, 90000);
+    assert_int_equal(prev.died_ms, 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT down_ms FROM daemon_runs WHERE id = 2"), 10000);
+    assert_int_equal(b, 2);
+}
+
+static void a_run_without_a_clean_stop_died_at_its_last_write(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_run prev;
+    int64_t a = run_start(s, 1000000, &prev);
+    assert_int_equal(store_run_alive(s, a, 1060000), 0);
+    /* A failure after the last heartbeat: the last thing it wrote. */
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 1075000), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    /* ... killed here; started again 25 s later */
+    run_start(s, 1100000, &prev);
+    assert_int_equal(prev.id, a);
+    assert_int_equal(prev.stop_ms, 0);
+    assert_int_equal(prev.died_ms, 1075000);
+    int64_t restart = 0;
+    struct store_run died;
+    assert_int_equal(store_run_last_died(s, 1000000, &died, &restart), 0);
+    assert_int_equal(died.id, a);
+    assert_int_equal(died.died_ms, 1075000);
+    assert_int_equal(restart, 1100000);
+    assert_int_equal(store_run_last_died(s, 1080000, &died, &restart), -ENOENT);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT down_ms FROM daemon_runs WHERE id = 2"), 25000);
+}
+
+static void a_death_with_only_a_heartbeat_is_placed_at_the_heartbeat(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_run prev;
+    int64_t a = run_start(s, 1000000, &prev);
+    assert_int_equal(store_run_alive(s, a, 1120000), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    /* The wall clock went back: the downtime is never negative. */
+    run_start(s, 1110000, &prev);
+    assert_int_equal(prev.died_ms, 1120000);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT down_ms FROM daemon_runs WHERE id = 2"), 0);
+}
+
+struct runs_seen {
+    int64_t ids[8];
+    int64_t alive[8];
+    bool latest[8];
+    unsigned n;
+};
+
+static int collect_run(void *data, const struct store_run *r, bool latest)
+{
+    struct runs_seen *rs = data;
+    if (rs->n < 8) {
+        rs->ids[rs->n] = r->id;
+        rs->alive[rs->n] = r->alive_ms;
+        rs->latest[rs->n++] = latest;
+    }
+    return 0;
+}
+
+static void report_runs_are_those_that_touch_the_period(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_run prev;
+    int64_t a = run_start(s, 1000, &prev); /* stops long before the period */
+    assert_int_equal(store_run_stop(s, a, 2000, "SIGTERM", 1000), 0);
+    int64_t b = run_start(s, 3000, &prev); /* alive into the period, then stops */
+    assert_int_equal(store_run_stop(s, b, 11000, "SIGINT", 8000), 0);
+    int64_t c = run_start(s, 12000, &prev); /* runs through it, then dies */
+    assert_int_equal(store_run_alive(s, c, 25000), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    int64_t d = run_start(s, 40000, &prev); /* after the period, ending a downtime within */
+    store_close(s);
+
+    struct store_options o = {.flags = STORE_READ_ONLY};
+    assert_int_equal(store_open(t->db, &o, &s), 0);
+    struct runs_seen rs = {0};
+    assert_int_equal(store_report_runs(s, 10000, 30000, 50000, collect_run, &rs), 0);
+    assert_int_equal(rs.n, 3);
+    assert_int_equal(rs.ids[0], b);
+    assert_int_equal(rs.ids[1], c);
+    assert_int_equal(rs.ids[2], d);
+    assert_true(rs.latest[2] && !rs.latest[0] && !rs.latest[1]);
+    memset(&rs, 0, sizeof(rs));
+    /* Long after: only the latest, still running, its last sign of life its start. */
+    assert_int_equal(store_report_runs(s, 90000, 100000, 100000, collect_run, &rs), 0);
+    assert_int_equal(rs.n, 1);
+    assert_int_equal(rs.ids[0], d);
+    assert_int_equal(rs.alive[0], 40000);
+    store_close(s);
+}
+
+static void prune_keeps_the_latest_run(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_run prev;
+    for (int i = 0; i < 3; i++)
+        run_start(s, 1000 + i * 1000, &prev);
+    unsigned n = 0;
+    assert_int_equal(store_prune(s, 1000000, 100, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_runs WHERE start_ms = 3000"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -700,6 +876,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(reopening_a_current_file_keeps_its_data, setup, teardown),
         cmocka_unit_test_setup_teardown(version_1_file_is_migrated_to_the_ban_note_keeping_its_bans,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(previous_version_file_gets_the_daemon_runs_keeping_its_data,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(empty_version_0_file_is_migrated, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_migration_leaves_the_file_as_it_was, setup,
@@ -734,6 +912,15 @@ int main(void)
             ban_decided_in_a_turn_whose_commit_failed_is_replayed_next_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(turn_rolled_back_by_sqlite_midway_is_replayed_once, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_clean_stop_then_a_start_records_the_downtime, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_run_without_a_clean_stop_died_at_its_last_write, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_death_with_only_a_heartbeat_is_placed_at_the_heartbeat,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(report_runs_are_those_that_touch_the_period, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(prune_keeps_the_latest_run, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
