@@ -122,6 +122,15 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
                 "%-12s %" PRId64 " ban changes missing (made while the database failed; "
                 "the kernel enforced them)\n",
                 "history", num(db, "journal_lost"));
+    const json_t *died = json_object_get(r, "last_unclean_stop");
+    if (json_is_object(died)) {
+        char t1[32], t2[32];
+        fprintf(out, "%-12s pid %" PRId64 " died after %s, restarted %s (%s not running)\n",
+                "unclean stop", num(died, "pid"),
+                cli_format_time(num(died, "last_write"), t1, sizeof(t1)),
+                cli_format_time(num(died, "restarted"), t2, sizeof(t2)),
+                duration_format(num(died, "down"), a, sizeof(a)));
+    }
     const json_t *nft = json_object_get(r, "nftables");
     fprintf(out, "%-12s %s", "nftables",
             json_is_true(json_object_get(nft, "ok")) ? "ok" : "FAILING");

@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ami_session.h"
+#include "build-config.h"
 #include "core.h"
 #include "core_ctl.h"
 #include "duration.h"
@@ -107,6 +110,13 @@ struct core {
     uint64_t next_prune_ms;
     uint64_t next_gauge_ms;
     uint64_t active_v4, active_v6; /* active bans, recounted every few seconds */
+
+    /* This run in the store (daemon_runs): started, alive, stopped and why. */
+    int64_t run_id; /* 0: not recorded (the database failed at the start) */
+    uint64_t started_mono_ms;
+    uint64_t next_alive_ms;
+    bool running;            /* core_new() succeeded */
+    const char *stop_reason; /* core_stopping() */
 };
 
 static const char *reason_name(enum verdict_reason r)
@@ -798,6 +808,72 @@ static int start_ami(struct core *c, const struct config *cfg)
     return 0;
 }
 
+/* --- this run: its start, heartbeat and clean stop, so the next start can tell a death --- */
+
+static const char *wall_text(int64_t ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+        snprintf(buf, len, "?");
+    return buf;
+}
+
+static void record_start(struct core *c)
+{
+    struct store_run prev;
+    char a[32], b[32], d[32];
+    int r = store_run_start(c->store, c->started_ms, PBXGUARD_VERSION, c->cfg->path,
+                            (unsigned)getpid(), &c->run_id, &prev);
+    if (r < 0) {
+        c->run_id = 0;
+        db_failed(c, "recording the start", r);
+        return;
+    }
+    int64_t down = prev.stop_ms ? c->started_ms - prev.stop_ms : c->started_ms - prev.died_ms;
+    duration_format(down > 0 ? down / 1000 : 0, d, sizeof(d));
+    if (prev.died_ms)
+        log_warn("the previous pbxguardd (pid %u, started %s) did not stop cleanly: the last "
+                 "thing it wrote was at %s; nothing was judged for %s",
+                 prev.pid, wall_text(prev.start_ms, a, sizeof(a)),
+                 wall_text(prev.died_ms, b, sizeof(b)), d);
+    else if (prev.id)
+        log_info("the previous pbxguardd stopped at %s (%s); not running for %s",
+                 wall_text(prev.stop_ms, a, sizeof(a)), prev.stop_reason, d);
+}
+
+static void record_alive(struct core *c, int64_t now)
+{
+    if (!c->run_id || loop_now_ms(c->loop) < c->next_alive_ms)
+        return;
+    int r = store_run_alive(c->store, c->run_id, now);
+    if (r < 0)
+        db_failed(c, "recording the heartbeat", r);
+    c->next_alive_ms = loop_now_ms(c->loop) + STORE_RUN_HEARTBEAT_MS;
+}
+
+/* The last write of the run: without it, the next start takes this run for a death. */
+static void record_stop(struct core *c)
+{
+    if (!c->store || !c->run_id)
+        return;
+    const char *why = c->stop_reason ? c->stop_reason : c->running ? "exit" : "start failed";
+    int r = store_run_stop(c->store, c->run_id, loop_clock_wall_ms(), why,
+                           (int64_t)(loop_clock_mono_ms() - c->started_mono_ms));
+    if (r == 0)
+        r = store_turn_commit(c->store);
+    if (r < 0)
+        log_err("database %s: cannot record the stop: %s (%s); the next start will report an "
+                "unclean stop",
+                c->cfg->general.database, store_strerror(r), store_errmsg(c->store));
+}
+
+void core_stopping(struct core *c, const char *reason)
+{
+    if (c)
+        c->stop_reason = reason;
+}
+
 /* --- maintenance: expiry, retention, gauges --- */
 
 static void on_maintenance(struct loop *l, void *data)
@@ -832,6 +908,7 @@ static void on_maintenance(struct loop *l, void *data)
         /* A full chunk means more is waiting: come back next second, else in a minute. */
         c->next_prune_ms = loop_now_ms(l) + (deleted == PRUNE_CHUNK ? 0 : PRUNE_IDLE_INTERVAL_MS);
     }
+    record_alive(c, now);
     loop_timer_arm(l, &c->maint_timer, MAINT_INTERVAL_MS);
 }
 
@@ -911,6 +988,7 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     c->loop = l;
     c->cfg = cfg;
     c->started_ms = loop_clock_wall_ms();
+    c->started_mono_ms = loop_clock_mono_ms();
     loop_io_init(&c->nft_io);
     loop_timer_init(&c->maint_timer, on_maintenance, c);
     loop_timer_init(&c->nft_check_timer, on_nft_check, c);
@@ -924,6 +1002,8 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     }
     if ((r = open_store(c)) < 0)
         goto fail;
+    record_start(c);
+    c->next_alive_ms = loop_clock_mono_ms() + STORE_RUN_HEARTBEAT_MS;
     c->policy = make_policy(cfg);
     if (!c->policy) {
         r = -EINVAL;
@@ -955,6 +1035,7 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     if ((r = loop_turn_end_add(l, on_turn_end, c)) < 0)
         goto fail;
     loop_timer_arm(l, &c->maint_timer, MAINT_INTERVAL_MS);
+    c->running = true;
     return c;
 
 fail:
@@ -1092,6 +1173,7 @@ void core_free(struct core *c)
     nftset_free(c->nft);
     judge_free(c->judge);
     policy_free(c->policy);
+    record_stop(c);
     store_close(c->store);
     free(c);
 }

@@ -23,5 +23,11 @@ int core_reload(struct core *c, const struct config *cfg);
 typedef int (*core_reload_fn)(void *data, config_error_fn on_error, void *err_data);
 void core_set_reload(struct core *c, core_reload_fn fn, void *data);
 
-/* Commits what is pending, stops the sources and closes everything. Accepts NULL. */
+/* Why the daemon is stopping ("SIGTERM"; a string that outlives the core), recorded with this
+ * run's clean stop by core_free(). Without it the stop is recorded as "exit" ("start failed"
+ * if core_new() failed). Accepts NULL. */
+void core_stopping(struct core *c, const char *reason);
+
+/* Commits what is pending, stops the sources, records this run's clean stop and closes
+ * everything. Accepts NULL. */
 void core_free(struct core *c);

@@ -107,6 +107,8 @@ static json_t *errno_reply(const char *what, int err)
 
 /* --- status --- */
 
+#define CTL_UNCLEAN_STOP_RECENT_MS (24 * 3600 * 1000LL)
+
 static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
 {
     json_t *r =
@@ -137,6 +139,19 @@ static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req, const stru
     json_object_set_new(r, "database",
                         json_pack("{s:s, s:I, s:I}", "path", db, "size", size, "journal_lost",
                                   (json_int_t)sst.journal_lost));
+
+    /* A death in the last day: for that while nothing was judged, which the admin should know
+     * when looking at a daemon that runs fine again. */
+    struct store_run died;
+    int64_t restarted = 0;
+    if (store_run_last_died(ops->store, ops->now_ms - CTL_UNCLEAN_STOP_RECENT_MS, &died,
+                            &restarted) == 0)
+        json_object_set_new(r, "last_unclean_stop",
+                            json_pack("{s:I, s:I, s:I, s:i, s:s}", "last_write",
+                                      (json_int_t)(died.died_ms / 1000), "restarted",
+                                      (json_int_t)(restarted / 1000), "down",
+                                      (json_int_t)((restarted - died.died_ms) / 1000), "pid",
+                                      (int)died.pid, "version", died.version));
 
     json_object_set_new(r, "ami", json_array());
     json_object_set_new(r, "events", json_integer(0));

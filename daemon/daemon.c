@@ -171,11 +171,22 @@ static int lock_all(struct daemon *d)
     return 0;
 }
 
-static void on_stop(struct loop *l, void *data)
+static void stop(struct loop *l, struct daemon *d, const char *why)
 {
-    log_info("stopping");
+    log_info("stopping (%s)", why);
+    core_stopping(d->core, why); /* recorded with this run's clean stop */
     sd_notify(0, "STOPPING=1");
     loop_stop(l);
+}
+
+static void on_sigterm(struct loop *l, void *data)
+{
+    stop(l, data, "SIGTERM");
+}
+
+static void on_sigint(struct loop *l, void *data)
+{
+    stop(l, data, "SIGINT");
 }
 
 /* Settings that the running process cannot change under its own feet. */
@@ -305,8 +316,8 @@ static int run(struct daemon *d)
         log_err("cannot create the event loop: %s", strerror(errno));
         return 1;
     }
-    if ((r = loop_signal_add(d->loop, SIGTERM, on_stop, d)) < 0 ||
-        (r = loop_signal_add(d->loop, SIGINT, on_stop, d)) < 0 ||
+    if ((r = loop_signal_add(d->loop, SIGTERM, on_sigterm, d)) < 0 ||
+        (r = loop_signal_add(d->loop, SIGINT, on_sigint, d)) < 0 ||
         (r = loop_signal_add(d->loop, SIGHUP, on_reload, d)) < 0) {
         log_err("cannot set up signal handling: %s", strerror(-r));
         return 1;
@@ -329,6 +340,7 @@ static int run(struct daemon *d)
     r = loop_run(d->loop);
     if (r < 0) {
         log_err("event loop failed: %s", strerror(-r));
+        core_stopping(d->core, "event loop failed");
         return 1;
     }
     return 0;

@@ -120,6 +120,16 @@ static void status_says_when_ban_changes_are_missing_from_the_history(void **sta
     assert_null(strstr(s, "history"));
 }
 
+static void status_shows_a_recent_unclean_stop(void **state)
+{
+    const char *s = render("status", "{\"ok\":true,\"version\":\"0.1.0\",\"uptime\":60,"
+                                     "\"last_unclean_stop\":{\"last_write\":1764151000,"
+                                     "\"restarted\":1764151130,\"down\":130,\"pid\":4242,"
+                                     "\"version\":\"0.1.0\"},\"ami\":[]}");
+    assert_non_null(strstr(s, "\nunclean stop pid 4242 died after 2025-11-26 09:56:40, restarted "
+                              "2025-11-26 09:58:50 (2m10s not running)\n"));
+}
+
 static void show_explains_a_ban_and_escapes_accounts(void **state)
 {
     const char *s = render(
@@ -215,6 +225,7 @@ int main(void)
         cmocka_unit_test(status_aligns_its_fields),
         cmocka_unit_test(status_flags_a_failing_nftables_layer),
         cmocka_unit_test(status_says_when_ban_changes_are_missing_from_the_history),
+        cmocka_unit_test(status_shows_a_recent_unclean_stop),
         cmocka_unit_test(show_explains_a_ban_and_escapes_accounts),
         cmocka_unit_test(show_names_the_whitelist_entry),
         cmocka_unit_test(show_says_why_an_address_is_protected_and_how_firmly),
