@@ -59,6 +59,7 @@ void report_release(struct report *r)
     free(r->new_sources);
     free(r->buckets);
     free(r->incidents);
+    free(r->runs);
     memset(r, 0, sizeof(*r));
 }
 
@@ -129,6 +130,18 @@ int report_add_new_source(struct report *r, const char *key, int64_t first_seen,
     copy_str(s->key, sizeof(s->key), key);
     s->first_seen = first_seen;
     s->attempts = attempts;
+    return 0;
+}
+
+int report_add_run(struct report *r, const struct report_run *run)
+{
+    struct report_run *d = grow(&r->runs, &r->nruns, sizeof(*r->runs));
+    if (!d)
+        return -ENOMEM;
+    *d = *run;
+    d->version[sizeof(d->version) - 1] = '\0';
+    d->config[sizeof(d->config) - 1] = '\0';
+    d->reason[sizeof(d->reason) - 1] = '\0';
     return 0;
 }
 

@@ -70,6 +70,28 @@ struct report_totals {
     uint64_t new_sources; /* sources seen for the first time (report.new_sources lists top N) */
 };
 
+/* What happened to the daemon itself: its starts, clean stops and deaths. */
+enum report_run_kind {
+    REPORT_RUN_START,  /* pbxguardd started */
+    REPORT_RUN_STOP,   /* it stopped cleanly (a signal, or a failed start) */
+    REPORT_RUN_DIED,   /* it left no clean stop (found by the next start): time is the last
+                          thing it wrote */
+    REPORT_RUN_SILENT, /* the latest run has written nothing since time, long past: it is not
+                          running (died, or hangs); its next start will tell */
+};
+
+struct report_run {
+    enum report_run_kind kind;
+    int64_t time; /* Unix seconds */
+    unsigned pid;
+    char version[32]; /* START */
+    char config[256]; /* START: the configuration file */
+    char reason[32];  /* STOP: "SIGTERM", "SIGINT", "start failed", ... */
+    int64_t uptime;   /* STOP, DIED, SILENT: seconds that run lasted */
+    int64_t down;     /* START: seconds not running before it; -1 if unknown (the first run) */
+    bool after_death; /* START: the run before it died */
+};
+
 struct report {
     char host[64]; /* who the report is about (hostname); may be empty */
     int64_t from;  /* period [from, to), Unix seconds */
@@ -99,6 +121,13 @@ struct report {
     bool incidents_recorded; /* false: the database does not record what the daemon went through */
     struct report_count *incidents;
     unsigned nincidents;
+
+    /* The daemon's runs. runs_recorded is false when no run is recorded up to the period's end
+     * (a database older than these records): nothing is known, not running is not zero. */
+    bool runs_recorded;
+    struct report_run *runs; /* starts, stops and deaths within the period, in time order */
+    unsigned nruns;
+    int64_t not_running; /* seconds of the period the daemon was not running (up to now) */
 };
 
 /* Allocates the per-period buckets: one per hour (per day for periods over 7 days), aligned on
@@ -112,6 +141,7 @@ int report_add_count(struct report_count **arr, unsigned *n, const char *name, u
 int report_add_source(struct report *r, const struct report_source *s);
 int report_add_account(struct report *r, const char *name, uint64_t attempts, uint64_t sources);
 int report_add_new_source(struct report *r, const char *key, int64_t first_seen, uint64_t attempts);
+int report_add_run(struct report *r, const struct report_run *run);
 
 struct store;
 /* Fills r, already report_init()ed with the period, from a store opened read-only, all from one
@@ -131,7 +161,7 @@ int report_render_html(const struct report *r, FILE *out);
 int report_render(const struct report *r, enum report_format fmt, FILE *out);
 
 /* Whether the CSV report has a table of this name (period, totals, ban_reasons, by_service,
- * by_type, top_sources, top_accounts, timeline, new_sources, daemon). */
+ * by_type, top_sources, top_accounts, timeline, new_sources, daemon, daemon_runs). */
 bool report_csv_has_table(const char *name);
 
 /* Parses an ISO-8601 date ("2026-11-25", local midnight) or date-time ("2026-11-25T10:00",

@@ -58,6 +58,11 @@ static void csv_totals(const struct report *r, FILE *out)
         csv_cell(out, names[i], false);
         csv_num(out, v[i], true);
     }
+    csv_cell(out, "not_running_seconds", false);
+    if (r->runs_recorded)
+        csv_num(out, (uint64_t)r->not_running, true);
+    else
+        csv_cell(out, "", true); /* unknown: no run recorded up to the period's end */
 }
 
 static void csv_ban_reasons(const struct report *r, FILE *out)
@@ -155,6 +160,33 @@ static void csv_daemon(const struct report *r, FILE *out)
     }
 }
 
+static void csv_daemon_runs(const struct report *r, FILE *out)
+{
+    char a[32], buf[1024];
+    csv_header(out, "time,event,pid,version,config,reason,uptime_seconds,down_seconds,"
+                    "after_unclean_stop");
+    for (unsigned i = 0; i < r->nruns; i++) {
+        const struct report_run *e = &r->runs[i];
+        bool start = e->kind == REPORT_RUN_START;
+        csv_cell(out, report_utc_iso(e->time, a, sizeof(a)), false);
+        csv_cell(out, report_run_name(e->kind), false);
+        csv_num(out, e->pid, false);
+        csv_cell(out, start ? report_safe(e->version, buf, sizeof(buf)) : "", false);
+        csv_cell(out, start ? report_safe(e->config, buf, sizeof(buf)) : "", false);
+        csv_cell(out, e->kind == REPORT_RUN_STOP ? report_safe(e->reason, buf, sizeof(buf)) : "",
+                 false);
+        if (start)
+            csv_cell(out, "", false);
+        else
+            csv_num(out, (uint64_t)e->uptime, false);
+        if (start && e->down >= 0)
+            csv_num(out, (uint64_t)e->down, false);
+        else
+            csv_cell(out, "", false);
+        csv_cell(out, start ? (e->after_death ? "yes" : "no") : "", true);
+    }
+}
+
 /* The tables, in the order the whole file holds them: one line each. */
 static const struct csv_table {
     const char *name;
@@ -170,6 +202,7 @@ static const struct csv_table {
     {"timeline", csv_timeline},
     {"new_sources", csv_new_sources},
     {"daemon", csv_daemon},
+    {"daemon_runs", csv_daemon_runs},
 };
 
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))

@@ -116,6 +116,80 @@ static int add_incident(void *data, const char *name, uint64_t n)
     return report_add_count(&r->incidents, &r->nincidents, name, n);
 }
 
+/* A latest run that has written nothing for this long is not running: its heartbeat is every
+ * STORE_RUN_HEARTBEAT_MS, and the maintenance timer that beats it runs every second. */
+#define SILENT_MS (3 * STORE_RUN_HEARTBEAT_MS)
+
+struct runs_ctx {
+    struct report *r;
+    int64_t from_ms, to_ms; /* the period */
+    int64_t end_ms;         /* where downtime counting stops: the period's end, or now */
+    int64_t now_ms;
+    int64_t down_ms; /* not running within [from_ms, end_ms) */
+};
+
+static bool in_period(const struct runs_ctx *c, int64_t t_ms)
+{
+    return t_ms >= c->from_ms && t_ms < c->to_ms;
+}
+
+/* Adds the part of [a, b) that lies in [from_ms, end_ms) to the downtime. */
+static void add_down(struct runs_ctx *c, int64_t a, int64_t b)
+{
+    if (a < c->from_ms)
+        a = c->from_ms;
+    if (b > c->end_ms)
+        b = c->end_ms;
+    if (b > a)
+        c->down_ms += b - a;
+}
+
+static int add_event(struct runs_ctx *c, enum report_run_kind kind, int64_t t_ms,
+                     const struct store_run *run)
+{
+    struct report_run e = {.kind = kind, .time = ms_to_sec(t_ms), .pid = run->pid, .down = -1};
+    switch (kind) {
+    case REPORT_RUN_START:
+        snprintf(e.version, sizeof(e.version), "%s", run->version);
+        snprintf(e.config, sizeof(e.config), "%s", run->config);
+        e.down = run->down_ms >= 0 ? ms_to_sec(run->down_ms) : -1;
+        e.after_death = run->prev_died;
+        break;
+    case REPORT_RUN_STOP:
+        snprintf(e.reason, sizeof(e.reason), "%s", run->stop_reason);
+        e.uptime = ms_to_sec(run->uptime_ms);
+        break;
+    case REPORT_RUN_DIED:
+    case REPORT_RUN_SILENT:
+        e.uptime = ms_to_sec(t_ms - run->start_ms);
+        break;
+    }
+    return report_add_run(c->r, &e);
+}
+
+static int add_run(void *data, const struct store_run *run, bool latest)
+{
+    struct runs_ctx *c = data;
+    int rc = 0;
+    c->r->runs_recorded = true;
+    if (run->down_ms >= 0)
+        add_down(c, run->start_ms - run->down_ms, run->start_ms);
+    if (in_period(c, run->start_ms))
+        rc = add_event(c, REPORT_RUN_START, run->start_ms, run);
+    if (rc == 0 && run->stop_ms && in_period(c, run->stop_ms))
+        rc = add_event(c, REPORT_RUN_STOP, run->stop_ms, run);
+    if (rc == 0 && run->died_ms && in_period(c, run->died_ms))
+        rc = add_event(c, REPORT_RUN_DIED, run->died_ms, run);
+    if (rc == 0 && latest && run->stop_ms) {
+        add_down(c, run->stop_ms, c->now_ms); /* stopped, and not started since */
+    } else if (rc == 0 && latest && c->now_ms - run->alive_ms > SILENT_MS) {
+        add_down(c, run->alive_ms, c->now_ms);
+        if (in_period(c, run->alive_ms))
+            rc = add_event(c, REPORT_RUN_SILENT, run->alive_ms, run);
+    }
+    return rc;
+}
+
 int report_fill(struct store *st, struct report *r, int64_t now, unsigned top)
 {
     int64_t F = sec_to_ms(r->from), T = sec_to_ms(r->to), now_ms = sec_to_ms(now);
@@ -159,6 +233,11 @@ int report_fill(struct store *st, struct report *r, int64_t now, unsigned top)
     if (rc == 0) {
         r->incidents_recorded = true;
         rc = store_report_incidents(st, F, T, add_incident, r);
+    }
+    if (rc == 0) {
+        struct runs_ctx c = {r, F, T, T < now_ms ? T : now_ms, now_ms, 0};
+        rc = store_report_runs(st, F, T, now_ms, add_run, &c);
+        r->not_running = ms_to_sec(c.down_ms);
     }
     store_snapshot_end(st);
     return rc;

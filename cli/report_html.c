@@ -7,7 +7,7 @@
 /* Text into HTML: the log_escape()d form, then entities for the markup characters. */
 static void h(FILE *out, const char *s)
 {
-    char buf[1024];
+    char buf[2048];
     for (const char *p = report_safe(s, buf, sizeof(buf)); *p; p++) {
         switch (*p) {
         case '&':
@@ -51,6 +51,7 @@ static const char html_css[] =
     ".tile b{display:block;font-size:22px}\n"
     ".tile span{color:#5b6573;font-size:12px}\n"
     ".ban-active,.ban-permanent{color:#b3261e;font-weight:600}\n"
+    "tr.run-unclean_stop td,tr.run-not_running td{color:#b3261e;font-weight:600}\n"
     "svg{display:block;max-width:100%;height:auto}\n"
     "svg text{font-size:11px;fill:#5b6573}\n"
     "svg rect.bar{fill:#3b6fb6}\n"
@@ -89,15 +90,49 @@ static void svg_bar(FILE *out, const char *cls, double x, double y, double w, do
     fprintf(out, ": %llu</title></rect>\n", (unsigned long long)v);
 }
 
+/* SVG text is 11 px (html_css): 7 px is a generous average advance per character, digits and
+ * lower case included, so a label whose estimated extent fits the chart is never cut. */
+#define CHAR_PX 7.0
+
+static double text_px(const char *s)
+{
+    return CHAR_PX * (double)strlen(s);
+}
+
+/* x for a label of width w centred on want, moved in to lie within [0, W]. */
+static double clamp_center(double want, double w, double W)
+{
+    if (want - w / 2 < 0)
+        return w / 2;
+    if (want + w / 2 > W)
+        return W - w / 2;
+    return want;
+}
+
+/* Writes attacker text s (escaped as the log shows it), cut with "..." to at most max
+ * characters, as HTML. */
+static void h_cut(FILE *out, const char *s, size_t max)
+{
+    char buf[2048];
+    report_safe(s, buf, sizeof(buf));
+    if (strlen(buf) > max && max > 3)
+        snprintf(buf + max - 3, 4, "...");
+    h(out, buf);
+}
+
 static void html_timeline_chart(const struct report *r, FILE *out)
 {
-    const double W = 940, H = 200, left = 50, top = 10, bottom = 30;
-    const double pw = W - left - 10, ph = H - top - bottom;
+    const double W = 940, H = 200, top = 10, bottom = 30;
     char a[32];
     uint64_t max = 0;
     for (unsigned i = 0; i < r->nbuckets; i++)
         if (r->buckets[i] > max)
             max = r->buckets[i];
+    char maxtext[24];
+    snprintf(maxtext, sizeof(maxtext), "%llu", (unsigned long long)max);
+    /* Room for the y axis' largest label, right-aligned 6 px left of the axis. */
+    const double left = 50 > text_px(maxtext) + 10 ? 50 : text_px(maxtext) + 10;
+    const double pw = W - left - 10, ph = H - top - bottom;
 
     fprintf(out,
             "<svg id=\"chart-timeline\" xmlns=\"http://www.w3.org/2000/svg\" "
@@ -105,8 +140,8 @@ static void html_timeline_chart(const struct report *r, FILE *out)
             W, H, W, H);
     fprintf(out, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, top + ph,
             left + pw, top + ph);
-    fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%llu</text>\n", left - 6,
-            top + 10, (unsigned long long)max);
+    fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", left - 6, top + 10,
+            maxtext);
     fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">0</text>\n", left - 6, top + ph);
     double bw = pw / r->nbuckets;
     unsigned step = (r->nbuckets + 7) / 8;
@@ -116,15 +151,18 @@ static void html_timeline_chart(const struct report *r, FILE *out)
         report_bucket_label(r, i, a, sizeof(a));
         svg_bar(out, "", left + i * bw + bw * 0.1, top + ph - bh, bw * 0.8, bh, a, v);
         if (i % step == 0) {
+            /* Centred under its bar, and moved in at the edges: the last one would be cut. */
             int64_t t = r->bucket_start + (int64_t)i * r->bucket_s;
             report_fmt_time(t, r->bucket_s < 86400 ? "%m-%d %H:%M" : "%Y-%m-%d", a, sizeof(a));
-            fprintf(out, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", left + i * bw, H - 10, a);
+            fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
+                    clamp_center(left + (i + 0.5) * bw, text_px(a), W), H - 10, a);
         }
     }
     fputs("</svg>\n", out);
 }
 
-/* Horizontal bars, one row per item. */
+/* Horizontal bars, one row per item: the label right-aligned left of the bar (cut to fit),
+ * the value after the bar's end (moved in if the chart ends first). */
 static void html_hbar_chart(FILE *out, const char *id, const char *cls, unsigned n,
                             const char *(*label)(const void *, unsigned),
                             uint64_t (*value)(const void *, unsigned), const void *data)
@@ -144,11 +182,15 @@ static void html_hbar_chart(FILE *out, const char *id, const char *cls, unsigned
         uint64_t v = value(data, i);
         double y = 4 + i * row, bw = max ? pw * (double)v / (double)max : 0;
         fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", left - 8, y + 15);
-        h(out, label(data, i));
+        h_cut(out, label(data, i), (size_t)((left - 8) / CHAR_PX));
         fputs("</text>\n", out);
         svg_bar(out, cls, left, y + 3, bw, row - 6, label(data, i), v);
-        fprintf(out, "<text x=\"%.1f\" y=\"%.1f\">%llu</text>\n", left + bw + 6, y + 15,
-                (unsigned long long)v);
+        char num[24];
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+        double x = left + bw + 6;
+        if (x + text_px(num) > W)
+            x = W - text_px(num);
+        fprintf(out, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", x, y + 15, num);
     }
     fputs("</svg>\n", out);
 }
@@ -337,6 +379,26 @@ int report_render_html(const struct report *r, FILE *out)
     fputs("</section>\n", out);
 
     html_section(out, "daemon", "Daemon");
+    if (r->runs_recorded) {
+        char d[32], what[1400];
+        fprintf(out,
+                "<div class=\"tiles\">\n<div class=\"tile\"><b>%s</b><span>not running in "
+                "this period</span></div>\n</div>\n",
+                report_duration(r->not_running, d, sizeof(d)));
+        if (r->nruns)
+            fputs("<table id=\"runs\">\n<tr><th>Time</th><th>Event</th></tr>\n", out);
+        for (unsigned i = 0; i < r->nruns; i++) {
+            const struct report_run *e = &r->runs[i];
+            char t[32];
+            fprintf(out, "<tr class=\"run-%s\"><td class=\"t\">%s</td><td>",
+                    report_run_name(e->kind),
+                    report_fmt_time(e->time, "%Y-%m-%d %H:%M:%S", t, sizeof(t)));
+            h(out, report_run_text(e, false, what, sizeof(what)));
+            fputs("</td></tr>\n", out);
+        }
+        if (r->nruns)
+            fputs("</table>\n", out);
+    }
     if (!r->incidents_recorded) {
         html_none(out, "Not recorded in this database.");
     } else if (!r->nincidents) {

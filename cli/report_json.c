@@ -43,6 +43,34 @@ static json_t *jcounts(const struct report_count *c, unsigned n, const char *key
     return arr;
 }
 
+/* The daemon's starts, stops and deaths: one object each, the members its kind has. */
+static json_t *jruns(const struct report *r)
+{
+    char buf[1024];
+    json_t *arr = json_array();
+    for (unsigned i = 0; arr && i < r->nruns; i++) {
+        const struct report_run *e = &r->runs[i];
+        json_t *o = json_object();
+        if (!o)
+            continue;
+        jset(o, "event", json_string(report_run_name(e->kind)));
+        jset(o, "time", jtime(e->time));
+        jset(o, "pid", jnum(e->pid));
+        if (e->kind == REPORT_RUN_START) {
+            jset(o, "version", json_string(report_safe(e->version, buf, sizeof(buf))));
+            jset(o, "config", json_string(report_safe(e->config, buf, sizeof(buf))));
+            jset(o, "down_seconds", e->down >= 0 ? jnum((uint64_t)e->down) : json_null());
+            jset(o, "after_unclean_stop", json_boolean(e->after_death));
+        } else {
+            if (e->kind == REPORT_RUN_STOP)
+                jset(o, "reason", json_string(report_safe(e->reason, buf, sizeof(buf))));
+            jset(o, "uptime_seconds", jnum((uint64_t)e->uptime));
+        }
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
 static json_t *report_json(const struct report *r)
 {
     char buf[512];
@@ -73,6 +101,8 @@ static json_t *report_json(const struct report *r)
         jset(tot, "lifted", jnum(T->lifted));
         jset(tot, "expired", jnum(T->expired));
         jset(tot, "active", jnum(T->active));
+        jset(tot, "not_running_seconds",
+             r->runs_recorded ? jnum((uint64_t)r->not_running) : json_null());
         jset(root, "totals", tot);
     }
     jset(root, "ban_reasons", jcounts(r->ban_reasons, r->nban_reasons, "reason", "bans", false));
@@ -167,6 +197,7 @@ static json_t *report_json(const struct report *r)
     } else {
         jset(root, "daemon", json_null());
     }
+    jset(root, "daemon_runs", r->runs_recorded ? jruns(r) : json_null());
     return root;
 }
 

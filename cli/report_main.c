@@ -62,7 +62,7 @@ static const struct report_option options[] = {
      "text (default, 80 columns for mail), csv, json, html"},
     {"table", 0, OPT_TEXT, FIELD(table), "NAME", 0, 0, NULL,
      "csv: write only this table (period, totals, ban_reasons,\nby_service, by_type, "
-     "top_sources, top_accounts, timeline,\nnew_sources, daemon)"},
+     "top_sources, top_accounts, timeline,\nnew_sources, daemon, daemon_runs)"},
     {"top", 0, OPT_COUNT, FIELD(top), "N", 1, REPORT_TOP_MAX, "is not a number from 1 to 1000",
      "length of the top lists (default 10, at most 1000)"},
     {"output", 0, OPT_TEXT, FIELD(output), "FILE", 0, 0, NULL,

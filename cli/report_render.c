@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "duration.h"
 #include "log.h"
 #include "report_render.h"
 
@@ -131,6 +132,64 @@ const char *report_incident_label(const char *kind)
         if (strcmp(kind, labels[i].kind) == 0)
             return labels[i].label;
     return kind;
+}
+
+const char *report_duration(int64_t seconds, char *buf, size_t len)
+{
+    if (seconds < 0)
+        snprintf(buf, len, "unknown");
+    else
+        duration_format(seconds, buf, len);
+    return buf;
+}
+
+const char *report_run_name(enum report_run_kind kind)
+{
+    switch (kind) {
+    case REPORT_RUN_START:
+        return "start";
+    case REPORT_RUN_STOP:
+        return "stop";
+    case REPORT_RUN_DIED:
+        return "unclean_stop";
+    case REPORT_RUN_SILENT:
+        return "not_running";
+    }
+    return "?";
+}
+
+const char *report_run_text(const struct report_run *e, bool escape, char *buf, size_t len)
+{
+    char d[32], v[64], c[1024];
+    switch (e->kind) {
+    case REPORT_RUN_START:
+        snprintf(buf, len, "started pbxguardd %s (pid %u, %s)%s%s%s",
+                 escape ? report_safe(e->version, v, sizeof(v)) : e->version, e->pid,
+                 escape ? report_safe(e->config, c, sizeof(c)) : e->config,
+                 e->down < 0 ? ", the first start recorded" : " after ",
+                 e->down < 0 ? "" : report_duration(e->down, d, sizeof(d)),
+                 e->down < 0      ? ""
+                 : e->after_death ? " not running, since an unclean stop"
+                                  : " not running");
+        break;
+    case REPORT_RUN_STOP:
+        snprintf(buf, len, "stopped cleanly (%s) after %s up",
+                 escape ? report_safe(e->reason, v, sizeof(v)) : e->reason,
+                 report_duration(e->uptime, d, sizeof(d)));
+        break;
+    case REPORT_RUN_DIED:
+        snprintf(buf, len,
+                 "UNCLEAN STOP: pid %u, up %s, wrote its last here and left no clean stop (a "
+                 "crash, the OOM killer, a watchdog abort or a power loss)",
+                 e->pid, report_duration(e->uptime, d, sizeof(d)));
+        break;
+    case REPORT_RUN_SILENT:
+        snprintf(buf, len,
+                 "NOT RUNNING: pid %u, up %s, has written nothing since (it died or hangs)", e->pid,
+                 report_duration(e->uptime, d, sizeof(d)));
+        break;
+    }
+    return buf;
 }
 
 int report_finish(FILE *out)

@@ -34,5 +34,13 @@ const char *report_join_types(const struct report_source *s, const char *sep, ch
                               size_t len);
 /* What an incident kind is called in prose ("ami-disconnect": "AMI disconnects"). */
 const char *report_incident_label(const char *kind);
+/* One start, stop or death in words, without its time ("stopped cleanly (SIGTERM) after 6h up");
+ * the texts it quotes (version, configuration path, reason) escaped unless the caller escapes
+ * the whole (HTML's h() does, and must not escape twice). */
+const char *report_run_text(const struct report_run *e, bool escape, char *buf, size_t len);
+/* "start", "stop", "unclean_stop", "not_running": the event's name in CSV and JSON. */
+const char *report_run_name(enum report_run_kind kind);
+/* A duration in words ("1d6h", "5m"); "unknown" if negative. */
+const char *report_duration(int64_t seconds, char *buf, size_t len);
 /* Flushes out: 0, or -EIO if anything written to it failed. */
 int report_finish(FILE *out);

@@ -15,13 +15,17 @@ static void put_cut(FILE *out, const char *s, int width)
         fprintf(out, "%.*s...", width - 3, s);
 }
 
-/* Writes text word-wrapped to TEXT_WIDTH, every line starting with indent. */
-static void put_wrapped(FILE *out, const char *indent, const char *text)
+/* Writes text word-wrapped to TEXT_WIDTH after first (an indent, or a label), continuation
+ * lines indented as far. */
+static void put_wrapped(FILE *out, const char *first, const char *text)
 {
-    int ind = (int)strlen(indent);
-    int room = TEXT_WIDTH - ind;
+    char indent[TEXT_WIDTH];
+    size_t n = strlen(first) < sizeof(indent) - 1 ? strlen(first) : sizeof(indent) - 1;
+    memset(indent, ' ', n);
+    indent[n] = '\0';
+    int room = TEXT_WIDTH - (int)n;
     const char *p = text;
-    while (*p) {
+    for (bool line1 = true; *p; line1 = false) {
         int len = (int)strlen(p);
         int cut = len;
         if (len > room) {
@@ -31,7 +35,7 @@ static void put_wrapped(FILE *out, const char *indent, const char *text)
             if (cut == 0)
                 cut = room; /* one word longer than the line: cut it hard */
         }
-        fprintf(out, "%s%.*s\n", indent, cut, p);
+        fprintf(out, "%s%.*s\n", line1 ? first : indent, cut, p);
         p += cut;
         while (*p == ' ')
             p++;
@@ -184,6 +188,20 @@ int report_render_text(const struct report *r, FILE *out)
     }
 
     text_heading(out, "Daemon");
+    if (r->runs_recorded) {
+        char d[32], what[1400];
+        fprintf(out, "  %-40s %12s\n", "Not running in this period",
+                report_duration(r->not_running, d, sizeof(d)));
+        for (unsigned i = 0; i < r->nruns; i++) {
+            char when[32];
+            /* To the second, to match the journal's lines about it. */
+            snprintf(when, sizeof(when), "  %s  ",
+                     report_fmt_time(r->runs[i].time, "%Y-%m-%d %H:%M:%S", a, sizeof(a)));
+            put_wrapped(out, when, report_run_text(&r->runs[i], true, what, sizeof(what)));
+        }
+        if (r->nincidents)
+            fputc('\n', out);
+    }
     if (!r->incidents_recorded)
         fprintf(out, "  (not recorded in this database)\n");
     else if (!r->nincidents)

@@ -63,6 +63,25 @@ def svg_bars(root, chart_id):
     return None
 
 
+CHAR_PX = 7.0  # the estimate report_html.c sizes its labels by: 11 px text, generous advance
+
+
+def svg_overflow(root):
+    """[(chart, text, left, right, width)] for every SVG text whose estimated extent leaves the
+    SVG's width (its viewBox)."""
+    bad = []
+    for svg in root.iter(SVG + "svg"):
+        width = float(svg.get("viewBox").split()[2])
+        for el in svg.iter(SVG + "text"):
+            text = "".join(el.itertext())
+            w, x = CHAR_PX * len(text), float(el.get("x"))
+            anchor = el.get("text-anchor", "start")
+            left = x - w if anchor == "end" else x - w / 2 if anchor == "middle" else x
+            if left < 0 or left + w > width:
+                bad.append((svg.get("id"), text, left, left + w, width))
+    return bad
+
+
 class Balance(html.parser.HTMLParser):
     """What an HTML parser sees: every non-void element closed, nothing that fetches."""
     VOID = {"meta", "br", "img", "hr", "input", "link"}
@@ -155,6 +174,40 @@ def main():
                  "html: the sources chart holds the top sources' attempts")
         t.ok("&lt;script&gt;alert(1)&lt;/script&gt;" in page,
              "html: an account name full of markup is shown as text")
+        if root is not None:
+            runs = [tr for tr in root.iter("tr") if (tr.get("class") or "").startswith("run-")]
+            t.eq([tr.get("class") for tr in runs],
+                 ["run-stop", "run-start", "run-unclean_stop", "run-start"],
+                 "html: the daemon section lists the stop, the starts and the unclean stop")
+            t.ok("25m" in "".join(root.find(".//*[@id='daemon']").itertext()),
+                 "html: ... and the time not running in the period")
+
+        # The daemon's own runs: the clean stop at 06:00, the kill at 10:00, 25 minutes down.
+        runs = j.get("daemon_runs") or []
+        t.eq([(e["event"], e["time"]) for e in runs],
+             [("stop", "2026-11-25T06:00:00Z"), ("start", "2026-11-25T06:05:00Z"),
+              ("unclean_stop", "2026-11-25T10:00:00Z"), ("start", "2026-11-25T10:20:00Z")],
+             "json: the clean stop, the unclean stop at the last thing it wrote, and the starts")
+        t.eq(j["totals"].get("not_running_seconds"), 5 * 60 + 20 * 60,
+             "json: the time not running in the period adds both stretches")
+        t.ok("UNCLEAN STOP" in outs["text"] and "Not running in this period" in outs["text"],
+             "text: the daemon section says so in words")
+
+        # Every label of every chart inside its SVG: a day, a day not aligned on the hour (25
+        # hourly buckets: the last tick label used to be cut), a week, a month.
+        for args, what in ((DAY, "a day"),
+                           (["--from", "2026-11-25T00:30", "--to", "2026-11-26T00:30"],
+                            "a day from half past"),
+                           (["--from", "2026-11-19T07:10", "--to", "2026-11-26T07:10"], "a week"),
+                           (["--from", "2026-10-27T07:10", "--to", "2026-11-26T07:10"],
+                            "a month")):
+            r = run(cmd, "--db", db, "--format", "html", "--now", "2026-11-26T06:00", *args)
+            try:
+                bad = svg_overflow(ET.fromstring(r.stdout.split("\n", 1)[1]))
+            except (ET.ParseError, IndexError) as e:
+                bad = [str(e)]
+            t.ok(r.returncode == 0 and not bad,
+                 f"html, {what}: every chart label lies within its SVG's width", bad)
 
         # --output: same bytes, atomically in place, nothing left behind
         out = os.path.join(tmp, "report.html")
@@ -198,6 +251,11 @@ def main():
         r = run(cmd, "--db", empty, "--since", "24h")
         t.ok(r.returncode == 0 and "No failed attempts in this period." in r.stdout
              and "Daemon" in r.stdout, "an empty database: exit 0, a report of nothing", r.stderr)
+        r = run(cmd, "--db", empty, "--since", "24h", "--format", "json")
+        e = json.loads(r.stdout) if r.returncode == 0 else {}
+        t.ok(e.get("daemon_runs", 1) is None and e.get("totals", {}).get("not_running_seconds", 1)
+             is None, "an empty database: no run recorded, so the time not running is unknown "
+             "(null), not 0", r.stderr)
 
         # a file pbxguardd never initialized
         blank = os.path.join(tmp, "blank.db")

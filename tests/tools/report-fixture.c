@@ -1,7 +1,8 @@
 /* Builds the report tests' fixture database from known events, through the real store API (so
  * the schema and the way rows are written are the daemon's own).
  *
- *   report-fixture DB            the day 2026-11-25 (UTC) described below
+ *   report-fixture DB            the day 2026-11-25 (UTC) described below, with the daemon
+ *                                stopped cleanly at 06:00 and killed at 10:00
  *   report-fixture --empty DB    an initialized database with nothing in it
  *
  * The expected reports are tests/fixtures/report/db.{txt,csv,json}; tests/integration/report.py
@@ -87,6 +88,30 @@ static void incident(int64_t ts_ms, const char *kind, const char *source)
         die("store_incident", rc);
 }
 
+/* A start of pbxguardd, as the daemon records it. */
+static int64_t run_start(int64_t ts_ms, unsigned pid)
+{
+    int64_t id;
+    int rc = store_run_start(st, ts_ms, "0.1.0", "/etc/pbxguard/pbxguard.conf", pid, &id, NULL);
+    if (rc < 0)
+        die("store_run_start", rc);
+    return id;
+}
+
+static void run_alive(int64_t id, int64_t ts_ms)
+{
+    int rc = store_run_alive(st, id, ts_ms);
+    if (rc < 0)
+        die("store_run_alive", rc);
+}
+
+static void run_stop(int64_t id, int64_t ts_ms, const char *reason, int64_t uptime_ms)
+{
+    int rc = store_run_stop(st, id, ts_ms, reason, uptime_ms);
+    if (rc < 0)
+        die("store_run_stop", rc);
+}
+
 static void commit(void)
 {
     int rc = store_turn_commit(st);
@@ -97,8 +122,10 @@ static void commit(void)
 /* The story of 2026-11-25, in the order the daemon would have written it. */
 static void the_day(void)
 {
-    /* the day before: 203.0.113.5 and 192.0.2.200 were already known */
+    /* the day before: 203.0.113.5 and 192.0.2.200 were already known; pbxguardd (pid 1000)
+     * has run since the morning before */
     failure(DAY0_MS - 5 * 86400 * S, "203.0.113.5", "PJSIP", SEC_INVALID_ACCOUNT_ID, "100", false);
+    int64_t run = run_start(DAY0_MS - 86400 * S, 1000);
     incident(DAY0_MS - 86400 * S, "start", NULL);
     failure(DAY0_MS - 1 * S, "192.0.2.200", "PJSIP", SEC_FAILED_ACL, NULL, false);
     ban("192.0.2.200", DAY0_MS - 1 * H, DAY0_MS + 1 * H, STORE_BAN_THRESHOLD, 1);
@@ -119,6 +146,13 @@ static void the_day(void)
     incident(DAY0_MS + 3 * H + 5 * S, "ami-connect", "ami:pbx1");
     commit();
 
+    /* an upgrade at 06:00: pbxguardd stops (SIGTERM) after 30 hours and starts again (pid
+     * 1001) 5 minutes later */
+    run_stop(run, DAY0_MS + 6 * H, "SIGTERM", 30 * H);
+    commit();
+    run = run_start(DAY0_MS + 6 * H + 5 * M, 1001);
+    commit();
+
     /* ... comes back after its ban and earns a second, longer one (until the next morning) */
     for (int i = 0; i < 8; i++)
         failure(DAY0_MS + 5 * H + i * 30 * S, "203.0.113.5", "PJSIP", SEC_CHALLENGE_RESPONSE_FAILED,
@@ -130,8 +164,15 @@ static void the_day(void)
     for (int i = 0; i < 5; i++)
         failure(DAY0_MS + 9 * H + 30 * M + i * M, i % 2 ? "2001:db8:77:1::11" : "2001:db8:77:1::10",
                 "AMI", SEC_INVALID_PASSWORD, "admin", false);
+    run_alive(run, DAY0_MS + 9 * H + 5 * M);
     ban("2001:db8:77:1::", DAY0_MS + 10 * H, 0, STORE_BAN_MANUAL, 1);
     commit();
+
+    /* pid 1001 is killed (the OOM killer) without a word: the ban at 10:00 was the last thing
+     * it wrote. Started again (pid 1002) at 10:20, which finds the unclean stop. */
+    run = run_start(DAY0_MS + 10 * H + 20 * M, 1002);
+    commit();
+
     struct addr_prefix p6 = key_of("2001:db8:77:1::");
     int rc = store_ban_lift(st, &p6, DAY0_MS + 12 * H, "cli:uid=0", NULL);
     if (rc < 0)
@@ -164,6 +205,8 @@ static void the_day(void)
     rc = store_bans_expire(st, DAY0_MS + 30 * H, 1000, NULL);
     if (rc < 0)
         die("store_bans_expire", rc);
+    /* ... and pid 1002 still runs when the report is made (--now 2026-11-26T06:00) */
+    run_alive(run, DAY0_MS + 30 * H);
     commit();
 }
 

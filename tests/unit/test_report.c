@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "report.h"
+#include "store.h"
 
 /* 2026-11-25T00:00:00Z */
 #define DAY0 1795564800LL
@@ -143,6 +145,36 @@ static void sample(struct report *r)
     r->incidents_recorded = true;
     assert_int_equal(report_add_count(&r->incidents, &r->nincidents, "ami-disconnect", 2), 0);
     assert_int_equal(report_add_count(&r->incidents, &r->nincidents, "nft-repair", 1), 0);
+
+    /* stopped for an upgrade at 04:00, killed at 13:30, started again at 13:42 */
+    r->runs_recorded = true;
+    r->not_running = 2 * 60 + 12 * 60;
+    struct report_run e = {.kind = REPORT_RUN_STOP,
+                           .time = DAY0 + 4 * 3600,
+                           .pid = 800,
+                           .reason = "SIGTERM",
+                           .uptime = 3 * 86400 + 4 * 3600};
+    assert_int_equal(report_add_run(r, &e), 0);
+    e = (struct report_run){.kind = REPORT_RUN_START,
+                            .time = DAY0 + 4 * 3600 + 120,
+                            .pid = 801,
+                            .version = "0.1.0",
+                            .config = "/etc/pbxguard/pbxguard.conf",
+                            .down = 120};
+    assert_int_equal(report_add_run(r, &e), 0);
+    e = (struct report_run){.kind = REPORT_RUN_DIED,
+                            .time = DAY0 + 13 * 3600 + 30 * 60 + 7,
+                            .pid = 801,
+                            .uptime = 9 * 3600 + 28 * 60 + 7};
+    assert_int_equal(report_add_run(r, &e), 0);
+    e = (struct report_run){.kind = REPORT_RUN_START,
+                            .time = DAY0 + 13 * 3600 + 42 * 60 + 7,
+                            .pid = 802,
+                            .version = "0.1.0",
+                            .config = "/etc/pbxguard/pbxguard.conf",
+                            .down = 12 * 60,
+                            .after_death = true};
+    assert_int_equal(report_add_run(r, &e), 0);
 }
 
 static void text_matches_golden(void **state)
@@ -477,6 +509,191 @@ static void bad_times_are_refused(void **state)
         assert_int_equal(report_time_parse(bad[i], &t), -EINVAL);
 }
 
+/* Rendered characters of HTML text: an entity counts as one. */
+static size_t html_chars(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++, c++)
+        if (s[i] == '&')
+            while (i < n && s[i] != ';')
+                i++;
+    return c;
+}
+
+/* Every <text> of every <svg> in page: its estimated extent (7 px a character, the renderer's
+ * own estimate) lies within the SVG's width. Returns how many texts it checked. */
+static unsigned assert_svg_texts_fit(const char *page)
+{
+    unsigned n = 0;
+    double width = 0;
+    for (const char *p = page; (p = strchr(p, '<')); p++) {
+        if (strncmp(p, "<svg ", 5) == 0) {
+            const char *vb = strstr(p, "viewBox=\"0 0 ");
+            assert_non_null(vb);
+            width = strtod(vb + 13, NULL);
+            continue;
+        }
+        if (strncmp(p, "<text ", 6) != 0)
+            continue;
+        double x = strtod(strstr(p, "x=\"") + 3, NULL);
+        const char *gt = strchr(p, '>'), *end = strstr(p, "</text>");
+        const char *anchor = strstr(p, "text-anchor=\"");
+        double w = 7.0 * (double)html_chars(gt + 1, (size_t)(end - gt - 1));
+        double left = x;
+        if (anchor && anchor < gt && strncmp(anchor + 13, "end", 3) == 0)
+            left = x - w;
+        else if (anchor && anchor < gt && strncmp(anchor + 13, "middle", 6) == 0)
+            left = x - w / 2;
+        if (left < 0 || left + w > width)
+            fail_msg("svg text \"%.*s\" spans %.1f..%.1f of %.0f", (int)(end - gt - 1), gt + 1,
+                     left, left + w, width);
+        n++;
+    }
+    return n;
+}
+
+static void html_chart_labels_stay_inside_the_charts(void **state)
+{
+    struct report r;
+    /* 25 hourly buckets (the period starts at half past), a count of 20 digits, a service name
+     * as long as a peer may send, and the longest IPv6 source. */
+    assert_int_equal(report_init(&r, DAY0 + 1800, DAY0 + 1800 + 86400), 0);
+    r.totals.failures = 1;
+    r.buckets[24] = 18446744073709551615ULL;
+    char svc[SEC_SERVICE_MAX];
+    memset(svc, '&', sizeof(svc) - 1);
+    svc[sizeof(svc) - 1] = '\0';
+    assert_int_equal(report_add_count(&r.by_service, &r.nby_service, svc, 18446744073709551615ULL),
+                     0);
+    struct report_source s = {.key = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120",
+                              .attempts = 9999999999ULL};
+    assert_int_equal(report_add_source(&r, &s), 0);
+    char *got = render(&r, report_render_html);
+    assert_true(assert_svg_texts_fit(got) >= 8);
+    free(got);
+    report_release(&r);
+
+    sample(&r);
+    got = render(&r, report_render_html);
+    assert_true(assert_svg_texts_fit(got) >= 8);
+    free(got);
+    report_release(&r);
+}
+
+static void html_daemon_section_lists_the_runs(void **state)
+{
+    struct report r;
+    sample(&r);
+    char *got = render(&r, report_render_html);
+    assert_non_null(strstr(got, "<b>14m</b><span>not running in this period</span>"));
+    assert_non_null(strstr(got, "<tr class=\"run-unclean_stop\"><td class=\"t\">2026-11-25 "
+                                "13:30:07</td><td>UNCLEAN STOP: pid 801"));
+    free(got);
+    report_release(&r);
+}
+
+static void a_run_silent_for_long_is_not_running(void **state)
+{
+    struct report r;
+    assert_int_equal(report_init(&r, DAY0, DAY0 + 86400), 0);
+    r.runs_recorded = true;
+    r.not_running = 6 * 3600;
+    struct report_run e = {
+        .kind = REPORT_RUN_SILENT, .time = DAY0 + 18 * 3600, .pid = 77, .uptime = 3600};
+    assert_int_equal(report_add_run(&r, &e), 0);
+    char *got = render(&r, report_render_text);
+    assert_non_null(strstr(got, "  Not running in this period                         6h\n"));
+    assert_non_null(strstr(got, "  2026-11-25 18:00:00  NOT RUNNING: pid 77, up 1h, has written "
+                                "nothing since"));
+    free(got);
+    got = render(&r, report_render_json);
+    assert_non_null(strstr(got, "\"event\": \"not_running\""));
+    free(got);
+    report_release(&r);
+}
+
+static void runs_not_recorded_leave_the_downtime_unknown(void **state)
+{
+    struct report r;
+    assert_int_equal(report_init(&r, DAY0, DAY0 + 86400), 0);
+    char *got = render(&r, report_render_text);
+    assert_null(strstr(got, "Not running"));
+    free(got);
+    got = render(&r, report_render_json);
+    json_t *root = json_loads(got, 0, NULL);
+    assert_non_null(root);
+    assert_true(json_is_null(json_object_get(root, "daemon_runs")));
+    assert_true(
+        json_is_null(json_object_get(json_object_get(root, "totals"), "not_running_seconds")));
+    json_decref(root);
+    free(got);
+    report_release(&r);
+}
+
+/* A report of the day DAY0 from a database holding one run of the daemon, read at now. */
+static void report_of_one_run(struct report *r, bool stopped, int64_t now)
+{
+    char dir[] = "/tmp/pbxguard-report-XXXXXX", db[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(db, sizeof(db), "%s/pbxguard.db", dir);
+    struct store *st;
+    int64_t id;
+    assert_int_equal(store_open(db, NULL, &st), 0);
+    assert_int_equal(
+        store_run_start(st, (DAY0 + 3600) * 1000, "0.1.0", "/etc/p.conf", 9, &id, NULL), 0);
+    assert_int_equal(store_run_alive(st, id, (DAY0 + 3 * 3600) * 1000), 0);
+    if (stopped)
+        assert_int_equal(store_run_stop(st, id, (DAY0 + 4 * 3600) * 1000, "SIGINT", 3 * 3600000),
+                         0);
+    assert_int_equal(store_turn_commit(st), 0);
+    store_close(st);
+    struct store_options o = {.flags = STORE_READ_ONLY};
+    assert_int_equal(store_open(db, &o, &st), 0);
+    assert_int_equal(report_init(r, DAY0, DAY0 + 86400), 0);
+    assert_int_equal(report_fill(st, r, now, 10), 0);
+    store_close(st);
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[80];
+        snprintf(p, sizeof(p), "%s%s", db, suffix[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+static void a_daemon_stopped_and_not_started_again_is_down_until_now(void **state)
+{
+    struct report r;
+    report_of_one_run(&r, true, DAY0 + 10 * 3600);
+    assert_true(r.runs_recorded);
+    /* Down from its stop at 04:00 to now (10:00); before its start nothing is known. */
+    assert_int_equal(r.not_running, 6 * 3600);
+    assert_int_equal(r.nruns, 2);
+    assert_int_equal(r.runs[0].kind, REPORT_RUN_START);
+    assert_int_equal(r.runs[0].down, -1);
+    assert_int_equal(r.runs[1].kind, REPORT_RUN_STOP);
+    assert_string_equal(r.runs[1].reason, "SIGINT");
+    report_release(&r);
+}
+
+static void a_run_that_went_quiet_is_not_running_since_its_last_sign(void **state)
+{
+    struct report r;
+    report_of_one_run(&r, false, DAY0 + 86400 + 3600);
+    /* Its heartbeat stopped at 03:00: not running from then to the end of the day. */
+    assert_int_equal(r.not_running, 21 * 3600);
+    assert_int_equal(r.nruns, 2);
+    assert_int_equal(r.runs[1].kind, REPORT_RUN_SILENT);
+    assert_int_equal(r.runs[1].time, DAY0 + 3 * 3600);
+    assert_int_equal(r.runs[1].uptime, 2 * 3600);
+    report_release(&r);
+    /* Read a minute after its last heartbeat, it is simply running. */
+    report_of_one_run(&r, false, DAY0 + 3 * 3600 + 60);
+    assert_int_equal(r.not_running, 0);
+    assert_int_equal(r.nruns, 1);
+    report_release(&r);
+}
+
 int main(void)
 {
     setenv("TZ", "UTC", 1);
@@ -505,6 +722,12 @@ int main(void)
         cmocka_unit_test(empty_period_is_refused),
         cmocka_unit_test(times_parse_in_local_time_or_with_an_offset),
         cmocka_unit_test(bad_times_are_refused),
+        cmocka_unit_test(html_chart_labels_stay_inside_the_charts),
+        cmocka_unit_test(html_daemon_section_lists_the_runs),
+        cmocka_unit_test(a_run_silent_for_long_is_not_running),
+        cmocka_unit_test(runs_not_recorded_leave_the_downtime_unknown),
+        cmocka_unit_test(a_daemon_stopped_and_not_started_again_is_down_until_now),
+        cmocka_unit_test(a_run_that_went_quiet_is_not_running_since_its_last_sign),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
