@@ -237,6 +237,9 @@ struct parser {
     unsigned seen_line[S_COUNT]; /* first header line of each unnamed section */
     unsigned *service_lines;     /* header line of each [policy:SERVICE] */
     bool paths_only;             /* config_load_paths(): [general]'s two paths, nothing else */
+    bool have_file;              /* read from a file: who may read it is known */
+    struct stat file;            /* that file's owner and mode */
+    bool exposed_reported;       /* an inline secret in a file others may read: said once */
 };
 
 static void report(struct parser *p, unsigned line, const char *key, const char *fmt, ...)
@@ -507,11 +510,36 @@ static void set_ports(struct parser *p, const struct key_def *k, char *value)
     }
 }
 
-/* Reads the first line of a root-only file into secret (a buffer of size bytes). */
+/* The one rule for files that hold a secret (a secret_file, a configuration file with an
+ * inline secret): owned by root or by the user the daemon runs as, and accessible to nobody
+ * else. Returns 0, or -EPERM with what is wrong and what to do about it in ret_why. */
+static int secret_access_check(const char *path, const struct stat *st, char *ret_why, size_t size)
+{
+    char q[QUOTE_MAX];
+
+    quoted(path, q);
+    if (st->st_uid != 0 && st->st_uid != geteuid()) {
+        snprintf(ret_why, size,
+                 "\"%s\" is owned by uid %u (expected root or the daemon's user: chown root %s)", q,
+                 (unsigned)st->st_uid, q);
+        return -EPERM;
+    }
+    if (st->st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf(ret_why, size,
+                 "\"%s\" is accessible by group or others (mode %04o); refusing to use a secret "
+                 "others can read (expected mode 0600: chmod 600 %s)",
+                 q, (unsigned)(st->st_mode & 07777), q);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* Reads the first line of a file only the daemon may read (secret_access_check()) into
+ * secret (a buffer of size bytes). */
 static void read_secret_file(struct parser *p, const struct key_def *k, const char *path,
                              char *secret, size_t size)
 {
-    char q[QUOTE_MAX], buf[CFG_SECRET_MAX + 2];
+    char q[QUOTE_MAX], buf[CFG_SECRET_MAX + 2], why[MSG_MAX / 2];
     struct stat st;
     /* O_NONBLOCK: a FIFO or a device named here must not hang the daemon (it is refused as
      * not a regular file right after). */
@@ -525,17 +553,8 @@ static void read_secret_file(struct parser *p, const struct key_def *k, const ch
         report(p, p->line, k->name, "\"%s\" is not a regular file", quoted(path, q));
         goto out;
     }
-    if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        report(p, p->line, k->name,
-               "\"%s\" is owned by uid %u (expected root or the daemon's user: chown root %s)",
-               quoted(path, q), (unsigned)st.st_uid, q);
-        goto out;
-    }
-    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        report(p, p->line, k->name,
-               "\"%s\" is accessible by group or others (mode %04o); refusing to use a secret "
-               "others can read (expected mode 0600: chmod 600 %s)",
-               quoted(path, q), (unsigned)(st.st_mode & 07777), q);
+    if (secret_access_check(path, &st, why, sizeof(why)) < 0) {
+        report(p, p->line, k->name, "%s", why);
         goto out;
     }
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -584,7 +603,10 @@ static void set_value(struct parser *p, const struct key_def *k, char *value)
         } else if (n > cap) {
             report(p, p->line, k->name, "value is too long (at most %zu bytes)", cap);
         } else if (!printable(value)) {
-            report(p, p->line, k->name, "\"%s\" holds control characters", quoted(value, q));
+            if (k->kind == K_SECRET) /* never quoted back: it is the secret */
+                report(p, p->line, k->name, "the secret holds control characters");
+            else
+                report(p, p->line, k->name, "\"%s\" holds control characters", quoted(value, q));
         } else if (k->kind == K_NAME && !valid_name(value)) {
             report(p, p->line, k->name,
                    "\"%s\" is not a valid name (expected letters, digits, '_', '-', '.')",
@@ -734,6 +756,23 @@ static unsigned line_of(const struct parser *p, const char *key)
     return 0;
 }
 
+/* An inline secret is as safe as the file that holds it: the file must pass the rule a
+ * secret_file passes (secret_access_check()). Said once per file, at the first [ami:NAME] whose
+ * secret is inline. */
+static void check_inline_secret(struct parser *p, unsigned line)
+{
+    char why[MSG_MAX / 2];
+    if (!p->have_file || p->exposed_reported)
+        return;
+    if (secret_access_check(p->path, &p->file, why, sizeof(why)) < 0) {
+        report(p, line, "secret",
+               "this file holds the secret inline, and %s; or move the secret into a "
+               "secret_file",
+               why);
+        p->exposed_reported = true;
+    }
+}
+
 static void end_section(struct parser *p)
 {
     if (p->sec && p->sec->kind == S_AMI) {
@@ -755,6 +794,8 @@ static void end_section(struct parser *p)
         else if (!secret && !secret_file)
             report(p, p->sec_line, "secret",
                    "missing (expected secret = ... or secret_file = /etc/pbxguard/NAME.secret)");
+        if (secret && !secret_file)
+            check_inline_secret(p, secret);
         if (a->backoff_min_ms > a->backoff_max_ms)
             report(p, bmax ? bmax : bmin, "backoff_max", "is below backoff_min");
     } else if (p->sec && p->sec->kind == S_POLICY) {
@@ -938,8 +979,12 @@ static void handle_key(struct parser *p, char *key, char *value)
         }
     }
     key_list(s, list, sizeof(list));
-    report(p, p->line, NULL, "%s: unknown key in [%s] (expected %s)", quoted(key, q),
-           section_display(s), list);
+    if (s->kind == S_AMI && !valid_name(key)) /* a mistyped line there may hold the secret */
+        report(p, p->line, NULL, "unknown key in [%s], not shown (expected %s)", section_display(s),
+               list);
+    else
+        report(p, p->line, NULL, "%s: unknown key in [%s] (expected %s)", quoted(key, q),
+               section_display(s), list);
 }
 
 /* Strips one pair of surrounding double quotes, which keep leading/trailing blanks. */
@@ -964,10 +1009,15 @@ static void parse_line(struct parser *p, char *line)
         char *close = strchr(s, ']');
         char *after = close ? trim(close + 1) : NULL;
         if (!close || (*after && *after != ';' && *after != '#')) {
+            bool in_ami = p->sec && p->sec->kind == S_AMI; /* it may be the secret, pasted */
             end_section(p);
             p->in_bad_section = true;
-            report(p, p->line, NULL, "bad section header \"%s\" (expected [name] or [name:ARG])",
-                   quoted(s, q));
+            if (in_ami)
+                report(p, p->line, NULL,
+                       "bad section header, not shown (expected [name] or [name:ARG])");
+            else
+                report(p, p->line, NULL,
+                       "bad section header \"%s\" (expected [name] or [name:ARG])", quoted(s, q));
             return;
         }
         *close = '\0';
@@ -976,7 +1026,12 @@ static void parse_line(struct parser *p, char *line)
     }
     char *eq = strchr(s, '=');
     if (!eq) {
-        if (!p->in_bad_section)
+        if (p->in_bad_section)
+            return;
+        if (p->sec && p->sec->kind == S_AMI) /* a line there may be the secret, pasted alone */
+            report(p, p->line, NULL,
+                   "a line that is not a setting, not shown (expected key = value)");
+        else
             report(p, p->line, NULL, "\"%s\" is not a setting (expected key = value)",
                    quoted(s, q));
         return;
@@ -1100,6 +1155,7 @@ static int read_file(struct parser *p, const char *path)
         report(p, 0, NULL, "cannot read: %s", strerror(err));
         return -err;
     }
+    p->have_file = fstat(fileno(f), &p->file) == 0;
     while ((n = getline(&buf, &cap, f)) >= 0) {
         if (n > 0 && buf[n - 1] == '\n')
             buf[--n] = '\0';

@@ -375,11 +375,24 @@ static void missing_file_returns_the_errno_and_says_so(void **state)
                                      "No such file or directory");
 }
 
+/* The shipped file's text (its mode in a checkout is the umask's: tests load a 0600 copy). */
+static char *shipped_text(void)
+{
+    FILE *f = fopen("../etc/pbxguard.conf", "r");
+    assert_non_null(f);
+    char *text = calloc(1, 65536);
+    assert_non_null(text);
+    size_t n = fread(text, 1, 65535, f);
+    assert_true(n > 0 && n < 65535);
+    fclose(f);
+    return text;
+}
+
 static void shipped_config_is_valid(void **state)
 {
-    memset(&errs, 0, sizeof(errs));
-    config_free(&cfg);
-    assert_int_equal(config_load("../etc/pbxguard.conf", &cfg, collect, &errs), 0);
+    char *text = shipped_text();
+    assert_int_equal(load(text), 0);
+    free(text);
     assert_int_equal(errs.n, 0);
     assert_int_equal(cfg.nami, 1);
     assert_string_equal(cfg.ami[0].host, "127.0.0.1");
@@ -393,9 +406,9 @@ static void shipped_config_states_the_builtin_defaults(void **state)
     size_t alen = 0, blen = 0;
 
     config_defaults(&def);
-    memset(&errs, 0, sizeof(errs));
-    config_free(&cfg);
-    assert_int_equal(config_load("../etc/pbxguard.conf", &cfg, collect, &errs), 0);
+    char *text = shipped_text();
+    assert_int_equal(load(text), 0);
+    free(text);
     /* the sample's AMI section and path are what differ from a bare default */
     snprintf(def.path, sizeof(def.path), "%s", cfg.path);
     def.ami = cfg.ami;
@@ -492,6 +505,81 @@ static void section_names_are_escaped_in_messages(void **state)
     for (int i = 0; i < errs.n; i++)
         for (const char *c = errs.msg[i]; *c; c++)
             assert_true(*c >= 0x20 && *c < 0x7f);
+}
+
+/* Loads text from a file of this mode and owner (uid -1: root's, as written). */
+static int load_as(const char *text, mode_t mode, uid_t uid)
+{
+    snprintf(path, sizeof(path), "/tmp/pbxguard-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_file(path, text, mode);
+    if (uid != (uid_t)-1)
+        assert_int_equal(chown(path, uid, (gid_t)-1), 0);
+    memset(&errs, 0, sizeof(errs));
+    config_free(&cfg);
+    int r = config_load(path, &cfg, collect, &errs);
+    unlink(path);
+    return r;
+}
+
+static const char inline_secret[] = "[ami:a]\nhost = h\nusername = u\nsecret = s3cret\n"
+                                    "[ami:b]\nhost = h\nusername = u\nsecret = other\n";
+
+static void inline_secret_in_a_file_others_can_read_is_refused(void **state)
+{
+    assert_int_equal(load_as(inline_secret, 0644, (uid_t)-1), 1);
+    const char *m = only_error();
+    assert_non_null(strstr(m, "F:4: [ami:a] secret: "));
+    assert_non_null(
+        strstr(m, "this file holds the secret inline, and \"/tmp/pbxguard-test-config-"));
+    assert_non_null(strstr(m, "is accessible by group or others (mode 0644)"));
+    assert_non_null(strstr(m, "chmod 600 /tmp/pbxguard-test-config-"));
+    assert_null(strstr(m, "s3cret"));
+    assert_int_equal(load_as(inline_secret, 0640, (uid_t)-1), 1);
+    assert_int_equal(load_as(inline_secret, 0600, (uid_t)-1), 0);
+    assert_int_equal(load_as(inline_secret, 0400, (uid_t)-1), 0);
+}
+
+static void inline_secret_in_a_file_of_another_user_is_refused(void **state)
+{
+    if (geteuid() != 0)
+        skip(); /* only root can give a file away */
+    assert_int_equal(load_as(inline_secret, 0600, 4242), 1);
+    assert_non_null(
+        strstr(only_error(), "holds the secret inline, and \"/tmp/pbxguard-test-config-"));
+    assert_non_null(strstr(only_error(), "is owned by uid 4242 (expected root"));
+}
+
+static void a_secret_file_needs_no_closed_configuration(void **state)
+{
+    write_file("/tmp/pbxguard-test-secret", "from-file\n", 0600);
+    assert_int_equal(load_as("[ami:a]\nhost = h\nusername = u\n"
+                             "secret_file = /tmp/pbxguard-test-secret\n",
+                             0644, (uid_t)-1),
+                     0);
+    unlink("/tmp/pbxguard-test-secret");
+    assert_string_equal(cfg.ami[0].secret, "from-file");
+}
+
+/* No error message quotes the secret, whatever is wrong with it or around it. */
+static void messages_never_quote_the_secret(void **state)
+{
+    assert_int_equal(load("[ami:a]\nhost = h\nusername = u\nsecret = MARKER\x01x\n"
+                          "MARKER2 pasted alone\n"
+                          "MARKER3\x01 = y\n"
+                          "sercet = MARKER4\n"
+                          "[MARKER5\n"),
+                     5);
+    for (int i = 0; i < errs.n; i++)
+        assert_null(strstr(errs.msg[i], "MARKER"));
+    assert_non_null(strstr(errs.msg[0], ":4: [ami:a] secret: the secret holds control characters"));
+    assert_non_null(strstr(errs.msg[1], ":5: [ami:a] a line that is not a setting, not shown"));
+    assert_non_null(strstr(errs.msg[2], ":6: [ami:a] unknown key in [ami:NAME], not shown"));
+    /* a mistyped key that is a name is shown (its value is not) */
+    assert_non_null(strstr(errs.msg[3], ":7: [ami:a] sercet: unknown key in [ami:NAME]"));
+    assert_non_null(strstr(errs.msg[4], ":8: bad section header, not shown"));
 }
 
 static void free_accepts_null_and_zeroed_structs(void **state)
@@ -639,6 +727,10 @@ int main(void)
         cmocka_unit_test(buffer_loads_like_a_file),
         cmocka_unit_test(buffer_reports_a_nul_byte_and_takes_a_last_line_without_newline),
         cmocka_unit_test(section_names_are_escaped_in_messages),
+        cmocka_unit_test(inline_secret_in_a_file_others_can_read_is_refused),
+        cmocka_unit_test(inline_secret_in_a_file_of_another_user_is_refused),
+        cmocka_unit_test(a_secret_file_needs_no_closed_configuration),
+        cmocka_unit_test(messages_never_quote_the_secret),
         cmocka_unit_test(dump_reads_back_as_the_same_configuration),
         cmocka_unit_test(free_accepts_null_and_zeroed_structs),
         cmocka_unit_test(paths_come_from_general_alone),
