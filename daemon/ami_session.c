@@ -469,13 +469,25 @@ static int send_login(struct ami_session *s, const char *challenge, size_t clen)
     return r;
 }
 
-static void escaped_message(const struct ami_frame *f, char *buf, size_t len)
+/* The peer's Message, escaped for the log. A peer that echoes our secret back (a broken or
+ * hostile one, after a plain login) does not get it into the log: it is masked first. */
+static void escaped_message(const struct ami_session *s, const struct ami_frame *f, char *buf,
+                            size_t len)
 {
     const struct ami_header *m = ami_frame_get(f, "Message");
-    if (m)
-        log_escape(m->value, m->value_len, buf, len);
-    else
+    if (!m) {
         snprintf(buf, len, "no message");
+        return;
+    }
+    char text[AMI_LINE_MAX];
+    size_t n = m->value_len < sizeof(text) ? m->value_len : sizeof(text);
+    size_t slen = strlen(s->cfg.secret);
+    memcpy(text, m->value, n);
+    for (char *at = text; slen && (at = memmem(at, n - (size_t)(at - text), s->cfg.secret, slen));
+         at += slen)
+        memset(at, '*', slen);
+    log_escape(text, n, buf, len);
+    explicit_bzero(text, n);
 }
 
 static void on_quiet(struct loop *l, void *data)
@@ -608,7 +620,7 @@ static int handle_frame(struct ami_session *s, const struct ami_frame *f)
     if (s->state == ST_CHALLENGE && action_id_is(f, ID_CHALLENGE)) {
         const struct ami_header *c = ami_frame_get(f, "Challenge");
         if (!response_is_success(f) || !c || c->value_len == 0 || c->value_len > 64) {
-            escaped_message(f, msg, sizeof(msg));
+            escaped_message(s, f, msg, sizeof(msg));
             fail(s, FAIL_AUTH, "MD5 challenge refused: %s", msg);
             return -1;
         }
@@ -617,7 +629,7 @@ static int handle_frame(struct ami_session *s, const struct ami_frame *f)
     }
     if (s->state == ST_LOGIN && action_id_is(f, ID_LOGIN)) {
         if (!response_is_success(f)) {
-            escaped_message(f, msg, sizeof(msg));
+            escaped_message(s, f, msg, sizeof(msg));
             fail(s, FAIL_AUTH, "%s", msg);
             return -1;
         }

@@ -329,7 +329,7 @@ class Conn:
                              "events": req.get("events"), "time": time.monotonic()})
             if not ok:
                 time.sleep(p.fail_delay)  # Asterisk sleeps 1 s, then answers and hangs up
-                self.respond(aid, [("Response", "Error"), ("Message", "Authentication failed")])
+                self.respond(aid, [("Response", "Error"), ("Message", p.fail_message)])
                 self.close()
                 return
             self.events_mask = req.get("events")
@@ -392,6 +392,7 @@ class AmiPeer:
         self.system_read = True       # manager.conf "read" holds system (Reload events)
         self.system_write = True      # manager.conf "write" holds system (the trust queries)
         self.trust_actions = []       # (action, module or endpoint) received
+        self.fail_message = "Authentication failed"  # the Message of a refused login
         self.byte_at_a_time = False
         self.ignore_pings = False
         self.stalled = threading.Event()
