@@ -51,6 +51,25 @@ static int socket_path(const struct cli_args *a, char *buf, size_t buflen)
     return cli_config_path(a->config, CLI_PATH_SOCKET, "pbxguard", buf, buflen);
 }
 
+/* The reply as indented JSON, ASCII only: attacker text may hold terminal controls, so every
+ * other character is written \uXXXX, DEL (which jansson leaves as it is) included. DEL can only
+ * stand inside a string, where its escape means the same. */
+static int print_json(const json_t *reply, FILE *out)
+{
+    char *s = json_dumps(reply, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    if (!s)
+        return -ENOMEM;
+    for (const char *c = s; *c; c++) {
+        if (*c == 0x7f)
+            fputs("\\u007f", out);
+        else
+            fputc(*c, out);
+    }
+    fputc('\n', out);
+    free(s);
+    return 0;
+}
+
 static int exit_code(const json_t *reply)
 {
     if (json_is_true(json_object_get(reply, "ok")))
@@ -97,7 +116,9 @@ int cli_main(int argc, char **argv)
     }
 
     if (cli_args_parse(argc, argv, &a, &hint, err, sizeof(err)) < 0) {
-        fprintf(stderr, "pbxguard: %s\n", err);
+        char safe[sizeof(err) * 4];
+        /* It may quote an argument, and an argument may hold anything. */
+        fprintf(stderr, "pbxguard: %s\n", cli_format_safe(err, safe, sizeof(safe)));
         char usage[256];
         if (hint)
             fprintf(stderr, "usage: pbxguard %s (see pbxguard %s --help)\n",
@@ -153,22 +174,23 @@ int cli_main(int argc, char **argv)
 
     int code = exit_code(reply);
     if (a.json) {
-        char *s = json_dumps(reply, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (s)
-            printf("%s\n", s);
-        free(s);
+        if (print_json(reply, stdout) < 0)
+            code = CLI_EXIT_FAILED;
     } else if (code == CLI_EXIT_OK) {
         if (cli_format_reply(cmd, reply, (int64_t)time(NULL), stdout) < 0)
             code = CLI_EXIT_FAILED;
     } else {
         const char *msg = json_string_value(json_object_get(reply, "error"));
-        fprintf(stderr, "pbxguard: %s: %s\n", cmd, msg ? msg : "failed");
+        char safe[2048];
+        fprintf(stderr, "pbxguard: %s: %s\n", cmd,
+                msg ? cli_format_safe(msg, safe, sizeof(safe)) : "failed");
         size_t i;
         const json_t *x;
         json_array_foreach(json_object_get(reply, "errors"), i, x)
         {
             if (json_is_string(x))
-                fprintf(stderr, "pbxguard: %s\n", json_string_value(x));
+                fprintf(stderr, "pbxguard: %s\n",
+                        cli_format_safe(json_string_value(x), safe, sizeof(safe)));
         }
         char usage[256];
         if (code == CLI_EXIT_USAGE)

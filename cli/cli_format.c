@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -13,6 +14,30 @@ const char *cli_format_time(int64_t unix_s, char *buf, size_t buflen)
     struct tm tm;
     if (unix_s <= 0 || !localtime_r(&t, &tm) || !strftime(buf, buflen, "%Y-%m-%d %H:%M:%S", &tm))
         snprintf(buf, buflen, "-");
+    return buf;
+}
+
+const char *cli_format_safe(const char *s, char *buf, size_t buflen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (!buflen)
+        return buf;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = c >= 0x20 && c < 0x7f;
+        if (o + (plain ? 1 : 4) >= buflen)
+            break;
+        if (plain) {
+            buf[o++] = (char)c;
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
+        }
+    }
+    buf[o] = '\0';
     return buf;
 }
 

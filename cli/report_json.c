@@ -206,7 +206,7 @@ int report_render_json(const struct report *r, FILE *out)
     json_t *root = report_json(r);
     if (!root)
         return -ENOMEM;
-    int rc = json_dumpf(root, out, JSON_INDENT(2));
+    int rc = json_dumpf(root, out, JSON_INDENT(2) | JSON_ENSURE_ASCII);
     json_decref(root);
     if (rc != 0)
         return -EIO;

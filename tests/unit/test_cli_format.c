@@ -201,6 +201,30 @@ static void show_says_why_an_address_is_protected_and_how_firmly(void **state)
     }
 }
 
+/* No terminal control byte reaches the terminal: C1 (U+009B is CSI), DEL, ESC, raw bytes. */
+static void show_escapes_c1_del_and_raw_bytes_in_accounts_and_services(void **state)
+{
+    const char *s =
+        render("show", "{\"ok\":true,\"addr\":\"192.0.2.7\",\"ban\":null,"
+                       "\"failures\":[{\"service\":\"\\\\xff\\u009bSIP\","
+                       "\"event\":\"InvalidAccountID\",\"count\":3}],"
+                       "\"accounts\":[{\"account\":\"a\\u009b[2J\\u007fb\",\"count\":3}]}");
+    assert_non_null(strstr(s, "  \\\\xff\\xc2\\x9bSIP InvalidAccountID"));
+    assert_non_null(strstr(s, "  a\\xc2\\x9b[2J\\x7fb "));
+    for (const char *c = s; *c; c++)
+        assert_true(*c == '\n' || (*c >= 0x20 && *c < 0x7f));
+}
+
+static void safe_text_keeps_ascii_and_escapes_every_other_byte(void **state)
+{
+    char buf[64];
+    assert_string_equal(cli_format_safe("\"addr\" is missing", buf, sizeof(buf)),
+                        "\"addr\" is missing");
+    assert_string_equal(cli_format_safe("a\x1b[2J\xc2\x9b\x7f\x9b", buf, sizeof(buf)),
+                        "a\\x1b[2J\\xc2\\x9b\\x7f\\x9b");
+    assert_string_equal(cli_format_safe("abc\x01", buf, 6), "abc"); /* no half escape */
+}
+
 static void sizes_and_times_read_naturally(void **state)
 {
     char buf[32];
@@ -229,6 +253,8 @@ int main(void)
         cmocka_unit_test(show_explains_a_ban_and_escapes_accounts),
         cmocka_unit_test(show_names_the_whitelist_entry),
         cmocka_unit_test(show_says_why_an_address_is_protected_and_how_firmly),
+        cmocka_unit_test(show_escapes_c1_del_and_raw_bytes_in_accounts_and_services),
+        cmocka_unit_test(safe_text_keeps_ascii_and_escapes_every_other_byte),
         cmocka_unit_test(sizes_and_times_read_naturally),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
