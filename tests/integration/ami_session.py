@@ -285,6 +285,7 @@ with AmiPeer(secret="from-file") as p1, AmiPeer(host="::1", secret="inline") as 
                 f"secret_file = {d}/secret\nauth = md5\n\n"
                 f"[ami:two]\nhost = ::1\nport = {p2.port}\nusername = guard\n"
                 f"secret = inline\nauth = plain\nbackoff_min = 1s\n")
+    os.chmod(conf, 0o600)  # it holds an inline secret
     tap = AmiTap(f"-c{conf}")
     t.ok(p1.wait_logins(1) and p2.wait_logins(1),
          "sessions start from [ami:NAME] sections of pbxguard.conf")

@@ -615,6 +615,7 @@ class Daemon:
                     f"[policy]\nmaxretry = {maxretry}\nfindtime = {findtime}\n"
                     f"bantime = {bantime}\n{policy}\n[whitelist]\n{wl}\n[statsd]\n{statsd}\n"
                     f"{extra}")
+        os.chmod(self.conf, 0o600)  # it holds an inline secret
 
     def start(self, wait_ready=True, timeout=60.0):
         """Starts the daemon; with wait_ready, returns once it said READY=1 (or raises)."""
