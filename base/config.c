@@ -14,6 +14,7 @@
  * Adding a key is one line in the table of its section (and a default in config_defaults()). */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "build-config.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "duration.h"
@@ -510,12 +512,38 @@ static void set_ports(struct parser *p, const struct key_def *k, char *value)
     }
 }
 
-/* The one rule for files that hold a secret (a secret_file, a configuration file with an
- * inline secret): owned by root or by the user the daemon runs as, and accessible to nobody
- * else. Returns 0, or -EPERM with what is wrong and what to do about it in ret_why. */
+/* Whether the group a file belongs to is the daemon's own: the group it runs as (when that is
+ * not root's), or the service group the units and the package install (PBXGUARD_GROUP), as
+ * seen by root checking the installed files. Such a group may read a secret only while nobody
+ * else is a member of it: an admin who adds people to it to let them read the files has made
+ * the secret theirs too. */
+static bool own_group(gid_t gid, char ret_name[CFG_NAME_MAX], char *ret_members, size_t size)
+{
+    struct group *gr = NULL;
+    if (gid == getegid() && gid != 0)
+        gr = getgrgid(gid);
+    else if (gid != 0 && (gr = getgrnam(PBXGUARD_GROUP)) && gr->gr_gid != gid)
+        gr = NULL;
+    if (!gr)
+        return false;
+    snprintf(ret_name, CFG_NAME_MAX, "%s", gr->gr_name);
+    ret_members[0] = '\0';
+    for (char **m = gr->gr_mem; m && *m; m++) {
+        size_t n = strlen(ret_members);
+        snprintf(ret_members + n, size - n, "%s%s", n ? ", " : "", *m);
+    }
+    return true;
+}
+
+/* The one rule for files that hold a secret (a secret_file, a systemd credential, a
+ * configuration file with an inline secret): owned by root or by the user the daemon runs as,
+ * and accessible to nobody else, except reading by the daemon's own group (own_group()), so
+ * that a root-owned file the service user reads through its group (root:pbxguard 0640) is
+ * accepted. Returns 0, or -EPERM with what is wrong and what to do about it in ret_why. */
 static int secret_access_check(const char *path, const struct stat *st, char *ret_why, size_t size)
 {
-    char q[QUOTE_MAX];
+    char q[QUOTE_MAX], group[CFG_NAME_MAX], members[256];
+    unsigned mode = (unsigned)(st->st_mode & 07777);
 
     quoted(path, q);
     if (st->st_uid != 0 && st->st_uid != geteuid()) {
@@ -524,14 +552,24 @@ static int secret_access_check(const char *path, const struct stat *st, char *re
                  (unsigned)st->st_uid, q);
         return -EPERM;
     }
-    if (st->st_mode & (S_IRWXG | S_IRWXO)) {
+    if (!(st->st_mode & (S_IRWXG | S_IRWXO)))
+        return 0;
+    if ((st->st_mode & (S_IRWXG | S_IRWXO)) == S_IRGRP &&
+        own_group(st->st_gid, group, members, sizeof(members))) {
+        if (!members[0])
+            return 0;
         snprintf(ret_why, size,
-                 "\"%s\" is accessible by group or others (mode %04o); refusing to use a secret "
-                 "others can read (expected mode 0600: chmod 600 %s)",
-                 q, (unsigned)(st->st_mode & 07777), q);
+                 "\"%s\" is readable by group %s, whose members (%s) would read the secret too "
+                 "(expected a group of the daemon's user alone, or mode 0600: chmod 600 %s)",
+                 q, group, members, q);
         return -EPERM;
     }
-    return 0;
+    snprintf(ret_why, size,
+             "\"%s\" is accessible by group or others (mode %04o); refusing to use a secret "
+             "others can read (expected mode 0600: chmod 600 %s, or 0640 with the group of the "
+             "daemon's user)",
+             q, mode, q);
+    return -EPERM;
 }
 
 /* Reads the first line of a file only the daemon may read (secret_access_check()) into
@@ -581,6 +619,39 @@ out:
     close(fd);
 }
 
+/* secret_file = credential:NAME names a systemd credential (LoadCredential=NAME:PATH in the
+ * unit): a copy of the file that systemd, as root, hands to the service user in
+ * $CREDENTIALS_DIRECTORY. Outside the unit (the CLI, pbxguardd -t run by hand) there is no
+ * such directory: the name is kept and the secret left empty, and the daemon refuses to start
+ * without it (config_unresolved_credential()). */
+static void set_credential(struct parser *p, const struct key_def *k, const char *name,
+                           char *secret, size_t size)
+{
+    struct cfg_ami *a = p->base; /* secret_file exists only in [ami:NAME] */
+    char q[QUOTE_MAX], path[CFG_PATH_MAX + CFG_NAME_MAX + 2];
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+    if (!name[0] || strlen(name) >= sizeof(a->credential) || !valid_name(name) ||
+        !strcmp(name, ".") || !strcmp(name, "..")) {
+        report(p, p->line, k->name,
+               "\"%s\" is not a credential name (expected credential:NAME, NAME of at most %zu "
+               "letters, digits, '_', '-', '.', as in LoadCredential=NAME:PATH)",
+               quoted(name, q), sizeof(a->credential) - 1);
+        return;
+    }
+    memcpy(a->credential, name, strlen(name) + 1);
+    if (!dir || !dir[0])
+        return;
+    if (dir[0] != '/' || strlen(dir) >= CFG_PATH_MAX) {
+        report(p, p->line, k->name,
+               "$CREDENTIALS_DIRECTORY \"%s\" is not an absolute path of at most %d bytes",
+               quoted(dir, q), CFG_PATH_MAX - 1);
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    read_secret_file(p, k, path, secret, size);
+}
+
 static void set_value(struct parser *p, const struct key_def *k, char *value)
 {
     void *field = (char *)p->base + k->offset;
@@ -624,8 +695,12 @@ static void set_value(struct parser *p, const struct key_def *k, char *value)
         break;
     }
     case K_SECRET_FILE:
-        if (value[0] != '/')
-            report(p, p->line, k->name, "\"%s\" is not an absolute path (expected /...)",
+        if (!strncmp(value, CFG_CREDENTIAL_PREFIX, strlen(CFG_CREDENTIAL_PREFIX)))
+            set_credential(p, k, value + strlen(CFG_CREDENTIAL_PREFIX), field, k->size);
+        else if (value[0] != '/')
+            report(p, p->line, k->name,
+                   "\"%s\" is not an absolute path (expected /... or " CFG_CREDENTIAL_PREFIX
+                   "NAME)",
                    quoted(value, q));
         else
             read_secret_file(p, k, value, field, k->size);
@@ -1293,7 +1368,11 @@ static void dump_key(FILE *out, const struct key_def *k, const void *base)
         fprintf(out, "%s = %s\n", k->name, ((const char *)field)[0] ? "********" : "");
         break;
     case K_SECRET_FILE:
-        break; /* its content is shown (masked) as secret */
+        /* Its content is shown (masked) as secret; a credential's name is worth seeing. */
+        if (((const struct cfg_ami *)base)->credential[0])
+            fprintf(out, "%s = " CFG_CREDENTIAL_PREFIX "%s\n", k->name,
+                    ((const struct cfg_ami *)base)->credential);
+        break;
     case K_UINT:
         fprintf(out, "%s = %u\n", k->name, *(const unsigned *)field);
         break;
@@ -1383,4 +1462,12 @@ void config_dump(const struct config *cfg, FILE *out)
     dump_keys(out, statsd_keys, NKEYS(statsd_keys), &cfg->statsd);
     fprintf(out, "\n[nftables]\n");
     dump_keys(out, nftables_keys, NKEYS(nftables_keys), &cfg->nftables);
+}
+
+const struct cfg_ami *config_unresolved_credential(const struct config *cfg)
+{
+    for (unsigned i = 0; i < cfg->nami; i++)
+        if (cfg->ami[i].credential[0] && !cfg->ami[i].secret[0])
+            return &cfg->ami[i];
+    return NULL;
 }

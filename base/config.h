@@ -16,6 +16,8 @@
 #define CFG_PATH_MAX 512
 #define CFG_SECRET_MAX 256
 #define CFG_PORTS_MAX 16
+/* secret_file = credential:NAME reads $CREDENTIALS_DIRECTORY/NAME (systemd's LoadCredential=). */
+#define CFG_CREDENTIAL_PREFIX "credential:"
 
 struct cfg_general {
     char database[CFG_PATH_MAX];       /* /var/lib/pbxguard/pbxguard.db */
@@ -36,16 +38,17 @@ struct cfg_ami {
     char host[CFG_HOST_MAX]; /* IPv4, IPv6 or hostname */
     uint16_t port;           /* 5038 */
     char username[CFG_NAME_MAX * 2];
-    char secret[CFG_SECRET_MAX]; /* from secret= or the first line of secret_file= */
-    enum cfg_ami_auth auth;      /* md5 */
-    int64_t ping_interval_ms;    /* 20s: keepalive Ping period */
-    int64_t ping_timeout_ms;     /* 10s: no reply within this = stalled peer */
-    int64_t connect_timeout_ms;  /* 10s */
-    int64_t backoff_min_ms;      /* 1s */
-    int64_t backoff_max_ms;      /* 60s */
-    bool learn_trust;            /* yes: ask Asterisk which addresses it talks to; never ban them */
-    int64_t trust_refresh_s;     /* 1h: ask again this often, besides at login and on reload
-                                    events; 0 = only then (at least 1m when set) */
+    char secret[CFG_SECRET_MAX];   /* from secret= or the first line of secret_file= */
+    char credential[CFG_NAME_MAX]; /* secret_file = credential:NAME; "" = none */
+    enum cfg_ami_auth auth;        /* md5 */
+    int64_t ping_interval_ms;      /* 20s: keepalive Ping period */
+    int64_t ping_timeout_ms;       /* 10s: no reply within this = stalled peer */
+    int64_t connect_timeout_ms;    /* 10s */
+    int64_t backoff_min_ms;        /* 1s */
+    int64_t backoff_max_ms;        /* 60s */
+    bool learn_trust;        /* yes: ask Asterisk which addresses it talks to; never ban them */
+    int64_t trust_refresh_s; /* 1h: ask again this often, besides at login and on reload
+                                events; 0 = only then (at least 1m when set) */
 };
 
 struct cfg_service_override {
@@ -164,5 +167,10 @@ struct cfg_paths {
  * (0 = ret_paths is valid), or -errno if the file cannot be read (also reported). */
 int config_load_paths(const char *path, struct cfg_paths *ret_paths, config_error_fn on_error,
                       void *data);
+/* The first [ami:NAME] whose secret is a systemd credential that could not be read because
+ * $CREDENTIALS_DIRECTORY is not set (the configuration was loaded outside the unit that
+ * provides it), or NULL. Such a configuration is valid for the CLI and for pbxguardd -t, but
+ * the daemon cannot log in with it. */
+const struct cfg_ami *config_unresolved_credential(const struct config *cfg);
 /* Prints the effective configuration (secrets masked), as `pbxguardd -t` shows it. */
 void config_dump(const struct config *cfg, FILE *out);

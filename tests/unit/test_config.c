@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,119 @@ static void secret_file_readable_by_others_is_refused(void **state)
                               "accessible by group or others (mode 0644)"));
     assert_non_null(strstr(m, "chmod 600 /tmp/pbxguard-test-secret"));
     assert_string_equal(cfg.ami[0].secret, "");
+}
+
+/* The daemon's own group is the group it runs as; nogroup stands in for it here. Returns the
+ * gid, or -1 (the test is skipped) when that cannot be arranged. */
+static int become_group_nogroup(void)
+{
+    struct group *gr = getgrnam("nogroup");
+    if (geteuid() != 0 || !gr || (gr->gr_mem && gr->gr_mem[0]))
+        return -1;
+    return setegid(gr->gr_gid) == 0 ? (int)gr->gr_gid : -1;
+}
+
+static void secret_file_readable_by_the_daemons_own_group_is_accepted(void **state)
+{
+    int gid = become_group_nogroup();
+    if (gid < 0)
+        skip();
+    write_file("/tmp/pbxguard-test-secret", "from-file\n", 0640);
+    assert_int_equal(chown("/tmp/pbxguard-test-secret", 0, (gid_t)gid), 0);
+    int r = load("[ami:a]\nhost = h\nusername = u\nsecret_file = /tmp/pbxguard-test-secret\n");
+    assert_int_equal(setegid(0), 0);
+    unlink("/tmp/pbxguard-test-secret");
+    assert_int_equal(r, 0);
+    assert_string_equal(cfg.ami[0].secret, "from-file");
+}
+
+static void secret_file_readable_by_another_group_is_refused(void **state)
+{
+    struct group *gr = getgrnam("nogroup");
+    if (geteuid() != 0 || !gr)
+        skip();
+    write_file("/tmp/pbxguard-test-secret", "from-file\n", 0640);
+    assert_int_equal(chown("/tmp/pbxguard-test-secret", 0, gr->gr_gid), 0);
+    assert_int_equal(
+        load("[ami:a]\nhost = h\nusername = u\nsecret_file = /tmp/pbxguard-test-secret\n"), 1);
+    unlink("/tmp/pbxguard-test-secret");
+    assert_non_null(strstr(only_error(), "is accessible by group or others (mode 0640)"));
+    assert_string_equal(cfg.ami[0].secret, "");
+}
+
+static void secret_file_writable_by_the_daemons_own_group_is_refused(void **state)
+{
+    int gid = become_group_nogroup();
+    if (gid < 0)
+        skip();
+    write_file("/tmp/pbxguard-test-secret", "from-file\n", 0660);
+    assert_int_equal(chown("/tmp/pbxguard-test-secret", 0, (gid_t)gid), 0);
+    int r = load("[ami:a]\nhost = h\nusername = u\nsecret_file = /tmp/pbxguard-test-secret\n");
+    assert_int_equal(setegid(0), 0);
+    unlink("/tmp/pbxguard-test-secret");
+    assert_int_equal(r, 1);
+    assert_non_null(strstr(only_error(), "(mode 0660)"));
+}
+
+static void credential_is_read_from_the_credentials_directory(void **state)
+{
+    char dir[] = "/tmp/pbxguard-test-creds-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char file[sizeof(dir) + 16];
+    snprintf(file, sizeof(file), "%s/ami-local", dir);
+    write_file(file, "from-systemd\n", 0400);
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    int r = load("[ami:a]\nhost = h\nusername = u\nsecret_file = credential:ami-local\n");
+    unsetenv("CREDENTIALS_DIRECTORY");
+    unlink(file);
+    rmdir(dir);
+    assert_int_equal(r, 0);
+    assert_string_equal(cfg.ami[0].secret, "from-systemd");
+    assert_string_equal(cfg.ami[0].credential, "ami-local");
+    assert_null(config_unresolved_credential(&cfg));
+}
+
+static void missing_credential_names_the_file(void **state)
+{
+    setenv("CREDENTIALS_DIRECTORY", "/nonexistent-pbxguard-creds", 1);
+    int r = load("[ami:a]\nhost = h\nusername = u\nsecret_file = credential:ami-local\n");
+    unsetenv("CREDENTIALS_DIRECTORY");
+    assert_int_equal(r, 1);
+    assert_string_equal(only_error(), "F:4: [ami:a] secret_file: cannot open "
+                                      "\"/nonexistent-pbxguard-creds/ami-local\": No such file "
+                                      "or directory");
+}
+
+static void credential_outside_its_unit_is_left_for_the_daemon(void **state)
+{
+    unsetenv("CREDENTIALS_DIRECTORY");
+    assert_int_equal(load("[ami:a]\nhost = h\nusername = u\nsecret_file = credential:ami-local\n"),
+                     0);
+    assert_string_equal(cfg.ami[0].secret, "");
+    const struct cfg_ami *a = config_unresolved_credential(&cfg);
+    assert_non_null(a);
+    assert_string_equal(a->name, "a");
+    assert_string_equal(a->credential, "ami-local");
+
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    config_dump(&cfg, f);
+    fclose(f);
+    assert_non_null(strstr(out, "secret_file = credential:ami-local\n"));
+    free(out);
+}
+
+static void bad_credential_name_is_an_error(void **state)
+{
+    static const char *const bad[] = {"", "..", "a/b", "a b", "x\x01"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "[ami:a]\nhost = h\nusername = u\nsecret_file = credential:%s\n", bad[i]);
+        assert_int_equal(load(text), 1);
+        assert_non_null(strstr(only_error(), "is not a credential name"));
+    }
 }
 
 static void bantime_max_below_bantime_is_an_error(void **state)
@@ -718,6 +832,13 @@ int main(void)
         cmocka_unit_test(secret_and_secret_file_together_is_an_error),
         cmocka_unit_test(secret_file_supplies_its_first_line),
         cmocka_unit_test(secret_file_readable_by_others_is_refused),
+        cmocka_unit_test(secret_file_readable_by_the_daemons_own_group_is_accepted),
+        cmocka_unit_test(secret_file_readable_by_another_group_is_refused),
+        cmocka_unit_test(secret_file_writable_by_the_daemons_own_group_is_refused),
+        cmocka_unit_test(credential_is_read_from_the_credentials_directory),
+        cmocka_unit_test(missing_credential_names_the_file),
+        cmocka_unit_test(credential_outside_its_unit_is_left_for_the_daemon),
+        cmocka_unit_test(bad_credential_name_is_an_error),
         cmocka_unit_test(bantime_max_below_bantime_is_an_error),
         cmocka_unit_test(three_mistakes_give_three_errors),
         cmocka_unit_test(missing_file_returns_the_errno_and_says_so),
