@@ -464,6 +464,15 @@ static int configure(struct store *s, const struct store_options *opt)
             snprintf(s->errmsg, sizeof(s->errmsg), "journal_mode is %s, not wal", mode);
             r = -EIO;
         }
+        /* The -wal and -shm files stay when the daemon closes the database, so that a reader
+         * that may not write the directory (the report service sees it read-only) can still
+         * open it while the daemon is stopped: without them it would have to create them. */
+        int persist = 1;
+        if (r == 0 &&
+            sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist) != SQLITE_OK) {
+            snprintf(s->errmsg, sizeof(s->errmsg), "cannot keep the WAL file");
+            r = -EIO;
+        }
     }
     if (r == 0)
         r = exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
