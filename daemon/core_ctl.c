@@ -2,10 +2,13 @@
  * (ctl.c) and the commands (ctl_cmd.c) get from here what only the core knows, through the
  * narrow interface of core_ctl.h. */
 #include <errno.h>
+#include <grp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ami_session.h"
 #include "core_ctl.h"
@@ -126,6 +129,22 @@ static json_t *handle(void *data, const char *cmd, json_t *req, const struct ctl
     return reply;
 }
 
+/* Whether the process's group or one of its supplementary groups is the named group. */
+static bool member_of(const char *name)
+{
+    struct group *gr = getgrnam(name);
+    gid_t groups[256];
+    if (!gr)
+        return false;
+    if (getegid() == gr->gr_gid)
+        return true;
+    int n = getgroups(256, groups);
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gr->gr_gid)
+            return true;
+    return false;
+}
+
 struct core_ctl *core_ctl_new(struct core *c, struct loop *l, const struct cfg_general *cfg)
 {
     struct core_ctl *cc = calloc(1, sizeof(*cc));
@@ -137,8 +156,21 @@ struct core_ctl *core_ctl_new(struct core *c, struct loop *l, const struct cfg_g
     cc->ctl = ctl_new(l, cfg, handle, cc);
     if (!cc->ctl) {
         int e = errno;
-        log_err("control socket %s: %s", cfg->control_socket,
-                e == EADDRINUSE ? "another pbxguardd is serving it" : strerror(e));
+        /* A daemon that is not root may give its socket only to a group it is a member of. */
+        if (e == EPERM && cfg->control_group[0] && !member_of(cfg->control_group))
+            log_err("control socket %s: cannot give it to control_group %s: the daemon's user is "
+                    "not a member of it (add SupplementaryGroups=%s to pbxguard.service)",
+                    cfg->control_socket, cfg->control_group, cfg->control_group);
+        else if (e == EPERM && cfg->control_group[0])
+            log_err("control socket %s: cannot give it to control_group %s: chown(2) was refused "
+                    "(a system call filter without @chown?)",
+                    cfg->control_socket, cfg->control_group);
+        else if (e == ENOENT && cfg->control_group[0] && !getgrnam(cfg->control_group))
+            log_err("control socket %s: control_group %s: no such group", cfg->control_socket,
+                    cfg->control_group);
+        else
+            log_err("control socket %s: %s", cfg->control_socket,
+                    e == EADDRINUSE ? "another pbxguardd is serving it" : strerror(e));
         free(cc);
         errno = e;
         return NULL;

@@ -12,8 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/capability.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -59,9 +63,11 @@ static void log_error(void *data, const char *message)
 }
 
 /* Loads path into a new config; NULL if it has errors (each went to on_error, and their count
- * to on_summary, which has no data: the log or stderr). */
+ * to on_summary, which has no data: the log or stderr). A daemon that is to log in
+ * (need_secrets) also needs every secret that comes as a systemd credential; pbxguardd -t run
+ * by hand, outside the unit, can only say it did not check them. */
 static struct config *load_config(const char *path, config_error_fn on_error, void *data,
-                                  config_error_fn on_summary)
+                                  config_error_fn on_summary, bool need_secrets)
 {
     struct config *cfg = calloc(1, sizeof(*cfg));
     if (!cfg) {
@@ -73,6 +79,22 @@ static struct config *load_config(const char *path, config_error_fn on_error, vo
         char msg[CFG_PATH_MAX + 64];
         snprintf(msg, sizeof(msg), "%s: %d error%s", path, r, r == 1 ? "" : "s");
         on_summary(NULL, msg);
+    }
+    const struct cfg_ami *a = r == 0 ? config_unresolved_credential(cfg) : NULL;
+    if (a) {
+        char msg[CFG_PATH_MAX + 3 * CFG_NAME_MAX + 256];
+        snprintf(msg, sizeof(msg),
+                 "%s: [ami:%s] secret_file = " CFG_CREDENTIAL_PREFIX "%s: %s: "
+                 "$CREDENTIALS_DIRECTORY is not set (systemd sets it in a unit with "
+                 "LoadCredential=%s:PATH; outside such a unit use secret_file = /PATH)",
+                 path, a->name, a->credential, need_secrets ? "cannot be read" : "not checked",
+                 a->credential);
+        if (need_secrets) {
+            on_error(data, msg);
+            r = 1;
+        } else {
+            fprintf(stderr, "%s\n", msg);
+        }
     }
     if (r != 0) {
         config_free(cfg);
@@ -235,7 +257,7 @@ static int reload_config(void *data, config_error_fn on_error, void *err_data)
 
     notify_reloading();
     /* Each error reaches the caller; the count goes to the log only. */
-    struct config *next = load_config(d->config_path, report_error, &rep, log_error);
+    struct config *next = load_config(d->config_path, report_error, &rep, log_error, true);
     if (!next) {
         log_err("configuration reload failed; still running with the previous configuration");
         r = -EINVAL;
@@ -286,7 +308,7 @@ static void on_watchdog(struct loop *l, void *data)
 
 static int check_config(const char *path)
 {
-    struct config *cfg = load_config(path, print_error, NULL, print_error);
+    struct config *cfg = load_config(path, print_error, NULL, print_error, false);
     if (!cfg)
         return 1;
     config_dump(cfg, stdout);
@@ -295,18 +317,38 @@ static int check_config(const char *path)
     return 0;
 }
 
+/* Whether the effective capability set holds CAP_NET_ADMIN, which every nftables change
+ * needs. True when the kernel cannot say: netlink then reports what is missing. */
+static bool has_net_admin(void)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {{0}};
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        return true;
+    return data[CAP_NET_ADMIN / 32].effective & (1U << (CAP_NET_ADMIN % 32));
+}
+
 static int run(struct daemon *d)
 {
     uint64_t usec = 0;
     int r;
 
-    d->cfg = load_config(d->config_path, log_error, NULL, log_error);
+    if (!has_net_admin()) {
+        log_err("pbxguardd needs CAP_NET_ADMIN, the capability to manage its nftables table, and "
+                "runs as uid %u without it: start it as root, or as its own user with that "
+                "capability (AmbientCapabilities=CAP_NET_ADMIN, as pbxguard.service does)",
+                (unsigned)geteuid());
+        return 1;
+    }
+    d->cfg = load_config(d->config_path, log_error, NULL, log_error, true);
     if (!d->cfg)
         return 1;
     apply_logging(d);
     /* The database holds attacker addresses and account names: not for other users' eyes,
-     * also when started by hand rather than by systemd (UMask=0027 there). */
-    umask(0027);
+     * also when started by hand rather than by systemd. A stricter umask (the unit's
+     * UMask=0077) is kept. */
+    mode_t mask = umask(0);
+    umask(mask | 0027);
     if (lock_all(d) < 0)
         return 1;
     /* Writes to a socket whose peer left must fail with EPIPE, not kill the daemon. */
@@ -364,6 +406,14 @@ int daemon_main(int argc, char **argv)
     struct daemon d = {.config_path = CFG_DEFAULT_PATH, .lock_fds = {-1, -1}};
     bool check = false;
     int opt;
+
+    /* Before the configuration (and its AMI secrets) is read: no core dump, whatever
+     * RLIMIT_CORE and the core pattern say (a watchdog abort must not write the secret to
+     * disk), and no ptrace or /proc/PID/mem by other processes of the same user. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        fprintf(stderr, "pbxguardd: cannot turn core dumps off: %s\n", strerror(errno));
+        return 1;
+    }
 
     while ((opt = getopt(argc, argv, "c:tdVh")) != -1) {
         switch (opt) {
