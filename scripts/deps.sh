@@ -6,7 +6,7 @@ set -eu
 run_pkgs="meson ninja-build pkg-config gcc libc6-dev libnftnl-dev libmnl-dev libjansson-dev
   libsqlite3-dev libmd-dev libsystemd-dev nftables iproute2 python3 scdoc"
 test_pkgs="$run_pkgs libcmocka-dev clang clang-format libclang-rt-14-dev sqlite3 util-linux procps e2fsprogs
-  systemd"
+  systemd passwd man-db dpkg-dev build-essential debhelper lintian"
 
 case "${1:-}" in
 run) want=$run_pkgs ;;
