@@ -79,6 +79,13 @@ def test_daemon_unit_is_hardened():
     t.eq(dv.get("RestrictAddressFamilies"), ["AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
          "sockets are limited to UNIX, IP and netlink")
     t.ok(dv.get("ExecReload") == ["/bin/kill -HUP $MAINPID"], "reload sends SIGHUP")
+    # The filters apply in order: @chown must come back after "~@privileged", which holds it,
+    # or the daemon could never hand its socket to control_group.
+    filters = dv.get("SystemCallFilter", [])
+    t.ok(filters[:2] == ["@system-service", "~@privileged @resources"]
+         and filters[2:] == ["@chown"],
+         "system calls: @system-service without @privileged and @resources, but with @chown",
+         filters)
 
 
 def test_report_unit_is_hardened():
