@@ -1248,6 +1248,29 @@ static int read_file(struct parser *p, const char *path)
     return 0;
 }
 
+/* Reads text line by line into take_line(): 0, or -ENOMEM (reported). */
+static int read_buffer(struct parser *p, const char *text, size_t len)
+{
+    /* Lines are parsed in place: a copy, split at each newline. */
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        report(p, 0, NULL, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    for (size_t off = 0; off < len;) {
+        char *nl = memchr(copy + off, '\n', len - off);
+        size_t n = nl ? (size_t)(nl - (copy + off)) : len - off;
+        copy[off + n] = '\0';
+        take_line(p, copy + off, n);
+        off += n + 1;
+    }
+    explicit_bzero(copy, len + 1); /* it held secrets */
+    free(copy);
+    return 0;
+}
+
 /* Starts a parse named name (a path, or what stands for one in messages). */
 static int start(struct parser *p, const char *name, struct config *ret_cfg)
 {
@@ -1292,41 +1315,42 @@ int config_load_buffer(const char *name, const char *text, size_t len, struct co
     int r = start(&p, name, ret_cfg);
     if (r < 0)
         return r;
-    /* Lines are parsed in place: a copy, split at each newline. */
-    char *copy = malloc(len + 1);
-    if (!copy) {
-        report(&p, 0, NULL, "out of memory");
-        return -ENOMEM;
+    r = read_buffer(&p, text, len);
+    if (r < 0) {
+        free(p.service_lines);
+        return r;
     }
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    for (size_t off = 0; off < len;) {
-        char *nl = memchr(copy + off, '\n', len - off);
-        size_t n = nl ? (size_t)(nl - (copy + off)) : len - off;
-        copy[off + n] = '\0';
-        take_line(&p, copy + off, n);
-        off += n + 1;
-    }
-    explicit_bzero(copy, len + 1); /* it held secrets */
-    free(copy);
     return finish(&p);
 }
 
-int config_load_paths(const char *path, struct cfg_paths *ret_paths, config_error_fn on_error,
-                      void *data)
+/* config_load_paths() (from_file: read the file name) and its buffer twin. */
+static int load_paths(const char *name, bool from_file, const char *text, size_t len,
+                      struct cfg_paths *ret_paths, config_error_fn on_error, void *data)
 {
     struct config cfg;
     struct parser p = {
-        .path = path, .cfg = &cfg, .on_error = on_error, .data = data, .paths_only = true};
+        .path = name, .cfg = &cfg, .on_error = on_error, .data = data, .paths_only = true};
 
     config_defaults(&cfg);
-    int r = read_file(&p, path);
+    int r = from_file ? read_file(&p, name) : read_buffer(&p, text ? text : "", len);
     if (r < 0)
         return r;
     snprintf(ret_paths->database, sizeof(ret_paths->database), "%s", cfg.general.database);
     snprintf(ret_paths->control_socket, sizeof(ret_paths->control_socket), "%s",
              cfg.general.control_socket);
     return p.nerrors;
+}
+
+int config_load_paths(const char *path, struct cfg_paths *ret_paths, config_error_fn on_error,
+                      void *data)
+{
+    return load_paths(path, true, NULL, 0, ret_paths, on_error, data);
+}
+
+int config_load_paths_buffer(const char *name, const char *text, size_t len,
+                             struct cfg_paths *ret_paths, config_error_fn on_error, void *data)
+{
+    return load_paths(name, false, text, len, ret_paths, on_error, data);
 }
 
 void config_free(struct config *cfg)

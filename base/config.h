@@ -167,6 +167,9 @@ struct cfg_paths {
  * (0 = ret_paths is valid), or -errno if the file cannot be read (also reported). */
 int config_load_paths(const char *path, struct cfg_paths *ret_paths, config_error_fn on_error,
                       void *data);
+/* The same over text in memory (len bytes), named name in messages; -ENOMEM aside, never < 0. */
+int config_load_paths_buffer(const char *name, const char *text, size_t len,
+                             struct cfg_paths *ret_paths, config_error_fn on_error, void *data);
 /* The first [ami:NAME] whose secret is a systemd credential that could not be read because
  * $CREDENTIALS_DIRECTORY is not set (the configuration was loaded outside the unit that
  * provides it), or NULL. Such a configuration is valid for the CLI and for pbxguardd -t, but

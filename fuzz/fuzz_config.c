@@ -3,7 +3,9 @@
  * printable ASCII (values are quoted escaped, so no control byte reaches a terminal); a valid
  * result holds its bounds (NUL-terminated strings, counts within their arrays); and what
  * config_dump() prints of it reads back as a valid configuration that dumps the same. Aborts on
- * a violation. A secret_file line opens what it names (read-only, non-blocking). */
+ * a violation. A secret_file line opens what it names (read-only, non-blocking). The CLI's
+ * reader of [general]'s two paths (config_load_paths_buffer()) reads the same input: it keeps the
+ * same promises and, on a file the daemon takes, gives the daemon's paths. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,6 +97,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned nmsg = 0;
     int r = config_load_buffer(NAME, (const char *)data, size, &cfg, check_message, &nmsg);
     if (r < 0 || (unsigned)r != nmsg)
+        abort();
+    /* The CLI's reader of the two paths: the same promises, and on a file the daemon takes,
+     * the daemon's paths. */
+    struct cfg_paths paths;
+    unsigned npaths = 0;
+    int rp =
+        config_load_paths_buffer(NAME, (const char *)data, size, &paths, check_message, &npaths);
+    if (rp < 0 || (unsigned)rp != npaths || (r == 0 && rp != 0))
+        abort();
+    if (rp == 0) {
+        check_string(paths.database, sizeof(paths.database), 1);
+        check_string(paths.control_socket, sizeof(paths.control_socket), 1);
+        if (paths.database[0] != '/' || paths.control_socket[0] != '/')
+            abort();
+    }
+    if (r == 0 && (strcmp(paths.database, cfg.general.database) != 0 ||
+                   strcmp(paths.control_socket, cfg.general.control_socket) != 0))
         abort();
     if (r == 0) {
         check_config(&cfg);
