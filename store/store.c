@@ -26,12 +26,14 @@ enum {
     ST_OFFENCES,
     ST_BANS_EXPIRE,
     ST_BANS_ACTIVE,
+    ST_BANS_ACTIVE_PAGE,
     ST_PRUNE_FAILURES,
     ST_PRUNE_BANS,
     ST_PRUNE_INCIDENTS,
     ST_PRUNE_RUNS,
     ST_INCIDENT,
     ST_KEY_STATS,
+    ST_KEY_SEEN,
     ST_SHOW_SUMMARY,
     ST_SHOW_BY_TYPE,
     ST_SHOW_ACCOUNTS,
@@ -73,6 +75,9 @@ static const char *const sql[ST_COUNT] = {
                        "AND expires_ms <= ?1 LIMIT ?2)",
     [ST_BANS_ACTIVE] = "SELECT " BAN_COLUMNS " FROM bans WHERE ended_ms IS NULL "
                        "AND (expires_ms IS NULL OR expires_ms > ?1) ORDER BY start_ms, id",
+    [ST_BANS_ACTIVE_PAGE] = "SELECT " BAN_COLUMNS " FROM bans INDEXED BY bans_active_list "
+                            "WHERE ended_ms IS NULL AND id > ?2 "
+                            "AND (expires_ms IS NULL OR expires_ms > ?1) ORDER BY id LIMIT ?3",
     [ST_PRUNE_FAILURES] = "DELETE FROM failures WHERE id IN (SELECT id FROM failures "
                           "WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
     [ST_PRUNE_BANS] = "DELETE FROM bans WHERE id IN (SELECT id FROM bans WHERE start_ms < ?1 "
@@ -85,12 +90,16 @@ static const char *const sql[ST_COUNT] = {
                       "ORDER BY id LIMIT ?2)",
     [ST_INCIDENT] = "INSERT INTO daemon_events (ts_ms, kind, source, message) "
                     "VALUES (?1, ?2, ?3, ?4)",
-    [ST_ACTIVE_COUNT] = "SELECT family, count(*) FROM bans WHERE ended_ms IS NULL "
-                        "AND (expires_ms IS NULL OR expires_ms > ?1) GROUP BY family",
+    [ST_ACTIVE_COUNT] = "SELECT family, reason, count(*) FROM bans INDEXED BY bans_active_list "
+                        "WHERE ended_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?1) "
+                        "GROUP BY family, reason",
     [ST_COUNTS_SINCE] = "SELECT (SELECT count(*) FROM failures WHERE ts_ms >= ?1), "
                         "(SELECT count(*) FROM bans WHERE start_ms >= ?1)",
     [ST_KEY_STATS] = "SELECT count(*), total(weight), min(ts_ms), max(ts_ms) FROM failures "
                      "WHERE key = ?1",
+    /* Two index seeks, however many failures the key has (count(*) would walk them all). */
+    [ST_KEY_SEEN] = "SELECT (SELECT min(ts_ms) FROM failures WHERE key = ?1), "
+                    "(SELECT max(ts_ms) FROM failures WHERE key = ?1)",
     [ST_SHOW_SUMMARY] = "SELECT count(*), total(whitelisted), min(ts_ms), max(ts_ms) "
                         "FROM failures WHERE key = ?1 AND addr = ?2",
     [ST_SHOW_BY_TYPE] = "SELECT service, event_type, count(*), total(weight) FROM failures "
@@ -1013,6 +1022,19 @@ int store_bans_active(struct store *s, int64_t now_ms, store_ban_fn fn, void *da
     return walk_bans(s, st, fn, data);
 }
 
+int store_bans_active_page(struct store *s, int64_t now_ms, int64_t after_id, unsigned max,
+                           store_ban_fn fn, void *data)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_BANS_ACTIVE_PAGE];
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, after_id);
+    sqlite3_bind_int64(st, 3, max);
+    return walk_bans(s, st, fn, data);
+}
+
 struct covering {
     bool active_only;
     int64_t now_ms;
@@ -1094,6 +1116,25 @@ int store_incident(struct store *s, int64_t ts_ms, const char *kind, const char 
     return run(s, st);
 }
 
+int store_key_seen(struct store *s, const struct addr_prefix *key, int64_t *ret_first_ms,
+                   int64_t *ret_last_ms)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_KEY_SEEN];
+    sqlite3_bind_text(st, 1, key_text(s, key), -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_first_ms = sqlite3_column_int64(st, 0); /* NULL reads as 0 */
+        *ret_last_ms = sqlite3_column_int64(st, 1);
+    } else {
+        r = row_error(s, rc);
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
 int store_key_stats(struct store *s, const struct addr_prefix *key, struct store_key_stats *ret)
 {
     int r = turn_begin(s);
@@ -1114,22 +1155,36 @@ int store_key_stats(struct store *s, const struct addr_prefix *key, struct store
     return r;
 }
 
-int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, uint64_t *ret_v6)
+int store_bans_active_tally(struct store *s, int64_t now_ms, struct store_active_tally *ret)
 {
-    uint64_t n[2] = {0, 0};
+    struct store_active_tally t = {0};
     int rc, r = turn_begin(s);
     if (r < 0)
         return r;
     sqlite3_stmt *st = s->st[ST_ACTIVE_COUNT];
     sqlite3_bind_int64(st, 1, now_ms);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        n[sqlite3_column_int(st, 0) == 4 ? 0 : 1] = (uint64_t)sqlite3_column_int64(st, 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *reason = sqlite3_column_text(st, 1);
+        bool manual = reason && strcmp((const char *)reason, "manual") == 0;
+        t.n[sqlite3_column_int(st, 0) == 4 ? 0 : 1]
+           [manual ? STORE_BAN_MANUAL : STORE_BAN_THRESHOLD] +=
+            (uint64_t)sqlite3_column_int64(st, 2);
+    }
     if (rc != SQLITE_DONE)
         r = row_error(s, rc);
     sqlite3_reset(st);
+    if (r == 0)
+        *ret = t;
+    return r;
+}
+
+int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, uint64_t *ret_v6)
+{
+    struct store_active_tally t;
+    int r = store_bans_active_tally(s, now_ms, &t);
     if (r == 0) {
-        *ret_v4 = n[0];
-        *ret_v6 = n[1];
+        *ret_v4 = t.n[0][0] + t.n[0][1];
+        *ret_v6 = t.n[1][0] + t.n[1][1];
     }
     return r;
 }

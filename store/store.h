@@ -143,9 +143,20 @@ typedef int (*store_ban_fn)(void *data, const struct store_ban *b);
 /* Every active ban at now_ms (not ended, not expired), oldest first: restore at start,
  * self-healing, `list`. */
 int store_bans_active(struct store *s, int64_t now_ms, store_ban_fn fn, void *data);
+/* Up to max active bans at now_ms whose id is above after_id, in id order (oldest first): one
+ * page of `list`. A walk of the active-bans index from after_id on, so a page costs the same
+ * however many bans there are; the next page starts after the last id seen. */
+int store_bans_active_page(struct store *s, int64_t now_ms, int64_t after_id, unsigned max,
+                           store_ban_fn fn, void *data);
 /* How many bans are active at now_ms, by family (for the bans.active gauges). A walk of the
- * active-bans index: call it every few seconds, not per event. */
+ * active-bans index (about 3 ms per 100k bans): every few seconds or per command, not per
+ * event. */
 int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, uint64_t *ret_v6);
+/* The same walk, by family ([0] IPv4, [1] IPv6) and reason (enum store_ban_reason). */
+struct store_active_tally {
+    uint64_t n[2][2];
+};
+int store_bans_active_tally(struct store *s, int64_t now_ms, struct store_active_tally *ret);
 /* Failures recorded and bans placed at or after since_ms (status: "today"). Indexed range
  * counts: cheap enough for a command, not for every event. */
 int store_counts_since(struct store *s, int64_t since_ms, uint64_t *ret_failures,
@@ -173,6 +184,10 @@ struct store_key_stats {
     int64_t first_ms, last_ms; /* 0 if count == 0 */
 };
 int store_key_stats(struct store *s, const struct addr_prefix *key, struct store_key_stats *ret);
+/* The first and last failure recorded for key (0 if none): two index seeks, whatever the count,
+ * so `list` may ask it of every ban it shows. */
+int store_key_seen(struct store *s, const struct addr_prefix *key, int64_t *ret_first_ms,
+                   int64_t *ret_last_ms);
 
 /* Everything about one address, for `show ADDR`. key is the address's counting key (failures
  * are found under it, then filtered to the address). The callbacks may be NULL. */

@@ -605,6 +605,86 @@ static void active_bans_exclude_ended_and_expired(void **state)
     store_close(s);
 }
 
+static void version_4_file_gets_the_active_bans_index(void **state)
+{
+    struct tmp *t = *state;
+    make_old_file(t->db, 4); /* the schema before the active-bans index (005) */
+    store_close(open_ok(t->db));
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), schema_nmigrations);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                    "AND name = 'bans_active_list'"),
+                     1);
+}
+
+struct page {
+    int64_t ids[16];
+    char prefixes[16][ADDR_STRLEN];
+    unsigned n;
+};
+
+static int page_ban(void *data, const struct store_ban *b)
+{
+    struct page *p = data;
+    p->ids[p->n] = b->id;
+    addr_prefix_format(&b->prefix, p->prefixes[p->n], sizeof(p->prefixes[0]));
+    p->n++;
+    return 0;
+}
+
+static void active_bans_page_in_id_order_from_a_cursor(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    /* Seven bans; the 3rd is lifted and the 5th has expired by t = 1000. */
+    for (int i = 1; i <= 7; i++) {
+        char a[32];
+        snprintf(a, sizeof(a), "198.51.100.%d", i);
+        struct store_ban b = {.prefix = fx_prefix(a),
+                              .start_ms = 10 - i, /* start order is not id order */
+                              .expires_ms = i == 5 ? 500 : 0,
+                              .event_type = -1};
+        if (i == 3) {
+            b.ended_ms = 100;
+            b.end = STORE_BAN_LIFTED;
+        }
+        assert_int_equal(store_ban_add(s, &b, NULL), 0);
+    }
+    struct page p = {0};
+    assert_int_equal(store_bans_active_page(s, 1000, 0, 3, page_ban, &p), 0);
+    assert_int_equal(p.n, 3);
+    assert_string_equal(p.prefixes[0], "198.51.100.1");
+    assert_string_equal(p.prefixes[1], "198.51.100.2");
+    assert_string_equal(p.prefixes[2], "198.51.100.4");
+    int64_t cursor = p.ids[2];
+    p.n = 0;
+    assert_int_equal(store_bans_active_page(s, 1000, cursor, 3, page_ban, &p), 0);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.prefixes[0], "198.51.100.6");
+    assert_string_equal(p.prefixes[1], "198.51.100.7");
+    p.n = 0;
+    assert_int_equal(store_bans_active_page(s, 1000, p.ids[1] + 0, 3, page_ban, &p), 0);
+    assert_int_equal(p.n, 0);
+    store_close(s);
+}
+
+static void key_seen_gives_the_first_and_last_failure(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct addr_prefix k = fx_prefix("203.0.113.5");
+    int64_t first = -1, last = -1;
+    assert_int_equal(store_key_seen(s, &k, &first, &last), 0);
+    assert_int_equal(first, 0);
+    assert_int_equal(last, 0);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "PJSIP", "203.0.113.5");
+    for (int64_t ts = 3000; ts >= 1000; ts -= 1000)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, ts), 0);
+    assert_int_equal(store_key_seen(s, &k, &first, &last), 0);
+    assert_int_equal(first, 1000);
+    assert_int_equal(last, 3000);
+    store_close(s);
+}
+
 static void active_ban_counts_are_by_family_and_skip_ended_and_expired(void **state)
 {
     struct tmp *t = *state;
@@ -612,7 +692,7 @@ static void active_ban_counts_are_by_family_and_skip_ended_and_expired(void **st
     struct store_ban b[] = {
         {.prefix = fx_prefix("192.0.2.1"), .expires_ms = 5000, .event_type = -1},
         {.prefix = fx_prefix("192.0.2.2"), .expires_ms = 500, .event_type = -1},
-        {.prefix = fx_prefix("192.0.2.3"), .event_type = -1},
+        {.prefix = fx_prefix("192.0.2.3"), .reason = STORE_BAN_MANUAL, .event_type = -1},
         {.prefix = fx_prefix("192.0.2.4"),
          .expires_ms = 5000,
          .ended_ms = 100,
@@ -626,6 +706,12 @@ static void active_ban_counts_are_by_family_and_skip_ended_and_expired(void **st
     assert_int_equal(store_bans_active_count(s, 1000, &v4, &v6), 0);
     assert_int_equal(v4, 2);
     assert_int_equal(v6, 1);
+    struct store_active_tally tally;
+    assert_int_equal(store_bans_active_tally(s, 1000, &tally), 0);
+    assert_int_equal(tally.n[0][STORE_BAN_THRESHOLD], 1);
+    assert_int_equal(tally.n[0][STORE_BAN_MANUAL], 1);
+    assert_int_equal(tally.n[1][STORE_BAN_THRESHOLD], 1);
+    assert_int_equal(tally.n[1][STORE_BAN_MANUAL], 0);
     store_close(s);
 }
 
@@ -908,6 +994,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(active_ban_counts_are_by_family_and_skip_ended_and_expired,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(active_bans_exclude_ended_and_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(version_4_file_gets_the_active_bans_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(active_bans_page_in_id_order_from_a_cursor, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(key_seen_gives_the_first_and_last_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(
             ban_decided_in_a_turn_whose_commit_failed_is_replayed_next_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(turn_rolled_back_by_sqlite_midway_is_replayed_once, setup,
