@@ -26,6 +26,7 @@ struct loop {
     bool stopping;
     uint64_t now_ms;
     int64_t wall_ms;
+    uint64_t turn; /* turns started, for per-turn budgets (loop_turn()) */
 
     /* Min-heap of armed timers, 1-based (index 0 unused) so heap_index 0 means "not armed". */
     struct loop_timer **heap;
@@ -300,6 +301,7 @@ int loop_run(struct loop *l)
             return -errno;
         }
         refresh_clocks(l);
+        l->turn++;
         l->batch = evs;
         l->batch_len = n;
         for (int i = 0; i < n; i++) {
@@ -323,6 +325,11 @@ void loop_stop(struct loop *l)
 uint64_t loop_now_ms(struct loop *l)
 {
     return l->now_ms;
+}
+
+uint64_t loop_turn(const struct loop *l)
+{
+    return l->turn;
 }
 
 int64_t loop_wall_ms(struct loop *l)

@@ -52,6 +52,9 @@ void loop_stop(struct loop *l);
 
 /* Monotonic milliseconds, refreshed at the start of each turn. */
 uint64_t loop_now_ms(struct loop *l);
+/* The number of the current turn (1 for the first; 0 before loop_run()): code that budgets
+ * its work per turn starts a new budget when this changes. */
+uint64_t loop_turn(const struct loop *l);
 /* Wall-clock Unix milliseconds, refreshed at the start of each turn. */
 int64_t loop_wall_ms(struct loop *l);
 /* Reads the clocks directly (for code outside a turn). */

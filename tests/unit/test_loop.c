@@ -98,9 +98,12 @@ static void io_callbacks_and_turn_end_hooks_run(void **state)
     loop_timer_init(&stop, stop_now, NULL);
     loop_timer_arm(l, &stop, 20);
     assert_int_equal(write(p[1], "q", 1), 1);
+    assert_int_equal(loop_turn(l), 0);
     assert_int_equal(loop_run(l), 0);
     assert_string_equal(r.order, "q");
     assert_true(hooks.n >= 1);
+    /* The hooks run once a turn, and loop_turn() numbers the turns. */
+    assert_int_equal(loop_turn(l), hooks.n);
     loop_io_del(l, &io);
     close(p[0]);
     close(p[1]);
