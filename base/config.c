@@ -120,6 +120,8 @@ static const struct key_def general_keys[] = {
     {"database", K_PATH, FLD(cfg_general, database), 0, 1, 0, NULL},
     {"control_socket", K_PATH, FLD(cfg_general, control_socket), 0, 1, SUN_PATH_MAX, NULL},
     {"control_group", K_NAME, FLD(cfg_general, control_group), 0, 0, 0, NULL},
+    {"group_min_prefix4", K_UINT, FLD(cfg_general, group_min_prefix4), 0, 1, 32, NULL},
+    {"group_min_prefix6", K_UINT, FLD(cfg_general, group_min_prefix6), 0, 1, 128, NULL},
     {"lock_file", K_PATH, FLD(cfg_general, lock_file), 0, 1, 0, NULL},
     {"log_level", K_ENUM, FLD(cfg_general, log_level), 0, 0, 0, level_names},
     {"log_target", K_ENUM, FLD(cfg_general, log_target), 0, 0, 0, target_names},
@@ -333,6 +335,8 @@ void config_defaults(struct config *ret_cfg)
     c->general.log_target = LOG_TARGET_STDERR;
     c->general.retention_s = 30 * 86400;
     c->general.database_mmap_mib = 1024;
+    c->general.group_min_prefix4 = 24;
+    c->general.group_min_prefix6 = 48;
 
     c->policy.maxretry = 5;
     c->policy.findtime_s = 600;

@@ -23,12 +23,14 @@ struct cfg_general {
     char database[CFG_PATH_MAX];       /* /var/lib/pbxguard/pbxguard.db */
     char control_socket[CFG_PATH_MAX]; /* /run/pbxguard/control.sock */
     char control_group[CFG_NAME_MAX];  /* "" = root only (0600); else 0660 with this group */
-    char lock_file[CFG_PATH_MAX];      /* /run/pbxguard/pbxguardd.lock */
-    enum log_level log_level;          /* info */
-    enum log_target log_target;        /* stderr */
-    int64_t retention_s;        /* 30d: failures and lifted bans older than this are pruned */
-    unsigned database_mmap_mib; /* 1024: SQLite reads the file through a window this big;
-                                   0 = plain reads (less RSS, slower on huge tables) */
+    unsigned group_min_prefix4;   /* 24: the widest IPv4 prefix control_group may ban or unban */
+    unsigned group_min_prefix6;   /* 48: the same for IPv6 */
+    char lock_file[CFG_PATH_MAX]; /* /run/pbxguard/pbxguardd.lock */
+    enum log_level log_level;     /* info */
+    enum log_target log_target;   /* stderr */
+    int64_t retention_s;          /* 30d: failures and lifted bans older than this are pruned */
+    unsigned database_mmap_mib;   /* 1024: SQLite reads the file through a window this big;
+                                     0 = plain reads (less RSS, slower on huge tables) */
 };
 
 enum cfg_ami_auth { CFG_AMI_AUTH_MD5 = 0, CFG_AMI_AUTH_PLAIN };

@@ -9,7 +9,10 @@
 /* One request line, newline included. */
 #define CTL_REQUEST_MAX (64 * 1024)
 /* One reply line; the daemon replaces a larger one by an error. */
-#define CTL_REPLY_MAX (32 * 1024 * 1024)
+#define CTL_REPLY_MAX (4 * 1024 * 1024)
+
+/* The most bans one `list` reply holds; the CLI follows the reply's "cursor" for more. */
+#define CTL_LIST_PAGE_MAX 1000
 
 /* A manual ban's note (--reason), in bytes. */
 #define CTL_NOTE_MAX 200

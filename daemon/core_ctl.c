@@ -175,6 +175,7 @@ struct core_ctl *core_ctl_new(struct core *c, struct loop *l, const struct cfg_g
         errno = e;
         return NULL;
     }
+    ctl_set_paged(cc->ctl, ctl_cmd_paged);
     return cc;
 }
 

@@ -1,8 +1,17 @@
 /* The control server. One listening socket and up to CTL_CLIENTS_MAX clients, all non-blocking
  * on the daemon's loop. A client is a small state machine: read until a newline (at most
  * CTL_REQUEST_MAX bytes), answer, flush the reply, read the next request. While a reply is
- * being flushed the client is not read, so one client holds at most one request and one reply
- * in memory. Each step must finish within CTL_DEADLINE_MS or the client is cut off. */
+ * being flushed, or a request waits in a queue, the client is not read, so one client holds at
+ * most one request and one reply in memory. Each step must finish within CTL_DEADLINE_MS (a
+ * queued request within CTL_QUEUE_DEADLINE_MS) or the client is cut off.
+ *
+ * Scheduling: the handlers' time is summed per loop turn. A request is answered at once while
+ * the turn's budget lasts and nobody waits ahead of it (for a paged request: no light request
+ * waits, and a page fits in the free reply memory); otherwise the client joins the queue of its
+ * class. A timer resumes the queues every turn: light requests first, then paged ones, each
+ * queue in order, while the budget lasts, and at least one of each per turn so that both always
+ * progress. A client with several requests in its buffer goes back to the end of the queue
+ * between them whenever others wait. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -14,9 +23,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
+
+enum { Q_LIGHT, Q_PAGED, Q_COUNT };
 
 struct ctl_client {
     struct ctl *ctl;
@@ -30,11 +42,18 @@ struct ctl_client {
     size_t outlen, outoff;
     bool stop; /* close once the queued reply is flushed */
     bool eof;  /* the client sent all it will: answer complete lines, then close */
+    /* While queued: the parsed request (its line, reqlen bytes and a newline, is still first
+     * in `in`), which queue, and the next client in it. */
+    json_t *req;
+    size_t reqlen;
+    int queue; /* -1: not queued */
+    struct ctl_client *qnext;
 };
 
 struct ctl {
     struct loop *loop;
     ctl_handler_fn handler;
+    ctl_paged_fn paged;
     void *data;
     int fd;
     struct loop_io io;
@@ -46,6 +65,15 @@ struct ctl {
     struct ctl_client *clients;
     unsigned nclients;
     bool paused; /* at CTL_CLIENTS_MAX: new connections wait in the listen backlog */
+
+    /* This turn's budget. */
+    uint64_t turn;
+    uint64_t spent_us;
+    unsigned served[Q_COUNT];
+    /* Clients whose request waits, in order. */
+    struct ctl_client *qhead[Q_COUNT], *qtail[Q_COUNT];
+    struct loop_timer resume;
+    size_t out_bytes; /* queued reply bytes, all clients together */
 };
 
 json_t *ctl_error(enum ctl_code code, const char *fmt, ...)
@@ -68,11 +96,97 @@ unsigned ctl_clients(const struct ctl *c)
     return c->nclients;
 }
 
+void ctl_set_paged(struct ctl *c, ctl_paged_fn paged)
+{
+    c->paged = paged;
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Starts a fresh budget when the loop has begun a new turn. */
+static void budget_refresh(struct ctl *c)
+{
+    uint64_t turn = loop_turn(c->loop);
+    if (turn == c->turn)
+        return;
+    c->turn = turn;
+    c->spent_us = 0;
+    memset(c->served, 0, sizeof(c->served));
+}
+
+static bool page_fits(const struct ctl *c)
+{
+    return c->out_bytes + CTL_PAGE_BYTES_MAX <= CTL_OUT_MAX;
+}
+
+static bool may_answer_now(struct ctl *c, int q)
+{
+    budget_refresh(c);
+    if (c->qhead[Q_LIGHT] || (q == Q_PAGED && (c->qhead[Q_PAGED] || !page_fits(c))))
+        return false;
+    return c->spent_us < CTL_TURN_BUDGET_US;
+}
+
+static void enqueue(struct ctl_client *cl, int q)
+{
+    struct ctl *c = cl->ctl;
+    cl->queue = q;
+    cl->qnext = NULL;
+    if (c->qtail[q])
+        c->qtail[q]->qnext = cl;
+    else
+        c->qhead[q] = cl;
+    c->qtail[q] = cl;
+    loop_timer_arm(c->loop, &cl->deadline, CTL_QUEUE_DEADLINE_MS);
+    if (!loop_timer_armed(&c->resume))
+        loop_timer_arm(c->loop, &c->resume, 1);
+}
+
+static void dequeue(struct ctl_client *cl)
+{
+    struct ctl *c = cl->ctl;
+    int q = cl->queue;
+    if (q < 0)
+        return;
+    struct ctl_client **pp = &c->qhead[q], *prev = NULL;
+    while (*pp && *pp != cl) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
+    }
+    if (*pp)
+        *pp = cl->qnext;
+    if (c->qtail[q] == cl)
+        c->qtail[q] = prev;
+    cl->queue = -1;
+    cl->qnext = NULL;
+}
+
+/* Writes one short line without waiting (a refusal, a "busy"): the socket buffer of a
+ * connection that has taken its replies always has room for it. */
+static void send_line_now(int fd, json_t *reply)
+{
+    char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+    json_decref(reply);
+    if (!s)
+        return;
+    struct iovec iov[2] = {{s, strlen(s)}, {"\n", 1}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    (void)!sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(s);
+}
+
 /* Removes the client from the loop, closes its socket and frees it. */
 static void client_close(struct ctl_client *cl)
 {
     struct ctl *c = cl->ctl;
     int fd = cl->io.fd;
+    dequeue(cl);
+    json_decref(cl->req);
     loop_io_del(c->loop, &cl->io);
     if (fd >= 0)
         close(fd);
@@ -86,6 +200,8 @@ static void client_close(struct ctl_client *cl)
     c->nclients--;
     if (c->paused && c->nclients < CTL_CLIENTS_MAX && loop_io_mod(c->loop, &c->io, EPOLLIN) == 0)
         c->paused = false;
+    if (cl->out)
+        c->out_bytes -= cl->outlen;
     free(cl->in);
     free(cl->out);
     free(cl);
@@ -93,7 +209,13 @@ static void client_close(struct ctl_client *cl)
 
 static void client_deadline(struct loop *l, void *data)
 {
-    client_close(data);
+    struct ctl_client *cl = data;
+    if (cl->queue >= 0)
+        send_line_now(cl->io.fd, ctl_error(CTL_CODE_FAILED,
+                                           "the daemon is too busy to answer within %d s; "
+                                           "try again",
+                                           CTL_QUEUE_DEADLINE_MS / 1000));
+    client_close(cl);
 }
 
 /* Writes what the socket takes now. Returns 1 when everything is flushed, 0 when more is
@@ -112,20 +234,29 @@ static int client_flush(struct ctl_client *cl)
         }
         cl->outoff += (size_t)n;
     }
+    cl->ctl->out_bytes -= cl->outlen;
     free(cl->out);
     cl->out = NULL;
     cl->outlen = cl->outoff = 0;
     return 1;
 }
 
-/* Serializes reply (consumed) as one line into the output buffer. */
+/* Serializes reply (consumed) as one line into the output buffer, within the per-reply cap and
+ * the reply memory all clients share. */
 static void client_queue(struct ctl_client *cl, json_t *reply)
 {
+    struct ctl *c = cl->ctl;
     char *s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
     json_decref(reply);
     if (s && strlen(s) + 1 > CTL_REPLY_MAX) {
         free(s);
         reply = ctl_error(CTL_CODE_FAILED, "reply too large (over %d bytes)", CTL_REPLY_MAX);
+        s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+        json_decref(reply);
+    } else if (s && strlen(s) + 1 > CTL_OUT_MAX - c->out_bytes) {
+        free(s);
+        reply = ctl_error(CTL_CODE_FAILED, "the daemon's reply memory is taken by other "
+                                           "clients; try again");
         s = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
         json_decref(reply);
     }
@@ -149,39 +280,66 @@ static void client_queue(struct ctl_client *cl, json_t *reply)
     cl->out = line;
     cl->outlen = n + 1;
     cl->outoff = 0;
+    c->out_bytes += cl->outlen;
 }
 
-static json_t *answer(struct ctl_client *cl, const char *line, size_t len)
+/* Drops the answered request's line (len bytes and its newline) from the input buffer. */
+static void consume(struct ctl_client *cl, size_t len)
 {
-    json_error_t jerr;
-    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!req)
-        return ctl_error(CTL_CODE_USAGE, "malformed request: %s", jerr.text);
-    json_t *reply;
-    const char *cmd = json_string_value(json_object_get(req, "cmd"));
-    if (!json_is_object(req))
-        reply = ctl_error(CTL_CODE_USAGE, "malformed request: not a JSON object");
-    else if (!cmd)
-        reply = ctl_error(CTL_CODE_USAGE, "malformed request: no \"cmd\" string");
-    else {
-        reply = cl->ctl->handler(cl->ctl->data, cmd, req, &cl->peer);
-        if (!reply)
-            reply = ctl_error(CTL_CODE_FAILED, "internal error");
-    }
-    json_decref(req);
-    return reply;
+    cl->inlen -= len + 1;
+    memmove(cl->in, cl->in + len + 1, cl->inlen);
 }
 
-/* Answers the first complete line in the input buffer, if there is one. Returns true if it did. */
+/* Answers a parsed request (consumed) whose line is first in the input buffer. */
+static void answer(struct ctl_client *cl, int q, json_t *req, size_t len)
+{
+    struct ctl *c = cl->ctl;
+    uint64_t t0 = mono_us();
+    json_t *reply =
+        c->handler(c->data, json_string_value(json_object_get(req, "cmd")), req, &cl->peer);
+    if (!reply)
+        reply = ctl_error(CTL_CODE_FAILED, "internal error");
+    json_decref(req);
+    budget_refresh(c);
+    c->spent_us += mono_us() - t0;
+    c->served[q]++;
+    client_queue(cl, reply);
+    consume(cl, len);
+}
+
+/* Takes the first complete line in the input buffer, if there is one: answers it now (a
+ * malformed one always: that is cheap), or queues the client. Returns true if it answered. */
 static bool client_process(struct ctl_client *cl)
 {
+    struct ctl *c = cl->ctl;
     char *nl = cl->inlen ? memchr(cl->in, '\n', cl->inlen) : NULL;
     if (!nl)
         return false;
     size_t len = (size_t)(nl - cl->in);
-    client_queue(cl, answer(cl, cl->in, len));
-    cl->inlen -= len + 1;
-    memmove(cl->in, nl + 1, cl->inlen);
+    json_error_t jerr;
+    json_t *req = json_loadb(cl->in, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *bad = NULL;
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    if (!req)
+        bad = ctl_error(CTL_CODE_USAGE, "malformed request: %s", jerr.text);
+    else if (!json_is_object(req))
+        bad = ctl_error(CTL_CODE_USAGE, "malformed request: not a JSON object");
+    else if (!cmd)
+        bad = ctl_error(CTL_CODE_USAGE, "malformed request: no \"cmd\" string");
+    if (bad) {
+        json_decref(req);
+        client_queue(cl, bad);
+        consume(cl, len);
+        return true;
+    }
+    int q = c->paged && c->paged(cmd) ? Q_PAGED : Q_LIGHT;
+    if (!may_answer_now(c, q)) {
+        cl->req = req;
+        cl->reqlen = len;
+        enqueue(cl, q);
+        return false;
+    }
+    answer(cl, q, req, len);
     return true;
 }
 
@@ -240,6 +398,12 @@ static void client_step(struct ctl_client *cl)
         if (!client_process(cl))
             break;
     }
+    if (cl->queue >= 0) {
+        /* Its request waits for a later turn: read nothing more meanwhile. */
+        if (loop_io_mod(l, &cl->io, 0) < 0)
+            goto close;
+        return;
+    }
     if (cl->eof)
         goto close;
     if (loop_io_mod(l, &cl->io, EPOLLIN | EPOLLRDHUP) < 0)
@@ -249,11 +413,39 @@ close:
     client_close(cl);
 }
 
+/* Every turn while requests wait: light ones first, then paged ones, while the budget lasts;
+ * at least one of each class per turn. */
+static void on_resume(struct loop *l, void *data)
+{
+    struct ctl *c = data;
+    budget_refresh(c);
+    for (int q = 0; q < Q_COUNT; q++) {
+        while (c->qhead[q] && (c->served[q] == 0 || c->spent_us < CTL_TURN_BUDGET_US) &&
+               (q == Q_LIGHT || page_fits(c))) {
+            struct ctl_client *cl = c->qhead[q];
+            dequeue(cl);
+            json_t *req = cl->req;
+            cl->req = NULL;
+            loop_timer_arm(l, &cl->deadline, CTL_DEADLINE_MS); /* to take the reply */
+            answer(cl, q, req, cl->reqlen);
+            client_step(cl); /* may queue it again, or close it */
+        }
+    }
+    if (c->qhead[Q_LIGHT] || c->qhead[Q_PAGED])
+        loop_timer_arm(l, &c->resume, 1);
+}
+
 static void client_io(struct loop *l, int fd, uint32_t events, void *data)
 {
     struct ctl_client *cl = data;
     bool writing = cl->outoff < cl->outlen;
 
+    if (cl->queue >= 0) {
+        /* Waiting for its turn: only a hang-up matters. */
+        if (events & (EPOLLHUP | EPOLLERR))
+            client_close(cl);
+        return;
+    }
     if (!writing && (events & (EPOLLIN | EPOLLRDHUP))) {
         int r = client_read(cl);
         if (r == -EMSGSIZE) {
@@ -299,6 +491,31 @@ static bool peer_in_group(int fd, gid_t group, gid_t primary)
     return found;
 }
 
+/* Connections an unprivileged peer may not open now: its own beyond CTL_CLIENTS_PER_UID, or
+ * any into the slots kept for root. NULL if it may. */
+static json_t *over_cap(const struct ctl *c, uid_t uid)
+{
+    unsigned mine = 0, unprivileged = 0;
+    for (const struct ctl_client *cl = c->clients; cl; cl = cl->next) {
+        if (cl->peer.privileged)
+            continue;
+        unprivileged++;
+        if (cl->peer.uid == uid)
+            mine++;
+    }
+    if (mine >= CTL_CLIENTS_PER_UID)
+        return ctl_error(CTL_CODE_FAILED,
+                         "too many connections: uid %u already has %u open, the most one user "
+                         "may hold at once (root has no such limit); close some and retry",
+                         (unsigned)uid, mine);
+    if (unprivileged >= CTL_CLIENTS_MAX - CTL_CLIENTS_RESERVED)
+        return ctl_error(CTL_CODE_FAILED,
+                         "too many connections: control_group members hold %u, the most they "
+                         "may (the other %d are kept for root); retry later",
+                         unprivileged, CTL_CLIENTS_RESERVED);
+    return NULL;
+}
+
 static void accept_one(struct ctl *c, int fd)
 {
     struct ucred cred;
@@ -307,23 +524,18 @@ static void accept_one(struct ctl *c, int fd)
         close(fd);
         return;
     }
+    bool privileged = cred.uid == 0 || cred.uid == geteuid();
     json_t *refusal = NULL;
-    if (cred.uid != 0 && cred.uid != geteuid() &&
-        !(c->has_group && peer_in_group(fd, c->group, cred.gid)))
+    if (!privileged && !(c->has_group && peer_in_group(fd, c->group, cred.gid)))
         refusal = ctl_error(CTL_CODE_FAILED,
                             "permission denied: uid %u may not use the control socket "
                             "(root or the control_group only)",
                             (unsigned)cred.uid);
+    else if (!privileged)
+        refusal = over_cap(c, cred.uid);
     if (refusal) {
         /* The socket buffer of a new connection is empty: one short line always fits. */
-        char *s = json_dumps(refusal, JSON_COMPACT);
-        json_decref(refusal);
-        if (s) {
-            struct iovec iov[2] = {{s, strlen(s)}, {"\n", 1}};
-            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-            (void)!sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-            free(s);
-        }
+        send_line_now(fd, refusal);
         close(fd);
         return;
     }
@@ -334,7 +546,9 @@ static void accept_one(struct ctl *c, int fd)
         return;
     }
     cl->ctl = c;
-    cl->peer = (struct ctl_peer){.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
+    cl->queue = -1;
+    cl->peer = (struct ctl_peer){
+        .uid = cred.uid, .gid = cred.gid, .pid = cred.pid, .privileged = privileged};
     loop_io_init(&cl->io);
     loop_timer_init(&cl->deadline, client_deadline, cl);
     if (loop_io_add(c->loop, &cl->io, fd, EPOLLIN | EPOLLRDHUP, client_io, cl) < 0) {
@@ -465,6 +679,7 @@ struct ctl *ctl_new(struct loop *l, const struct cfg_general *cfg, ctl_handler_f
     c->data = data;
     c->fd = -1;
     loop_io_init(&c->io);
+    loop_timer_init(&c->resume, on_resume, c);
     memcpy(c->path, cfg->control_socket, strlen(cfg->control_socket) + 1); /* length checked */
     if (cfg->control_group[0]) {
         struct group *gr = getgrnam(cfg->control_group);
@@ -497,6 +712,7 @@ void ctl_free(struct ctl *c)
         return;
     while (c->clients)
         client_close(c->clients);
+    loop_timer_cancel(c->loop, &c->resume);
     loop_io_del(c->loop, &c->io);
     if (c->fd >= 0) {
         /* Only our own socket: a successor may already have replaced the file. */

@@ -13,7 +13,6 @@
 #include "nftset.h"
 
 #define PAST_BANS_MAX 50
-#define LIST_DEFAULT_LIMIT 1000
 
 static json_t *time_or_null(int64_t ms)
 {
@@ -105,6 +104,29 @@ static json_t *errno_reply(const char *what, int err)
     return ctl_error(CTL_CODE_FAILED, "%s: %s", what, store_strerror(err));
 }
 
+/* --- what a control_group member may do ---
+ *
+ * Root and the daemon's own user may do everything. A member of control_group may read
+ * everything and ban or unban single addresses and prefixes no wider than group_min_prefix4
+ * and group_min_prefix6; --force and reload are root's. Each refusal names its rule and how
+ * to change it. The rules every caller is bound by, root included, are the judge's. */
+
+static json_t *refuse_wide(const struct ctl_cmd_ops *ops, const char *verb,
+                           const struct addr_prefix *p)
+{
+    bool v4 = p->addr.family == AF_INET;
+    unsigned min = v4 ? ops->cfg->general.group_min_prefix4 : ops->cfg->general.group_min_prefix6;
+    if (p->len >= min)
+        return NULL;
+    char ps[ADDR_STRLEN];
+    return ctl_error(CTL_CODE_FAILED,
+                     "permission denied: %s is wider than /%u, the widest prefix a member of "
+                     "control_group may %s ([general] group_min_prefix%c = %u); run it as "
+                     "root, or lower group_min_prefix%c",
+                     addr_prefix_format(p, ps, sizeof(ps)), min, verb, v4 ? '4' : '6', min,
+                     v4 ? '4' : '6');
+}
+
 /* --- status --- */
 
 #define CTL_UNCLEAN_STOP_RECENT_MS (24 * 3600 * 1000LL)
@@ -192,6 +214,13 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     else
         duration_ms = policy_ban_ms(ops->policy, 1);
 
+    if (!peer->privileged && force)
+        return ctl_error(CTL_CODE_FAILED,
+                         "permission denied: --force (banning a whitelisted address) is for "
+                         "root; members of control_group may ban only what is not whitelisted");
+    if (!peer->privileged && (bad = refuse_wide(ops, "ban", &p)))
+        return bad;
+
     char by[STORE_WHO_MAX], ps[ADDR_STRLEN];
     who(peer, by, sizeof(by));
     addr_prefix_format(&p, ps, sizeof(ps));
@@ -240,10 +269,23 @@ static json_t *cmd_unban(const struct ctl_cmd_ops *ops, json_t *req, const struc
     addr_prefix_format(&p, ps, sizeof(ps));
     who(peer, by, sizeof(by));
 
-    /* What an unban lifts is the judge's decision; the reply explains a refusal. */
-    struct verdict v;
+    /* What an unban lifts is the judge's decision; the reply explains a refusal. A member of
+     * control_group may neither name a wide prefix nor lift one through an address inside
+     * it (an address whose counting key is a wide prefix). */
     struct judge_cover cover;
-    int err = judge_unban(ops->judge, &p, by, ops->now_ms, &v, &cover);
+    int err;
+    if (!peer->privileged) {
+        if ((bad = refuse_wide(ops, "unban", &p)))
+            return bad;
+        err = judge_unban_target(ops->judge, &p, ops->now_ms, &cover);
+        if (err < 0)
+            return errno_reply("unban failed", err);
+        if ((cover.hold == JUDGE_BANNED || cover.hold == JUDGE_BANNED_AS_KEY) &&
+            (bad = refuse_wide(ops, "unban", &cover.prefix)))
+            return bad;
+    }
+    struct verdict v;
+    err = judge_unban(ops->judge, &p, by, ops->now_ms, &v, &cover);
     if (err == -ENOENT && cover.hold == JUDGE_INSIDE_PREFIX) {
         addr_prefix_format(&cover.prefix, cs, sizeof(cs));
         json_t *r = ctl_error(CTL_CODE_FAILED,
@@ -266,12 +308,19 @@ static json_t *cmd_unban(const struct ctl_cmd_ops *ops, json_t *req, const struc
 
 /* --- list --- */
 
+/* Rows a page may look at, matching or not: a filtered list pages through sparse matches a
+ * bounded slice at a time instead of walking every ban in one request. */
+#define LIST_SCAN_MAX (2 * CTL_LIST_PAGE_MAX)
+
 struct list_ctx {
     const struct ctl_cmd_ops *ops;
-    int family;    /* 0, 4, 6 */
-    int reason;    /* -1 or enum store_ban_reason */
-    int64_t limit; /* 0 = all */
-    int64_t total; /* matching bans, listed or not */
+    int family;       /* 0, 4, 6 */
+    int reason;       /* -1 or enum store_ban_reason */
+    int64_t limit;    /* rows in this reply, 1..CTL_LIST_PAGE_MAX */
+    int64_t last_id;  /* the last ban this page has dealt with: the next page starts after it */
+    unsigned scanned; /* rows looked at */
+    size_t bytes;     /* the reply's size so far */
+    bool full;        /* stopped before a matching ban that did not fit */
     json_t *bans;
 };
 
@@ -279,33 +328,64 @@ static int list_one(void *data, const struct store_ban *b)
 {
     struct list_ctx *c = data;
     int fam = b->prefix.addr.family == AF_INET ? 4 : 6;
-    if ((c->family && fam != c->family) || (c->reason >= 0 && (int)b->reason != c->reason))
+    c->scanned++;
+    if ((c->family && fam != c->family) || (c->reason >= 0 && (int)b->reason != c->reason)) {
+        c->last_id = b->id;
         return 0;
-    /* Past the limit a ban is only counted: one failure-statistics query per listed ban is
-     * what costs, and the loop must not stall on a list of 100k bans. */
-    if (c->limit && c->total++ >= c->limit)
-        return 0;
-    if (!c->limit)
-        c->total++;
+    }
+    if ((int64_t)json_array_size(c->bans) >= c->limit) {
+        c->full = true;
+        return 1;
+    }
     json_t *o = ban_json(b, c->ops->now_ms);
     if (!o)
         return -ENOMEM;
-    struct store_key_stats ks;
-    if (store_key_stats(c->ops->store, &b->prefix, &ks) == 0) {
-        json_object_set_new(o, "first_seen", time_or_null(ks.first_ms));
-        json_object_set_new(o, "last_seen", time_or_null(ks.last_ms));
+    int64_t first = 0, last = 0;
+    if (store_key_seen(c->ops->store, &b->prefix, &first, &last) == 0) {
+        json_object_set_new(o, "first_seen", time_or_null(first));
+        json_object_set_new(o, "last_seen", time_or_null(last));
     }
+    /* Attacker and admin text make rows of very different sizes: the page is cut by bytes too,
+     * so that one page always fits the reply memory the server set aside for it. */
+    size_t size = json_dumpb(o, NULL, 0, JSON_COMPACT) + 1;
+    if (json_array_size(c->bans) > 0 && c->bytes + size > CTL_PAGE_BYTES_MAX - 256) {
+        json_decref(o);
+        c->full = true;
+        return 1;
+    }
+    c->bytes += size;
+    c->last_id = b->id;
     return json_array_append_new(c->bans, o) ? -ENOMEM : 0;
+}
+
+/* A cursor is the decimal id of the last ban a page dealt with; clients pass it back as is. */
+static bool parse_cursor(json_t *v, int64_t *ret)
+{
+    const char *s = json_string_value(v);
+    if (!s || !*s || strlen(s) > 18)
+        return false;
+    int64_t n = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        n = n * 10 + (*p - '0');
+    }
+    *ret = n;
+    return true;
 }
 
 static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
 {
-    struct list_ctx c = {.ops = ops, .reason = -1, .limit = LIST_DEFAULT_LIMIT};
+    struct list_ctx c = {.ops = ops, .reason = -1, .limit = CTL_LIST_PAGE_MAX};
     json_t *limit = json_object_get(req, "limit");
     if (limit) {
-        if (!json_is_integer(limit) || json_integer_value(limit) < 0)
-            return ctl_error(CTL_CODE_USAGE, "\"limit\" must be a number >= 0 (0 = every ban)");
-        c.limit = json_integer_value(limit);
+        if (!json_is_integer(limit) || json_integer_value(limit) < 1)
+            return ctl_error(CTL_CODE_USAGE,
+                             "\"limit\" must be a number of bans, 1 or more (a reply holds at "
+                             "most %d; ask for the next ones with \"cursor\")",
+                             CTL_LIST_PAGE_MAX);
+        if (json_integer_value(limit) < c.limit)
+            c.limit = json_integer_value(limit);
     }
     json_t *fam = json_object_get(req, "family");
     if (fam) {
@@ -323,14 +403,38 @@ static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req, const struct
         else
             return ctl_error(CTL_CODE_USAGE, "\"reason\" must be \"threshold\" or \"manual\"");
     }
+    json_t *cursor = json_object_get(req, "cursor");
+    if (cursor && !parse_cursor(cursor, &c.last_id))
+        return ctl_error(CTL_CODE_USAGE, "\"cursor\" must be the \"cursor\" of a previous reply");
+
     c.bans = json_array();
-    int err = store_bans_active(ops->store, ops->now_ms, list_one, &c);
+    int err =
+        store_bans_active_page(ops->store, ops->now_ms, c.last_id, LIST_SCAN_MAX, list_one, &c);
     if (err < 0) {
         json_decref(c.bans);
         return errno_reply("list failed", err);
     }
-    return json_pack("{s:b, s:o, s:I, s:b}", "ok", 1, "bans", c.bans, "total", (json_int_t)c.total,
-                     "truncated", (int)((int64_t)json_array_size(c.bans) < c.total));
+    bool more = c.full || c.scanned == LIST_SCAN_MAX;
+    json_t *r = json_pack("{s:b, s:o, s:b}", "ok", 1, "bans", c.bans, "truncated", more);
+    if (more) {
+        char id[24];
+        snprintf(id, sizeof(id), "%lld", (long long)c.last_id);
+        json_object_set_new(r, "cursor", json_string(id));
+    }
+    if (!cursor) {
+        /* The first page says how many match in all: one walk of an index that holds only the
+         * active bans (about 3 ms per 100k), once per listing, not once per page. */
+        struct store_active_tally t;
+        if (store_bans_active_tally(ops->store, ops->now_ms, &t) == 0) {
+            uint64_t total = 0;
+            for (int f = 0; f < 2; f++)
+                for (int k = 0; k < 2; k++)
+                    if ((!c.family || c.family == (f ? 6 : 4)) && (c.reason < 0 || c.reason == k))
+                        total += t.n[f][k];
+            json_object_set_new(r, "total", json_integer((json_int_t)total));
+        }
+    }
+    return r;
 }
 
 /* --- show --- */
@@ -476,18 +580,41 @@ typedef json_t *(*cmd_fn)(const struct ctl_cmd_ops *ops, json_t *req, const stru
 static const struct {
     const char *name;
     cmd_fn fn;
+    bool paged;     /* its reply is a page of a listing (the server queues it behind others) */
+    bool root_only; /* for root and the daemon's own user alone */
 } commands[] = {
-    {"status", cmd_status}, {"ban", cmd_ban},   {"unban", cmd_unban},
-    {"list", cmd_list},     {"show", cmd_show}, {"reload", cmd_reload},
+    {"status", cmd_status, false, false}, {"ban", cmd_ban, false, false},
+    {"unban", cmd_unban, false, false},   {"list", cmd_list, true, false},
+    {"show", cmd_show, false, false},     {"reload", cmd_reload, false, true},
 };
+
+static int find(const char *cmd)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return (int)i;
+    return -1;
+}
+
+bool ctl_cmd_paged(const char *cmd)
+{
+    int i = find(cmd);
+    return i >= 0 && commands[i].paged;
+}
 
 json_t *ctl_cmd_dispatch(const struct ctl_cmd_ops *ops, const char *cmd, json_t *req,
                          const struct ctl_peer *peer)
 {
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(cmd, commands[i].name) == 0)
-            return commands[i].fn(ops, req, peer);
-    char esc[64];
-    return ctl_error(CTL_CODE_USAGE, "unknown command \"%s\"",
-                     log_escape(cmd, strlen(cmd), esc, sizeof(esc)));
+    int i = find(cmd);
+    if (i < 0) {
+        char esc[64];
+        return ctl_error(CTL_CODE_USAGE, "unknown command \"%s\"",
+                         log_escape(cmd, strlen(cmd), esc, sizeof(esc)));
+    }
+    if (commands[i].root_only && !peer->privileged)
+        return ctl_error(CTL_CODE_FAILED,
+                         "permission denied: %s is for root (members of control_group may read, "
+                         "ban and unban); as root: pbxguard %s, or systemctl reload pbxguard",
+                         cmd, cmd);
+    return commands[i].fn(ops, req, peer);
 }

@@ -40,6 +40,11 @@ struct ctl_cmd_ops {
 };
 
 /* Answers one control request (the ctl_handler_fn body): a new reply object, never NULL
- * unless out of memory. Library code: logs nothing; the verdicts it applies are logged there. */
+ * unless out of memory. Library code: logs nothing; the verdicts it applies are logged there.
+ * What the peer may do is decided here: root and the daemon's own user (peer->privileged)
+ * everything; a member of control_group reads everything, bans and unbans prefixes no wider
+ * than [general] group_min_prefix4/6, and may use neither force nor reload. */
 json_t *ctl_cmd_dispatch(const struct ctl_cmd_ops *ops, const char *cmd, json_t *req,
                          const struct ctl_peer *peer);
+/* Whether cmd answers with a page of a listing (a ctl_paged_fn, for the server's queues). */
+bool ctl_cmd_paged(const char *cmd);

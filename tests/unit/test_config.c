@@ -81,6 +81,8 @@ static void defaults_are_the_documented_ones(void **state)
     assert_string_equal(cfg.general.database, "/var/lib/pbxguard/pbxguard.db");
     assert_string_equal(cfg.general.control_socket, "/run/pbxguard/control.sock");
     assert_int_equal(cfg.general.log_level, LOG_LVL_INFO);
+    assert_int_equal(cfg.general.group_min_prefix4, 24);
+    assert_int_equal(cfg.general.group_min_prefix6, 48);
     assert_int_equal(cfg.policy.maxretry, 5);
     assert_int_equal(cfg.policy.findtime_s, 600);
     assert_int_equal(cfg.policy.bantime_s, 3600);

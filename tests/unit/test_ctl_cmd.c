@@ -114,20 +114,27 @@ static int teardown(void **state)
     return 0;
 }
 
-static const struct ctl_peer root = {.uid = 0, .gid = 0, .pid = 1};
+static const struct ctl_peer root = {.uid = 0, .gid = 0, .pid = 1, .privileged = true};
+/* A member of control_group. */
+static const struct ctl_peer member = {.uid = 1000, .gid = 1000, .pid = 2};
 
-/* Sends one request (JSON text) as root; returns the reply. */
-static json_t *call(struct world *w, const char *request)
+static json_t *call_as(struct world *w, const struct ctl_peer *peer, const char *request)
 {
     json_error_t err;
     json_t *req = json_loads(request, 0, &err);
     assert_non_null(req);
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
     assert_non_null(cmd);
-    json_t *reply = ctl_cmd_dispatch(&w->ops, cmd, req, &root);
+    json_t *reply = ctl_cmd_dispatch(&w->ops, cmd, req, peer);
     json_decref(req);
     assert_non_null(reply);
     return reply;
+}
+
+/* Sends one request (JSON text) as root; returns the reply. */
+static json_t *call(struct world *w, const char *request)
+{
+    return call_as(w, &root, request);
 }
 
 static bool ok(const json_t *r)
@@ -347,6 +354,170 @@ static void status_counts_the_active_bans_and_asks_the_core_for_the_rest(void **
     assert_int_equal(w->fake.statuses, 1);
 }
 
+/* --- what a member of control_group may do --- */
+
+static void a_member_may_ban_and_unban_addresses_and_narrow_prefixes(void **state)
+{
+    struct world *w = *state;
+    json_t *r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"203.0.113.7\"}");
+    assert_true(ok(r));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "ban"), "origin")),
+                        "cli:uid=1000");
+    json_decref(r);
+    r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"198.51.100.0/24\"}");
+    assert_true(ok(r));
+    json_decref(r);
+    r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"2001:db8:5::/48\"}");
+    assert_true(ok(r));
+    json_decref(r);
+    r = call_as(w, &member, "{\"cmd\":\"unban\",\"addr\":\"198.51.100.0/24\"}");
+    assert_true(ok(r));
+    json_decref(r);
+    static const char *const reads[] = {"{\"cmd\":\"status\"}", "{\"cmd\":\"list\"}",
+                                        "{\"cmd\":\"show\",\"addr\":\"203.0.113.7\"}"};
+    for (size_t i = 0; i < 3; i++) {
+        r = call_as(w, &member, reads[i]);
+        assert_true(ok(r));
+        json_decref(r);
+    }
+    assert_int_equal(w->fake.napplied, 4);
+}
+
+static void a_members_force_is_refused_naming_the_rule(void **state)
+{
+    struct world *w = *state;
+    json_t *r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"192.0.2.10\",\"force\":true}");
+    assert_false(ok(r));
+    assert_int_equal(code(r), CTL_CODE_FAILED);
+    assert_non_null(strstr(error(r), "permission denied: --force"));
+    assert_non_null(strstr(error(r), "is for root"));
+    json_decref(r);
+    /* Not even for an address nobody whitelisted. */
+    r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"203.0.113.9\",\"force\":true}");
+    assert_int_equal(code(r), CTL_CODE_FAILED);
+    json_decref(r);
+    assert_int_equal(w->fake.napplied, 0);
+    assert_false(active(w, "192.0.2.10"));
+}
+
+static void a_members_wide_prefix_is_refused_naming_the_setting(void **state)
+{
+    struct world *w = *state;
+    json_t *r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"10.0.0.0/7\"}");
+    assert_false(ok(r));
+    assert_int_equal(code(r), CTL_CODE_FAILED);
+    assert_non_null(strstr(error(r), "10.0.0.0/7 is wider than /24"));
+    assert_non_null(strstr(error(r), "[general] group_min_prefix4 = 24"));
+    json_decref(r);
+    r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"2001:db8::/47\"}");
+    assert_int_equal(code(r), CTL_CODE_FAILED);
+    assert_non_null(strstr(error(r), "[general] group_min_prefix6 = 48"));
+    json_decref(r);
+    assert_int_equal(w->fake.napplied, 0);
+    /* The setting moves the line; root is not bound by it. */
+    w->cfg.general.group_min_prefix4 = 16;
+    r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"10.1.0.0/16\"}");
+    assert_true(ok(r));
+    json_decref(r);
+    r = call(w, "{\"cmd\":\"ban\",\"addr\":\"10.0.0.0/7\"}");
+    assert_true(ok(r));
+    json_decref(r);
+    /* A member may not lift a wide ban either. */
+    r = call_as(w, &member, "{\"cmd\":\"unban\",\"addr\":\"10.0.0.0/7\"}");
+    assert_int_equal(code(r), CTL_CODE_FAILED);
+    assert_non_null(strstr(error(r), "permission denied: 10.0.0.0/7 is wider than /16"));
+    json_decref(r);
+    assert_true(active(w, "10.0.0.0/7"));
+}
+
+static void a_member_cannot_lift_a_wide_key_through_an_address_in_it(void **state)
+{
+    struct world *w = *state;
+    /* IPv6 sources counted by /40: an address's ban is its /40. */
+    w->cfg.policy.ipv6_prefix = 40;
+    struct policy *wide = policy_new(&w->cfg.policy, NULL);
+    assert_non_null(wide);
+    judge_set_policy(w->judge, wide);
+    w->ops.policy = wide;
+    json_decref(call(w, "{\"cmd\":\"ban\",\"addr\":\"2001:db8:ab00::/40\"}"));
+    json_t *r = call_as(w, &member, "{\"cmd\":\"unban\",\"addr\":\"2001:db8:ab00::1\"}");
+    assert_int_equal(code(r), CTL_CODE_FAILED);
+    assert_non_null(strstr(error(r), "2001:db8:ab00::/40 is wider than /48"));
+    json_decref(r);
+    assert_true(active(w, "2001:db8:ab00::/40"));
+    r = call(w, "{\"cmd\":\"unban\",\"addr\":\"2001:db8:ab00::1\"}");
+    assert_true(ok(r));
+    json_decref(r);
+    judge_set_policy(w->judge, w->policy);
+    policy_free(wide);
+}
+
+static void a_members_reload_is_refused_and_not_attempted(void **state)
+{
+    struct world *w = *state;
+    json_t *r = call_as(w, &member, "{\"cmd\":\"reload\"}");
+    assert_false(ok(r));
+    assert_int_equal(code(r), CTL_CODE_FAILED);
+    assert_non_null(strstr(error(r), "permission denied: reload is for root"));
+    json_decref(r);
+    assert_int_equal(w->fake.reloads, 0);
+}
+
+/* --- list pages --- */
+
+static void list_pages_with_a_cursor_and_counts_on_the_first_page(void **state)
+{
+    struct world *w = *state;
+    for (int i = 0; i < 5; i++) {
+        char req[128];
+        snprintf(req, sizeof(req), "{\"cmd\":\"ban\",\"addr\":\"203.0.113.%d\"}", i + 1);
+        json_decref(call(w, req));
+    }
+    json_decref(call(w, "{\"cmd\":\"ban\",\"addr\":\"2001:db8::/48\"}"));
+    json_t *r = call(w, "{\"cmd\":\"list\",\"limit\":2,\"family\":4}");
+    assert_true(ok(r));
+    assert_int_equal(json_array_size(json_object_get(r, "bans")), 2);
+    assert_int_equal(json_integer_value(json_object_get(r, "total")), 5);
+    assert_true(json_is_true(json_object_get(r, "truncated")));
+    char next[512];
+    snprintf(next, sizeof(next), "{\"cmd\":\"list\",\"limit\":2,\"family\":4,\"cursor\":\"%s\"}",
+             json_string_value(json_object_get(r, "cursor")));
+    json_decref(r);
+    unsigned seen = 2, pages = 1;
+    while (next[0]) {
+        r = call(w, next);
+        assert_true(ok(r));
+        assert_null(json_object_get(r, "total")); /* the first page's */
+        seen += json_array_size(json_object_get(r, "bans"));
+        pages++;
+        const char *cursor = json_string_value(json_object_get(r, "cursor"));
+        if (cursor)
+            snprintf(next, sizeof(next),
+                     "{\"cmd\":\"list\",\"limit\":2,\"family\":4,\"cursor\":\"%s\"}", cursor);
+        else
+            next[0] = 0;
+        assert_int_equal(json_is_true(json_object_get(r, "truncated")), cursor != NULL);
+        json_decref(r);
+        assert_true(pages < 10);
+    }
+    assert_int_equal(seen, 5);
+}
+
+static void list_limit_zero_is_refused_and_a_large_one_is_capped(void **state)
+{
+    struct world *w = *state;
+    json_t *r = call(w, "{\"cmd\":\"list\",\"limit\":0}");
+    assert_int_equal(code(r), CTL_CODE_USAGE);
+    assert_non_null(strstr(error(r), "cursor"));
+    json_decref(r);
+    r = call(w, "{\"cmd\":\"list\",\"limit\":100000000}");
+    assert_true(ok(r));
+    json_decref(r);
+    r = call(w, "{\"cmd\":\"list\",\"cursor\":\"12; DROP\"}");
+    assert_int_equal(code(r), CTL_CODE_USAGE);
+    json_decref(r);
+}
+
 /* --- bad requests --- */
 
 static void bad_arguments_are_usage_errors_with_code_2(void **state)
@@ -394,6 +565,13 @@ int main(void)
         T(reload_errors_in_the_file_are_carried_in_the_reply),
         T(a_failure_to_apply_a_valid_file_is_carried_in_the_reply),
         T(status_counts_the_active_bans_and_asks_the_core_for_the_rest),
+        T(a_member_may_ban_and_unban_addresses_and_narrow_prefixes),
+        T(a_members_force_is_refused_naming_the_rule),
+        T(a_members_wide_prefix_is_refused_naming_the_setting),
+        T(a_member_cannot_lift_a_wide_key_through_an_address_in_it),
+        T(a_members_reload_is_refused_and_not_attempted),
+        T(list_pages_with_a_cursor_and_counts_on_the_first_page),
+        T(list_limit_zero_is_refused_and_a_large_one_is_capped),
         T(bad_arguments_are_usage_errors_with_code_2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
