@@ -11,6 +11,7 @@
 #include "cli_client.h"
 #include "cli_config.h"
 #include "cli_format.h"
+#include "cli_list.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "report.h"
@@ -51,23 +52,13 @@ static int socket_path(const struct cli_args *a, char *buf, size_t buflen)
     return cli_config_path(a->config, CLI_PATH_SOCKET, "pbxguard", buf, buflen);
 }
 
-/* The reply as indented JSON, ASCII only: attacker text may hold terminal controls, so every
- * other character is written \uXXXX, DEL (which jansson leaves as it is) included. DEL can only
- * stand inside a string, where its escape means the same. */
+/* The reply as indented JSON, ASCII only (cli_format_json()), and a newline. */
 static int print_json(const json_t *reply, FILE *out)
 {
-    char *s = json_dumps(reply, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-    if (!s)
-        return -ENOMEM;
-    for (const char *c = s; *c; c++) {
-        if (*c == 0x7f)
-            fputs("\\u007f", out);
-        else
-            fputc(*c, out);
-    }
-    fputc('\n', out);
-    free(s);
-    return 0;
+    int r = cli_format_json(reply, 0, out);
+    if (r == 0)
+        fputc('\n', out);
+    return r;
 }
 
 static int exit_code(const json_t *reply)
@@ -144,8 +135,11 @@ int cli_main(int argc, char **argv)
         return CLI_EXIT_FAILED;
     }
     json_t *reply = NULL;
-    int r = cli_client_call(path, a.request, CLI_TIMEOUT_MS, &reply);
     const char *cmd = a.command->name;
+    /* list comes a page at a time and prints as it goes; its reply here is an error only. */
+    bool paged = strcmp(cmd, "list") == 0;
+    int r = paged ? cli_list(path, a.request, a.json, stdout, &reply)
+                  : cli_client_call(path, a.request, CLI_TIMEOUT_MS, &reply);
     if (r == -ENOENT || r == -ECONNREFUSED) {
         fprintf(stderr,
                 "pbxguard: the daemon is not running (nothing listens on %s); "
@@ -172,8 +166,10 @@ int cli_main(int argc, char **argv)
         return CLI_EXIT_FAILED;
     }
 
-    int code = exit_code(reply);
-    if (a.json) {
+    int code = reply ? exit_code(reply) : CLI_EXIT_OK;
+    if (!reply) {
+        /* Printed already. */
+    } else if (a.json) {
         if (print_json(reply, stdout) < 0)
             code = CLI_EXIT_FAILED;
     } else if (code == CLI_EXIT_OK) {

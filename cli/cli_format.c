@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -200,6 +201,53 @@ static void print_ban_line(const char *verb, const json_t *ban, int64_t now, FIL
                 cli_format_time(num(ban, "expires"), t, sizeof(t)));
 }
 
+int cli_format_json(const json_t *v, int indent, FILE *out)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    if (!s)
+        return -ENOMEM;
+    for (const char *c = s; *c; c++) {
+        if (*c == 0x7f)
+            fputs("\\u007f", out);
+        else
+            fputc(*c, out);
+        if (*c == '\n' && indent)
+            fprintf(out, "%*s", indent, "");
+    }
+    free(s);
+    return 0;
+}
+
+void cli_format_list_header(int width, FILE *out)
+{
+    fprintf(out, "%-*s  %-10s  %-9s  %8s  %-19s  %s\n", width, "PREFIX", "REMAINING", "REASON",
+            "FAILURES", "FIRST SEEN", "LAST SEEN");
+}
+
+void cli_format_list_rows(const json_t *bans, int width, int64_t now, FILE *out)
+{
+    size_t i;
+    const json_t *b;
+    json_array_foreach(bans, i, b)
+    {
+        char p[64], rem[32], reason[32], f[32], l[32];
+        fprintf(out, "%-*s  %-10s  %-9s  %8" PRId64 "  %-19s  %s\n", width,
+                str(b, "prefix", p, sizeof(p)), remaining(b, now, rem, sizeof(rem)),
+                str(b, "reason", reason, sizeof(reason)), num(b, "failures"),
+                cli_format_time(num(b, "first_seen"), f, sizeof(f)),
+                cli_format_time(num(b, "last_seen"), l, sizeof(l)));
+    }
+}
+
+void cli_format_list_footer(int64_t shown, int64_t total, bool more, FILE *out)
+{
+    if (more)
+        fprintf(out, "%" PRId64 " of %" PRId64 " active bans shown (--limit N or --all for more)\n",
+                shown, total);
+    else
+        fprintf(out, "%" PRId64 " active ban%s\n", shown, shown == 1 ? "" : "s");
+}
+
 static void print_list(const json_t *r, int64_t now, FILE *out)
 {
     const json_t *bans = json_object_get(r, "bans");
@@ -212,28 +260,14 @@ static void print_list(const json_t *r, int64_t now, FILE *out)
         if (p && (int)strlen(p) > w)
             w = (int)strlen(p);
     }
-    if (json_array_size(bans) == 0 && !json_is_true(json_object_get(r, "truncated"))) {
+    bool more = json_is_true(json_object_get(r, "truncated"));
+    if (json_array_size(bans) == 0 && !more) {
         fprintf(out, "no active bans\n");
         return;
     }
-    fprintf(out, "%-*s  %-10s  %-9s  %8s  %-19s  %s\n", w, "PREFIX", "REMAINING", "REASON",
-            "FAILURES", "FIRST SEEN", "LAST SEEN");
-    json_array_foreach(bans, i, b)
-    {
-        char p[64], rem[32], reason[32], f[32], l[32];
-        fprintf(out, "%-*s  %-10s  %-9s  %8" PRId64 "  %-19s  %s\n", w,
-                str(b, "prefix", p, sizeof(p)), remaining(b, now, rem, sizeof(rem)),
-                str(b, "reason", reason, sizeof(reason)), num(b, "failures"),
-                cli_format_time(num(b, "first_seen"), f, sizeof(f)),
-                cli_format_time(num(b, "last_seen"), l, sizeof(l)));
-    }
-    int64_t total = num(r, "total");
-    if (json_is_true(json_object_get(r, "truncated")))
-        fprintf(out, "%zu of %" PRId64 " active bans shown (--limit N or --all for more)\n",
-                json_array_size(bans), total);
-    else
-        fprintf(out, "%zu active ban%s\n", json_array_size(bans),
-                json_array_size(bans) == 1 ? "" : "s");
+    cli_format_list_header(w, out);
+    cli_format_list_rows(bans, w, now, out);
+    cli_format_list_footer((int64_t)json_array_size(bans), num(r, "total"), more, out);
 }
 
 static void print_show(const json_t *r, int64_t now, FILE *out)

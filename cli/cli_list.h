@@ -1,0 +1,14 @@
+/* `pbxguard list`: the daemon answers a page at a time (at most CTL_LIST_PAGE_MAX bans per
+ * reply); this follows its cursor for as many bans as were asked (--limit N, or every one with
+ * --all), printing each page as it comes, so the CLI's memory stays bounded too. */
+#pragma once
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* request: the list request as cli_args built it; its "limit" is the number of bans wanted
+ * (0: all of them; absent: one reply's worth). Prints to out, as text or (json) as one JSON
+ * object like a single reply's. Returns 0 with *ret_error NULL when everything was printed;
+ * 0 with *ret_error set to the daemon's error reply (to be reported like any other); or
+ * -errno from the connection (cli_client.h). */
+int cli_list(const char *path, const json_t *request, bool json, FILE *out, json_t **ret_error);
