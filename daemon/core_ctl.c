@@ -17,10 +17,46 @@
 #include "log.h"
 #include "store.h"
 
+/* Failures and bans since local midnight: counted once, then brought up to date with what
+ * came since the last status, so a status costs the same all day however busy the day is. */
+struct today {
+    bool valid;
+    int64_t midnight_ms; /* the day counted */
+    int64_t upto_ms;     /* counted up to here, not including it */
+    uint64_t failures, bans;
+};
+
 struct core_ctl {
     struct core *core;
     struct ctl *ctl;
+    struct today today;
 };
+
+static int count_today(struct core_ctl *cc, struct store *store, int64_t now_ms)
+{
+    time_t now = (time_t)(now_ms / 1000);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    tm.tm_isdst = -1;
+    int64_t midnight = (int64_t)mktime(&tm) * 1000;
+    struct today *t = &cc->today;
+    uint64_t f = 0, b = 0;
+    /* A new day, or a wall clock set back: count the day afresh. */
+    if (!t->valid || t->midnight_ms != midnight || now_ms < t->upto_ms) {
+        t->valid = false;
+        t->midnight_ms = t->upto_ms = midnight;
+        t->failures = t->bans = 0;
+    }
+    int r = store_counts_between(store, t->upto_ms, now_ms, &f, &b);
+    if (r < 0)
+        return r;
+    t->failures += f;
+    t->bans += b;
+    t->upto_ms = now_ms;
+    t->valid = true;
+    return 0;
+}
 
 static int apply(void *data, const struct verdict *v)
 {
@@ -79,16 +115,9 @@ static void status(void *data, json_t *reply)
                                   "errors", (json_int_t)h.nft_errors, "repairs",
                                   (json_int_t)h.nft_repairs));
     /* "Today" from the database, so it survives restarts: since local midnight. */
-    time_t now = (time_t)(view.now_ms / 1000);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    tm.tm_isdst = -1;
-    uint64_t failures_today = 0, bans_today = 0;
-    if (store_counts_since(view.store, (int64_t)mktime(&tm) * 1000, &failures_today, &bans_today) ==
-        0) {
-        json_object_set_new(reply, "failures_today", json_integer((json_int_t)failures_today));
-        json_object_set_new(reply, "bans_today", json_integer((json_int_t)bans_today));
+    if (count_today(cc, view.store, view.now_ms) == 0) {
+        json_object_set_new(reply, "failures_today", json_integer((json_int_t)cc->today.failures));
+        json_object_set_new(reply, "bans_today", json_integer((json_int_t)cc->today.bans));
     }
     if (h.db_failing)
         json_object_set_new(reply, "store_error", json_string("database failing (see the log)"));

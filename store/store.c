@@ -39,7 +39,8 @@ enum {
     ST_SHOW_ACCOUNTS,
     ST_BAN_LENS,
     ST_ACTIVE_COUNT,
-    ST_COUNTS_SINCE,
+    ST_ACTIVE_OVERDUE,
+    ST_COUNTS_BETWEEN,
     ST_SUCCESS_ADD,
     ST_SUCCESS_GET,
     ST_PRUNE_SUCCESSES,
@@ -90,11 +91,15 @@ static const char *const sql[ST_COUNT] = {
                       "ORDER BY id LIMIT ?2)",
     [ST_INCIDENT] = "INSERT INTO daemon_events (ts_ms, kind, source, message) "
                     "VALUES (?1, ?2, ?3, ?4)",
-    [ST_ACTIVE_COUNT] = "SELECT family, reason, count(*) FROM bans INDEXED BY bans_active_list "
-                        "WHERE ended_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?1) "
-                        "GROUP BY family, reason",
-    [ST_COUNTS_SINCE] = "SELECT (SELECT count(*) FROM failures WHERE ts_ms >= ?1), "
-                        "(SELECT count(*) FROM bans WHERE start_ms >= ?1)",
+    /* Bans not ended, from the tally the schema's triggers keep (schema/003-...sql)... */
+    [ST_ACTIVE_COUNT] = "SELECT family, reason, n FROM bans_open",
+    /* ... less those whose time has run out but that are not marked expired yet (a few: the
+     * daemon marks them every second). */
+    [ST_ACTIVE_OVERDUE] = "SELECT family, reason, count(*) FROM bans INDEXED BY bans_active "
+                          "WHERE ended_ms IS NULL AND expires_ms <= ?1 GROUP BY family, reason",
+    [ST_COUNTS_BETWEEN] = "SELECT (SELECT count(*) FROM failures "
+                          "WHERE ts_ms >= ?1 AND ts_ms < ?2), "
+                          "(SELECT count(*) FROM bans WHERE start_ms >= ?1 AND start_ms < ?2)",
     [ST_KEY_STATS] = "SELECT count(*), total(weight), min(ts_ms), max(ts_ms) FROM failures "
                      "WHERE key = ?1",
     /* Two index seeks, however many failures the key has (count(*) would walk them all). */
@@ -1155,24 +1160,34 @@ int store_key_stats(struct store *s, const struct addr_prefix *key, struct store
     return r;
 }
 
-int store_bans_active_tally(struct store *s, int64_t now_ms, struct store_active_tally *ret)
+/* Adds (sign 1) or subtracts (-1) the (family, reason, n) rows of st to t. */
+static int tally_rows(struct store *s, sqlite3_stmt *st, int sign, struct store_active_tally *t)
 {
-    struct store_active_tally t = {0};
-    int rc, r = turn_begin(s);
-    if (r < 0)
-        return r;
-    sqlite3_stmt *st = s->st[ST_ACTIVE_COUNT];
-    sqlite3_bind_int64(st, 1, now_ms);
+    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const unsigned char *reason = sqlite3_column_text(st, 1);
         bool manual = reason && strcmp((const char *)reason, "manual") == 0;
-        t.n[sqlite3_column_int(st, 0) == 4 ? 0 : 1]
-           [manual ? STORE_BAN_MANUAL : STORE_BAN_THRESHOLD] +=
-            (uint64_t)sqlite3_column_int64(st, 2);
+        t->n[sqlite3_column_int(st, 0) == 4 ? 0 : 1]
+            [manual ? STORE_BAN_MANUAL : STORE_BAN_THRESHOLD] +=
+            (uint64_t)(sign * sqlite3_column_int64(st, 2));
     }
-    if (rc != SQLITE_DONE)
-        r = row_error(s, rc);
+    int r = rc == SQLITE_DONE ? 0 : row_error(s, rc);
     sqlite3_reset(st);
+    return r;
+}
+
+int store_bans_active_tally(struct store *s, int64_t now_ms, struct store_active_tally *ret)
+{
+    struct store_active_tally t = {0};
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    r = tally_rows(s, s->st[ST_ACTIVE_COUNT], 1, &t);
+    if (r == 0) {
+        sqlite3_stmt *st = s->st[ST_ACTIVE_OVERDUE];
+        sqlite3_bind_int64(st, 1, now_ms);
+        r = tally_rows(s, st, -1, &t);
+    }
     if (r == 0)
         *ret = t;
     return r;
@@ -1189,14 +1204,15 @@ int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, u
     return r;
 }
 
-int store_counts_since(struct store *s, int64_t since_ms, uint64_t *ret_failures,
-                       uint64_t *ret_bans)
+int store_counts_between(struct store *s, int64_t from_ms, int64_t to_ms, uint64_t *ret_failures,
+                         uint64_t *ret_bans)
 {
     int r = turn_begin(s);
     if (r < 0)
         return r;
-    sqlite3_stmt *st = s->st[ST_COUNTS_SINCE];
-    sqlite3_bind_int64(st, 1, since_ms);
+    sqlite3_stmt *st = s->st[ST_COUNTS_BETWEEN];
+    sqlite3_bind_int64(st, 1, from_ms);
+    sqlite3_bind_int64(st, 2, to_ms);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *ret_failures = (uint64_t)sqlite3_column_int64(st, 0);

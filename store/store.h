@@ -148,19 +148,20 @@ int store_bans_active(struct store *s, int64_t now_ms, store_ban_fn fn, void *da
  * however many bans there are; the next page starts after the last id seen. */
 int store_bans_active_page(struct store *s, int64_t now_ms, int64_t after_id, unsigned max,
                            store_ban_fn fn, void *data);
-/* How many bans are active at now_ms, by family (for the bans.active gauges). A walk of the
- * active-bans index (about 3 ms per 100k bans): every few seconds or per command, not per
- * event. */
+/* How many bans are active at now_ms, by family (for the bans.active gauges, status): a tally
+ * the schema keeps up to date, less the bans whose time ran out but that store_bans_expire()
+ * has not marked yet. Cheap whatever the number of bans. */
 int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, uint64_t *ret_v6);
 /* The same walk, by family ([0] IPv4, [1] IPv6) and reason (enum store_ban_reason). */
 struct store_active_tally {
     uint64_t n[2][2];
 };
 int store_bans_active_tally(struct store *s, int64_t now_ms, struct store_active_tally *ret);
-/* Failures recorded and bans placed at or after since_ms (status: "today"). Indexed range
- * counts: cheap enough for a command, not for every event. */
-int store_counts_since(struct store *s, int64_t since_ms, uint64_t *ret_failures,
-                       uint64_t *ret_bans);
+/* Failures recorded and bans placed from from_ms up to, not including, to_ms (status:
+ * "today"). Indexed range counts, as long as the range has rows: keep the range short (count
+ * since the last call and add up) where it is asked often. */
+int store_counts_between(struct store *s, int64_t from_ms, int64_t to_ms, uint64_t *ret_failures,
+                         uint64_t *ret_bans);
 /* Every ban (active and ended, newest first) whose prefix holds a: one indexed lookup per
  * prefix length. active_only limits it to bans active at now_ms. */
 int store_bans_covering(struct store *s, const struct addr *a, bool active_only, int64_t now_ms,

@@ -605,15 +605,64 @@ static void active_bans_exclude_ended_and_expired(void **state)
     store_close(s);
 }
 
-static void version_4_file_gets_the_active_bans_index(void **state)
+static void version_4_file_gets_the_active_bans_index_and_tally(void **state)
 {
     struct tmp *t = *state;
-    make_old_file(t->db, 4); /* the schema before the active-bans index (005) */
-    store_close(open_ok(t->db));
+    make_old_file(t->db, 4); /* the schema before the active-bans index and tally (005) */
+    raw_exec(t->db, "INSERT INTO bans (prefix, family, len, start_ms, reason, origin) VALUES "
+                    "('192.0.2.1', 4, 32, 1, 'threshold', 'ami:x'), "
+                    "('192.0.2.2', 4, 32, 1, 'manual', 'cli:uid=0'), "
+                    "('2001:db8::/64', 6, 64, 1, 'threshold', 'ami:x')");
+    raw_exec(t->db, "INSERT INTO bans (prefix, family, len, start_ms, reason, origin, ended_ms, "
+                    "end_reason) VALUES ('192.0.2.3', 4, 32, 1, 'threshold', 'ami:x', 100, "
+                    "'lifted')");
+    struct store *s = open_ok(t->db);
+    struct store_active_tally tally;
+    assert_int_equal(store_bans_active_tally(s, 1000, &tally), 0);
+    assert_int_equal(tally.n[0][STORE_BAN_THRESHOLD], 1);
+    assert_int_equal(tally.n[0][STORE_BAN_MANUAL], 1);
+    assert_int_equal(tally.n[1][STORE_BAN_THRESHOLD], 1);
+    store_close(s);
     assert_int_equal(raw_int(t->db, "PRAGMA user_version"), schema_nmigrations);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
                                     "AND name = 'bans_active_list'"),
                      1);
+}
+
+static void the_active_tally_follows_adds_lifts_expiry_and_pruning(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    uint64_t v4, v6;
+    for (int i = 1; i <= 4; i++) {
+        char a[32];
+        snprintf(a, sizeof(a), "198.51.100.%d", i);
+        struct store_ban b = {.prefix = fx_prefix(a), .start_ms = 10, .event_type = -1};
+        b.expires_ms = i <= 2 ? 500 : 5000;
+        assert_int_equal(store_ban_add(s, &b, NULL), 0);
+    }
+    assert_int_equal(store_bans_active_count(s, 100, &v4, &v6), 0);
+    assert_int_equal(v4, 4);
+    /* Two have run out: not active at 1000, marked or not. */
+    assert_int_equal(store_bans_active_count(s, 1000, &v4, &v6), 0);
+    assert_int_equal(v4, 2);
+    unsigned n;
+    assert_int_equal(store_bans_expire(s, 1000, 1, &n), 0);
+    assert_int_equal(store_bans_active_count(s, 1000, &v4, &v6), 0);
+    assert_int_equal(v4, 2);
+    assert_int_equal(store_bans_expire(s, 1000, 10, &n), 0);
+    struct addr_prefix p = fx_prefix("198.51.100.3");
+    assert_int_equal(store_ban_lift(s, &p, 1100, "cli:uid=0", NULL), 0);
+    assert_int_equal(store_bans_active_count(s, 1100, &v4, &v6), 0);
+    assert_int_equal(v4, 1);
+    /* Pruning the ended bans leaves the tally as it is. */
+    assert_int_equal(store_turn_commit(s), 0);
+    assert_int_equal(store_prune(s, 1000000, 100, &n), 0);
+    assert_int_equal(store_bans_active_count(s, 1200, &v4, &v6), 0);
+    assert_int_equal(v4, 1);
+    assert_int_equal(raw_int(t->db, "SELECT sum(n) FROM bans_open"), 1);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT sum(n) FROM bans_open"), 1);
 }
 
 struct page {
@@ -994,7 +1043,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(active_ban_counts_are_by_family_and_skip_ended_and_expired,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(active_bans_exclude_ended_and_expired, setup, teardown),
-        cmocka_unit_test_setup_teardown(version_4_file_gets_the_active_bans_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(version_4_file_gets_the_active_bans_index_and_tally, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(the_active_tally_follows_adds_lifts_expiry_and_pruning,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(active_bans_page_in_id_order_from_a_cursor, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(key_seen_gives_the_first_and_last_failure, setup, teardown),
