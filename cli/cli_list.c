@@ -10,6 +10,9 @@
 #include "cli_list.h"
 #include "ctl_proto.h"
 
+/* Bans listed when neither --limit nor --all says otherwise. */
+#define LIST_DEFAULT 1000
+
 /* The PREFIX column when the rows are not all known in advance: room for any IPv4 prefix
  * ("255.255.255.255/32"), or for any IPv6 one. */
 #define WIDTH_V4 18
@@ -75,7 +78,7 @@ static void print_end(struct listing *l, const char *cursor)
 int cli_list(const char *path, const json_t *request, bool json, FILE *out, json_t **ret_error)
 {
     json_t *lim = json_object_get(request, "limit");
-    int64_t wanted = lim ? json_integer_value(lim) : CTL_LIST_PAGE_MAX; /* 0 = all */
+    int64_t wanted = lim ? json_integer_value(lim) : LIST_DEFAULT; /* 0 = all */
     json_t *req = json_deep_copy(request);
     if (!req)
         return -ENOMEM;

@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 /* request: the list request as cli_args built it; its "limit" is the number of bans wanted
- * (0: all of them; absent: one reply's worth). Prints to out, as text or (json) as one JSON
+ * (0: all of them; absent: 1000). Prints to out, as text or (json) as one JSON
  * object like a single reply's. Returns 0 with *ret_error NULL when everything was printed;
  * 0 with *ret_error set to the daemon's error reply (to be reported like any other); or
  * -errno from the connection (cli_client.h). */

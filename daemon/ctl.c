@@ -96,6 +96,20 @@ unsigned ctl_clients(const struct ctl *c)
     return c->nclients;
 }
 
+size_t ctl_reply_bytes(const struct ctl *c)
+{
+    return c->out_bytes;
+}
+
+unsigned ctl_waiting(const struct ctl *c)
+{
+    unsigned n = 0;
+    for (int q = 0; q < Q_COUNT; q++)
+        for (const struct ctl_client *cl = c->qhead[q]; cl; cl = cl->qnext)
+            n++;
+    return n;
+}
+
 void ctl_set_paged(struct ctl *c, ctl_paged_fn paged)
 {
     c->paged = paged;

@@ -24,8 +24,8 @@
 
 #define CTL_DEADLINE_MS 5000           /* to send a request, or to take a reply */
 #define CTL_QUEUE_DEADLINE_MS 20000    /* for a queued request to be answered ("busy" after) */
-#define CTL_CLIENTS_MAX 64             /* more root connections wait in the listen backlog */
-#define CTL_CLIENTS_RESERVED 8         /* of those, kept for root and the daemon's own user */
+#define CTL_CLIENTS_MAX 128            /* more root connections wait in the listen backlog */
+#define CTL_CLIENTS_RESERVED 16        /* of those, kept for root and the daemon's own user */
 #define CTL_CLIENTS_PER_UID 16         /* connections of one unprivileged uid at once */
 #define CTL_TURN_BUDGET_US 5000        /* handler time per loop turn before requests wait */
 #define CTL_OUT_MAX (16 * 1024 * 1024) /* bytes of queued replies, all clients together */
@@ -63,6 +63,9 @@ void ctl_free(struct ctl *c);
 
 /* Number of connected clients (for status and tests). */
 unsigned ctl_clients(const struct ctl *c);
+/* Bytes of replies queued for all clients, and requests waiting for a later turn (tests). */
+size_t ctl_reply_bytes(const struct ctl *c);
+unsigned ctl_waiting(const struct ctl *c);
 
 /* {"ok":false,"error":MESSAGE,"code":code}; message is printf-formatted. */
 json_t *ctl_error(enum ctl_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

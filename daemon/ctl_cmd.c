@@ -346,8 +346,10 @@ static int list_one(void *data, const struct store_ban *b)
         json_object_set_new(o, "last_seen", time_or_null(last));
     }
     /* Attacker and admin text make rows of very different sizes: the page is cut by bytes too,
-     * so that one page always fits the reply memory the server set aside for it. */
-    size_t size = json_dumpb(o, NULL, 0, JSON_COMPACT) + 1;
+     * so that one page always fits the reply memory the server set aside for it. The bound
+     * takes every text byte as the longest JSON escape could make it. */
+    size_t size = 512 + 6 * (4 * strlen(b->note) + strlen(b->origin) + strlen(b->service) +
+                             strlen(b->lifted_by));
     if (json_array_size(c->bans) > 0 && c->bytes + size > CTL_PAGE_BYTES_MAX - 256) {
         json_decref(o);
         c->full = true;

@@ -192,9 +192,9 @@ with h.TempDir() as d:
     staller.close()
     half.close()
 
-    # Many clients at once, more than the server serves at a time (64): every one answered, the
+    # Many clients at once, more than the server serves at a time (128): every one answered, the
     # extra ones once earlier ones leave (they wait in the listen backlog, not turned away).
-    socks = [connect(path) for _ in range(100)]
+    socks = [connect(path) for _ in range(200)]
     for i, s in enumerate(socks):
         s.sendall((json.dumps({"cmd": f"c{i}"}) + "\n").encode())
     answers = []
@@ -204,7 +204,31 @@ with h.TempDir() as d:
         except (ValueError, OSError):
             answers.append(None)
         s.close()
-    t.eq(answers, [f"c{i}" for i in range(100)], "100 concurrent clients are all answered")
+    t.eq(answers, [f"c{i}" for i in range(200)], "200 concurrent clients are all answered")
+
+    # Reply memory is shared: 24 clients ask for a page (1 MiB) each and read nothing. The
+    # server queues no more than 16 MiB of replies in all; the other pages wait, a light request
+    # is still answered at once, and every page arrives once the readers read.
+    readers = [connect(path, timeout=20) for _ in range(24)]
+    for s in readers:
+        s.sendall(b'{"cmd":"page"}\n')
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    c = request(path, {"cmd": "clients"})
+    took = time.monotonic() - t0
+    t.diag(f"24 unread pages: {c.get('reply_bytes')} bytes queued, {c.get('waiting')} waiting; "
+           f"a light request took {took * 1000:.1f} ms")
+    t.ok(0 < c.get("reply_bytes", 0) <= 16 * 1024 * 1024 and c.get("waiting", 0) >= 8,
+         "unread pages hold at most 16 MiB of the server's memory; the rest wait", c)
+    t.ok(took < 1.0, "a light request is answered meanwhile", f"{took:.2f} s")
+    got = []
+    for s in readers:
+        try:
+            got.append(len(read_line(s, limit=2 << 20)))
+        except OSError:
+            got.append(0)
+        s.close()
+    t.ok(all(n > 1000000 for n in got), "and every page arrives once its reader reads", got)
 
     # A live daemon's socket is never taken over.
     second = Server(path)
