@@ -8,8 +8,8 @@ Figures only, never pass/fail.
   ban_rtt        one manual ban: request -> stored, committed and in the kernel -> reply
   unban_rtt      the same for its unban
   cli_ban        the whole `pbxguard ban` process (fork, exec, connect, reply, exit)
-  list_all       `list --all` with K active bans: the time the daemon's loop spends on it
-  list_default   `list` (first 1000) with K active bans
+  list_page      one `list` page (500 bans) with K active bans: the longest the loop is held
+  list_all       every page of the listing of K bans, following the cursor, end to end
 """
 import argparse
 import json
@@ -93,10 +93,20 @@ def main():
             c.call({"cmd": "ban", "addr": f"100.{64 + i // 65536}.{(i // 256) % 256}.{i % 256}",
                     "duration": 3600})
         print(f"# {args.bans} manual bans placed in {time.perf_counter() - t0:.1f} s", flush=True)
-        lst = [timed(lambda: c.call({"cmd": "list", "limit": 0})) for _ in range(3)]
-        n = len(lst[0][1]["bans"])
-        figures(f"list_all({n})", [x[0] for x in lst])
-        figures("list_default", [timed(lambda: c.call({"cmd": "list"}))[0] for _ in range(3)])
+        pages, whole = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            req, n = {"cmd": "list"}, 0
+            while True:
+                dt, r = timed(lambda: c.call(req))
+                pages.append(dt)
+                n += len(r["bans"])
+                if not r.get("cursor"):
+                    break
+                req = {"cmd": "list", "cursor": r["cursor"]}
+            whole.append(time.perf_counter() - t0)
+        figures("list_page", pages)
+        figures(f"list_all({n})", whole)
         daemon.stop()
         h.nft("delete", "table", "inet", "pbxguard", check=False)
 
