@@ -111,6 +111,14 @@ static json_t *errno_reply(const char *what, int err)
  * and group_min_prefix6; --force and reload are root's. Each refusal names its rule and how
  * to change it. The rules every caller is bound by, root included, are the judge's. */
 
+/* A refusal of this layer: code 1, and "rule" names which one ("group-prefix", "root-only"),
+ * as the judge's refusals do. */
+static json_t *refusal(const char *rule, json_t *reply)
+{
+    json_object_set_new(reply, "rule", json_string(rule));
+    return reply;
+}
+
 static json_t *refuse_wide(const struct ctl_cmd_ops *ops, const char *verb,
                            const struct addr_prefix *p)
 {
@@ -119,12 +127,13 @@ static json_t *refuse_wide(const struct ctl_cmd_ops *ops, const char *verb,
     if (p->len >= min)
         return NULL;
     char ps[ADDR_STRLEN];
-    return ctl_error(CTL_CODE_FAILED,
-                     "permission denied: %s is wider than /%u, the widest prefix a member of "
-                     "control_group may %s ([general] group_min_prefix%c = %u); run it as "
-                     "root, or lower group_min_prefix%c",
-                     addr_prefix_format(p, ps, sizeof(ps)), min, verb, v4 ? '4' : '6', min,
-                     v4 ? '4' : '6');
+    return refusal("group-prefix",
+                   ctl_error(CTL_CODE_FAILED,
+                             "permission denied: %s is wider than /%u, the widest prefix a member "
+                             "of control_group may %s ([general] group_min_prefix%c = %u); run it "
+                             "as root, or lower group_min_prefix%c",
+                             addr_prefix_format(p, ps, sizeof(ps)), min, verb, v4 ? '4' : '6', min,
+                             v4 ? '4' : '6'));
 }
 
 /* --- status --- */
@@ -215,9 +224,11 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
         duration_ms = policy_ban_ms(ops->policy, 1);
 
     if (!peer->privileged && force)
-        return ctl_error(CTL_CODE_FAILED,
-                         "permission denied: --force (banning a whitelisted address) is for "
-                         "root; members of control_group may ban only what is not whitelisted");
+        return refusal("root-only",
+                       ctl_error(CTL_CODE_FAILED,
+                                 "permission denied: --force (banning a whitelisted address) is "
+                                 "for root; members of control_group may ban only what is not "
+                                 "whitelisted"));
     if (!peer->privileged && (bad = refuse_wide(ops, "ban", &p)))
         return bad;
 
@@ -614,9 +625,11 @@ json_t *ctl_cmd_dispatch(const struct ctl_cmd_ops *ops, const char *cmd, json_t 
                          log_escape(cmd, strlen(cmd), esc, sizeof(esc)));
     }
     if (commands[i].root_only && !peer->privileged)
-        return ctl_error(CTL_CODE_FAILED,
-                         "permission denied: %s is for root (members of control_group may read, "
-                         "ban and unban); as root: pbxguard %s, or systemctl reload pbxguard",
-                         cmd, cmd);
+        return refusal("root-only",
+                       ctl_error(CTL_CODE_FAILED,
+                                 "permission denied: %s is for root (members of control_group may "
+                                 "read, ban and unban); as root: pbxguard %s, or systemctl reload "
+                                 "pbxguard",
+                                 cmd, cmd));
     return commands[i].fn(ops, req, peer);
 }

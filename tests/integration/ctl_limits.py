@@ -263,6 +263,9 @@ with h.TempDir() as d:
     t.ok(r.returncode == 1 and "10.0.0.0/7 is wider than /24" in r.stderr
          and "group_min_prefix4" in r.stderr,
          "a member's /7 is refused with exit 1, naming group_min_prefix4", r.stderr)
+    r = cli("--json", "ban", "10.0.0.0/7", uid=NOBODY)
+    t.ok(r.returncode == 1 and json.loads(r.stdout or "{}").get("rule") == "group-prefix",
+         "the refusal names its rule for scripts too (rule: group-prefix)", r.stdout)
     r = cli("ban", "2001:db8::/32", uid=NOBODY)
     t.ok(r.returncode == 1 and "group_min_prefix6" in r.stderr,
          "a member's IPv6 /32 is refused, naming group_min_prefix6", r.stderr)

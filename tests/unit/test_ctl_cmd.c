@@ -392,6 +392,7 @@ static void a_members_force_is_refused_naming_the_rule(void **state)
     assert_int_equal(code(r), CTL_CODE_FAILED);
     assert_non_null(strstr(error(r), "permission denied: --force"));
     assert_non_null(strstr(error(r), "is for root"));
+    assert_string_equal(json_string_value(json_object_get(r, "rule")), "root-only");
     json_decref(r);
     /* Not even for an address nobody whitelisted. */
     r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"203.0.113.9\",\"force\":true}");
@@ -409,6 +410,7 @@ static void a_members_wide_prefix_is_refused_naming_the_setting(void **state)
     assert_int_equal(code(r), CTL_CODE_FAILED);
     assert_non_null(strstr(error(r), "10.0.0.0/7 is wider than /24"));
     assert_non_null(strstr(error(r), "[general] group_min_prefix4 = 24"));
+    assert_string_equal(json_string_value(json_object_get(r, "rule")), "group-prefix");
     json_decref(r);
     r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"2001:db8::/47\"}");
     assert_int_equal(code(r), CTL_CODE_FAILED);
@@ -420,15 +422,15 @@ static void a_members_wide_prefix_is_refused_naming_the_setting(void **state)
     r = call_as(w, &member, "{\"cmd\":\"ban\",\"addr\":\"10.1.0.0/16\"}");
     assert_true(ok(r));
     json_decref(r);
-    r = call(w, "{\"cmd\":\"ban\",\"addr\":\"10.0.0.0/7\"}");
+    r = call(w, "{\"cmd\":\"ban\",\"addr\":\"10.16.0.0/12\"}");
     assert_true(ok(r));
     json_decref(r);
     /* A member may not lift a wide ban either. */
-    r = call_as(w, &member, "{\"cmd\":\"unban\",\"addr\":\"10.0.0.0/7\"}");
+    r = call_as(w, &member, "{\"cmd\":\"unban\",\"addr\":\"10.16.0.0/12\"}");
     assert_int_equal(code(r), CTL_CODE_FAILED);
-    assert_non_null(strstr(error(r), "permission denied: 10.0.0.0/7 is wider than /16"));
+    assert_non_null(strstr(error(r), "permission denied: 10.16.0.0/12 is wider than /16"));
     json_decref(r);
-    assert_true(active(w, "10.0.0.0/7"));
+    assert_true(active(w, "10.16.0.0/12"));
 }
 
 static void a_member_cannot_lift_a_wide_key_through_an_address_in_it(void **state)
