@@ -45,6 +45,7 @@ struct ctl_client {
     /* While queued: the parsed request (its line, reqlen bytes and a newline, is still first
      * in `in`), which queue, and the next client in it. */
     json_t *req;
+    bool req_is_reply; /* req is the error answering a malformed line */
     size_t reqlen;
     int queue; /* -1: not queued */
     struct ctl_client *qnext;
@@ -305,30 +306,44 @@ static void consume(struct ctl_client *cl, size_t len)
 }
 
 /* Answers a parsed request (consumed) whose line is first in the input buffer. */
-static void answer(struct ctl_client *cl, int q, json_t *req, size_t len)
+/* Counts a request's work against the turn's budget: what it took from t0_us (parsing, the
+ * handler, serializing the reply), and never less than CTL_REQUEST_MIN_US, so that a flood of
+ * tiny or malformed requests is budgeted too. */
+static void charge(struct ctl *c, int q, uint64_t t0_us)
 {
-    struct ctl *c = cl->ctl;
-    uint64_t t0 = mono_us();
-    json_t *reply =
-        c->handler(c->data, json_string_value(json_object_get(req, "cmd")), req, &cl->peer);
-    if (!reply)
-        reply = ctl_error(CTL_CODE_FAILED, "internal error");
-    json_decref(req);
+    uint64_t took = mono_us() - t0_us;
     budget_refresh(c);
-    c->spent_us += mono_us() - t0;
+    c->spent_us += took > CTL_REQUEST_MIN_US ? took : CTL_REQUEST_MIN_US;
     c->served[q]++;
-    client_queue(cl, reply);
-    consume(cl, len);
 }
 
-/* Takes the first complete line in the input buffer, if there is one: answers it now (a
- * malformed one always: that is cheap), or queues the client. Returns true if it answered. */
+/* Answers a request (consumed) whose line, len bytes, is first in the input buffer: req is
+ * the parsed request, or (is_reply) the error that answers a malformed one. */
+static void answer(struct ctl_client *cl, int q, json_t *req, bool is_reply, size_t len,
+                   uint64_t t0_us)
+{
+    struct ctl *c = cl->ctl;
+    json_t *reply = req;
+    if (!is_reply) {
+        reply = c->handler(c->data, json_string_value(json_object_get(req, "cmd")), req, &cl->peer);
+        if (!reply)
+            reply = ctl_error(CTL_CODE_FAILED, "internal error");
+        json_decref(req);
+    }
+    client_queue(cl, reply);
+    consume(cl, len);
+    charge(c, q, t0_us);
+}
+
+/* Takes the first complete line in the input buffer, if there is one: answers it now, or
+ * queues the client (a malformed line with its error reply). Returns true if it answered. */
 static bool client_process(struct ctl_client *cl)
 {
     struct ctl *c = cl->ctl;
     char *nl = cl->inlen ? memchr(cl->in, '\n', cl->inlen) : NULL;
     if (!nl)
         return false;
+    uint64_t t0 = mono_us();
     size_t len = (size_t)(nl - cl->in);
     json_error_t jerr;
     json_t *req = json_loadb(cl->in, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -342,18 +357,17 @@ static bool client_process(struct ctl_client *cl)
         bad = ctl_error(CTL_CODE_USAGE, "malformed request: no \"cmd\" string");
     if (bad) {
         json_decref(req);
-        client_queue(cl, bad);
-        consume(cl, len);
-        return true;
+        req = bad;
     }
-    int q = c->paged && c->paged(cmd) ? Q_PAGED : Q_LIGHT;
+    int q = !bad && c->paged && c->paged(cmd) ? Q_PAGED : Q_LIGHT;
     if (!may_answer_now(c, q)) {
         cl->req = req;
+        cl->req_is_reply = bad != NULL;
         cl->reqlen = len;
         enqueue(cl, q);
         return false;
     }
-    answer(cl, q, req, len);
+    answer(cl, q, req, bad != NULL, len, t0);
     return true;
 }
 
@@ -441,7 +455,7 @@ static void on_resume(struct loop *l, void *data)
             json_t *req = cl->req;
             cl->req = NULL;
             loop_timer_arm(l, &cl->deadline, CTL_DEADLINE_MS); /* to take the reply */
-            answer(cl, q, req, cl->reqlen);
+            answer(cl, q, req, cl->req_is_reply, cl->reqlen, mono_us());
             client_step(cl); /* may queue it again, or close it */
         }
     }

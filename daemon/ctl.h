@@ -28,6 +28,7 @@
 #define CTL_CLIENTS_RESERVED 16        /* of those, kept for root and the daemon's own user */
 #define CTL_CLIENTS_PER_UID 16         /* connections of one unprivileged uid at once */
 #define CTL_TURN_BUDGET_US 5000        /* handler time per loop turn before requests wait */
+#define CTL_REQUEST_MIN_US 20          /* the least a request counts against the budget */
 #define CTL_OUT_MAX (16 * 1024 * 1024) /* bytes of queued replies, all clients together */
 /* The most a paged reply (one page of `list`) may hold: its handler stops a page before it
  * would grow past this, and the server starts a paged request only when this much of

@@ -206,6 +206,29 @@ with h.TempDir() as d:
         s.close()
     t.eq(answers, [f"c{i}" for i in range(200)], "200 concurrent clients are all answered")
 
+    # 60,000 empty lines in one go: each is a malformed request with its own error reply, but
+    # they are budgeted like any request, so another client is answered meanwhile.
+    flood = connect(path, timeout=30)
+    flood.sendall(b"\n" * 60000)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    t.eq(request(path, {"cmd": "beside-flood"}).get("cmd"), "beside-flood",
+         "another client is answered while 60,000 malformed lines are worked off")
+    took = time.monotonic() - t0
+    lines = 0
+    try:
+        while lines < 60000:
+            chunk = flood.recv(1 << 20)
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+    except OSError:
+        pass
+    flood.close()
+    t.diag(f"the other client waited {took * 1000:.1f} ms")
+    t.ok(took < 1.0 and lines == 60000, "and each of the 60,000 lines got its error reply",
+         f"{lines} replies, other client {took:.2f} s")
+
     # Reply memory is shared: 24 clients ask for a page (1 MiB) each and read nothing. The
     # server queues no more than 16 MiB of replies in all; the other pages wait, a light request
     # is still answered at once, and every page arrives once the readers read.
