@@ -206,8 +206,10 @@ static int reload(void *data, json_t *errors)
 static json_t *handle(void *data, const char *cmd, json_t *req, const struct ctl_peer *peer)
 {
     struct ctl_peer p = *peer;
-    if (F.group_member)
+    if (F.group_member) {
         p.uid = p.gid = 1000;
+        p.privileged = false;
+    }
     struct ctl_cmd_ops ops = {
         .cfg = &F.cfg,
         .store = F.store,
