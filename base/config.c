@@ -50,7 +50,8 @@ enum key_kind {
     K_PORTS,       /* uint16_t array + unsigned count; comma lists, repeatable */
     K_CIDRS,       /* the whitelist: comma lists, repeatable */
     K_SECRET,      /* AMI secret, inline */
-    K_SECRET_FILE, /* AMI secret, first line of a root-only file */
+    K_SECRET_FILE, /* a secret: the first line of a root-only file */
+    K_FLAGS,       /* unsigned bit set: a comma list of names from enums; "none" = 0 */
 };
 
 struct enum_name {
@@ -78,6 +79,7 @@ enum section_kind {
     S_PROTECT,
     S_STATSD,
     S_NFTABLES,
+    S_CLUSTER,
     S_COUNT
 };
 
@@ -112,6 +114,11 @@ static const struct enum_name statsd_type_names[] = {{"counter", CFG_STATSD_COUN
                                                      {"c", CFG_STATSD_COUNTER},
                                                      {"m", CFG_STATSD_METER},
                                                      {NULL, 0}};
+
+static const struct enum_name backend_names[] = {
+    {"none", CFG_CLUSTER_NONE}, {"postgresql", CFG_CLUSTER_POSTGRESQL}, {NULL, 0}};
+static const struct enum_name publish_names[] = {
+    {"threshold", CFG_PUBLISH_THRESHOLD}, {"manual", CFG_PUBLISH_MANUAL}, {NULL, 0}};
 
 /* The control socket's path must fit sockaddr_un.sun_path with its NUL. */
 #define SUN_PATH_MAX ((double)sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
@@ -203,6 +210,20 @@ static const struct key_def nftables_keys[] = {
     {"check_interval", K_MILLIS, FLD(cfg_nftables, check_interval_ms), 0, 1000, 3600e3, NULL},
 };
 
+static const struct key_def cluster_keys[] = {
+    {"backend", K_ENUM, FLD(cfg_cluster, backend), 0, 0, 0, backend_names},
+    {"conninfo", K_STRING, FLD(cfg_cluster, conninfo), 0, 0, 0, NULL},
+    {"password_file", K_SECRET_FILE, FLD(cfg_cluster, password), 0, 1, 0, NULL},
+    {"node", K_NAME, FLD(cfg_cluster, node), 0, 1, 0, NULL},
+    {"publish", K_FLAGS, FLD(cfg_cluster, publish), 0, 0, 0, publish_names},
+    {"accept", K_BOOL, FLD(cfg_cluster, accept), 0, 0, 0, NULL},
+    {"max_prefix4", K_UINT, FLD(cfg_cluster, max_prefix4), 0, 1, 32, NULL},
+    {"max_prefix6", K_UINT, FLD(cfg_cluster, max_prefix6), 0, 1, 128, NULL},
+    {"catchup_interval", K_MILLIS, FLD(cfg_cluster, catchup_interval_ms), 0, 1000, 3600e3, NULL},
+    {"connect_timeout", K_MILLIS, FLD(cfg_cluster, connect_timeout_ms), 0, 500, 600e3, NULL},
+    {"query_timeout", K_MILLIS, FLD(cfg_cluster, query_timeout_ms), 0, 500, 600e3, NULL},
+};
+
 static const struct section_def sections[] = {
     {"general", S_GENERAL, false, general_keys, NKEYS(general_keys), false},
     {"ami", S_AMI, true, ami_keys, NKEYS(ami_keys), false},
@@ -213,6 +234,7 @@ static const struct section_def sections[] = {
     {"protect", S_PROTECT, false, protect_keys, NKEYS(protect_keys), false},
     {"statsd", S_STATSD, false, statsd_keys, NKEYS(statsd_keys), false},
     {"nftables", S_NFTABLES, false, nftables_keys, NKEYS(nftables_keys), false},
+    {"cluster", S_CLUSTER, false, cluster_keys, NKEYS(cluster_keys), false},
 };
 
 #define MAX_SECTION_KEYS 16
@@ -220,7 +242,8 @@ _Static_assert(NKEYS(general_keys) <= MAX_SECTION_KEYS && NKEYS(ami_keys) <= MAX
                    NKEYS(policy_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(statsd_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(protect_keys) <= MAX_SECTION_KEYS &&
-                   NKEYS(nftables_keys) <= MAX_SECTION_KEYS,
+                   NKEYS(nftables_keys) <= MAX_SECTION_KEYS &&
+                   NKEYS(cluster_keys) <= MAX_SECTION_KEYS,
                "key_line[] holds one line per key of a section");
 
 struct parser {
@@ -374,6 +397,22 @@ void config_defaults(struct config *ret_cfg)
     snprintf(c->nftables.chain, sizeof(c->nftables.chain), "input");
     c->nftables.priority = -10;
     c->nftables.check_interval_ms = 30000;
+
+    c->cluster.backend = CFG_CLUSTER_NONE;
+    if (gethostname(c->cluster.node, sizeof(c->cluster.node)) < 0 || !c->cluster.node[0])
+        snprintf(c->cluster.node, sizeof(c->cluster.node), "localhost");
+    c->cluster.node[sizeof(c->cluster.node) - 1] = '\0';
+    /* A host name with characters a node name may not hold: those become '-'. */
+    for (char *n = c->cluster.node; *n; n++)
+        if (!is_name_char(*n))
+            *n = '-';
+    c->cluster.publish = CFG_PUBLISH_THRESHOLD | CFG_PUBLISH_MANUAL;
+    c->cluster.accept = true;
+    c->cluster.max_prefix4 = 24;
+    c->cluster.max_prefix6 = 48;
+    c->cluster.catchup_interval_ms = 30000;
+    c->cluster.connect_timeout_ms = 5000;
+    c->cluster.query_timeout_ms = 10000;
 }
 
 void config_ami_defaults(struct cfg_ami *a)
@@ -607,7 +646,7 @@ static void read_secret_file(struct parser *p, const struct key_def *k, const ch
     buf[n] = '\0';
     buf[strcspn(buf, "\r\n")] = '\0';
     if (!buf[0]) {
-        report(p, p->line, k->name, "\"%s\" is empty (expected the AMI secret on its first line)",
+        report(p, p->line, k->name, "\"%s\" is empty (expected the secret on its first line)",
                quoted(path, q));
     } else if (strlen(buf) >= size) {
         report(p, p->line, k->name, "the secret in \"%s\" is too long (at most %zu bytes)",
@@ -654,6 +693,42 @@ static void set_credential(struct parser *p, const struct key_def *k, const char
     }
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     read_secret_file(p, k, path, secret, size);
+}
+
+static void set_flags(struct parser *p, const struct key_def *k, char *value)
+{
+    unsigned bits = 0;
+    char q[QUOTE_MAX], list[160];
+    bool none = false, bad = false;
+
+    for (char *save = NULL, *tok = strtok_r(value, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        tok = trim(tok);
+        if (!*tok)
+            continue;
+        if (!strcmp(tok, "none")) {
+            none = true;
+            continue;
+        }
+        const struct enum_name *e = k->enums;
+        while (e->name && strcmp(e->name, tok) != 0)
+            e++;
+        if (!e->name) {
+            enum_list(k->enums, list, sizeof(list));
+            report(p, p->line, k->name,
+                   "\"%s\" is not valid (expected a comma list of: %s; or none)", quoted(tok, q),
+                   list);
+            bad = true;
+            continue;
+        }
+        bits |= (unsigned)e->value;
+    }
+    if (none && bits) {
+        report(p, p->line, k->name, "\"none\" cannot be listed with other values");
+        return;
+    }
+    if (!bad)
+        *(unsigned *)((char *)p->base + k->offset) = bits;
 }
 
 static void set_value(struct parser *p, const struct key_def *k, char *value)
@@ -798,6 +873,9 @@ static void set_value(struct parser *p, const struct key_def *k, char *value)
     case K_CIDRS:
         set_cidrs(p, k, value);
         break;
+    case K_FLAGS:
+        set_flags(p, k, value);
+        break;
     }
 }
 
@@ -877,6 +955,25 @@ static void end_section(struct parser *p)
             check_inline_secret(p, secret);
         if (a->backoff_min_ms > a->backoff_max_ms)
             report(p, bmax ? bmax : bmin, "backoff_max", "is below backoff_min");
+    } else if (p->sec && p->sec->kind == S_CLUSTER) {
+        const struct cfg_cluster *cl = p->base;
+        unsigned backend = line_of(p, "backend"), conninfo = line_of(p, "conninfo");
+        if (cl->backend == CFG_CLUSTER_POSTGRESQL && !PBXGUARD_HAVE_LIBPQ)
+            report(p, backend, "backend",
+                   "this pbxguardd was built without libpq: fleet mode (backend = postgresql) "
+                   "needs a build with libpq (apt-get install libpq-dev, then build again)");
+        if (cl->backend == CFG_CLUSTER_POSTGRESQL && !cl->conninfo[0])
+            report(p, conninfo ? conninfo : p->sec_line, "conninfo",
+                   "missing (expected a libpq connection string, e.g. conninfo = host=db1 "
+                   "dbname=pbxguard user=pbxguard)");
+        /* The configuration file may be readable by a control_group; a password belongs in
+         * the root-only password_file. */
+        if (strstr(cl->conninfo, "password") || strstr(cl->conninfo, "PASSWORD") ||
+            (strstr(cl->conninfo, "://") && strchr(strstr(cl->conninfo, "://") + 3, ':') &&
+             strchr(cl->conninfo, '@') &&
+             strchr(strstr(cl->conninfo, "://") + 3, ':') < strchr(cl->conninfo, '@')))
+            report(p, conninfo, "conninfo",
+                   "holds a password; put it in password_file (a root-only file) instead");
     } else if (p->sec && p->sec->kind == S_POLICY) {
         struct cfg_policy *pol = p->base;
         unsigned line = line_of(p, "bantime_max");
@@ -1001,6 +1098,7 @@ static void begin_section(struct parser *p, char *header)
                   : s->kind == S_PROTECT  ? (void *)&c->protect
                   : s->kind == S_STATSD   ? (void *)&c->statsd
                   : s->kind == S_NFTABLES ? (void *)&c->nftables
+                  : s->kind == S_CLUSTER  ? (void *)&c->cluster
                                           : (void *)c;
         break;
     }
@@ -1366,6 +1464,7 @@ void config_free(struct config *cfg)
     free(cfg->ami);
     cfg->ami = NULL;
     cfg->nami = 0;
+    explicit_bzero(cfg->cluster.password, sizeof(cfg->cluster.password));
     free(cfg->whitelist.prefixes);
     cfg->whitelist.prefixes = NULL;
     cfg->whitelist.n = 0;
@@ -1446,6 +1545,19 @@ static void dump_key(FILE *out, const struct key_def *k, const void *base)
     }
     case K_CIDRS:
         break; /* dumped by config_dump from the whitelist */
+    case K_FLAGS: {
+        unsigned bits = *(const unsigned *)field;
+        fprintf(out, "%s = ", k->name);
+        bool any = false;
+        for (const struct enum_name *e = k->enums; e->name; e++) {
+            if (bits & (unsigned)e->value) {
+                fprintf(out, "%s%s", any ? "," : "", e->name);
+                any = true;
+            }
+        }
+        fprintf(out, "%s\n", any ? "" : "none");
+        break;
+    }
     }
 }
 
@@ -1490,6 +1602,8 @@ void config_dump(const struct config *cfg, FILE *out)
     dump_keys(out, statsd_keys, NKEYS(statsd_keys), &cfg->statsd);
     fprintf(out, "\n[nftables]\n");
     dump_keys(out, nftables_keys, NKEYS(nftables_keys), &cfg->nftables);
+    fprintf(out, "\n[cluster]\n");
+    dump_keys(out, cluster_keys, NKEYS(cluster_keys), &cfg->cluster);
 }
 
 const struct cfg_ami *config_unresolved_credential(const struct config *cfg)

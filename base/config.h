@@ -126,6 +126,27 @@ struct cfg_nftables {
     int64_t check_interval_ms; /* 30s: slow periodic check behind the netlink monitor */
 };
 
+/* [cluster]: fleet mode, bans shared through PostgreSQL (daemon/cluster.c). */
+enum cfg_cluster_backend { CFG_CLUSTER_NONE = 0, CFG_CLUSTER_POSTGRESQL };
+/* Which local bans are published (publish = threshold,manual): bits. */
+enum cfg_cluster_publish { CFG_PUBLISH_THRESHOLD = 1 << 0, CFG_PUBLISH_MANUAL = 1 << 1 };
+#define CFG_CONNINFO_MAX 1024
+#define CFG_NODE_MAX 48 /* "cluster:NODE" fits a ban's origin */
+
+struct cfg_cluster {
+    enum cfg_cluster_backend backend; /* none: no fleet */
+    char conninfo[CFG_CONNINFO_MAX];  /* a libpq connection string (key=value or URI) */
+    char password[CFG_SECRET_MAX];    /* the first line of password_file; "" = none */
+    char node[CFG_NODE_MAX];          /* this node's name in the fleet; default: the host name */
+    unsigned publish;                 /* enum cfg_cluster_publish bits; threshold,manual */
+    bool accept;                      /* yes: others' bans are applied here (after the rules) */
+    unsigned max_prefix4;             /* 24: the widest remote IPv4 ban accepted */
+    unsigned max_prefix6;             /* 48 */
+    int64_t catchup_interval_ms;      /* 30s: read the shared table this often besides NOTIFY */
+    int64_t connect_timeout_ms;       /* 5s: per host tried */
+    int64_t query_timeout_ms;         /* 10s: a query without an answer by then drops the link */
+};
+
 struct config {
     char path[CFG_PATH_MAX];
     struct cfg_general general;
@@ -136,6 +157,7 @@ struct config {
     struct cfg_protect protect;
     struct cfg_statsd statsd;
     struct cfg_nftables nftables;
+    struct cfg_cluster cluster;
 };
 
 /* Called once per error with a complete message, e.g.

@@ -135,6 +135,36 @@ static void print_trust(const json_t *t, int64_t now, FILE *out)
     fputc('\n', out);
 }
 
+/* Fleet mode: the link to the shared table, how far this node has read, what waits to go. */
+static void print_cluster(const json_t *cl, int64_t now, FILE *out)
+{
+    char a[64], e[300], host[300], st[32], node[64];
+    if (!json_is_object(cl))
+        return;
+    str(cl, "state", st, sizeof(st));
+    fprintf(out, "%-12s node %s, %s", "fleet", str(cl, "node", node, sizeof(node)), st);
+    if (json_is_string(json_object_get(cl, "host"))) {
+        fprintf(out, " %s %s", strcmp(st, "connected") == 0 ? "to" : "(last tried",
+                str(cl, "host", host, sizeof(host)));
+        if (json_is_string(json_object_get(cl, "port")))
+            fprintf(out, ":%s", str(cl, "port", a, sizeof(a)));
+        if (strcmp(st, "connected") != 0)
+            fputc(')', out);
+        else
+            fprintf(out, " (%s)",
+                    json_is_true(json_object_get(cl, "primary")) ? "primary" : "NOT a primary");
+    }
+    fputc('\n', out);
+    fprintf(out,
+            "%-12s cursor %" PRId64 ", lag %" PRId64 ", outbox %" PRId64 " waiting; %" PRId64
+            " published, %" PRId64 " received, %" PRId64 " refused, %" PRId64 " reconnects\n",
+            "", num(cl, "cursor"), num(cl, "lag"), num(cl, "outbox"), num(cl, "published"),
+            num(cl, "received"), num(cl, "refused"), num(cl, "reconnects"));
+    if (json_is_string(json_object_get(cl, "last_error")))
+        fprintf(out, "%-12s last error %s: %s\n", "", ago(cl, "last_error_time", now, a, sizeof(a)),
+                str(cl, "last_error", e, sizeof(e)));
+}
+
 static void print_status(const json_t *r, int64_t now, FILE *out)
 {
     char a[64], b[64], e[256];
@@ -171,6 +201,7 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     const json_t *act = json_object_get(r, "active_bans");
     fprintf(out, "%-12s %" PRId64 " bans (%" PRId64 " IPv4, %" PRId64 " IPv6)\n", "active",
             num(act, "v4") + num(act, "v6"), num(act, "v4"), num(act, "v6"));
+    print_cluster(json_object_get(r, "cluster"), now, out);
     const json_t *ami = json_object_get(r, "ami");
     size_t i;
     const json_t *s;
@@ -230,12 +261,17 @@ void cli_format_list_rows(const json_t *bans, int width, int64_t now, FILE *out)
     const json_t *b;
     json_array_foreach(bans, i, b)
     {
-        char p[64], rem[32], reason[32], f[32], l[32];
-        fprintf(out, "%-*s  %-10s  %-9s  %8" PRId64 "  %-19s  %s\n", width,
+        char p[64], rem[32], reason[32], f[32], l[32], node[64];
+        fprintf(out, "%-*s  %-10s  %-9s  %8" PRId64 "  %-19s  %s", width,
                 str(b, "prefix", p, sizeof(p)), remaining(b, now, rem, sizeof(rem)),
                 str(b, "reason", reason, sizeof(reason)), num(b, "failures"),
                 cli_format_time(num(b, "first_seen"), f, sizeof(f)),
                 cli_format_time(num(b, "last_seen"), l, sizeof(l)));
+        /* A fleet's remote ban names the node that decided it. */
+        if (json_is_string(json_object_get(b, "node")))
+            fprintf(out, "%*s  node %s", 19 - (int)strlen(l), "",
+                    str(b, "node", node, sizeof(node)));
+        fputc('\n', out);
     }
 }
 
@@ -317,6 +353,8 @@ static void print_show(const json_t *r, int64_t now, FILE *out)
             fprintf(out, ", permanent)\n");
         fprintf(out, "%-12s %s by %s", "since", cli_format_time(num(ban, "start"), t, sizeof(t)),
                 str(ban, "origin", e, sizeof(e)));
+        if (json_is_string(json_object_get(ban, "node")))
+            fprintf(out, " (decided by node %s of the fleet)", str(ban, "node", b, sizeof(b)));
         if (json_is_string(json_object_get(ban, "note")))
             fprintf(out, ": %s", str(ban, "note", e, sizeof(e)));
         fputc('\n', out);
@@ -367,6 +405,21 @@ static void print_show(const json_t *r, int64_t now, FILE *out)
     }
 }
 
+/* Fleet mode: where else the change goes. */
+static void print_fleet(const json_t *r, const char *what, FILE *out)
+{
+    const char *f = json_string_value(json_object_get(r, "fleet"));
+    if (!f)
+        return;
+    if (strcmp(f, "connected") == 0)
+        fprintf(out, "%s on every node of the fleet (published to the shared table)\n", what);
+    else
+        fprintf(out,
+                "%s on every node of the fleet once the shared table is reachable again "
+                "(queued; `pbxguard status` shows the outbox)\n",
+                what);
+}
+
 static void print_unban(const json_t *r, FILE *out)
 {
     const json_t *lifted = json_object_get(r, "lifted");
@@ -379,6 +432,7 @@ static void print_unban(const json_t *r, FILE *out)
                 log_escape(json_string_value(x) ? json_string_value(x) : "-", json_string_length(x),
                            p, sizeof(p)));
     }
+    print_fleet(r, "lifted", out);
 }
 
 static void print_reload(const json_t *r, FILE *out)
@@ -399,9 +453,10 @@ int cli_format_reply(const char *cmd, const json_t *reply, int64_t now, FILE *ou
 {
     if (strcmp(cmd, "status") == 0)
         print_status(reply, now, out);
-    else if (strcmp(cmd, "ban") == 0)
+    else if (strcmp(cmd, "ban") == 0) {
         print_ban_line("banned", json_object_get(reply, "ban"), now, out);
-    else if (strcmp(cmd, "unban") == 0)
+        print_fleet(reply, "banned", out);
+    } else if (strcmp(cmd, "unban") == 0)
         print_unban(reply, out);
     else if (strcmp(cmd, "list") == 0)
         print_list(reply, now, out);

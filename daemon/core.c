@@ -16,6 +16,7 @@
 
 #include "ami_session.h"
 #include "build-config.h"
+#include "cluster.h"
 #include "core.h"
 #include "core_ctl.h"
 #include "duration.h"
@@ -103,6 +104,8 @@ struct core {
         unsigned n;
     } * ami_trust;
 
+    struct cluster *cluster; /* fleet mode ([cluster]), NULL without it */
+
     struct core_ctl *ctl;
     core_reload_fn reload;
     void *reload_data;
@@ -130,6 +133,8 @@ static const char *reason_name(enum verdict_reason r)
         return "restore";
     case VERDICT_PROTECTED:
         return "protected";
+    case VERDICT_REMOTE:
+        return "remote";
     }
     return "?";
 }
@@ -337,6 +342,12 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
                 addr_prefix_format(&v->prefix, buf, sizeof(buf)), nftset_strerror(r));
     c->stats.bans++;
     statsd_count_by(c->statsd, STATSD_M_BANS, reason_name(v->reason), 1);
+    /* Published to the fleet once it is in the kernel and the store (the end of the turn). */
+    cluster_local(c->cluster, v, loop_wall_ms(c->loop));
+    /* A remote ban is logged by the fleet module, a batch at a time: a storm on another node
+     * must not write one line per ban here. */
+    if (v->reason == VERDICT_REMOTE)
+        return;
     if (v->timeout_ms)
         duration_format(v->timeout_ms / 1000, dur, sizeof(dur));
     else
@@ -395,8 +406,13 @@ static void apply_verdict(struct core *c, const struct verdict *v)
                 rule = policy_ban_check(c->policy, &v->prefix, false, &e);
             log_warn("lifted the ban of %s: %s", addr_prefix_format(&v->prefix, buf, sizeof(buf)),
                      policy_ban_refusal(c->policy, &v->prefix, rule, e, why, sizeof(why)));
+        } else if (v->reason == VERDICT_REMOTE) {
+            log_notice("unbanned %s (lifted by the fleet)",
+                       addr_prefix_format(&v->prefix, buf, sizeof(buf)));
         } else {
-            log_notice("unbanned %s (manual)", addr_prefix_format(&v->prefix, buf, sizeof(buf)));
+            log_notice("unbanned %s (manual%s)", addr_prefix_format(&v->prefix, buf, sizeof(buf)),
+                       c->cluster ? "; lifted on every node of the fleet" : "");
+            cluster_local(c->cluster, v, loop_wall_ms(c->loop));
         }
         c->stats.unbans++;
         statsd_count_by(c->statsd, STATSD_M_UNBANS, reason_name(v->reason), 1);
@@ -467,6 +483,7 @@ void core_health(const struct core *c, struct core_health *ret_health)
         .nft_mode = c->nft ? nftset_mode(c->nft) : NULL,
         .db_failing = c->db_failing,
         .nami = c->nami,
+        .cluster = c->cluster,
     };
 }
 
@@ -874,6 +891,48 @@ void core_stopping(struct core *c, const char *reason)
         c->stop_reason = reason;
 }
 
+/* --- the fleet --- */
+
+static void on_remote_verdict(void *data, const struct verdict *v)
+{
+    apply_verdict(data, v);
+}
+
+static int start_cluster(struct core *c, const struct config *cfg)
+{
+    if (cfg->cluster.backend == CFG_CLUSTER_NONE)
+        return 0;
+    struct cluster_sink sink = {.apply = on_remote_verdict, .data = c};
+    c->cluster = cluster_new(c->loop, &cfg->cluster, c->store, c->judge, c->statsd, sink);
+    if (!c->cluster) {
+        int e = errno;
+        if (e == ENOTSUP)
+            log_err("[cluster] backend = postgresql: this pbxguardd was built without libpq; "
+                    "fleet mode needs a build with libpq");
+        else
+            log_err("[cluster]: cannot start: %s", strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+static void reload_cluster(struct core *c, const struct config *old, const struct config *cfg)
+{
+    if (c->cluster && cfg->cluster.backend != CFG_CLUSTER_NONE &&
+        !cluster_needs_restart(c->cluster, &cfg->cluster)) {
+        cluster_reload(c->cluster, &cfg->cluster);
+        return;
+    }
+    if (!c->cluster && cfg->cluster.backend == CFG_CLUSTER_NONE)
+        return;
+    cluster_free(c->cluster);
+    c->cluster = NULL;
+    if (start_cluster(c, cfg) < 0)
+        log_err("[cluster]: the fleet is off until the next successful reload");
+    else if (!c->cluster)
+        log_notice("cluster: fleet mode is off ([cluster] backend = none)");
+}
+
 /* --- maintenance: expiry, retention, gauges --- */
 
 static void on_maintenance(struct loop *l, void *data)
@@ -898,6 +957,11 @@ static void on_maintenance(struct loop *l, void *data)
             statsd_gauge(c->statsd, STATSD_M_BANS_ACTIVE_IPV6, (int64_t)c->active_v6);
         }
         statsd_gauge(c->statsd, STATSD_M_NFT_ENFORCING, nft_enforcing(c));
+        if (c->cluster) {
+            struct cluster_status cs;
+            cluster_get_status(c->cluster, &cs);
+            statsd_gauge(c->statsd, STATSD_M_CLUSTER_OUTBOX, (int64_t)cs.outbox);
+        }
         c->next_gauge_ms = loop_now_ms(l) + GAUGE_INTERVAL_MS;
     }
     if (loop_now_ms(l) >= c->next_prune_ms) {
@@ -923,6 +987,8 @@ static void on_turn_end(struct loop *l, void *data)
     }
     core_flush(c);
     flush_ban_log(c);
+    /* Local first, shared after: what the turn decided is in the kernel and the store now. */
+    cluster_turn_end(c->cluster);
     statsd_flush(c->statsd);
 }
 
@@ -1029,6 +1095,8 @@ struct core *core_new(struct loop *l, const struct config *cfg)
         goto fail;
     }
     if ((r = start_ami(c, cfg)) < 0)
+        goto fail;
+    if ((r = start_cluster(c, cfg)) < 0)
         goto fail;
     log_protection(c);
     c->started = true;
@@ -1137,6 +1205,7 @@ int core_reload(struct core *c, const struct config *cfg)
     }
     /* A failure keeps the old [protect] running (logged); the reload itself goes on. */
     hostaddr_reconfigure(c->host, &cfg->protect);
+    reload_cluster(c, old, cfg);
     return 0;
 }
 
@@ -1145,6 +1214,8 @@ void core_free(struct core *c)
     if (!c)
         return;
     stop_ami(c);
+    cluster_free(c->cluster);
+    c->cluster = NULL;
     core_ctl_free(c->ctl);
     c->ctl = NULL;
     hostaddr_free(c->host);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ami_session.h"
+#include "cluster.h"
 #include "core_ctl.h"
 #include "ctl.h"
 #include "ctl_cmd.h"
@@ -78,6 +79,44 @@ static json_t *trust_status(const struct ami_session *s)
                      st.reloads_followed);
 }
 
+/* The fleet: {"node", "state", "host", "port", "primary", "cursor", "lag", "outbox",
+ * "published", "received", "refused", "reconnects", "last_error", ...}. */
+static json_t *cluster_status_json(const struct cluster *cl)
+{
+    struct cluster_status s;
+    cluster_get_status(cl, &s);
+    json_t *o = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "node", s.node,
+                          "state", cluster_state_name(s.state), "primary", s.primary, "cursor",
+                          (json_int_t)s.cursor, "top", (json_int_t)s.known_top, "lag",
+                          (json_int_t)(s.known_top - s.cursor), "outbox", (json_int_t)s.outbox,
+                          "published", (json_int_t)s.published, "received", (json_int_t)s.received,
+                          "refused", (json_int_t)s.refused, "reconnects", (json_int_t)s.reconnects);
+    if (!o)
+        return json_null();
+    char esc[4 * CFG_HOST_MAX];
+    json_object_set_new(o, "host",
+                        s.host[0]
+                            ? json_string(log_escape(s.host, strlen(s.host), esc, sizeof(esc)))
+                            : json_null());
+    json_object_set_new(o, "hostaddr", s.hostaddr[0] ? json_string(s.hostaddr) : json_null());
+    json_object_set_new(o, "port", s.port[0] ? json_string(s.port) : json_null());
+    json_object_set_new(o, "connected",
+                        s.connected_ms ? json_integer(s.connected_ms / 1000) : json_null());
+    json_object_set_new(o, "last_error", s.last_error[0] ? json_string(s.last_error) : json_null());
+    json_object_set_new(o, "last_error_time",
+                        s.last_error_ms ? json_integer(s.last_error_ms / 1000) : json_null());
+    return o;
+}
+
+static const char *fleet_state(const struct core_health *h)
+{
+    if (!h->cluster)
+        return NULL;
+    struct cluster_status s;
+    cluster_get_status(h->cluster, &s);
+    return s.state == CLUSTER_READY || s.state == CLUSTER_SETUP ? "connected" : "disconnected";
+}
+
 static void status(void *data, json_t *reply)
 {
     struct core_ctl *cc = data;
@@ -121,6 +160,8 @@ static void status(void *data, json_t *reply)
     }
     if (h.db_failing)
         json_object_set_new(reply, "store_error", json_string("database failing (see the log)"));
+    if (h.cluster)
+        json_object_set_new(reply, "cluster", cluster_status_json(h.cluster));
 }
 
 static void collect_error(void *data, const char *message)
@@ -139,7 +180,9 @@ static json_t *handle(void *data, const char *cmd, json_t *req, const struct ctl
 {
     struct core_ctl *cc = data;
     struct core_view view;
+    struct core_health h;
     core_view(cc->core, &view);
+    core_health(cc->core, &h);
     struct ctl_cmd_ops ops = {
         .cfg = view.cfg,
         .store = view.store,
@@ -150,6 +193,7 @@ static json_t *handle(void *data, const char *cmd, json_t *req, const struct ctl
         .apply = apply,
         .status = status,
         .reload = reload,
+        .fleet = fleet_state(&h),
         .data = cc,
     };
     json_t *reply = ctl_cmd_dispatch(&ops, cmd, req, peer);

@@ -9,6 +9,7 @@
 #include "loop.h"
 
 struct ami_session;
+struct cluster;
 struct core;
 struct judge;
 struct policy;
@@ -47,6 +48,7 @@ struct core_health {
     const char *nft_mode; /* the set layout, when open */
     bool db_failing;
     unsigned nami; /* AMI sessions, in the order of the configuration's [ami:NAME] sections */
+    const struct cluster *cluster; /* fleet mode, NULL when off */
 };
 void core_health(const struct core *c, struct core_health *ret_health);
 const struct ami_session *core_ami_session(const struct core *c, unsigned i); /* i < nami */

@@ -33,7 +33,14 @@ static json_t *json_text(const char *s)
 
 static const char *reason_name(enum store_ban_reason r)
 {
-    return r == STORE_BAN_MANUAL ? "manual" : "threshold";
+    return store_ban_reason_name(r);
+}
+
+/* A remote ban's origin "cluster:NODE": the node, else NULL. */
+static const char *origin_node(const struct store_ban *b)
+{
+    return b->reason == STORE_BAN_REMOTE && !strncmp(b->origin, "cluster:", 8) ? b->origin + 8
+                                                                               : NULL;
 }
 
 static json_t *ban_json(const struct store_ban *b, int64_t now_ms)
@@ -46,6 +53,8 @@ static json_t *ban_json(const struct store_ban *b, int64_t now_ms)
     json_object_set_new(o, "family", json_integer(b->prefix.addr.family == AF_INET ? 4 : 6));
     json_object_set_new(o, "reason", json_string(reason_name(b->reason)));
     json_object_set_new(o, "origin", json_string(b->origin));
+    if (origin_node(b))
+        json_object_set_new(o, "node", json_string(origin_node(b)));
     json_object_set_new(o, "start", time_or_null(b->start_ms));
     json_object_set_new(o, "expires", time_or_null(b->expires_ms));
     if (b->expires_ms > 0) {
@@ -265,6 +274,8 @@ static json_t *cmd_ban(const struct ctl_cmd_ops *ops, json_t *req, const struct 
     json_t *r = json_pack("{s:b}", "ok", 1);
     if (store_ban_last(ops->store, &p, &b) == 0)
         json_object_set_new(r, "ban", ban_json(&b, ops->now_ms));
+    if (ops->fleet && (ops->cfg->cluster.publish & CFG_PUBLISH_MANUAL))
+        json_object_set_new(r, "fleet", json_string(ops->fleet));
     return r;
 }
 
@@ -314,7 +325,11 @@ static json_t *cmd_unban(const struct ctl_cmd_ops *ops, json_t *req, const struc
     ops->apply(ops->data, &v);
     json_t *lifted = json_array();
     json_array_append_new(lifted, json_string(addr_prefix_format(&v.prefix, cs, sizeof(cs))));
-    return json_pack("{s:b, s:o}", "ok", 1, "lifted", lifted);
+    json_t *r = json_pack("{s:b, s:o}", "ok", 1, "lifted", lifted);
+    /* The unban is published: every node of the fleet lifts it too. */
+    if (ops->fleet)
+        json_object_set_new(r, "fleet", json_string(ops->fleet));
+    return r;
 }
 
 /* --- list --- */
@@ -413,8 +428,11 @@ static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req, const struct
             c.reason = STORE_BAN_THRESHOLD;
         else if (s && strcmp(s, "manual") == 0)
             c.reason = STORE_BAN_MANUAL;
+        else if (s && strcmp(s, "remote") == 0)
+            c.reason = STORE_BAN_REMOTE;
         else
-            return ctl_error(CTL_CODE_USAGE, "\"reason\" must be \"threshold\" or \"manual\"");
+            return ctl_error(CTL_CODE_USAGE,
+                             "\"reason\" must be \"threshold\", \"manual\" or \"remote\"");
     }
     json_t *cursor = json_object_get(req, "cursor");
     if (cursor && !parse_cursor(cursor, &c.last_id))
@@ -441,7 +459,7 @@ static json_t *cmd_list(const struct ctl_cmd_ops *ops, json_t *req, const struct
         if (store_bans_active_tally(ops->store, ops->now_ms, &t) == 0) {
             uint64_t total = 0;
             for (int f = 0; f < 2; f++)
-                for (int k = 0; k < 2; k++)
+                for (int k = 0; k < STORE_BAN_REASONS; k++)
                     if ((!c.family || c.family == (f ? 6 : 4)) && (c.reason < 0 || c.reason == k))
                         total += t.n[f][k];
             json_object_set_new(r, "total", json_integer((json_int_t)total));

@@ -36,6 +36,9 @@ struct ctl_cmd_ops {
      * to errors (file:line messages). The fields above may be stale once it returns: the
      * handler replies without reading them again. NULL: reload is not offered. */
     int (*reload)(void *data, json_t *errors);
+    /* Fleet mode: NULL when off, else "connected" or "disconnected" (the link to the shared
+     * table now). Bans and unbans say in their reply that they are shared. */
+    const char *fleet;
     void *data;
 };
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "judge.h"
 
@@ -405,5 +406,143 @@ int judge_protect(struct judge *j, const struct addr_prefix *prefix, int64_t now
     if (r < 0)
         return r;
     *ret_n = n;
+    return 0;
+}
+
+/* --- remote bans --- */
+
+const char *judge_remote_refusal_name(enum judge_remote_refusal why)
+{
+    switch (why) {
+    case JUDGE_REMOTE_OK:
+        return "ok";
+    case JUDGE_REMOTE_TOO_WIDE:
+        return "too-wide";
+    case JUDGE_REMOTE_PROTECTED:
+        return "protected";
+    case JUDGE_REMOTE_WHITELISTED:
+        return "whitelisted";
+    case JUDGE_REMOTE_WIDER_THAN_ACCEPTED:
+        return "wider-than-accepted";
+    case JUDGE_REMOTE_BAD_EXPIRY:
+        return "bad-expiry";
+    case JUDGE_REMOTE_MALFORMED:
+    case JUDGE_REMOTE_REFUSAL_COUNT:
+        break;
+    }
+    return "malformed";
+}
+
+struct remote_cover {
+    struct addr_prefix prefix;
+    bool exact, wider;
+    struct store_ban exact_ban;
+};
+
+static int remote_cover_one(void *data, const struct store_ban *b)
+{
+    struct remote_cover *c = data;
+    if (b->prefix.len > c->prefix.len)
+        return 0; /* narrower (a host ban on the network address): not a cover */
+    if (addr_prefix_equal(&b->prefix, &c->prefix)) {
+        if (!c->exact)
+            c->exact_ban = *b;
+        c->exact = true;
+    } else {
+        c->wider = true;
+    }
+    return 0;
+}
+
+int judge_remote_ban(struct judge *j, const struct judge_remote *rb, int64_t now_ms,
+                     struct verdict *ret_verdict, enum judge_remote_refusal *ret_refusal)
+{
+    struct addr_prefix p;
+    *ret_refusal = JUDGE_REMOTE_OK;
+    if (rb->remaining_ms < 0)
+        return -EINVAL;
+    addr_prefix_of(&rb->prefix.addr, rb->prefix.len, &p);
+    if (!addr_prefix_equal(&p, &rb->prefix))
+        return -EINVAL;
+    enum judge_remote_refusal why = JUDGE_REMOTE_OK;
+    switch (policy_ban_check(j->policy, &p, false, NULL)) {
+    case POLICY_BAN_OK:
+        break;
+    case POLICY_BAN_TOO_WIDE:
+        why = JUDGE_REMOTE_TOO_WIDE;
+        break;
+    case POLICY_BAN_PROTECTED:
+        why = JUDGE_REMOTE_PROTECTED;
+        break;
+    case POLICY_BAN_WHITELISTED:
+        why = JUDGE_REMOTE_WHITELISTED;
+        break;
+    }
+    unsigned widest = p.addr.family == AF_INET ? rb->max_prefix4 : rb->max_prefix6;
+    if (why == JUDGE_REMOTE_OK && p.len < widest)
+        why = JUDGE_REMOTE_WIDER_THAN_ACCEPTED;
+    if (why == JUDGE_REMOTE_OK && rb->remaining_ms > JUDGE_REMOTE_MAX_MS)
+        why = JUDGE_REMOTE_BAD_EXPIRY;
+    if (why != JUDGE_REMOTE_OK) {
+        *ret_refusal = why;
+        return -EPERM;
+    }
+
+    struct verdict v = {0};
+    int64_t expires = rb->remaining_ms ? now_ms + rb->remaining_ms : 0;
+    struct remote_cover cover = {.prefix = p};
+    int r = store_bans_covering(j->store, &p.addr, true, now_ms, remote_cover_one, &cover);
+    if (r < 0)
+        return r;
+    /* Already enforced as long or longer, here or by a wider ban: nothing to do. */
+    if (cover.exact &&
+        (!cover.exact_ban.expires_ms || (expires && cover.exact_ban.expires_ms >= expires))) {
+        *ret_verdict = v;
+        return 0;
+    }
+    if (cover.wider && !cover.exact) {
+        *ret_verdict = v;
+        return 0;
+    }
+    const char *origin = rb->origin ? rb->origin : "remote";
+    if (cover.exact) {
+        r = store_ban_lift(j->store, &p, now_ms, origin, NULL);
+        if (r < 0)
+            return r;
+    }
+    struct store_ban b = {.prefix = p,
+                          .start_ms = now_ms,
+                          .expires_ms = expires,
+                          .reason = STORE_BAN_REMOTE,
+                          .offence = 1,
+                          .event_type = -1};
+    snprintf(b.origin, sizeof(b.origin), "%s", origin);
+    snprintf(b.note, sizeof(b.note), "%s", rb->note ? rb->note : "");
+    r = store_ban_add(j->store, &b, &b.id);
+    if (r < 0)
+        return r;
+    verdict_from_ban(&b, VERDICT_BAN, VERDICT_REMOTE, now_ms, &v);
+    *ret_verdict = v;
+    return 0;
+}
+
+int judge_remote_unban(struct judge *j, const struct addr_prefix *prefix, const char *origin,
+                       int64_t now_ms, struct verdict *ret_verdict)
+{
+    struct addr_prefix p;
+    addr_prefix_of(&prefix->addr, prefix->len, &p);
+    struct remote_cover cover = {.prefix = p};
+    int r = store_bans_covering(j->store, &p.addr, true, now_ms, remote_cover_one, &cover);
+    if (r < 0)
+        return r;
+    if (!cover.exact)
+        return -ENOENT;
+    r = store_ban_lift(j->store, &p, now_ms, origin ? origin : "remote", NULL);
+    if (r < 0)
+        return r;
+    struct verdict v = {0};
+    verdict_from_ban(&cover.exact_ban, VERDICT_UNBAN, VERDICT_REMOTE, now_ms, &v);
+    v.timeout_ms = 0;
+    *ret_verdict = v;
     return 0;
 }

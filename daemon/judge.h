@@ -16,6 +16,7 @@ enum verdict_reason {
     VERDICT_MANUAL,        /* a ban or unban asked for on the control socket */
     VERDICT_RESTORE,       /* an active ban re-installed at start or after a repair */
     VERDICT_PROTECTED,     /* an active ban lifted: it holds an address now protected */
+    VERDICT_REMOTE,        /* a ban or unban from a remote source (judge_remote_ban()) */
 };
 
 struct verdict {
@@ -118,3 +119,64 @@ bool judge_ban_allowed(const struct judge *j, const struct store_ban *b);
  * reason PROTECTED (up to max of them; *ret_n gets their number). Returns 0 or -errno. */
 int judge_protect(struct judge *j, const struct addr_prefix *prefix, int64_t now_ms,
                   struct verdict *ret_verdicts, unsigned max, unsigned *ret_n);
+
+/* --- Remote bans: untrusted input from other nodes or services ---
+ *
+ * A remote source (the fleet's shared PostgreSQL table, daemon/cluster.c; a CrowdSec LAPI's
+ * decisions; ...) hands every ban it reads to judge_remote_ban() before anything reaches the
+ * kernel. The sender is not trusted: the same absolute rules as for a manual ban apply
+ * (policy_ban_check() unforced: built-in ranges, loopback, the host's own addresses, gateways,
+ * resolvers, AMI peers, learned trunks, [whitelist], nothing wider than [protect] min_prefix),
+ * plus the source's own widest prefix and a sane expiry. A refused ban is not stored; the
+ * caller counts and logs it (rate-limited). An accepted one is stored with reason
+ * STORE_BAN_REMOTE and the given origin, so a restart restores it like any other ban while the
+ * source is unreachable, and `list`/`show` name its origin.
+ *
+ * To add a remote source: fill a struct judge_remote per ban it reads (origin "NAME:WHO",
+ * e.g. "crowdsec:cscli"), call judge_remote_ban() and hand a VERDICT_BAN to the core's sinks;
+ * count each refusal by its judge_remote_refusal_name(); lift with judge_remote_unban(). */
+
+/* Why a remote ban was refused. */
+enum judge_remote_refusal {
+    JUDGE_REMOTE_OK = 0,
+    JUDGE_REMOTE_TOO_WIDE,            /* wider than [protect] min_prefix: nobody may ban it */
+    JUDGE_REMOTE_PROTECTED,           /* overlaps an absolute protection (policy_ban_check()) */
+    JUDGE_REMOTE_WHITELISTED,         /* overlaps [whitelist], a gateway, a resolver, a trunk */
+    JUDGE_REMOTE_WIDER_THAN_ACCEPTED, /* wider than the source's max_prefix4/6 */
+    JUDGE_REMOTE_BAD_EXPIRY,          /* further away than JUDGE_REMOTE_MAX_MS (not "permanent") */
+    JUDGE_REMOTE_MALFORMED, /* the source's row did not parse (set by the source itself) */
+    JUDGE_REMOTE_REFUSAL_COUNT
+};
+/* "too-wide", "protected", "whitelisted", "wider-than-accepted", "bad-expiry", "malformed":
+ * one safe meter segment each. */
+const char *judge_remote_refusal_name(enum judge_remote_refusal why);
+
+/* The longest finite remote ban, as for a manual one (100 years): a sender that means forever
+ * says permanent; an expiry beyond this is a broken or hostile sender. */
+#define JUDGE_REMOTE_MAX_MS (100LL * 365 * 86400 * 1000)
+
+struct judge_remote {
+    struct addr_prefix prefix; /* host bits must be clear */
+    int64_t remaining_ms;      /* > 0; 0 = permanent (the sender said so) */
+    const char *origin;        /* stored as the ban's origin: "cluster:NODE", "crowdsec:..." */
+    const char *note;          /* may be NULL; already escaped (it is shown as is) */
+    unsigned max_prefix4;      /* the widest IPv4 prefix this source may ban (1..32) */
+    unsigned max_prefix6;      /* the same for IPv6 (1..128) */
+};
+
+/* Judges one remote ban at now_ms. Returns 0 with *ret_refusal JUDGE_REMOTE_OK and a VERDICT_BAN
+ * (reason VERDICT_REMOTE, timeout = remaining time) when it is stored and is to be enforced;
+ * 0 with VERDICT_NONE when an active ban of the prefix already lasts as long or longer, or a
+ * wider active ban holds it (nothing to do); -EPERM with *ret_refusal saying why (nothing
+ * stored); -EINVAL (host bits set, remaining_ms < 0); or a store error. A remote ban that lasts
+ * longer than the active one of the same prefix replaces it (the old one is ended as lifted by
+ * the origin). */
+int judge_remote_ban(struct judge *j, const struct judge_remote *rb, int64_t now_ms,
+                     struct verdict *ret_verdict, enum judge_remote_refusal *ret_refusal);
+
+/* A remote unban (a tombstone in the fleet's table): lifts the active ban of exactly prefix,
+ * whatever its origin, as lifted by origin. Returns 0 with a VERDICT_UNBAN (reason
+ * VERDICT_REMOTE), -ENOENT if no active ban of that prefix exists, or a store error. Lifting
+ * harms nobody, so no rule refuses it. */
+int judge_remote_unban(struct judge *j, const struct addr_prefix *prefix, const char *origin,
+                       int64_t now_ms, struct verdict *ret_verdict);

@@ -44,6 +44,12 @@ enum {
     ST_SUCCESS_ADD,
     ST_SUCCESS_GET,
     ST_PRUNE_SUCCESSES,
+    ST_OUTBOX_ADD,
+    ST_OUTBOX_LIST,
+    ST_OUTBOX_DELETE,
+    ST_OUTBOX_COUNT,
+    ST_CURSOR_GET,
+    ST_CURSOR_SET,
     ST_COUNT
 };
 
@@ -124,6 +130,16 @@ static const char *const sql[ST_COUNT] = {
                        "WHERE key = ?1",
     [ST_PRUNE_SUCCESSES] = "DELETE FROM successes WHERE key IN (SELECT key FROM successes "
                            "WHERE last_ms < ?1 ORDER BY last_ms LIMIT ?2)",
+    [ST_OUTBOX_ADD] = "INSERT INTO outbox (sink, op, prefix, start_ms, expires_ms, reason, note) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_OUTBOX_LIST] = "SELECT id, op, prefix, start_ms, expires_ms, reason, note FROM outbox "
+                       "WHERE sink = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [ST_OUTBOX_DELETE] = "DELETE FROM outbox WHERE sink = ?1 AND id <= ?2",
+    [ST_OUTBOX_COUNT] = "SELECT count(*) FROM outbox WHERE sink = ?1",
+    [ST_CURSOR_GET] = "SELECT position FROM remote_cursor WHERE source = ?1",
+    [ST_CURSOR_SET] = "INSERT INTO remote_cursor (source, position, updated_ms) VALUES (?1, ?2, "
+                      "?3) ON CONFLICT (source) DO UPDATE SET position = excluded.position, "
+                      "updated_ms = excluded.updated_ms",
 };
 
 enum op_kind { OP_BAN_ADD, OP_BAN_LIFT };
@@ -798,6 +814,20 @@ static void column_text(sqlite3_stmt *st, int col, char *buf, size_t len)
     snprintf(buf, len, "%s", t ? (const char *)t : "");
 }
 
+const char *store_ban_reason_name(enum store_ban_reason r)
+{
+    return r == STORE_BAN_MANUAL ? "manual" : r == STORE_BAN_REMOTE ? "remote" : "threshold";
+}
+
+static enum store_ban_reason reason_from_text(const unsigned char *t)
+{
+    if (t && strcmp((const char *)t, "manual") == 0)
+        return STORE_BAN_MANUAL;
+    if (t && strcmp((const char *)t, "remote") == 0)
+        return STORE_BAN_REMOTE;
+    return STORE_BAN_THRESHOLD;
+}
+
 /* Fills b from a row of BAN_COLUMNS. -EUCLEAN if the prefix is not one we could have written. */
 static int read_ban(sqlite3_stmt *st, struct store_ban *b)
 {
@@ -808,9 +838,7 @@ static int read_ban(sqlite3_stmt *st, struct store_ban *b)
         return -EUCLEAN;
     b->start_ms = sqlite3_column_int64(st, 2);
     b->expires_ms = sqlite3_column_int64(st, 3); /* NULL reads as 0 = permanent */
-    const unsigned char *reason = sqlite3_column_text(st, 4);
-    b->reason = reason && strcmp((const char *)reason, "manual") == 0 ? STORE_BAN_MANUAL
-                                                                      : STORE_BAN_THRESHOLD;
+    b->reason = reason_from_text(sqlite3_column_text(st, 4));
     column_text(st, 5, b->origin, sizeof(b->origin));
     b->failures = sqlite3_column_double(st, 6);
     b->offence = (unsigned)sqlite3_column_int(st, 7);
@@ -876,8 +904,7 @@ static int ban_add(struct store *s, const struct store_ban *b, int64_t *ret_id)
         sqlite3_bind_int64(st, 5, b->expires_ms);
     else
         sqlite3_bind_null(st, 5);
-    sqlite3_bind_text(st, 6, b->reason == STORE_BAN_MANUAL ? "manual" : "threshold", -1,
-                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, store_ban_reason_name(b->reason), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, b->origin, (int)strnlen(b->origin, sizeof(b->origin)), SQLITE_STATIC);
     sqlite3_bind_double(st, 8, b->failures);
     sqlite3_bind_int(st, 9, (int)b->offence);
@@ -1165,10 +1192,8 @@ static int tally_rows(struct store *s, sqlite3_stmt *st, int sign, struct store_
 {
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *reason = sqlite3_column_text(st, 1);
-        bool manual = reason && strcmp((const char *)reason, "manual") == 0;
         t->n[sqlite3_column_int(st, 0) == 4 ? 0 : 1]
-            [manual ? STORE_BAN_MANUAL : STORE_BAN_THRESHOLD] +=
+            [reason_from_text(sqlite3_column_text(st, 1))] +=
             (uint64_t)(sign * sqlite3_column_int64(st, 2));
     }
     int r = rc == SQLITE_DONE ? 0 : row_error(s, rc);
@@ -1198,8 +1223,11 @@ int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, u
     struct store_active_tally t;
     int r = store_bans_active_tally(s, now_ms, &t);
     if (r == 0) {
-        *ret_v4 = t.n[0][0] + t.n[0][1];
-        *ret_v6 = t.n[1][0] + t.n[1][1];
+        *ret_v4 = *ret_v6 = 0;
+        for (int k = 0; k < STORE_BAN_REASONS; k++) {
+            *ret_v4 += t.n[0][k];
+            *ret_v6 += t.n[1][k];
+        }
     }
     return r;
 }
@@ -1277,4 +1305,118 @@ int store_show(struct store *s, const struct addr *a, const struct addr_prefix *
     if (r == 0 && ret)
         *ret = sum;
     return r;
+}
+
+/* --- outboxes and cursors --- */
+
+int store_outbox_add(struct store *s, const char *sink, const struct store_outbox_entry *e,
+                     int64_t *ret_id)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    char prefix[ADDR_STRLEN];
+    sqlite3_stmt *st = s->st[ST_OUTBOX_ADD];
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, e->unban ? "unban" : "ban", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, addr_prefix_format(&e->prefix, prefix, sizeof(prefix)), -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, e->start_ms);
+    if (!e->unban && e->expires_ms)
+        sqlite3_bind_int64(st, 5, e->expires_ms);
+    else
+        sqlite3_bind_null(st, 5);
+    sqlite3_bind_text(st, 6, store_ban_reason_name(e->reason), -1, SQLITE_STATIC);
+    bind_text_or_null(st, 7, e->note, sizeof(e->note));
+    r = run(s, st);
+    if (r == 0 && ret_id)
+        *ret_id = sqlite3_last_insert_rowid(s->db);
+    return r;
+}
+
+int store_outbox_list(struct store *s, const char *sink, int64_t after_id, unsigned max,
+                      store_outbox_fn fn, void *data)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_OUTBOX_LIST];
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, after_id);
+    sqlite3_bind_int64(st, 3, max);
+    int rc;
+    while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_outbox_entry e;
+        memset(&e, 0, sizeof(e));
+        e.id = sqlite3_column_int64(st, 0);
+        const unsigned char *op = sqlite3_column_text(st, 1);
+        e.unban = op && strcmp((const char *)op, "unban") == 0;
+        const unsigned char *p = sqlite3_column_text(st, 2);
+        if (!p || addr_prefix_parse((const char *)p, true, &e.prefix) < 0)
+            continue; /* not a row we could have written: skipped, deleted with the rest */
+        e.start_ms = sqlite3_column_int64(st, 3);
+        e.expires_ms = sqlite3_column_int64(st, 4);
+        e.reason = reason_from_text(sqlite3_column_text(st, 5));
+        column_text(st, 6, e.note, sizeof(e.note));
+        r = fn(data, &e);
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = map_rc(s, rc);
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_outbox_delete(struct store *s, const char *sink, int64_t upto_id)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_OUTBOX_DELETE];
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, upto_id);
+    return run(s, st);
+}
+
+int store_outbox_count(struct store *s, const char *sink, uint64_t *ret_n)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_OUTBOX_COUNT];
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *ret_n = (uint64_t)sqlite3_column_int64(st, 0);
+    else
+        r = row_error(s, rc);
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_cursor_get(struct store *s, const char *source, int64_t *ret_position)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_CURSOR_GET];
+    sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *ret_position = sqlite3_column_int64(st, 0);
+    else
+        r = rc == SQLITE_DONE ? -ENOENT : map_rc(s, rc);
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_cursor_set(struct store *s, const char *source, int64_t position, int64_t now_ms)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_CURSOR_SET];
+    sqlite3_bind_text(st, 1, source, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, position);
+    sqlite3_bind_int64(st, 3, now_ms);
+    return run(s, st);
 }

@@ -48,7 +48,12 @@ struct store_options {
                           * kernel, so memory stays bounded); default 1024; -1 = none */
 };
 
-enum store_ban_reason { STORE_BAN_THRESHOLD = 0, STORE_BAN_MANUAL };
+/* Why a ban exists. STORE_BAN_REMOTE: another node or service decided it (a fleet's shared
+ * table, a CrowdSec decision, ...); it passed this node's rules (judge_remote_ban()) before it
+ * was stored, and its origin says where it came from ("cluster:NODE", "crowdsec:..."). */
+enum store_ban_reason { STORE_BAN_THRESHOLD = 0, STORE_BAN_MANUAL, STORE_BAN_REMOTE };
+/* "threshold", "manual", "remote": the names the database and the control protocol use. */
+const char *store_ban_reason_name(enum store_ban_reason r);
 enum store_ban_end { STORE_BAN_ACTIVE = 0, STORE_BAN_EXPIRED, STORE_BAN_LIFTED };
 
 struct store_ban {
@@ -57,7 +62,7 @@ struct store_ban {
     int64_t start_ms;
     int64_t expires_ms; /* 0 = permanent */
     enum store_ban_reason reason;
-    char origin[STORE_WHO_MAX];    /* "ami:pbx1", "cli:uid=0" */
+    char origin[STORE_WHO_MAX];    /* "ami:pbx1", "cli:uid=0", "cluster:NODE" */
     double failures;               /* weighted failures that led to it */
     unsigned offence;              /* n-th offence of the key */
     char service[SEC_SERVICE_MAX]; /* of the tripping event; "" for manual bans */
@@ -153,8 +158,9 @@ int store_bans_active_page(struct store *s, int64_t now_ms, int64_t after_id, un
  * has not marked yet. Cheap whatever the number of bans. */
 int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, uint64_t *ret_v6);
 /* The same walk, by family ([0] IPv4, [1] IPv6) and reason (enum store_ban_reason). */
+#define STORE_BAN_REASONS 3 /* threshold, manual, remote */
 struct store_active_tally {
-    uint64_t n[2][2];
+    uint64_t n[2][STORE_BAN_REASONS];
 };
 int store_bans_active_tally(struct store *s, int64_t now_ms, struct store_active_tally *ret);
 /* Failures recorded and bans placed from from_ms up to, not including, to_ms (status:
@@ -247,3 +253,38 @@ int store_run_stop(struct store *s, int64_t id, int64_t now_ms, const char *reas
  * the start that found it. -ENOENT if there is none. */
 int store_run_last_died(struct store *s, int64_t since_ms, struct store_run *ret_run,
                         int64_t *ret_restart_ms);
+
+/* --- Remote sources and sinks: outboxes and cursors ---
+ *
+ * A remote sink (the fleet's shared table; later others such as a CrowdSec LAPI) publishes local
+ * ban changes through an outbox: the change is written here in the same turn transaction as the
+ * ban itself, so it survives a restart, and deleted only once the sink acknowledged it. The
+ * sink keeps what it sends in memory too, so a change is published at least once even if the
+ * turn's commit fails; sinks must make a re-sent change harmless. A remote source keeps its read
+ * position (a sequence number, a stream token's counter, ...) as a cursor, written in the same
+ * transaction as the bans it read. Both are named by a short tag ("cluster", "crowdsec"). Like
+ * the rest of the turn, outbox and cursor writes of a turn whose commit fails are lost (they are
+ * not in the ban journal): the sink re-sends, the source reads again. */
+
+struct store_outbox_entry {
+    int64_t id; /* set by store_outbox_add() */
+    bool unban;
+    struct addr_prefix prefix;
+    int64_t start_ms;   /* when the change was decided (wall clock) */
+    int64_t expires_ms; /* ban: when it runs out, 0 = permanent; unban: 0 */
+    enum store_ban_reason reason;
+    char note[STORE_NOTE_MAX];
+};
+/* Appends e to sink's outbox; *ret_id (may be NULL) gets its id (ids grow). */
+int store_outbox_add(struct store *s, const char *sink, const struct store_outbox_entry *e,
+                     int64_t *ret_id);
+/* Calls fn for up to max entries of sink with id > after_id, oldest first. */
+typedef int (*store_outbox_fn)(void *data, const struct store_outbox_entry *e);
+int store_outbox_list(struct store *s, const char *sink, int64_t after_id, unsigned max,
+                      store_outbox_fn fn, void *data);
+/* Deletes every entry of sink with id <= upto_id (the sink acknowledged them). */
+int store_outbox_delete(struct store *s, const char *sink, int64_t upto_id);
+int store_outbox_count(struct store *s, const char *sink, uint64_t *ret_n);
+/* A remote source's read position; -ENOENT if it never saved one. */
+int store_cursor_get(struct store *s, const char *source, int64_t *ret_position);
+int store_cursor_set(struct store *s, const char *source, int64_t position, int64_t now_ms);
