@@ -357,6 +357,20 @@ static void add_target(struct cluster *c, const char *host, const char *hostaddr
     snprintf(t->port, sizeof(t->port), "%s", port);
 }
 
+/* The database servers' addresses are protected: a ban of one would cut this node off. */
+static void protect_targets(struct cluster *c)
+{
+    struct addr a[TARGETS_MAX];
+    unsigned n = 0;
+    for (unsigned i = 0; i < c->ntargets; i++) {
+        const char *s = c->targets[i].hostaddr[0] ? c->targets[i].hostaddr : c->targets[i].host;
+        if (addr_parse(s, strlen(s), &a[n]) == 0)
+            n++;
+    }
+    if (c->sink.protect)
+        c->sink.protect(c->sink.data, a, n);
+}
+
 /* The hosts to try this round, names replaced by their addresses (host kept for TLS). */
 static void build_targets(struct cluster *c)
 {
@@ -394,6 +408,7 @@ static void build_targets(struct cluster *c)
             set_error(c, "host %s: the name does not resolve", host);
         looked++;
     }
+    protect_targets(c);
 }
 
 /* --- the link --- */

@@ -45,6 +45,9 @@ struct cluster;
  * kernel, committed at the end of the turn). */
 struct cluster_sink {
     void (*apply)(void *data, const struct verdict *v);
+    /* The addresses of the database servers, whenever they are (re)resolved: they must never be
+     * banned here, or the node would cut itself off from the fleet. May be NULL. */
+    void (*protect)(void *data, const struct addr *addrs, unsigned n);
     void *data;
 };
 

@@ -898,11 +898,29 @@ static void on_remote_verdict(void *data, const struct verdict *v)
     apply_verdict(data, v);
 }
 
+/* The fleet database's addresses: protected like the AMI peers. */
+static void on_fleet_servers(void *data, const struct addr *addrs, unsigned n)
+{
+    struct core *c = data;
+    struct policy_wl_entry *e = calloc(n ? n : 1, sizeof(*e));
+    if (!e)
+        return;
+    for (unsigned i = 0; i < n; i++) {
+        addr_prefix_of(&addrs[i], addr_max_len(&addrs[i]), &e[i].prefix);
+        snprintf(e[i].label, sizeof(e[i].label), "fleet database");
+    }
+    protect_replace(c, POLICY_SRC_FLEET, e, n);
+    free(e);
+}
+
 static int start_cluster(struct core *c, const struct config *cfg)
 {
-    if (cfg->cluster.backend == CFG_CLUSTER_NONE)
+    if (cfg->cluster.backend == CFG_CLUSTER_NONE) {
+        struct policy_wl_entry none = {0};
+        protect_replace(c, POLICY_SRC_FLEET, &none, 0);
         return 0;
-    struct cluster_sink sink = {.apply = on_remote_verdict, .data = c};
+    }
+    struct cluster_sink sink = {.apply = on_remote_verdict, .protect = on_fleet_servers, .data = c};
     c->cluster = cluster_new(c->loop, &cfg->cluster, c->store, c->judge, c->statsd, sink);
     if (!c->cluster) {
         int e = errno;
@@ -1156,6 +1174,7 @@ int core_reload(struct core *c, const struct config *cfg)
     if (policy_protect_copy(p, c->policy, POLICY_SRC_HOST) < 0 ||
         policy_protect_copy(p, c->policy, POLICY_SRC_GATEWAY) < 0 ||
         policy_protect_copy(p, c->policy, POLICY_SRC_RESOLVER) < 0 ||
+        policy_protect_copy(p, c->policy, POLICY_SRC_FLEET) < 0 ||
         (same_ami_list(c->cfg, cfg) && (policy_protect_copy(p, c->policy, POLICY_SRC_AMI) < 0 ||
                                         policy_protect_copy(p, c->policy, POLICY_SRC_TRUNK) < 0))) {
         log_err("reload: out of memory");

@@ -72,6 +72,9 @@ static const struct {
     [POLICY_SRC_TRUNK] = {"trunk", true,
                           "Asterisk is configured to talk to it (learned over AMI): remove it "
                           "from Asterisk's configuration, or set learn_trust = no in [ami:NAME]"},
+    [POLICY_SRC_FLEET] = {"fleet", true,
+                          "the fleet's database servers ([cluster] conninfo) are always "
+                          "protected"},
 };
 
 const char *policy_source_name(enum policy_source src)

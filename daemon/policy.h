@@ -30,6 +30,7 @@ enum policy_source {
     POLICY_SRC_GATEWAY,     /* a default gateway of the host */
     POLICY_SRC_RESOLVER,    /* a nameserver of resolv.conf */
     POLICY_SRC_TRUNK,       /* an address an Asterisk is configured to talk to (ami_learn.c) */
+    POLICY_SRC_FLEET,       /* an address of the fleet's PostgreSQL servers (cluster.c) */
     POLICY_SRC_COUNT
 };
 
@@ -40,7 +41,8 @@ struct policy_wl_entry {
     enum policy_source source;
 };
 
-/* "builtin", "config", "ami", "host", "gateway", "resolver", "trunk" (the JSON names). */
+/* "builtin", "config", "ami", "host", "gateway", "resolver", "trunk", "fleet" (the JSON
+ * names). */
 const char *policy_source_name(enum policy_source src);
 /* True for the sources --force cannot override. */
 bool policy_source_absolute(enum policy_source src);

@@ -219,7 +219,7 @@ static void usage_lines_are_made_from_the_option_table(void **state)
                         "ban ADDR[/LEN] [--for DURATION | --permanent] [--reason TEXT] [--force] "
                         "[--json]");
     assert_string_equal(cli_command_usage(cli_command_find("list"), buf, sizeof(buf)),
-                        "list [--v4 | --v6] [--reason threshold|manual] [--limit N | --all] "
+                        "list [--v4 | --v6] [--reason threshold|manual|remote] [--limit N | --all] "
                         "[--json]");
     assert_string_equal(cli_command_usage(cli_command_find("unban"), buf, sizeof(buf)),
                         "unban ADDR[/LEN] [--json]");

@@ -188,6 +188,75 @@ static void previous_version_file_gets_the_daemon_runs_keeping_its_data(void **s
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_runs WHERE down_ms IS NULL"), 1);
 }
 
+static void version_4_file_is_migrated_to_remote_bans_keeping_its_bans(void **state)
+{
+    struct tmp *t = *state;
+    /* The schema before remote bans (005): bans.reason knows no 'remote', no outbox, no
+     * cursor. */
+    make_old_file(t->db, 4);
+    raw_exec(t->db, "INSERT INTO bans (prefix, family, len, start_ms, expires_ms, reason, origin, "
+                    "note) VALUES ('192.0.2.1', 4, 32, 1, 5000, 'manual', 'cli:uid=0', 'kept')");
+    struct store_ban b = {.prefix = fx_prefix("192.0.2.1")};
+    struct store *s = open_ok(t->db);
+    struct store_ban got;
+    assert_int_equal(store_ban_last(s, &b.prefix, &got), 0);
+    assert_int_equal(got.reason, STORE_BAN_MANUAL);
+    assert_int_equal(got.expires_ms, 5000);
+    assert_string_equal(got.note, "kept");
+    struct store_ban r = {.prefix = fx_prefix("198.51.100.0/24"),
+                          .start_ms = 2,
+                          .reason = STORE_BAN_REMOTE,
+                          .event_type = -1};
+    snprintf(r.origin, sizeof(r.origin), "cluster:pbx-b");
+    assert_int_equal(store_ban_add(s, &r, NULL), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    assert_int_equal(store_ban_last(s, &r.prefix, &got), 0);
+    assert_int_equal(got.reason, STORE_BAN_REMOTE);
+    assert_string_equal(got.origin, "cluster:pbx-b");
+    store_close(s);
+}
+
+static int count_entry(void *data, const struct store_outbox_entry *e)
+{
+    (*(int *)data)++;
+    return 0;
+}
+
+static void outbox_keeps_changes_until_acknowledged_and_cursor_survives_reopen(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_outbox_entry e = {.prefix = fx_prefix("203.0.113.7"),
+                                   .start_ms = 10,
+                                   .expires_ms = 3600010,
+                                   .reason = STORE_BAN_THRESHOLD};
+    int64_t id1, id2, pos = -1;
+    uint64_t n = 0;
+    assert_int_equal(store_outbox_add(s, "cluster", &e, &id1), 0);
+    e.unban = true;
+    assert_int_equal(store_outbox_add(s, "cluster", &e, &id2), 0);
+    assert_true(id2 > id1);
+    assert_int_equal(store_cursor_get(s, "cluster", &pos), -ENOENT);
+    assert_int_equal(store_cursor_set(s, "cluster", 42, 1000), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+
+    s = open_ok(t->db);
+    assert_int_equal(store_outbox_count(s, "cluster", &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_outbox_count(s, "crowdsec", &n), 0);
+    assert_int_equal(n, 0);
+    int seen = 0;
+    assert_int_equal(store_outbox_list(s, "cluster", id1, 10, count_entry, &seen), 0);
+    assert_int_equal(seen, 1);
+    assert_int_equal(store_outbox_delete(s, "cluster", id1), 0);
+    assert_int_equal(store_outbox_count(s, "cluster", &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_cursor_get(s, "cluster", &pos), 0);
+    assert_int_equal(pos, 42);
+    store_close(s);
+}
+
 static void empty_version_0_file_is_migrated(void **state)
 {
     struct tmp *t = *state;
@@ -1014,6 +1083,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(previous_version_file_gets_the_daemon_runs_keeping_its_data,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(version_4_file_is_migrated_to_remote_bans_keeping_its_bans,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            outbox_keeps_changes_until_acknowledged_and_cursor_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_version_0_file_is_migrated, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_migration_leaves_the_file_as_it_was, setup,
                                         teardown),
