@@ -463,9 +463,12 @@ static void schedule_retry(struct cluster *c)
 }
 
 /* The link is gone (or never came up): close it, say why, try again later. */
-static void drop_link(struct cluster *c, const char *why, bool log)
+static void drop_link(struct cluster *c, const char *why_in, bool log)
 {
     bool was_up = c->state == CLUSTER_SETUP || c->state == CLUSTER_READY;
+    /* why may be libpq's message, which goes with the connection. */
+    char why[sizeof(c->last_error)];
+    snprintf(why, sizeof(why), "%s", why_in ? why_in : "");
     close_conn(c);
     c->connected_ms = 0;
     statsd_gauge(c->statsd, STATSD_M_CLUSTER_CONNECTED, 0);
@@ -587,11 +590,13 @@ static void on_retry(struct loop *l, void *data)
     start_round(data);
 }
 
-/* (Re)registers libpq's socket: it may be another one after each poll (the next address). */
+/* (Re)registers libpq's socket. While connecting it may be another socket after each poll
+ * (libpq retries without SSL on a new one), maybe with the number of the one it closed, which
+ * epoll has forgotten: then it is always registered anew. */
 static void watch(struct cluster *c, uint32_t events)
 {
     int fd = c->conn ? PQsocket(c->conn) : -1;
-    if (fd == c->io.fd && events == c->io_events)
+    if (fd == c->io.fd && events == c->io_events && c->state != CLUSTER_CONNECTING)
         return;
     loop_io_del(c->loop, &c->io);
     c->io_events = 0;
@@ -1045,11 +1050,13 @@ static void on_catchup_rows(struct cluster *c, PGresult *res)
         if (r < 0)
             log_err("cluster: cannot save the cursor: %s", store_strerror(r));
     }
-    if (c->cursor > c->known_top)
-        c->known_top = c->cursor;
-    /* A full batch: more is waiting. */
+    /* A full batch: more is waiting. Less: this is the top now (whatever a NOTIFY claimed). */
     if (n == READ_BATCH)
         c->catchup_wanted = true;
+    else
+        c->known_top = c->cursor;
+    if (c->cursor > c->known_top)
+        c->known_top = c->cursor;
     if (c->applied_unlogged && !c->catchup_wanted) {
         log_info("cluster: %lu ban%s from the fleet applied", c->applied_unlogged,
                  c->applied_unlogged == 1 ? "" : "s");
@@ -1115,8 +1122,22 @@ static bool on_result(struct cluster *c, PGresult *res)
             c->schema_version = (unsigned)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
         break;
     case STEP_LISTEN:
-        if (st == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 2) {
             c->primary = PQgetvalue(res, 0, 0)[0] == 'f';
+            /* The server never got as far as this node has read: a failover to a standby that
+             * had not replicated everything (asynchronous replication), or a restored backup.
+             * Its numbers will be given again, so everything is read again (a ban applied
+             * twice changes nothing). */
+            int64_t last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+            if (last < c->cursor) {
+                log_warn("cluster: the fleet database's last number (%lld) is below this node's "
+                         "cursor (%lld): it lost changes (a failover without synchronous "
+                         "replication?); reading the whole table again",
+                         (long long)last, (long long)c->cursor);
+                c->cursor = 0;
+                store_cursor_set(c->store, SINK, 0, loop_wall_ms(c->loop));
+            }
+        }
         break;
     case STEP_CATCHUP:
         if (st == PGRES_TUPLES_OK)
@@ -1146,7 +1167,10 @@ static void step_done(struct cluster *c)
         send_migrate(c);
         return;
     case STEP_MIGRATE:
-        send_simple(c, "LISTEN " CHANNEL "; SELECT pg_is_in_recovery()", STEP_LISTEN);
+        send_simple(c,
+                    "LISTEN " CHANNEL "; SELECT pg_is_in_recovery(), (SELECT last_value FROM "
+                    "pbxguard_seq)",
+                    STEP_LISTEN);
         return;
     case STEP_LISTEN:
         send_catchup(c);

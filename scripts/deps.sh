@@ -3,10 +3,12 @@
 # Usage: scripts/deps.sh run|test
 set -eu
 
+# libpq-dev: fleet mode ([cluster] over PostgreSQL); a build without it has no fleet mode.
 run_pkgs="meson ninja-build pkg-config gcc libc6-dev libnftnl-dev libmnl-dev libjansson-dev
-  libsqlite3-dev libmd-dev libsystemd-dev nftables iproute2 python3 scdoc"
+  libsqlite3-dev libmd-dev libsystemd-dev libpq-dev nftables iproute2 python3 scdoc"
+# postgresql-15: the fleet tests start throwaway servers of their own (initdb, pg_ctl).
 test_pkgs="$run_pkgs libcmocka-dev clang clang-format libclang-rt-14-dev sqlite3 util-linux procps e2fsprogs
-  systemd passwd man-db dpkg-dev build-essential debhelper lintian"
+  systemd passwd man-db dpkg-dev build-essential debhelper lintian postgresql-15"
 
 case "${1:-}" in
 run) want=$run_pkgs ;;
@@ -33,6 +35,16 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 echo "pbxguard: installing:$missing" >&2
+# The fleet tests run PostgreSQL servers of their own in temporary directories: the package
+# need not make (and start) a "main" cluster of its own.
+case " $missing " in
+*" postgresql-15 "*)
+    if [ ! -e /etc/postgresql-common/createcluster.d/pbxguard-tests.conf ]; then
+        mkdir -p /etc/postgresql-common/createcluster.d
+        echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/pbxguard-tests.conf
+    fi
+    ;;
+esac
 export DEBIAN_FRONTEND=noninteractive
 # Another apt/dpkg run (an unattended upgrade, a second test run) holds dpkg's lock: wait for it.
 apt_opts="-o DPkg::Lock::Timeout=600"

@@ -81,7 +81,7 @@ class Server:
         """initdb with trust authentication (the server is reachable only from the test's own
         namespaces) and settings for a test: fsync off, replication allowed."""
         self._as_pg([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres",
-                     "--auth=trust", "-E", "UTF8", "--locale=C"])
+                     "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
         self.configure(sync_standby)
         return self
 
@@ -143,7 +143,7 @@ class Server:
         """Makes other a streaming standby of this server (pg_basebackup -R)."""
         shutil.rmtree(other.data, ignore_errors=True)
         other._as_pg([os.path.join(self.bin, "pg_basebackup"), "-h", self.sockdir, "-p",
-                      str(self.port), "-U", "postgres", "-D", other.data, "-X", "stream", "-R",
+                      str(self.port), "-U", "postgres", "-D", other.data, "-X", "stream", "-R", "-c", "fast",
                       "-d", f"application_name={app_name}"], timeout=300)
         with open(os.path.join(other.data, "postgresql.auto.conf"), "a") as f:
             f.write(f"\nlisten_addresses = '{other.listen}'\nport = {other.port}\n"

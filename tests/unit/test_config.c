@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "build-config.h"
 #include "config.h"
 
 #define MAX_ERRORS 16
@@ -789,6 +790,50 @@ static void protect_section_turns_each_source_off(void **state)
     assert_int_equal(cfg.protect.min_prefix6, 32);
 }
 
+static void cluster_defaults_to_no_fleet_named_after_the_host(void **state)
+{
+    char host[256] = "";
+    assert_int_equal(load("[general]\n"), 0);
+    assert_int_equal(cfg.cluster.backend, CFG_CLUSTER_NONE);
+    assert_int_equal(cfg.cluster.publish, CFG_PUBLISH_THRESHOLD | CFG_PUBLISH_MANUAL);
+    assert_true(cfg.cluster.accept);
+    assert_int_equal(cfg.cluster.max_prefix4, 24);
+    assert_int_equal(cfg.cluster.max_prefix6, 48);
+    gethostname(host, sizeof(host) - 1);
+    if (host[0] && strlen(host) < CFG_NODE_MAX && !strchr(host, ' '))
+        assert_string_equal(cfg.cluster.node, host);
+}
+
+static void cluster_section_is_read_and_checked(void **state)
+{
+    assert_int_equal(load("[cluster]\nbackend = postgresql\nconninfo = host=db1,db2 "
+                          "dbname=pbxguard target_session_attrs=read-write\nnode = pbx-7\n"
+                          "publish = manual\naccept = no\nmax_prefix4 = 16\n"
+                          "catchup_interval = 5s\n"),
+                     PBXGUARD_HAVE_LIBPQ ? 0 : 1);
+    assert_int_equal(cfg.cluster.publish, CFG_PUBLISH_MANUAL);
+    assert_false(cfg.cluster.accept);
+    assert_string_equal(cfg.cluster.node, "pbx-7");
+    assert_int_equal(cfg.cluster.max_prefix4, 16);
+    assert_int_equal(cfg.cluster.catchup_interval_ms, 5000);
+    assert_int_equal(load("[cluster]\npublish = none\n"), 0);
+    assert_int_equal(cfg.cluster.publish, 0);
+    assert_int_equal(load("[cluster]\npublish = threshold, bogus\n"), 1);
+    assert_non_null(strstr(only_error(), "F:2: [cluster] publish: \"bogus\" is not valid"));
+    assert_int_equal(load("[cluster]\nnode = has space\n"), 1);
+    assert_int_equal(load("[cluster]\nbackend = postgresql\n"), PBXGUARD_HAVE_LIBPQ ? 1 : 2);
+    assert_non_null(strstr(errs.msg[errs.n - 1], "[cluster] conninfo: missing"));
+}
+
+static void cluster_conninfo_with_a_password_is_refused(void **state)
+{
+    assert_int_equal(load("[cluster]\nconninfo = host=db1 password=hunter2\n"), 1);
+    assert_non_null(strstr(only_error(), "holds a password; put it in password_file"));
+    assert_int_equal(load("[cluster]\nconninfo = postgresql://pbx:hunter2@db1/pbxguard\n"), 1);
+    assert_non_null(strstr(only_error(), "holds a password"));
+    assert_int_equal(load("[cluster]\nconninfo = postgresql://pbx@db1:5432/pbxguard\n"), 0);
+}
+
 static void min_prefix_narrower_than_the_counting_key_is_an_error(void **state)
 {
     assert_int_equal(load("[policy]\nipv4_prefix = 24\n[protect]\nmin_prefix4 = 25\n"), 1);
@@ -863,6 +908,9 @@ int main(void)
         cmocka_unit_test(protect_defaults_protect_everything),
         cmocka_unit_test(protect_section_turns_each_source_off),
         cmocka_unit_test(min_prefix_narrower_than_the_counting_key_is_an_error),
+        cmocka_unit_test(cluster_defaults_to_no_fleet_named_after_the_host),
+        cmocka_unit_test(cluster_section_is_read_and_checked),
+        cmocka_unit_test(cluster_conninfo_with_a_password_is_refused),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     teardown_config();
