@@ -50,7 +50,8 @@ enum key_kind {
     K_PORTS,       /* uint16_t array + unsigned count; comma lists, repeatable */
     K_CIDRS,       /* the whitelist: comma lists, repeatable */
     K_SECRET,      /* AMI secret, inline */
-    K_SECRET_FILE, /* a secret: the first line of a root-only file */
+    K_SECRET_FILE, /* a secret: the first line of a root-only file, or credential:NAME (the
+                      credential's name goes into char[CFG_NAME_MAX] at count_offset) */
     K_FLAGS,       /* unsigned bit set: a comma list of names from enums; "none" = 0 */
 };
 
@@ -141,7 +142,8 @@ static const struct key_def ami_keys[] = {
     {"port", K_PORT, FLD(cfg_ami, port), 0, 1, 65535, NULL},
     {"username", K_STRING, FLD(cfg_ami, username), 0, 1, 0, NULL},
     {"secret", K_SECRET, FLD(cfg_ami, secret), 0, 1, 0, NULL},
-    {"secret_file", K_SECRET_FILE, FLD(cfg_ami, secret), 0, 1, 0, NULL},
+    {"secret_file", K_SECRET_FILE, FLD(cfg_ami, secret), offsetof(struct cfg_ami, credential), 1, 0,
+     NULL},
     {"auth", K_ENUM, FLD(cfg_ami, auth), 0, 0, 0, auth_names},
     {"ping_interval", K_MILLIS, FLD(cfg_ami, ping_interval_ms), 0, 1000, 3600e3, NULL},
     {"ping_timeout", K_MILLIS, FLD(cfg_ami, ping_timeout_ms), 0, 1000, 600e3, NULL},
@@ -213,7 +215,8 @@ static const struct key_def nftables_keys[] = {
 static const struct key_def cluster_keys[] = {
     {"backend", K_ENUM, FLD(cfg_cluster, backend), 0, 0, 0, backend_names},
     {"conninfo", K_STRING, FLD(cfg_cluster, conninfo), 0, 0, 0, NULL},
-    {"password_file", K_SECRET_FILE, FLD(cfg_cluster, password), 0, 1, 0, NULL},
+    {"password_file", K_SECRET_FILE, FLD(cfg_cluster, password),
+     offsetof(struct cfg_cluster, credential), 1, 0, NULL},
     {"node", K_NAME, FLD(cfg_cluster, node), 0, 1, 0, NULL},
     {"publish", K_FLAGS, FLD(cfg_cluster, publish), 0, 0, 0, publish_names},
     {"accept", K_BOOL, FLD(cfg_cluster, accept), 0, 0, 0, NULL},
@@ -670,19 +673,20 @@ out:
 static void set_credential(struct parser *p, const struct key_def *k, const char *name,
                            char *secret, size_t size)
 {
-    struct cfg_ami *a = p->base; /* secret_file exists only in [ami:NAME] */
+    /* [ami:NAME] secret_file, [cluster] password_file: the name's field is at count_offset. */
+    char *credential = (char *)p->base + k->count_offset;
     char q[QUOTE_MAX], path[CFG_PATH_MAX + CFG_NAME_MAX + 2];
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
 
-    if (!name[0] || strlen(name) >= sizeof(a->credential) || !valid_name(name) ||
-        !strcmp(name, ".") || !strcmp(name, "..")) {
+    if (!name[0] || strlen(name) >= CFG_NAME_MAX || !valid_name(name) || !strcmp(name, ".") ||
+        !strcmp(name, "..")) {
         report(p, p->line, k->name,
-               "\"%s\" is not a credential name (expected credential:NAME, NAME of at most %zu "
+               "\"%s\" is not a credential name (expected credential:NAME, NAME of at most %d "
                "letters, digits, '_', '-', '.', as in LoadCredential=NAME:PATH)",
-               quoted(name, q), sizeof(a->credential) - 1);
+               quoted(name, q), CFG_NAME_MAX - 1);
         return;
     }
-    memcpy(a->credential, name, strlen(name) + 1);
+    memcpy(credential, name, strlen(name) + 1);
     if (!dir || !dir[0])
         return;
     if (dir[0] != '/' || strlen(dir) >= CFG_PATH_MAX) {
@@ -1496,9 +1500,9 @@ static void dump_key(FILE *out, const struct key_def *k, const void *base)
         break;
     case K_SECRET_FILE:
         /* Its content is shown (masked) as secret; a credential's name is worth seeing. */
-        if (((const struct cfg_ami *)base)->credential[0])
+        if (((const char *)base + k->count_offset)[0])
             fprintf(out, "%s = " CFG_CREDENTIAL_PREFIX "%s\n", k->name,
-                    ((const struct cfg_ami *)base)->credential);
+                    (const char *)base + k->count_offset);
         break;
     case K_UINT:
         fprintf(out, "%s = %u\n", k->name, *(const unsigned *)field);
@@ -1604,6 +1608,13 @@ void config_dump(const struct config *cfg, FILE *out)
     dump_keys(out, nftables_keys, NKEYS(nftables_keys), &cfg->nftables);
     fprintf(out, "\n[cluster]\n");
     dump_keys(out, cluster_keys, NKEYS(cluster_keys), &cfg->cluster);
+}
+
+const char *config_unresolved_cluster_credential(const struct config *cfg)
+{
+    const struct cfg_cluster *c = &cfg->cluster;
+    return c->backend != CFG_CLUSTER_NONE && c->credential[0] && !c->password[0] ? c->credential
+                                                                                 : NULL;
 }
 
 const struct cfg_ami *config_unresolved_credential(const struct config *cfg)

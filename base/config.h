@@ -137,6 +137,7 @@ struct cfg_cluster {
     enum cfg_cluster_backend backend; /* none: no fleet */
     char conninfo[CFG_CONNINFO_MAX];  /* a libpq connection string (key=value or URI) */
     char password[CFG_SECRET_MAX];    /* the first line of password_file; "" = none */
+    char credential[CFG_NAME_MAX];    /* password_file = credential:NAME; "" = none */
     char node[CFG_NODE_MAX];          /* this node's name in the fleet; default: the host name */
     unsigned publish;                 /* enum cfg_cluster_publish bits; threshold,manual */
     bool accept;                      /* yes: others' bans are applied here (after the rules) */
@@ -199,5 +200,8 @@ int config_load_paths_buffer(const char *name, const char *text, size_t len,
  * provides it), or NULL. Such a configuration is valid for the CLI and for pbxguardd -t, but
  * the daemon cannot log in with it. */
 const struct cfg_ami *config_unresolved_credential(const struct config *cfg);
+/* The same for [cluster] password_file = credential:NAME (in fleet mode): the credential's
+ * name, or NULL. */
+const char *config_unresolved_cluster_credential(const struct config *cfg);
 /* Prints the effective configuration (secrets masked), as `pbxguardd -t` shows it. */
 void config_dump(const struct config *cfg, FILE *out);

@@ -96,6 +96,21 @@ static struct config *load_config(const char *path, config_error_fn on_error, vo
             fprintf(stderr, "%s\n", msg);
         }
     }
+    const char *cred = r == 0 ? config_unresolved_cluster_credential(cfg) : NULL;
+    if (cred) {
+        char msg[CFG_PATH_MAX + 2 * CFG_NAME_MAX + 256];
+        snprintf(msg, sizeof(msg),
+                 "%s: [cluster] password_file = " CFG_CREDENTIAL_PREFIX "%s: %s: "
+                 "$CREDENTIALS_DIRECTORY is not set (systemd sets it in a unit with "
+                 "LoadCredential=%s:PATH; outside such a unit use password_file = /PATH)",
+                 path, cred, need_secrets ? "cannot be read" : "not checked", cred);
+        if (need_secrets) {
+            on_error(data, msg);
+            r = 1;
+        } else {
+            fprintf(stderr, "%s\n", msg);
+        }
+    }
     if (r != 0) {
         config_free(cfg);
         free(cfg);

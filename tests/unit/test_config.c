@@ -419,6 +419,35 @@ static void credential_is_read_from_the_credentials_directory(void **state)
     assert_null(config_unresolved_credential(&cfg));
 }
 
+static void cluster_password_comes_from_a_file_or_a_credential(void **state)
+{
+    char dir[] = "/tmp/pbxguard-test-creds-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char file[sizeof(dir) + 16], text[256];
+    snprintf(file, sizeof(file), "%s/pg", dir);
+    write_file(file, "pg-secret\n", 0600);
+    snprintf(text, sizeof(text), "[cluster]\npassword_file = %s\n", file);
+    assert_int_equal(load(text), 0);
+    assert_string_equal(cfg.cluster.password, "pg-secret");
+    chmod(file, 0644);
+    assert_int_equal(load(text), 1);
+    assert_non_null(strstr(only_error(), "is accessible by group or others"));
+    chmod(file, 0400);
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    int r = load("[cluster]\npassword_file = credential:pg\n");
+    unsetenv("CREDENTIALS_DIRECTORY");
+    assert_int_equal(r, 0);
+    assert_string_equal(cfg.cluster.password, "pg-secret");
+    assert_string_equal(cfg.cluster.credential, "pg");
+    unlink(file);
+    rmdir(dir);
+    /* Outside its unit the credential cannot be read: the daemon refuses to start with it. */
+    assert_int_equal(load("[cluster]\nbackend = postgresql\nconninfo = host=db\n"
+                          "password_file = credential:pg\n"),
+                     PBXGUARD_HAVE_LIBPQ ? 0 : 1);
+    assert_string_equal(config_unresolved_cluster_credential(&cfg), "pg");
+}
+
 static void missing_credential_names_the_file(void **state)
 {
     setenv("CREDENTIALS_DIRECTORY", "/nonexistent-pbxguard-creds", 1);
@@ -911,6 +940,7 @@ int main(void)
         cmocka_unit_test(cluster_defaults_to_no_fleet_named_after_the_host),
         cmocka_unit_test(cluster_section_is_read_and_checked),
         cmocka_unit_test(cluster_conninfo_with_a_password_is_refused),
+        cmocka_unit_test(cluster_password_comes_from_a_file_or_a_credential),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     teardown_config();
