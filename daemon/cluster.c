@@ -1176,7 +1176,13 @@ static void step_done(struct cluster *c)
         send_catchup(c);
         return;
     case STEP_CATCHUP:
-        if (c->state == CLUSTER_SETUP && !c->catchup_wanted) {
+        /* Setting up, more to read (a full batch, or a notification meanwhile): read on
+         * before anything else; dispatch() serves only a link that is set up. */
+        if (c->state == CLUSTER_SETUP && c->catchup_wanted) {
+            send_catchup(c);
+            return;
+        }
+        if (c->state == CLUSTER_SETUP) {
             /* Caught up: now what this node has is published again, then the outbox. */
             queue_republish(c);
             c->state = CLUSTER_READY;
