@@ -63,7 +63,7 @@ with h.TempDir() as tmp:
         t.eq(bans_rows(b, "203.0.113.10"), [("remote", "cluster:A")],
              "B stores it as a remote ban with its origin node")
         ls = b.cli("list").stdout
-        t.ok("remote" in ls and " A\n" in ls, "`pbxguard list` on B names node A", ls)
+        t.ok("remote" in ls and "node A" in ls, "`pbxguard list` on B names node A", ls)
         sh = b.cli("show", "203.0.113.10").stdout
         t.ok("decided by node A" in sh, "`pbxguard show` on B names node A", sh)
         st = b.cli("status").stdout

@@ -188,12 +188,12 @@ static void previous_version_file_gets_the_daemon_runs_keeping_its_data(void **s
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_runs WHERE down_ms IS NULL"), 1);
 }
 
-static void version_4_file_is_migrated_to_remote_bans_keeping_its_bans(void **state)
+static void version_5_file_is_migrated_to_remote_bans_keeping_its_bans(void **state)
 {
     struct tmp *t = *state;
-    /* The schema before remote bans (005): bans.reason knows no 'remote', no outbox, no
+    /* The schema before remote bans (006): bans.reason knows no 'remote', no outbox, no
      * cursor. */
-    make_old_file(t->db, 4);
+    make_old_file(t->db, 5);
     raw_exec(t->db, "INSERT INTO bans (prefix, family, len, start_ms, expires_ms, reason, origin, "
                     "note) VALUES ('192.0.2.1', 4, 32, 1, 5000, 'manual', 'cli:uid=0', 'kept')");
     struct store_ban b = {.prefix = fx_prefix("192.0.2.1")};
@@ -677,7 +677,7 @@ static void active_bans_exclude_ended_and_expired(void **state)
 static void version_4_file_gets_the_active_bans_index_and_tally(void **state)
 {
     struct tmp *t = *state;
-    make_old_file(t->db, 4); /* the schema before the active-bans index and tally (005) */
+    make_old_file(t->db, 5); /* the schema before the active-bans index and tally (005) */
     raw_exec(t->db, "INSERT INTO bans (prefix, family, len, start_ms, reason, origin) VALUES "
                     "('192.0.2.1', 4, 32, 1, 'threshold', 'ami:x'), "
                     "('192.0.2.2', 4, 32, 1, 'manual', 'cli:uid=0'), "
@@ -1083,7 +1083,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(previous_version_file_gets_the_daemon_runs_keeping_its_data,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(version_4_file_is_migrated_to_remote_bans_keeping_its_bans,
+        cmocka_unit_test_setup_teardown(version_5_file_is_migrated_to_remote_bans_keeping_its_bans,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             outbox_keeps_changes_until_acknowledged_and_cursor_survives_reopen, setup, teardown),
