@@ -495,8 +495,11 @@ int judge_remote_ban(struct judge *j, const struct judge_remote *rb, int64_t now
     if (r < 0)
         return r;
     /* Already enforced as long or longer, here or by a wider ban: nothing to do. */
+    /* Remaining times read at different moments differ by the delays on the way: a ban that
+     * outlasts the active one by less than this is the same ban. */
     if (cover.exact &&
-        (!cover.exact_ban.expires_ms || (expires && cover.exact_ban.expires_ms >= expires))) {
+        (!cover.exact_ban.expires_ms ||
+         (expires && cover.exact_ban.expires_ms + JUDGE_REMOTE_SLACK_MS >= expires))) {
         *ret_verdict = v;
         return 0;
     }

@@ -154,6 +154,9 @@ const char *judge_remote_refusal_name(enum judge_remote_refusal why);
 /* The longest finite remote ban, as for a manual one (100 years): a sender that means forever
  * says permanent; an expiry beyond this is a broken or hostile sender. */
 #define JUDGE_REMOTE_MAX_MS (100LL * 365 * 86400 * 1000)
+/* A remote ban that outlasts the active ban of its prefix by no more than this is the same ban
+ * read again (as the fleet's publish function sees a re-send). */
+#define JUDGE_REMOTE_SLACK_MS 2000
 
 struct judge_remote {
     struct addr_prefix prefix; /* host bits must be clear */
@@ -166,7 +169,8 @@ struct judge_remote {
 
 /* Judges one remote ban at now_ms. Returns 0 with *ret_refusal JUDGE_REMOTE_OK and a VERDICT_BAN
  * (reason VERDICT_REMOTE, timeout = remaining time) when it is stored and is to be enforced;
- * 0 with VERDICT_NONE when an active ban of the prefix already lasts as long or longer, or a
+ * 0 with VERDICT_NONE when an active ban of the prefix already lasts as long or longer (within
+ * JUDGE_REMOTE_SLACK_MS), or a
  * wider active ban holds it (nothing to do); -EPERM with *ret_refusal saying why (nothing
  * stored); -EINVAL (host bits set, remaining_ms < 0); or a store error. A remote ban that lasts
  * longer than the active one of the same prefix replaces it (the old one is ended as lifted by

@@ -73,6 +73,8 @@ static void ban(const char *prefix, int64_t start_ms, int64_t expires_ms,
         snprintf(b.service, sizeof(b.service), "PJSIP");
         b.event_type = SEC_CHALLENGE_RESPONSE_FAILED;
         b.failures = 5;
+    } else if (reason == STORE_BAN_REMOTE) {
+        snprintf(b.origin, sizeof(b.origin), "cluster:pbx-b");
     } else {
         snprintf(b.origin, sizeof(b.origin), "cli:uid=0");
     }
@@ -166,6 +168,10 @@ static void the_day(void)
                 "AMI", SEC_INVALID_PASSWORD, "admin", false);
     run_alive(run, DAY0_MS + 9 * H + 5 * M);
     ban("2001:db8:77:1::", DAY0_MS + 10 * H, 0, STORE_BAN_MANUAL, 1);
+    commit();
+
+    /* another node of the fleet banned a scanner: a remote ban here, counted apart */
+    ban("203.0.113.64", DAY0_MS + 11 * H, DAY0_MS + 13 * H, STORE_BAN_REMOTE, 1);
     commit();
 
     /* pid 1001 is killed (the OOM killer) without a word: the ban at 10:00 was the last thing

@@ -727,6 +727,130 @@ static void a_learned_trunk_is_never_counted_nor_banned_and_its_old_bans_go(void
     assert_int_equal(fail_at(w, "203.0.113.50", T0 + 300).action, VERDICT_BAN);
 }
 
+static struct judge_remote remote(const char *prefix, int64_t remaining_ms)
+{
+    struct judge_remote rb = {.prefix = fx_prefix(prefix),
+                              .remaining_ms = remaining_ms,
+                              .origin = "cluster:pbx-b",
+                              .note = "",
+                              .max_prefix4 = 24,
+                              .max_prefix6 = 48};
+    return rb;
+}
+
+static void a_remote_ban_is_stored_with_its_origin_and_enforced(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct judge_remote rb = remote("203.0.113.9", HOUR_MS);
+    struct verdict v;
+    enum judge_remote_refusal why;
+    assert_int_equal(judge_remote_ban(w->judge, &rb, T0, &v, &why), 0);
+    assert_int_equal(why, JUDGE_REMOTE_OK);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_int_equal(v.reason, VERDICT_REMOTE);
+    assert_int_equal(v.timeout_ms, HOUR_MS);
+    struct store_ban b;
+    assert_int_equal(store_ban_last(w->store, &rb.prefix, &b), 0);
+    assert_int_equal(b.reason, STORE_BAN_REMOTE);
+    assert_string_equal(b.origin, "cluster:pbx-b");
+    /* The same again a minute later (a second of delay more), or shorter: nothing to do.
+     * Longer: it replaces the ban. */
+    rb.remaining_ms = HOUR_MS - MIN_MS + 1000;
+    assert_int_equal(judge_remote_ban(w->judge, &rb, T0 + MIN_MS, &v, &why), 0);
+    assert_int_equal(v.action, VERDICT_NONE);
+    rb.remaining_ms = MIN_MS;
+    assert_int_equal(judge_remote_ban(w->judge, &rb, T0 + MIN_MS, &v, &why), 0);
+    assert_int_equal(v.action, VERDICT_NONE);
+    rb.remaining_ms = 5 * HOUR_MS;
+    assert_int_equal(judge_remote_ban(w->judge, &rb, T0 + MIN_MS, &v, &why), 0);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_int_equal(v.timeout_ms, 5 * HOUR_MS);
+    /* A restart restores it like any other ban. */
+    world_close(w);
+    world_open(w);
+    struct verdicts got = {0};
+    assert_int_equal(judge_active_bans(w->judge, T0 + 2 * MIN_MS, collect, &got), 0);
+    assert_int_equal(got.n, 1);
+}
+
+static void remote_bans_that_break_the_rules_are_refused_and_not_stored(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct verdict v;
+    enum judge_remote_refusal why;
+    static const struct {
+        const char *prefix;
+        int64_t ms;
+        enum judge_remote_refusal why;
+    } cases[] = {
+        {"0.0.0.0/0", HOUR_MS, JUDGE_REMOTE_TOO_WIDE},
+        {"::/0", HOUR_MS, JUDGE_REMOTE_TOO_WIDE},
+        {"128.0.0.0/1", HOUR_MS, JUDGE_REMOTE_TOO_WIDE},
+        {"127.0.0.1", HOUR_MS, JUDGE_REMOTE_PROTECTED},
+        {"fe80::1", HOUR_MS, JUDGE_REMOTE_PROTECTED},
+        {"192.0.2.7", HOUR_MS, JUDGE_REMOTE_WHITELISTED},
+        {"198.51.100.0/23", HOUR_MS, JUDGE_REMOTE_WIDER_THAN_ACCEPTED},
+        {"2001:db8::/40", HOUR_MS, JUDGE_REMOTE_WIDER_THAN_ACCEPTED},
+        {"203.0.113.99", 975LL * 365 * 86400 * 1000, JUDGE_REMOTE_BAD_EXPIRY},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct judge_remote rb = remote(cases[i].prefix, cases[i].ms);
+        assert_int_equal(judge_remote_ban(w->judge, &rb, T0, &v, &why), -EPERM);
+        assert_int_equal(why, cases[i].why);
+        struct store_ban b;
+        assert_int_equal(store_ban_last(w->store, &rb.prefix, &b), -ENOENT);
+    }
+    /* The host's own address, learned at run time, is refused too. */
+    struct addr_prefix own = fx_prefix("198.51.100.10");
+    assert_int_equal(policy_protect_add(w->policy, POLICY_SRC_HOST, &own, "own address on eth0"),
+                     0);
+    struct judge_remote rb = remote("198.51.100.10", HOUR_MS);
+    assert_int_equal(judge_remote_ban(w->judge, &rb, T0, &v, &why), -EPERM);
+    assert_int_equal(why, JUDGE_REMOTE_PROTECTED);
+    /* Host bits set: not a prefix at all. */
+    rb = remote("203.0.113.0/24", HOUR_MS);
+    rb.prefix.addr.bytes[3] = 1;
+    assert_int_equal(judge_remote_ban(w->judge, &rb, T0, &v, &why), -EINVAL);
+    /* Permanent is fine when the sender says so. */
+    rb = remote("203.0.113.0/24", 0);
+    assert_int_equal(judge_remote_ban(w->judge, &rb, T0, &v, &why), 0);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_int_equal(v.timeout_ms, 0);
+}
+
+static void a_remote_ban_inside_a_wider_active_ban_changes_nothing(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct verdict v;
+    enum judge_remote_refusal why;
+    struct addr_prefix p = fx_prefix("203.0.113.0/24");
+    assert_int_equal(judge_manual_ban(w->judge, &p, HOUR_MS, false, "cli:uid=0", NULL, T0, &v), 0);
+    struct judge_remote rb = remote("203.0.113.9", HOUR_MS);
+    assert_int_equal(judge_remote_ban(w->judge, &rb, T0, &v, &why), 0);
+    assert_int_equal(v.action, VERDICT_NONE);
+}
+
+static void a_remote_unban_lifts_whatever_banned_the_prefix(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    struct verdict v;
+    for (int i = 0; i < 5; i++)
+        fail_at(w, "203.0.113.50", T0 + i);
+    struct addr_prefix p = fx_prefix("203.0.113.50");
+    assert_int_equal(judge_remote_unban(w->judge, &p, "cluster:pbx-c", T0 + MIN_MS, &v), 0);
+    assert_int_equal(v.action, VERDICT_UNBAN);
+    assert_int_equal(v.reason, VERDICT_REMOTE);
+    struct store_ban b;
+    assert_int_equal(store_ban_last(w->store, &p, &b), 0);
+    assert_int_equal(b.end, STORE_BAN_LIFTED);
+    assert_string_equal(b.lifted_by, "cluster:pbx-c");
+    assert_int_equal(judge_remote_unban(w->judge, &p, "cluster:pbx-c", T0 + MIN_MS, &v), -ENOENT);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -762,6 +886,10 @@ int main(void)
         T(trust_window_zero_ignores_logins),
         T(a_login_counts_for_its_whole_ipv6_key_and_survives_a_restart),
         T(a_learned_trunk_is_never_counted_nor_banned_and_its_old_bans_go),
+        T(a_remote_ban_is_stored_with_its_origin_and_enforced),
+        T(remote_bans_that_break_the_rules_are_refused_and_not_stored),
+        T(a_remote_ban_inside_a_wider_active_ban_changes_nothing),
+        T(a_remote_unban_lifts_whatever_banned_the_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
