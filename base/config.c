@@ -53,6 +53,8 @@ enum key_kind {
     K_SECRET_FILE, /* a secret: the first line of a root-only file, or credential:NAME (the
                       credential's name goes into char[CFG_NAME_MAX] at count_offset) */
     K_FLAGS,       /* unsigned bit set: a comma list of names from enums; "none" = 0 */
+    K_NAMES,       /* char[size][CFG_NAME_MAX] + unsigned count; comma lists, repeatable */
+    K_URL,         /* http:// or https:// URL */
 };
 
 struct enum_name {
@@ -81,6 +83,7 @@ enum section_kind {
     S_STATSD,
     S_NFTABLES,
     S_CLUSTER,
+    S_CROWDSEC,
     S_COUNT
 };
 
@@ -227,6 +230,25 @@ static const struct key_def cluster_keys[] = {
     {"query_timeout", K_MILLIS, FLD(cfg_cluster, query_timeout_ms), 0, 500, 600e3, NULL},
 };
 
+static const struct key_def crowdsec_keys[] = {
+    {"lapi_url", K_URL, FLD(cfg_crowdsec, lapi_url), 0, 1, 0, NULL},
+    {"machine_id", K_NAME, FLD(cfg_crowdsec, machine_id), 0, 1, 0, NULL},
+    {"password_file", K_SECRET_FILE, FLD(cfg_crowdsec, password), 0, 1, 0, NULL},
+    {"api_key_file", K_SECRET_FILE, FLD(cfg_crowdsec, api_key), 0, 1, 0, NULL},
+    {"publish", K_BOOL, FLD(cfg_crowdsec, publish), 0, 0, 0, NULL},
+    {"enforce", K_BOOL, FLD(cfg_crowdsec, enforce), 0, 0, 0, NULL},
+    {"scenario", K_STRING, FLD(cfg_crowdsec, scenario), 0, 1, 0, NULL},
+    {"poll_interval", K_MILLIS, FLD(cfg_crowdsec, poll_interval_ms), 0, 100, 3600e3, NULL},
+    {"origins", K_NAMES, ARR(cfg_crowdsec, origins, norigins), 0, 0, NULL},
+    {"max_prefix4", K_UINT, FLD(cfg_crowdsec, max_prefix4), 0, 1, 32, NULL},
+    {"max_prefix6", K_UINT, FLD(cfg_crowdsec, max_prefix6), 0, 1, 128, NULL},
+    {"ca_file", K_PATH, FLD(cfg_crowdsec, ca_file), 0, 0, 0, NULL},
+    {"cert_file", K_PATH, FLD(cfg_crowdsec, cert_file), 0, 0, 0, NULL},
+    {"key_file", K_PATH, FLD(cfg_crowdsec, key_file), 0, 0, 0, NULL},
+    {"timeout", K_MILLIS, FLD(cfg_crowdsec, timeout_ms), 0, 1000, 600e3, NULL},
+    {"max_reply_mib", K_UINT, FLD(cfg_crowdsec, max_reply_mib), 0, 1, 1024, NULL},
+};
+
 static const struct section_def sections[] = {
     {"general", S_GENERAL, false, general_keys, NKEYS(general_keys), false},
     {"ami", S_AMI, true, ami_keys, NKEYS(ami_keys), false},
@@ -238,15 +260,17 @@ static const struct section_def sections[] = {
     {"statsd", S_STATSD, false, statsd_keys, NKEYS(statsd_keys), false},
     {"nftables", S_NFTABLES, false, nftables_keys, NKEYS(nftables_keys), false},
     {"cluster", S_CLUSTER, false, cluster_keys, NKEYS(cluster_keys), false},
+    {"crowdsec", S_CROWDSEC, false, crowdsec_keys, NKEYS(crowdsec_keys), false},
 };
 
-#define MAX_SECTION_KEYS 16
+#define MAX_SECTION_KEYS 20
 _Static_assert(NKEYS(general_keys) <= MAX_SECTION_KEYS && NKEYS(ami_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(policy_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(statsd_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(protect_keys) <= MAX_SECTION_KEYS &&
                    NKEYS(nftables_keys) <= MAX_SECTION_KEYS &&
-                   NKEYS(cluster_keys) <= MAX_SECTION_KEYS,
+                   NKEYS(cluster_keys) <= MAX_SECTION_KEYS &&
+                   NKEYS(crowdsec_keys) <= MAX_SECTION_KEYS,
                "key_line[] holds one line per key of a section");
 
 struct parser {
@@ -270,6 +294,7 @@ struct parser {
     bool have_file;              /* read from a file: who may read it is known */
     struct stat file;            /* that file's owner and mode */
     bool exposed_reported;       /* an inline secret in a file others may read: said once */
+    bool names_set;              /* a K_NAMES key was set: the defaults are replaced */
 };
 
 static void report(struct parser *p, unsigned line, const char *key, const char *fmt, ...)
@@ -416,6 +441,17 @@ void config_defaults(struct config *ret_cfg)
     c->cluster.catchup_interval_ms = 30000;
     c->cluster.connect_timeout_ms = 5000;
     c->cluster.query_timeout_ms = 10000;
+    c->crowdsec.publish = true;
+    c->crowdsec.enforce = true;
+    snprintf(c->crowdsec.scenario, sizeof(c->crowdsec.scenario), "pbxguard/asterisk-bf");
+    c->crowdsec.poll_interval_ms = 1000;
+    static const char *const origins[] = {"crowdsec", "cscli", "CAPI", "lists"};
+    for (size_t i = 0; i < NKEYS(origins); i++)
+        snprintf(c->crowdsec.origins[c->crowdsec.norigins++], CFG_NAME_MAX, "%s", origins[i]);
+    c->crowdsec.max_prefix4 = 16;
+    c->crowdsec.max_prefix6 = 32;
+    c->crowdsec.timeout_ms = 10000;
+    c->crowdsec.max_reply_mib = 64;
 }
 
 void config_ami_defaults(struct cfg_ami *a)
@@ -555,6 +591,41 @@ static void set_ports(struct parser *p, const struct key_def *k, char *value)
             return;
         }
         ports[(*count)++] = (uint16_t)v;
+    }
+}
+
+/* A comma list of names (repeatable): each one once. */
+static void set_names(struct parser *p, const struct key_def *k, char *value)
+{
+    char(*names)[CFG_NAME_MAX] = (void *)((char *)p->base + k->offset);
+    unsigned *count = (unsigned *)((char *)p->base + k->count_offset);
+    char q[QUOTE_MAX];
+    /* The first time the key is set in a file, it replaces the defaults. */
+    if (!p->names_set) {
+        *count = 0;
+        p->names_set = true;
+    }
+    for (char *save = NULL, *tok = strtok_r(value, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        tok = trim(tok);
+        if (!tok[0])
+            continue;
+        if (!valid_name(tok) || strlen(tok) >= CFG_NAME_MAX) {
+            report(p, p->line, k->name,
+                   "\"%s\" is not a valid name (expected letters, digits, '_', '-', '.')",
+                   quoted(tok, q));
+            continue;
+        }
+        bool dup = false;
+        for (unsigned i = 0; i < *count; i++)
+            dup |= strcmp(names[i], tok) == 0;
+        if (dup)
+            continue;
+        if (*count >= k->size) {
+            report(p, p->line, k->name, "too many names (at most %zu)", k->size);
+            return;
+        }
+        snprintf(names[(*count)++], CFG_NAME_MAX, "%s", tok);
     }
 }
 
@@ -747,6 +818,7 @@ static void set_value(struct parser *p, const struct key_def *k, char *value)
     case K_NAME:
     case K_PATH:
     case K_HOST:
+    case K_URL:
     case K_SECRET: {
         size_t n = strlen(value), cap = k->size - 1;
         if (k->max > 0 && (size_t)k->max < cap)
@@ -765,8 +837,14 @@ static void set_value(struct parser *p, const struct key_def *k, char *value)
             report(p, p->line, k->name,
                    "\"%s\" is not a valid name (expected letters, digits, '_', '-', '.')",
                    quoted(value, q));
-        } else if (k->kind == K_PATH && value[0] != '/') {
+        } else if (k->kind == K_PATH && value[0] && value[0] != '/') {
             report(p, p->line, k->name, "\"%s\" is not an absolute path (expected /...)",
+                   quoted(value, q));
+        } else if (k->kind == K_URL &&
+                   ((strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) ||
+                    strpbrk(value, " \t"))) {
+            report(p, p->line, k->name,
+                   "\"%s\" is not an HTTP URL (expected http://HOST:PORT or https://HOST:PORT)",
                    quoted(value, q));
         } else if (k->kind == K_HOST && strpbrk(value, " \t")) {
             report(p, p->line, k->name,
@@ -874,6 +952,9 @@ static void set_value(struct parser *p, const struct key_def *k, char *value)
     case K_PORTS:
         set_ports(p, k, value);
         break;
+    case K_NAMES:
+        set_names(p, k, value);
+        break;
     case K_CIDRS:
         set_cidrs(p, k, value);
         break;
@@ -978,6 +1059,41 @@ static void end_section(struct parser *p)
              strchr(strstr(cl->conninfo, "://") + 3, ':') < strchr(cl->conninfo, '@')))
             report(p, conninfo, "conninfo",
                    "holds a password; put it in password_file (a root-only file) instead");
+    } else if (p->sec && p->sec->kind == S_CROWDSEC) {
+        struct cfg_crowdsec *cs = p->base;
+        unsigned url = line_of(p, "lapi_url"), pub = line_of(p, "publish"),
+                 enf = line_of(p, "enforce"), cert = line_of(p, "cert_file"),
+                 key = line_of(p, "key_file");
+        if (url && !PBXGUARD_HAVE_LIBCURL)
+            report(p, url, "lapi_url",
+                   "this pbxguardd was built without libcurl: the CrowdSec roles need a build "
+                   "with libcurl (apt-get install libcurl4-openssl-dev, then build again)");
+        if (!url)
+            report(p, p->sec_line, "lapi_url",
+                   "missing (expected the Local API's URL, e.g. http://127.0.0.1:8080)");
+        if (cs->publish && !cs->machine_id[0])
+            report(p, pub ? pub : p->sec_line, "machine_id",
+                   "missing: publish = yes needs the watcher's machine_id and password_file "
+                   "(cscli machines add NAME), or set publish = no");
+        /* A password_file that is set but could not be read was reported already. */
+        else if (cs->publish && !cs->password[0] && !line_of(p, "password_file"))
+            report(p, pub ? pub : p->sec_line, "password_file",
+                   "missing: publish = yes needs the watcher's password_file, or set "
+                   "publish = no");
+        if (cs->enforce && !cs->api_key[0] && !line_of(p, "api_key_file"))
+            report(p, enf ? enf : p->sec_line, "api_key_file",
+                   "missing: enforce = yes needs the bouncer's api_key_file (cscli bouncers add "
+                   "NAME), or set enforce = no");
+        if (!cs->publish && !cs->enforce)
+            report(p, pub > enf ? pub : enf, NULL,
+                   "publish and enforce are both no: nothing to do (remove the section)");
+        if (!cs->cert_file[0] != !cs->key_file[0])
+            report(p, cert ? cert : key, cert ? "key_file" : "cert_file",
+                   "missing: a client certificate needs both cert_file and key_file");
+        if (cs->norigins == 0)
+            report(p, line_of(p, "origins") ? line_of(p, "origins") : p->sec_line, "origins",
+                   "empty: no decision would ever be accepted (expected e.g. crowdsec, cscli, "
+                   "CAPI, lists)");
     } else if (p->sec && p->sec->kind == S_POLICY) {
         struct cfg_policy *pol = p->base;
         unsigned line = line_of(p, "bantime_max");
@@ -1027,7 +1143,7 @@ static void begin_section(struct parser *p, char *header)
         p->secname[0] = '\0';
         report(p, p->line, NULL,
                "unknown section [%s] (expected one of: general, ami:NAME, policy, "
-               "policy:SERVICE, events, whitelist, protect, statsd, nftables)",
+               "policy:SERVICE, events, whitelist, protect, statsd, nftables, crowdsec)",
                quoted(header, q));
         return;
     }
@@ -1103,6 +1219,7 @@ static void begin_section(struct parser *p, char *header)
                   : s->kind == S_STATSD   ? (void *)&c->statsd
                   : s->kind == S_NFTABLES ? (void *)&c->nftables
                   : s->kind == S_CLUSTER  ? (void *)&c->cluster
+                  : s->kind == S_CROWDSEC ? (void *)&c->crowdsec
                                           : (void *)c;
         break;
     }
@@ -1136,7 +1253,7 @@ static void handle_key(struct parser *p, char *key, char *value)
         const struct key_def *k = &s->keys[i];
         if (strcmp(k->name, key) != 0)
             continue;
-        if (k->kind != K_PORTS && k->kind != K_CIDRS) {
+        if (k->kind != K_PORTS && k->kind != K_CIDRS && k->kind != K_NAMES) {
             if (p->key_line[i]) {
                 report(p, p->line, key, "set twice (first on line %u; keep one)", p->key_line[i]);
                 return;
@@ -1485,6 +1602,7 @@ static void dump_key(FILE *out, const struct key_def *k, const void *base)
     case K_STRING:
     case K_NAME:
     case K_PATH:
+    case K_URL:
     case K_HOST: {
         const char *s = field;
         /* Quote values whose blanks would otherwise be trimmed away on reading back, and
@@ -1562,6 +1680,15 @@ static void dump_key(FILE *out, const struct key_def *k, const void *base)
         fprintf(out, "%s\n", any ? "" : "none");
         break;
     }
+    case K_NAMES: {
+        const char(*names)[CFG_NAME_MAX] = field;
+        unsigned n = *(const unsigned *)((const char *)base + k->count_offset);
+        fprintf(out, "%s =", k->name);
+        for (unsigned i = 0; i < n; i++)
+            fprintf(out, "%s%s", i ? ", " : " ", names[i]);
+        fputc('\n', out);
+        break;
+    }
     }
 }
 
@@ -1608,6 +1735,13 @@ void config_dump(const struct config *cfg, FILE *out)
     dump_keys(out, nftables_keys, NKEYS(nftables_keys), &cfg->nftables);
     fprintf(out, "\n[cluster]\n");
     dump_keys(out, cluster_keys, NKEYS(cluster_keys), &cfg->cluster);
+    if (cfg->crowdsec.lapi_url[0]) {
+        const struct cfg_crowdsec *cs = &cfg->crowdsec;
+        fprintf(out, "\n[crowdsec]\n");
+        dump_keys(out, crowdsec_keys, NKEYS(crowdsec_keys), cs);
+        fprintf(out, "; password_file: %s, api_key_file: %s\n", cs->password[0] ? "read" : "none",
+                cs->api_key[0] ? "read" : "none");
+    }
 }
 
 const char *config_unresolved_cluster_credential(const struct config *cfg)

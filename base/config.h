@@ -148,6 +148,30 @@ struct cfg_cluster {
     int64_t query_timeout_ms;         /* 10s: a query without an answer by then drops the link */
 };
 
+#define CFG_ORIGINS_MAX 8
+
+/* [crowdsec]: pbxguard as a CrowdSec watcher (publish) and bouncer (enforce). Off while
+ * lapi_url is empty (the section absent). */
+struct cfg_crowdsec {
+    char lapi_url[CFG_PATH_MAX];       /* "" = off; http://127.0.0.1:8080 */
+    char machine_id[CFG_NAME_MAX * 2]; /* the watcher's name (cscli machines add NAME) */
+    char password[CFG_SECRET_MAX];     /* first line of password_file */
+    char api_key[CFG_SECRET_MAX];      /* first line of api_key_file (cscli bouncers add) */
+    bool publish;                      /* yes: our bans become alerts with decisions */
+    bool enforce;                      /* yes: LAPI's decisions go into our sets */
+    char scenario[128];                /* pbxguard/asterisk-bf */
+    int64_t poll_interval_ms;          /* 1s */
+    char origins[CFG_ORIGINS_MAX][CFG_NAME_MAX]; /* crowdsec, cscli, CAPI, lists */
+    unsigned norigins;
+    unsigned max_prefix4;         /* 16: the widest decision accepted */
+    unsigned max_prefix6;         /* 32 */
+    char ca_file[CFG_PATH_MAX];   /* "": the system's CAs */
+    char cert_file[CFG_PATH_MAX]; /* client certificate, "" = none */
+    char key_file[CFG_PATH_MAX];
+    int64_t timeout_ms;     /* 10s: one request, connect included */
+    unsigned max_reply_mib; /* 64: a decision stream larger than this is refused */
+};
+
 struct config {
     char path[CFG_PATH_MAX];
     struct cfg_general general;
@@ -159,6 +183,7 @@ struct config {
     struct cfg_statsd statsd;
     struct cfg_nftables nftables;
     struct cfg_cluster cluster;
+    struct cfg_crowdsec crowdsec;
 };
 
 /* Called once per error with a complete message, e.g.

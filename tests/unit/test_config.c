@@ -878,6 +878,69 @@ static void min_prefix_narrower_than_the_counting_key_is_an_error(void **state)
                                          "absolute path"));
 }
 
+/* --- [crowdsec] --- */
+
+static void crowdsec_is_off_without_its_section(void **state)
+{
+    assert_int_equal(load("[general]\n"), 0);
+    assert_string_equal(cfg.crowdsec.lapi_url, "");
+    assert_true(cfg.crowdsec.publish && cfg.crowdsec.enforce);
+    assert_string_equal(cfg.crowdsec.scenario, "pbxguard/asterisk-bf");
+    assert_int_equal(cfg.crowdsec.poll_interval_ms, 1000);
+    assert_int_equal(cfg.crowdsec.norigins, 4);
+    assert_string_equal(cfg.crowdsec.origins[2], "CAPI");
+}
+
+static void crowdsec_reads_both_roles_and_their_secret_files(void **state)
+{
+    write_file("/tmp/pbxguard-test-cs-pw", "watcher-pw\n", 0600);
+    write_file("/tmp/pbxguard-test-cs-key", "bouncer-key\n", 0600);
+    assert_int_equal(load("[crowdsec]\nlapi_url = http://127.0.0.1:8080\n"
+                          "machine_id = pbx1\npassword_file = /tmp/pbxguard-test-cs-pw\n"
+                          "api_key_file = /tmp/pbxguard-test-cs-key\npoll_interval = 250ms\n"
+                          "origins = cscli, crowdsec\norigins = lists, cscli\n"),
+                     0);
+    assert_string_equal(cfg.crowdsec.password, "watcher-pw");
+    assert_string_equal(cfg.crowdsec.api_key, "bouncer-key");
+    assert_int_equal(cfg.crowdsec.poll_interval_ms, 250);
+    assert_int_equal(cfg.crowdsec.norigins, 3);
+    assert_string_equal(cfg.crowdsec.origins[2], "lists");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    config_dump(&cfg, f);
+    fclose(f);
+    assert_null(strstr(out, "watcher-pw"));
+    assert_null(strstr(out, "bouncer-key"));
+    assert_non_null(strstr(out, "[crowdsec]\nlapi_url = http://127.0.0.1:8080\n"));
+    assert_non_null(strstr(out, "origins = cscli, crowdsec, lists\n"));
+    free(out);
+    /* A key readable by others is refused like an AMI secret_file. */
+    chmod("/tmp/pbxguard-test-cs-key", 0640);
+    assert_int_equal(load("[crowdsec]\nlapi_url = http://127.0.0.1:8080\npublish = no\n"
+                          "api_key_file = /tmp/pbxguard-test-cs-key\n"),
+                     1);
+    assert_non_null(strstr(only_error(), "F:4: [crowdsec] api_key_file: "
+                                         "\"/tmp/pbxguard-test-cs-key\" is accessible by group"));
+    unlink("/tmp/pbxguard-test-cs-pw");
+    unlink("/tmp/pbxguard-test-cs-key");
+}
+
+static void crowdsec_says_what_each_role_lacks(void **state)
+{
+    assert_int_equal(load("[crowdsec]\nlapi_url = http://127.0.0.1:8080\nenforce = no\n"), 1);
+    assert_non_null(strstr(only_error(), "F:1: [crowdsec] machine_id: missing: publish = yes "
+                                         "needs the watcher's machine_id and password_file"));
+    assert_int_equal(load("[crowdsec]\nlapi_url = http://127.0.0.1:8080\npublish = no\n"), 1);
+    assert_non_null(strstr(only_error(), "F:1: [crowdsec] api_key_file: missing: enforce = yes "
+                                         "needs the bouncer's api_key_file"));
+    assert_int_equal(load("[crowdsec]\nlapi_url = ftp://x\npublish = no\nenforce = no\n"), 2);
+    assert_non_null(strstr(errs.msg[0], "is not an HTTP URL"));
+    assert_non_null(strstr(errs.msg[1], "publish and enforce are both no"));
+    /* No URL, nothing to do, a bad name, and so no origin at all. */
+    assert_int_equal(load("[crowdsec]\npublish = no\nenforce = no\norigins = a b\n"), 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -941,6 +1004,9 @@ int main(void)
         cmocka_unit_test(cluster_section_is_read_and_checked),
         cmocka_unit_test(cluster_conninfo_with_a_password_is_refused),
         cmocka_unit_test(cluster_password_comes_from_a_file_or_a_credential),
+        cmocka_unit_test(crowdsec_is_off_without_its_section),
+        cmocka_unit_test(crowdsec_reads_both_roles_and_their_secret_files),
+        cmocka_unit_test(crowdsec_says_what_each_role_lacks),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     teardown_config();

@@ -1,0 +1,63 @@
+/* Fuzzes the decision stream reader: whatever LAPI (or something posing as it) sends, the walk
+ * returns 0 or -EBADMSG, and every decision it delivers holds NUL-terminated printable text
+ * within its bounds; a usable one (LAPI_OK) is a ban of an Ip or Range scope whose prefix has
+ * no host bits and a duration within +-100 years. Aborts on a violation. Input: the reply's
+ * body. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lapi.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_text(const char *s, size_t size)
+{
+    size_t n = strnlen(s, size);
+    if (n == size)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            abort();
+}
+
+static int check(void *data, const struct lapi_decision *d)
+{
+    unsigned *n = data;
+    (*n)++;
+    if (d->bad != LAPI_OK)
+        return 0;
+    check_text(d->origin, sizeof(d->origin));
+    check_text(d->type, sizeof(d->type));
+    check_text(d->scope, sizeof(d->scope));
+    check_text(d->value, sizeof(d->value));
+    check_text(d->scenario, sizeof(d->scenario));
+    if (d->id <= 0 || strcasecmp(d->type, "ban") != 0)
+        abort();
+    if (strcasecmp(d->scope, "ip") != 0 && strcasecmp(d->scope, "range") != 0)
+        abort();
+    struct addr_prefix p;
+    addr_prefix_of(&d->prefix.addr, d->prefix.len, &p);
+    if (!addr_prefix_equal(&p, &d->prefix) || d->prefix.len > addr_max_len(&d->prefix.addr))
+        abort();
+    const int64_t limit = 100LL * 365 * 86400 * 1000;
+    if (d->duration_ms > limit || d->duration_ms < -limit)
+        abort();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *buf = malloc(size ? size : 1);
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+    unsigned n = 0;
+    int r = lapi_stream_parse(buf, size, check, &n);
+    free(buf);
+    if (r != 0 && r != -EBADMSG)
+        abort();
+    return 0;
+}
