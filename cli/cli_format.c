@@ -165,6 +165,31 @@ static void print_cluster(const json_t *cl, int64_t now, FILE *out)
                 str(cl, "last_error", e, sizeof(e)));
 }
 
+/* CrowdSec: both roles' state, the last poll, what was applied and refused, what waits. */
+static void print_crowdsec(const json_t *c, int64_t now, FILE *out)
+{
+    char a[64], b[64], e[300], w[32], bo[32];
+    if (!json_is_object(c))
+        return;
+    fprintf(out, "%-12s LAPI %s: watcher %s, bouncer %s, last poll %s\n", "crowdsec",
+            str(c, "lapi", e, sizeof(e)), str(c, "watcher", w, sizeof(w)),
+            str(c, "bouncer", bo, sizeof(bo)),
+            json_is_integer(json_object_get(c, "last_poll"))
+                ? ago(c, "last_poll", now, a, sizeof(a))
+                : "never");
+    fprintf(out,
+            "%-12s decisions %" PRId64 " known, %" PRId64 " applied, %" PRId64 " refused, %" PRId64
+            " ignored, %" PRId64 " ours; outbox %" PRId64 " waiting, %" PRId64 " alerts sent%s%s\n",
+            "", num(c, "decisions"), num(c, "applied"), num(c, "refused"), num(c, "ignored"),
+            num(c, "ours"), num(c, "outbox"), num(c, "alerts_sent"),
+            json_is_integer(json_object_get(c, "last_push")) ? ", last " : "",
+            json_is_integer(json_object_get(c, "last_push"))
+                ? ago(c, "last_push", now, b, sizeof(b))
+                : "");
+    if (json_is_string(json_object_get(c, "last_error")))
+        fprintf(out, "%-12s last error %s\n", "", str(c, "last_error", e, sizeof(e)));
+}
+
 static void print_status(const json_t *r, int64_t now, FILE *out)
 {
     char a[64], b[64], e[256];
@@ -202,6 +227,7 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     fprintf(out, "%-12s %" PRId64 " bans (%" PRId64 " IPv4, %" PRId64 " IPv6)\n", "active",
             num(act, "v4") + num(act, "v6"), num(act, "v4"), num(act, "v6"));
     print_cluster(json_object_get(r, "cluster"), now, out);
+    print_crowdsec(json_object_get(r, "crowdsec"), now, out);
     const json_t *ami = json_object_get(r, "ami");
     size_t i;
     const json_t *s;
@@ -261,16 +287,20 @@ void cli_format_list_rows(const json_t *bans, int width, int64_t now, FILE *out)
     const json_t *b;
     json_array_foreach(bans, i, b)
     {
-        char p[64], rem[32], reason[32], f[32], l[32], node[64];
+        char p[64], rem[32], reason[32], f[32], l[32], node[64], org[300];
         fprintf(out, "%-*s  %-10s  %-9s  %8" PRId64 "  %-19s  %s", width,
                 str(b, "prefix", p, sizeof(p)), remaining(b, now, rem, sizeof(rem)),
                 str(b, "reason", reason, sizeof(reason)), num(b, "failures"),
                 cli_format_time(num(b, "first_seen"), f, sizeof(f)),
                 cli_format_time(num(b, "last_seen"), l, sizeof(l)));
-        /* A fleet's remote ban names the node that decided it. */
+        /* A fleet's remote ban names the node that decided it, a CrowdSec decision's its
+         * origin ("crowdsec:cscli/SCENARIO"). */
         if (json_is_string(json_object_get(b, "node")))
             fprintf(out, "%*s  node %s", 19 - (int)strlen(l), "",
                     str(b, "node", node, sizeof(node)));
+        else if (json_is_string(json_object_get(b, "crowdsec")))
+            fprintf(out, "%*s  from %s", 19 - (int)strlen(l), "",
+                    str(b, "crowdsec", org, sizeof(org)));
         fputc('\n', out);
     }
 }
@@ -433,6 +463,9 @@ static void print_unban(const json_t *r, FILE *out)
                            p, sizeof(p)));
     }
     print_fleet(r, "lifted", out);
+    char note[600];
+    if (json_is_string(json_object_get(r, "crowdsec")))
+        fprintf(out, "note: %s\n", str(r, "crowdsec", note, sizeof(note)));
 }
 
 static void print_reload(const json_t *r, FILE *out)

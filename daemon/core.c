@@ -17,6 +17,7 @@
 #include "ami_session.h"
 #include "build-config.h"
 #include "cluster.h"
+#include "crowdsec.h"
 #include "core.h"
 #include "core_ctl.h"
 #include "duration.h"
@@ -104,7 +105,9 @@ struct core {
         unsigned n;
     } * ami_trust;
 
-    struct cluster *cluster; /* fleet mode ([cluster]), NULL without it */
+    struct cluster *cluster;   /* fleet mode ([cluster]), NULL without it */
+    struct crowdsec *crowdsec; /* [crowdsec]: LAPI's watcher and bouncer, NULL without it */
+    const char *remote_src;    /* who sends the remote verdict being applied, for the log */
 
     struct core_ctl *ctl;
     core_reload_fn reload;
@@ -344,6 +347,9 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
     statsd_count_by(c->statsd, STATSD_M_BANS, reason_name(v->reason), 1);
     /* Published to the fleet once it is in the kernel and the store (the end of the turn). */
     cluster_local(c->cluster, v, loop_wall_ms(c->loop));
+    /* Published to CrowdSec's LAPI through the outbox (the turn's transaction). */
+    if (crowdsec_publish(c->crowdsec, v, loop_wall_ms(c->loop)) < 0)
+        db_failed(c, "queueing an alert for CrowdSec", -EIO);
     /* A remote ban is logged by the fleet module, a batch at a time: a storm on another node
      * must not write one line per ban here. */
     if (v->reason == VERDICT_REMOTE)
@@ -407,8 +413,9 @@ static void apply_verdict(struct core *c, const struct verdict *v)
             log_warn("lifted the ban of %s: %s", addr_prefix_format(&v->prefix, buf, sizeof(buf)),
                      policy_ban_refusal(c->policy, &v->prefix, rule, e, why, sizeof(why)));
         } else if (v->reason == VERDICT_REMOTE) {
-            log_notice("unbanned %s (lifted by the fleet)",
-                       addr_prefix_format(&v->prefix, buf, sizeof(buf)));
+            log_notice("unbanned %s (lifted by %s)",
+                       addr_prefix_format(&v->prefix, buf, sizeof(buf)),
+                       c->remote_src ? c->remote_src : "the fleet");
         } else {
             log_notice("unbanned %s (manual%s)", addr_prefix_format(&v->prefix, buf, sizeof(buf)),
                        c->cluster ? "; lifted on every node of the fleet" : "");
@@ -484,6 +491,7 @@ void core_health(const struct core *c, struct core_health *ret_health)
         .db_failing = c->db_failing,
         .nami = c->nami,
         .cluster = c->cluster,
+        .crowdsec = c->crowdsec,
     };
 }
 
@@ -951,6 +959,56 @@ static void reload_cluster(struct core *c, const struct config *old, const struc
         log_notice("cluster: fleet mode is off ([cluster] backend = none)");
 }
 
+/* --- CrowdSec --- */
+
+static void on_crowdsec_verdict(void *data, const struct verdict *v)
+{
+    struct core *c = data;
+    c->remote_src = "CrowdSec";
+    apply_verdict(c, v);
+    c->remote_src = NULL;
+}
+
+static int start_crowdsec(struct core *c, const struct config *cfg)
+{
+    if (!cfg->crowdsec.lapi_url[0])
+        return 0;
+    c->crowdsec = crowdsec_new(c->loop, &cfg->crowdsec, c->store, c->judge, c->statsd,
+                               on_crowdsec_verdict, c);
+    if (!c->crowdsec) {
+        int e = errno;
+        if (e == ENOTSUP)
+            log_err("[crowdsec]: this pbxguardd was built without libcurl; the CrowdSec roles "
+                    "need a build with libcurl");
+        else
+            log_err("[crowdsec]: cannot start: %s", strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+static void reload_crowdsec(struct core *c, const struct config *old, const struct config *cfg)
+{
+    if (!c->crowdsec && !cfg->crowdsec.lapi_url[0])
+        return;
+    if (c->crowdsec && cfg->crowdsec.lapi_url[0]) {
+        /* The new settings in place; the links start over only if they changed. */
+        if (memcmp(&old->crowdsec, &cfg->crowdsec, sizeof(cfg->crowdsec)) == 0) {
+            crowdsec_set_config(c->crowdsec, &cfg->crowdsec);
+            return;
+        }
+        if (crowdsec_reconfigure(c->crowdsec, &cfg->crowdsec) < 0)
+            log_err("[crowdsec]: cannot apply the new settings; the old ones stay");
+        return;
+    }
+    crowdsec_free(c->crowdsec);
+    c->crowdsec = NULL;
+    if (start_crowdsec(c, cfg) < 0)
+        log_err("[crowdsec]: off until the next successful reload");
+    else if (!c->crowdsec)
+        log_notice("crowdsec: off ([crowdsec] removed)");
+}
+
 /* --- maintenance: expiry, retention, gauges --- */
 
 static void on_maintenance(struct loop *l, void *data)
@@ -975,6 +1033,12 @@ static void on_maintenance(struct loop *l, void *data)
             statsd_gauge(c->statsd, STATSD_M_BANS_ACTIVE_IPV6, (int64_t)c->active_v6);
         }
         statsd_gauge(c->statsd, STATSD_M_NFT_ENFORCING, nft_enforcing(c));
+        if (c->crowdsec) {
+            struct crowdsec_status st;
+            crowdsec_get_status(c->crowdsec, &st);
+            statsd_gauge(c->statsd, "crowdsec.outbox", (int64_t)st.outbox);
+            statsd_gauge(c->statsd, "crowdsec.decisions", (int64_t)st.decisions);
+        }
         if (c->cluster) {
             struct cluster_status cs;
             cluster_get_status(c->cluster, &cs);
@@ -1116,6 +1180,8 @@ struct core *core_new(struct loop *l, const struct config *cfg)
         goto fail;
     if ((r = start_cluster(c, cfg)) < 0)
         goto fail;
+    if ((r = start_crowdsec(c, cfg)) < 0)
+        goto fail;
     log_protection(c);
     c->started = true;
     if ((r = loop_turn_end_add(l, on_turn_end, c)) < 0)
@@ -1225,6 +1291,7 @@ int core_reload(struct core *c, const struct config *cfg)
     /* A failure keeps the old [protect] running (logged); the reload itself goes on. */
     hostaddr_reconfigure(c->host, &cfg->protect);
     reload_cluster(c, old, cfg);
+    reload_crowdsec(c, old, cfg);
     return 0;
 }
 
@@ -1235,6 +1302,8 @@ void core_free(struct core *c)
     stop_ami(c);
     cluster_free(c->cluster);
     c->cluster = NULL;
+    crowdsec_free(c->crowdsec);
+    c->crowdsec = NULL;
     core_ctl_free(c->ctl);
     c->ctl = NULL;
     hostaddr_free(c->host);

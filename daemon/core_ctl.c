@@ -12,6 +12,7 @@
 
 #include "ami_session.h"
 #include "cluster.h"
+#include "crowdsec.h"
 #include "core_ctl.h"
 #include "ctl.h"
 #include "ctl_cmd.h"
@@ -108,6 +109,31 @@ static json_t *cluster_status_json(const struct cluster *cl)
     return o;
 }
 
+/* CrowdSec: {"watcher", "bouncer", "last_poll", "last_push", "outbox", "decisions", "applied",
+ * "refused", "ignored", "deleted", "ours", "alerts_sent", "polls", "poll_errors",
+ * "push_errors", "last_error"}. */
+static json_t *crowdsec_status_json(struct crowdsec *cs, const struct cfg_crowdsec *cfg)
+{
+    struct crowdsec_status s;
+    crowdsec_get_status(cs, &s);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                          "lapi", cfg->lapi_url, "watcher", s.watcher, "bouncer", s.bouncer,
+                          "outbox", (json_int_t)s.outbox, "decisions", (json_int_t)s.decisions,
+                          "applied", (json_int_t)s.applied, "refused", (json_int_t)s.refused,
+                          "ignored", (json_int_t)s.ignored, "deleted", (json_int_t)s.deleted,
+                          "ours", (json_int_t)s.ours, "alerts_sent", (json_int_t)s.alerts_sent,
+                          "polls", (json_int_t)s.polls, "poll_errors", (json_int_t)s.poll_errors,
+                          "push_errors", (json_int_t)s.push_errors);
+    if (!o)
+        return json_null();
+    json_object_set_new(o, "last_poll",
+                        s.last_poll_ms ? json_integer(s.last_poll_ms / 1000) : json_null());
+    json_object_set_new(o, "last_push",
+                        s.last_push_ms ? json_integer(s.last_push_ms / 1000) : json_null());
+    json_object_set_new(o, "last_error", s.last_error[0] ? json_string(s.last_error) : json_null());
+    return o;
+}
+
 static const char *fleet_state(const struct core_health *h)
 {
     if (!h->cluster)
@@ -162,6 +188,9 @@ static void status(void *data, json_t *reply)
         json_object_set_new(reply, "store_error", json_string("database failing (see the log)"));
     if (h.cluster)
         json_object_set_new(reply, "cluster", cluster_status_json(h.cluster));
+    if (h.crowdsec)
+        json_object_set_new(reply, "crowdsec",
+                            crowdsec_status_json(h.crowdsec, &view.cfg->crowdsec));
 }
 
 static void collect_error(void *data, const char *message)

@@ -10,6 +10,7 @@
 
 struct ami_session;
 struct cluster;
+struct crowdsec;
 struct core;
 struct judge;
 struct policy;
@@ -49,6 +50,7 @@ struct core_health {
     bool db_failing;
     unsigned nami; /* AMI sessions, in the order of the configuration's [ami:NAME] sections */
     const struct cluster *cluster; /* fleet mode, NULL when off */
+    struct crowdsec *crowdsec;     /* [crowdsec], NULL when off */
 };
 void core_health(const struct core *c, struct core_health *ret_health);
 const struct ami_session *core_ami_session(const struct core *c, unsigned i); /* i < nami */

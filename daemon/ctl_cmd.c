@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "crowdsec.h"
 #include "ctl_cmd.h"
 #include "log.h"
 #include "nftset.h"
@@ -55,6 +56,8 @@ static json_t *ban_json(const struct store_ban *b, int64_t now_ms)
     json_object_set_new(o, "origin", json_string(b->origin));
     if (origin_node(b))
         json_object_set_new(o, "node", json_string(origin_node(b)));
+    if (b->reason == STORE_BAN_REMOTE && crowdsec_origin(b->origin))
+        json_object_set_new(o, "crowdsec", json_string(b->origin));
     json_object_set_new(o, "start", time_or_null(b->start_ms));
     json_object_set_new(o, "expires", time_or_null(b->expires_ms));
     if (b->expires_ms > 0) {
@@ -306,6 +309,12 @@ static json_t *cmd_unban(const struct ctl_cmd_ops *ops, json_t *req, const struc
             (bad = refuse_wide(ops, "unban", &cover.prefix)))
             return bad;
     }
+    /* A CrowdSec decision's ban comes back from LAPI: the reply says so. */
+    struct store_ban before;
+    bool from_crowdsec = judge_unban_target(ops->judge, &p, ops->now_ms, &cover) == 0 &&
+                         (cover.hold == JUDGE_BANNED || cover.hold == JUDGE_BANNED_AS_KEY) &&
+                         store_ban_last(ops->store, &cover.prefix, &before) == 0 &&
+                         before.reason == STORE_BAN_REMOTE && crowdsec_origin(before.origin);
     struct verdict v;
     err = judge_unban(ops->judge, &p, by, ops->now_ms, &v, &cover);
     if (err == -ENOENT && cover.hold == JUDGE_INSIDE_PREFIX) {
@@ -329,6 +338,15 @@ static json_t *cmd_unban(const struct ctl_cmd_ops *ops, json_t *req, const struc
     /* The unban is published: every node of the fleet lifts it too. */
     if (ops->fleet)
         json_object_set_new(r, "fleet", json_string(ops->fleet));
+    if (from_crowdsec)
+        json_object_set_new(
+            r, "crowdsec",
+            json_sprintf("%s came from a CrowdSec decision (%s): pbxguardd bans it again when it "
+                         "next reads LAPI's whole set (at a restart, or after LAPI was "
+                         "unreachable) unless it is deleted in CrowdSec: cscli decisions delete "
+                         "--%s %s",
+                         cs, before.origin,
+                         v.prefix.len == addr_max_len(&v.prefix.addr) ? "ip" : "range", cs));
     return r;
 }
 
