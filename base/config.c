@@ -445,7 +445,7 @@ void config_defaults(struct config *ret_cfg)
     c->crowdsec.enforce = true;
     snprintf(c->crowdsec.scenario, sizeof(c->crowdsec.scenario), "pbxguard/asterisk-bf");
     c->crowdsec.poll_interval_ms = 1000;
-    static const char *const origins[] = {"crowdsec", "cscli", "CAPI", "lists"};
+    static const char *const origins[] = {"crowdsec", "cscli", "cscli-import", "CAPI", "lists"};
     for (size_t i = 0; i < NKEYS(origins); i++)
         snprintf(c->crowdsec.origins[c->crowdsec.norigins++], CFG_NAME_MAX, "%s", origins[i]);
     c->crowdsec.max_prefix4 = 16;

@@ -161,7 +161,7 @@ struct cfg_crowdsec {
     bool enforce;                      /* yes: LAPI's decisions go into our sets */
     char scenario[128];                /* pbxguard/asterisk-bf */
     int64_t poll_interval_ms;          /* 1s */
-    char origins[CFG_ORIGINS_MAX][CFG_NAME_MAX]; /* crowdsec, cscli, CAPI, lists */
+    char origins[CFG_ORIGINS_MAX][CFG_NAME_MAX]; /* crowdsec, cscli, cscli-import, CAPI, lists */
     unsigned norigins;
     unsigned max_prefix4;         /* 16: the widest decision accepted */
     unsigned max_prefix6;         /* 32 */

@@ -135,14 +135,22 @@ static int64_t backoff_next(int64_t *b, int64_t min, int64_t max)
 
 /* --- the decision table: prefix -> decisions --- */
 
+static uint64_t mix(uint64_t x)
+{
+    /* splitmix64's finalizer: every input bit moves every output bit. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
 static uint64_t prefix_hash(const struct addr_prefix *p)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const uint8_t *b = p->addr.bytes;
-    for (int i = 0; i < 16; i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
-    h = (h ^ p->len) * 1099511628211ULL;
-    return (h ^ p->addr.family) * 1099511628211ULL;
+    uint64_t a, b;
+    memcpy(&a, p->addr.bytes, 8);
+    memcpy(&b, p->addr.bytes + 8, 8);
+    return mix(a ^ mix(b ^ ((uint64_t)p->len << 8 | p->addr.family)));
 }
 
 static struct slot *slot_find(struct crowdsec *cs, const struct addr_prefix *p, bool create)
@@ -368,7 +376,22 @@ static int on_deleted(struct crowdsec *cs, const struct lapi_decision *d, int64_
         b.reason != STORE_BAN_REMOTE || !crowdsec_origin(b.origin))
         return 0; /* nothing of CrowdSec's to lift (never applied, refused, or a local ban) */
     cs->st.deleted++;
-    return lift_or_shorten(cs, NULL, &d->prefix, now_ms);
+    int r = lift_or_shorten(cs, NULL, &d->prefix, now_ms);
+    if (r < 0 || d->prefix.len == addr_max_len(&d->prefix.addr))
+        return r;
+    /* A lifted range held the narrower decisions inside it (the judge does not store a ban a
+     * wider one already holds): they are enforced on their own now. Rare, so a walk. */
+    for (size_t i = 0; r >= 0 && i < cs->cap; i++) {
+        struct slot *in = &cs->slots[i];
+        const struct dec *keep;
+        if (!in->used || addr_prefix_equal(&in->prefix, &d->prefix) ||
+            !addr_prefix_covers(&d->prefix, &in->prefix) || !(keep = slot_longest(in, now_ms)))
+            continue;
+        char value[ADDR_STRLEN];
+        r = apply_ban(cs, &in->prefix, keep->expires_ms - now_ms, in->origin,
+                      addr_prefix_format(&in->prefix, value, sizeof(value)));
+    }
+    return r;
 }
 
 static int on_decision(void *data, const struct lapi_decision *d)
@@ -545,11 +568,13 @@ static void on_poll_reply(void *data, const struct http_reply *r)
         return;
     }
     if (startup)
-        log_info("crowdsec: %zu decisions read from LAPI's full set in %llu ms (%llu applied, "
-                 "%llu refused, %llu ignored so far)",
-                 cs->ndecisions, (unsigned long long)(loop_clock_mono_ms() - t0),
-                 (unsigned long long)cs->st.applied, (unsigned long long)cs->st.refused,
-                 (unsigned long long)cs->st.ignored);
+        log_notice("crowdsec: %zu decisions read from LAPI's full set (%zu bytes, LAPI answered "
+                   "in %llu ms) and applied in %llu ms (%llu applied, %llu refused, %llu ignored "
+                   "so far)",
+                   cs->ndecisions, r->len, (unsigned long long)r->elapsed_ms,
+                   (unsigned long long)(loop_clock_mono_ms() - t0),
+                   (unsigned long long)cs->st.applied, (unsigned long long)cs->st.refused,
+                   (unsigned long long)cs->st.ignored);
     cs->need_startup = false;
     cs->poll_backoff_ms = 0;
     cs->st.polls++;

@@ -179,6 +179,16 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer, 
     t.ok("10.0.0.0/8" not in b, "a decision wider than max_prefix4 is refused", b)
     t.ok(d.wait_log("refused"), "refusals are logged")
 
+    # An address inside a banned range: the range holds it; once the range is deleted, the
+    # address's own decision is enforced.
+    l.cscli("decisions", "add", "--range", "198.18.7.0/24", "--duration", "1h")
+    t.ok(wait_in("198.18.7.0/24"), "a second range lands")
+    l.cscli("decisions", "add", "--ip", "198.18.7.5", "--duration", "1h")
+    time.sleep(0.8)
+    l.cscli("decisions", "delete", "--range", "198.18.7.0/24")
+    t.ok(wait_out("198.18.7.0/24"), "the range is deleted")
+    t.ok(wait_in("198.18.7.5"), "the address inside it is then banned on its own decision")
+
     # Two decisions for one address: deleting one keeps the ban (the other still holds it).
     # LAPI's stream sends the longest decision of a value, and a delete only once none is left.
     l.cscli("decisions", "add", "--ip", "192.0.2.88", "--duration", "1h")

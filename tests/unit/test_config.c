@@ -887,8 +887,8 @@ static void crowdsec_is_off_without_its_section(void **state)
     assert_true(cfg.crowdsec.publish && cfg.crowdsec.enforce);
     assert_string_equal(cfg.crowdsec.scenario, "pbxguard/asterisk-bf");
     assert_int_equal(cfg.crowdsec.poll_interval_ms, 1000);
-    assert_int_equal(cfg.crowdsec.norigins, 4);
-    assert_string_equal(cfg.crowdsec.origins[2], "CAPI");
+    assert_int_equal(cfg.crowdsec.norigins, 5);
+    assert_string_equal(cfg.crowdsec.origins[3], "CAPI");
 }
 
 static void crowdsec_reads_both_roles_and_their_secret_files(void **state)
