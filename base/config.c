@@ -233,8 +233,10 @@ static const struct key_def cluster_keys[] = {
 static const struct key_def crowdsec_keys[] = {
     {"lapi_url", K_URL, FLD(cfg_crowdsec, lapi_url), 0, 1, 0, NULL},
     {"machine_id", K_NAME, FLD(cfg_crowdsec, machine_id), 0, 1, 0, NULL},
-    {"password_file", K_SECRET_FILE, FLD(cfg_crowdsec, password), 0, 1, 0, NULL},
-    {"api_key_file", K_SECRET_FILE, FLD(cfg_crowdsec, api_key), 0, 1, 0, NULL},
+    {"password_file", K_SECRET_FILE, FLD(cfg_crowdsec, password),
+     offsetof(struct cfg_crowdsec, password_credential), 1, 0, NULL},
+    {"api_key_file", K_SECRET_FILE, FLD(cfg_crowdsec, api_key),
+     offsetof(struct cfg_crowdsec, api_key_credential), 1, 0, NULL},
     {"publish", K_BOOL, FLD(cfg_crowdsec, publish), 0, 0, 0, NULL},
     {"enforce", K_BOOL, FLD(cfg_crowdsec, enforce), 0, 0, 0, NULL},
     {"scenario", K_STRING, FLD(cfg_crowdsec, scenario), 0, 1, 0, NULL},
@@ -1616,12 +1618,13 @@ static void dump_key(FILE *out, const struct key_def *k, const void *base)
     case K_SECRET:
         fprintf(out, "%s = %s\n", k->name, ((const char *)field)[0] ? "********" : "");
         break;
-    case K_SECRET_FILE:
+    case K_SECRET_FILE: {
         /* Its content is shown (masked) as secret; a credential's name is worth seeing. */
         if (((const char *)base + k->count_offset)[0])
             fprintf(out, "%s = " CFG_CREDENTIAL_PREFIX "%s\n", k->name,
                     (const char *)base + k->count_offset);
         break;
+    }
     case K_UINT:
         fprintf(out, "%s = %u\n", k->name, *(const unsigned *)field);
         break;

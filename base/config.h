@@ -153,14 +153,16 @@ struct cfg_cluster {
 /* [crowdsec]: pbxguard as a CrowdSec watcher (publish) and bouncer (enforce). Off while
  * lapi_url is empty (the section absent). */
 struct cfg_crowdsec {
-    char lapi_url[CFG_PATH_MAX];       /* "" = off; http://127.0.0.1:8080 */
-    char machine_id[CFG_NAME_MAX * 2]; /* the watcher's name (cscli machines add NAME) */
-    char password[CFG_SECRET_MAX];     /* first line of password_file */
-    char api_key[CFG_SECRET_MAX];      /* first line of api_key_file (cscli bouncers add) */
-    bool publish;                      /* yes: our bans become alerts with decisions */
-    bool enforce;                      /* yes: LAPI's decisions go into our sets */
-    char scenario[128];                /* pbxguard/asterisk-bf */
-    int64_t poll_interval_ms;          /* 1s */
+    char lapi_url[CFG_PATH_MAX];            /* "" = off; http://127.0.0.1:8080 */
+    char machine_id[CFG_NAME_MAX * 2];      /* the watcher's name (cscli machines add NAME) */
+    char password[CFG_SECRET_MAX];          /* first line of password_file */
+    char api_key[CFG_SECRET_MAX];           /* first line of api_key_file (cscli bouncers add) */
+    char password_credential[CFG_NAME_MAX]; /* password_file = credential:NAME; "" = none */
+    char api_key_credential[CFG_NAME_MAX];  /* api_key_file = credential:NAME; "" = none */
+    bool publish;                           /* yes: our bans become alerts with decisions */
+    bool enforce;                           /* yes: LAPI's decisions go into our sets */
+    char scenario[128];                     /* pbxguard/asterisk-bf */
+    int64_t poll_interval_ms;               /* 1s */
     char origins[CFG_ORIGINS_MAX][CFG_NAME_MAX]; /* crowdsec, cscli, cscli-import, CAPI, lists */
     unsigned norigins;
     unsigned max_prefix4;         /* 16: the widest decision accepted */

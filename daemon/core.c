@@ -971,8 +971,19 @@ static void on_crowdsec_verdict(void *data, const struct verdict *v)
 
 static int start_crowdsec(struct core *c, const struct config *cfg)
 {
-    if (!cfg->crowdsec.lapi_url[0])
+    const struct cfg_crowdsec *cs = &cfg->crowdsec;
+    if (!cs->lapi_url[0])
         return 0;
+    /* A systemd credential is there only when the unit hands it over (LoadCredential=). */
+    const char *missing = cs->password_credential[0] && !cs->password[0] ? cs->password_credential
+                          : cs->api_key_credential[0] && !cs->api_key[0] ? cs->api_key_credential
+                                                                         : NULL;
+    if (missing) {
+        log_err("[crowdsec]: credential %s is not available ($CREDENTIALS_DIRECTORY/%s): run "
+                "pbxguardd from its unit with LoadCredential=%s:PATH, or name a file instead",
+                missing, missing, missing);
+        return -ENOENT;
+    }
     c->crowdsec = crowdsec_new(c->loop, &cfg->crowdsec, c->store, c->judge, c->statsd,
                                on_crowdsec_verdict, c);
     if (!c->crowdsec) {

@@ -926,6 +926,30 @@ static void crowdsec_reads_both_roles_and_their_secret_files(void **state)
     unlink("/tmp/pbxguard-test-cs-key");
 }
 
+static void crowdsec_secrets_can_be_systemd_credentials(void **state)
+{
+    mkdir("/tmp/pbxguard-test-creds", 0700);
+    write_file("/tmp/pbxguard-test-creds/cs-key", "key-from-credential\n", 0600);
+    setenv("CREDENTIALS_DIRECTORY", "/tmp/pbxguard-test-creds", 1);
+    assert_int_equal(load("[crowdsec]\nlapi_url = http://127.0.0.1:8080\npublish = no\n"
+                          "api_key_file = credential:cs-key\n"),
+                     0);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    unlink("/tmp/pbxguard-test-creds/cs-key");
+    rmdir("/tmp/pbxguard-test-creds");
+    assert_string_equal(cfg.crowdsec.api_key, "key-from-credential");
+    assert_string_equal(cfg.crowdsec.api_key_credential, "cs-key");
+    assert_string_equal(cfg.crowdsec.password_credential, "");
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    config_dump(&cfg, f);
+    fclose(f);
+    assert_null(strstr(out, "key-from-credential"));
+    assert_non_null(strstr(out, "api_key_file = credential:cs-key\n"));
+    free(out);
+}
+
 static void crowdsec_says_what_each_role_lacks(void **state)
 {
     assert_int_equal(load("[crowdsec]\nlapi_url = http://127.0.0.1:8080\nenforce = no\n"), 1);
@@ -1006,6 +1030,7 @@ int main(void)
         cmocka_unit_test(cluster_password_comes_from_a_file_or_a_credential),
         cmocka_unit_test(crowdsec_is_off_without_its_section),
         cmocka_unit_test(crowdsec_reads_both_roles_and_their_secret_files),
+        cmocka_unit_test(crowdsec_secrets_can_be_systemd_credentials),
         cmocka_unit_test(crowdsec_says_what_each_role_lacks),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
