@@ -215,6 +215,9 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer, 
     # Unban of a CrowdSec decision says it will come back.
     l.cscli("decisions", "add", "--ip", "192.0.2.99", "--duration", "1h")
     t.ok(wait_in("192.0.2.99"), "another decision lands")
+    r = subprocess.run([h.CLI, "-s", os.path.join(tmp, "control.sock"), "show", "192.0.2.99"],
+                       capture_output=True, text=True)
+    t.ok("crowdsec:cscli/" in r.stdout, "pbxguard show names the origin", r.stdout + r.stderr)
     r = subprocess.run([h.CLI, "-s", os.path.join(tmp, "control.sock"), "unban", "192.0.2.99"],
                        capture_output=True, text=True)
     t.ok("cscli decisions delete" in r.stdout + r.stderr,
@@ -225,6 +228,15 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer, 
                        capture_output=True, text=True)
     t.ok("crowdsec" in r.stdout and "outbox" in r.stdout, "status shows the CrowdSec state",
          r.stdout)
+
+    # A reload that changes [crowdsec] starts the links over; decisions keep coming.
+    text = open(conf).read().replace("poll_interval = 200ms", "poll_interval = 300ms")
+    open(conf, "w").write(text)
+    r = subprocess.run([h.CLI, "-s", os.path.join(tmp, "control.sock"), "reload"],
+                       capture_output=True, text=True)
+    t.eq(r.returncode, 0, "a reload with new [crowdsec] settings is taken")
+    l.cscli("decisions", "add", "--ip", "192.0.2.111", "--duration", "1h")
+    t.ok(wait_in("192.0.2.111"), "and decisions still reach the kernel after it")
 
     # --- faults: LAPI down at start ---
     rc, _ = d.stop()
