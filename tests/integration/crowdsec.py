@@ -272,6 +272,43 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer, 
 l.stop()
 
 
+# --- TLS: LAPI over HTTPS with a private CA ---
+def make_certs(d):
+    """A CA and a server certificate for 127.0.0.1 signed by it (EC keys: quick to make)."""
+    def run(*a):
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj",
+        "/CN=pbxguard test CA")
+    run("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(d, "ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "srv.pem", "-days", "2", "-extfile", "ext")
+    return [os.path.join(d, x) for x in ("ca.pem", "srv.pem", "srv.key")]
+
+
+with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
+    ca, cert, key_pem = make_certs(tmp)
+    with lapi.Lapi(root, port=18443, tls=(cert, key_pem)) as l:
+        key = l.add_bouncer("pbx-tls")
+        key_file = secret(tmp, "cs-key", key)
+        conf = config(tmp, peer, l.url, secret(tmp, "pw", "unused"), key_file,
+                      extra=f"publish = no\nca_file = {ca}\n")
+        d = h.Daemon(conf)
+        l.cscli("decisions", "add", "--ip", "192.0.2.120", "--duration", "1h")
+        t.ok(wait_in("192.0.2.120", timeout=20), "over HTTPS with ca_file, decisions land",
+             d.log()[-1500:])
+        rc, _ = d.stop()
+        # Without the CA, LAPI's certificate is not trusted: nothing is read, and it is said.
+        text = open(conf).read().replace(f"ca_file = {ca}\n", "")
+        open(conf, "w").write(text)
+        d = h.Daemon(conf)
+        t.ok(d.wait_log("decision stream failed", timeout=20) and "certificate" in d.log(),
+             "without the CA, LAPI's certificate is refused and the log says so", d.log()[-1500:])
+        d.stop()
+
+
 # --- faults: a fake LAPI that answers garbage and floods ---
 class Fake(http.server.BaseHTTPRequestHandler):
     mode = "garbage"

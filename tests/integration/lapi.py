@@ -36,8 +36,14 @@ def package():
     global why_not
     os.makedirs(CACHE, exist_ok=True)
     debs = sorted(glob.glob(os.path.join(CACHE, "crowdsec_*.deb")))
-    if not debs:
+    # A machine whose package lists were never fetched knows no crowdsec: fetch them once.
+    for update in (False, True):
+        if debs:
+            break
         try:
+            if update:
+                subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq"],
+                               capture_output=True, timeout=600)
             r = subprocess.run(["apt-get", "download", "crowdsec"], cwd=CACHE,
                                capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -131,7 +137,8 @@ on_success: break
 class Lapi:
     """One LAPI process with its own directory and database (kept across restart())."""
 
-    def __init__(self, root, host="127.0.0.1", port=18080, log_level="warning"):
+    def __init__(self, root, host="127.0.0.1", port=18080, log_level="warning", tls=None):
+        """tls: (cert_file, key_file) to serve HTTPS; cscli then skips verification."""
         self.root = root
         self.host = host
         self.port = port
@@ -140,10 +147,15 @@ class Lapi:
         for d in ("etc", "data", "hub", "plugins", "etc/notifications"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.url = f"http://{listen}"
+        self.url = f"{'https' if tls else 'http'}://{listen}"
         self.config = os.path.join(self.dir, "etc", "config.yaml")
+        text = CONFIG.format(dir=self.dir, listen=listen, log_level=log_level)
+        if tls:
+            text = text.replace("    insecure_skip_verify: false", "    insecure_skip_verify: true")
+            text = text.replace("    trusted_ips:", f"    tls:\n      cert_file: {tls[0]}\n"
+                                f"      key_file: {tls[1]}\n    trusted_ips:")
         with open(self.config, "w") as f:
-            f.write(CONFIG.format(dir=self.dir, listen=listen, log_level=log_level))
+            f.write(text)
         with open(os.path.join(self.dir, "etc", "profiles.yaml"), "w") as f:
             f.write(PROFILES)
         with open(os.path.join(self.dir, "etc", "simulation.yaml"), "w") as f:
@@ -184,14 +196,26 @@ class Lapi:
         if self.cscli_machine is None:
             # cscli's own commands (decisions add/list/delete) log in as a machine.
             self.cscli_machine = "cscli-" + secrets.token_hex(4)
+            creds = os.path.join(self.dir, "etc", "local_api_credentials.yaml")
             self.cscli("machines", "add", self.cscli_machine, "--password",
-                       secrets.token_hex(16), "--force", "-f",
-                       os.path.join(self.dir, "etc", "local_api_credentials.yaml"))
+                       secrets.token_hex(16), "--force", "-f", creds)
+            # cscli writes the URL as plain http: its own client must speak what LAPI serves.
+            with open(creds) as f:
+                text = f.read()
+            with open(creds, "w") as f:
+                f.write("".join(f"url: {self.url}/\n" if line.startswith("url:") else line
+                                for line in text.splitlines(True)))
 
     def answers(self):
         import socket
+        import ssl
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                if self.url.startswith("https"):
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                    s = ctx.wrap_socket(s)
                 s.sendall(b"GET /v1/decisions HTTP/1.0\r\n\r\n")
                 return s.recv(12).startswith(b"HTTP/1.")
         except OSError:
