@@ -17,7 +17,8 @@ struct http_req {
     CURL *easy;
     struct curl_slist *headers;
     char *body; /* the request's, owned */
-    char *buf;  /* the reply's */
+    size_t body_len;
+    char *buf; /* the reply's */
     size_t len, cap;
     bool too_big;
     uint64_t started_ms;
@@ -182,7 +183,12 @@ static void req_free(struct http *h, struct http_req *r)
 {
     curl_multi_remove_handle(h->multi, r->easy);
     curl_easy_cleanup(r->easy);
+    /* Headers and bodies carry credentials (an API key, a token, a password): wiped. */
+    for (struct curl_slist *s = r->headers; s; s = s->next)
+        explicit_bzero(s->data, strlen(s->data));
     curl_slist_free_all(r->headers);
+    if (r->body)
+        explicit_bzero(r->body, r->body_len);
     free(r->body);
     free(r->buf);
     free(r);
@@ -335,6 +341,7 @@ int http_request(struct http *h, enum http_method method, const char *url,
         if (body_len)
             memcpy(r->body, body, body_len);
         r->body[body_len] = '\0';
+        r->body_len = body_len;
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
