@@ -28,6 +28,8 @@ bool crowdsec_origin(const char *origin)
 #define TOKEN_RENEW_MARGIN_MS (5 * 60000)
 #define TOKEN_DEFAULT_LIFE_MS (30 * 60000)
 #define LOG_EVERY_MS 10000 /* one line per kind of refusal per 10 s at most */
+#define WALK_STEP 128      /* decisions between two looks at the clock */
+#define WALK_SLICE_MS 20   /* the longest the stream's walk holds the loop in one turn */
 
 enum flow_state { FLOW_OFF = 0, FLOW_CONNECTING, FLOW_UP, FLOW_DOWN, FLOW_UNAUTHORIZED };
 
@@ -48,19 +50,18 @@ static const char *state_name(enum flow_state s)
     return "?";
 }
 
-/* The decisions LAPI holds for one prefix, as the stream told them. */
-struct dec {
-    int64_t id;
-    int64_t expires_ms; /* wall clock */
-    bool ours;          /* our own watcher's, not applied */
-};
+/* What LAPI holds for one prefix, as the stream told it: LAPI (1.4.6) sends one decision per
+ * value (the longest), so one per prefix is kept. 40 bytes, so that 100k of them stay in the
+ * caches' reach; the origin text is interned (few distinct ones: an origin and a scenario). */
 struct slot {
     struct addr_prefix prefix;
-    bool used;
-    unsigned n, cap;
-    struct dec *v;
-    char origin[STORE_WHO_MAX]; /* of the decision applied last */
+    bool used;          /* the slot holds a prefix (maybe with no decision left: id 0) */
+    bool ours;          /* our own watcher's decision: not applied */
+    uint16_t origin;    /* index into the interned origins */
+    int64_t id;         /* LAPI's decision id; 0 = none left */
+    int64_t expires_ms; /* wall clock */
 };
+#define ORIGINS_MAX 1024 /* distinct origin texts kept; beyond, "crowdsec:?" */
 
 /* A rate-limited log line: the first of a kind is written, the rest within LOG_EVERY_MS are
  * counted and summed up with the next one written. */
@@ -96,12 +97,18 @@ struct crowdsec {
     enum flow_state bouncer;
     bool poll_busy, need_startup;
     struct loop_timer poll_timer;
+    /* A reply being walked, a slice per loop turn. */
+    bool walking;
+    char *walk_buf;
+    struct lapi_stream walk;
+    struct loop_timer walk_timer;
+    uint64_t walk_t0, walk_lapi_ms;
     int64_t poll_backoff_ms;
     int64_t last_poll_ms;
     struct slot *slots;
     size_t nslots, cap, ndecisions;
-    bool in_startup;   /* walking a full set: remember what it held */
-    uint64_t snapshot; /* generation of the full set being read */
+    char (*origins)[STORE_WHO_MAX]; /* interned origin texts */
+    unsigned norigins, last_origin;
 
     char last_error[200];
     char bouncer_logged[240], watcher_logged[240]; /* the failure logged last, per flow */
@@ -153,33 +160,44 @@ static uint64_t prefix_hash(const struct addr_prefix *p)
     return mix(a ^ mix(b ^ ((uint64_t)p->len << 8 | p->addr.family)));
 }
 
+static int table_resize(struct crowdsec *cs, size_t cap)
+{
+    struct slot *ns = calloc(cap, sizeof(*ns));
+    if (!ns)
+        return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < cs->cap; i++) {
+        struct slot *o = &cs->slots[i];
+        if (!o->used || !o->id) /* a prefix with no decision left is dropped here */
+            continue;
+        size_t j = prefix_hash(&o->prefix) & (cap - 1);
+        while (ns[j].used)
+            j = (j + 1) & (cap - 1);
+        ns[j] = *o;
+        n++;
+    }
+    free(cs->slots);
+    cs->slots = ns;
+    cs->cap = cap;
+    cs->nslots = n;
+    return 0;
+}
+
+/* Room for n prefixes without growing (a full set's size, guessed from its bytes). */
+static void table_reserve(struct crowdsec *cs, size_t n)
+{
+    size_t cap = cs->cap ? cs->cap : 1024;
+    while (cap < 2 * n && cap < ((size_t)1 << 26))
+        cap *= 2;
+    if (cap > cs->cap)
+        table_resize(cs, cap);
+}
+
 static struct slot *slot_find(struct crowdsec *cs, const struct addr_prefix *p, bool create)
 {
-    if (create && (cs->nslots + 1) * 2 > cs->cap) {
-        size_t cap = cs->cap ? cs->cap * 2 : 1024;
-        struct slot *ns = calloc(cap, sizeof(*ns));
-        if (!ns)
-            return NULL;
-        for (size_t i = 0; i < cs->cap; i++) {
-            struct slot *o = &cs->slots[i];
-            if (!o->used)
-                continue;
-            if (o->n == 0) { /* an emptied prefix: dropped here */
-                free(o->v);
-                continue;
-            }
-            size_t j = prefix_hash(&o->prefix) & (cap - 1);
-            while (ns[j].used)
-                j = (j + 1) & (cap - 1);
-            ns[j] = *o;
-        }
-        free(cs->slots);
-        cs->slots = ns;
-        cs->cap = cap;
-        cs->nslots = 0;
-        for (size_t i = 0; i < cap; i++)
-            cs->nslots += ns[i].used;
-    }
+    if (create && (cs->nslots + 1) * 2 > cs->cap &&
+        table_resize(cs, cs->cap ? cs->cap * 2 : 1024) < 0)
+        return NULL;
     if (!cs->cap)
         return NULL;
     size_t j = prefix_hash(p) & (cs->cap - 1);
@@ -200,45 +218,39 @@ static struct slot *slot_find(struct crowdsec *cs, const struct addr_prefix *p, 
 
 static void table_clear(struct crowdsec *cs)
 {
-    for (size_t i = 0; i < cs->cap; i++)
-        free(cs->slots[i].v);
     free(cs->slots);
     cs->slots = NULL;
     cs->cap = cs->nslots = cs->ndecisions = 0;
 }
 
-/* Adds (or updates) decision id under its prefix. */
-static int slot_add(struct crowdsec *cs, struct slot *s, int64_t id, int64_t expires_ms, bool ours)
+/* Whether the slot holds a decision still running that is not ours. */
+static bool slot_live(const struct slot *s, int64_t now_ms)
 {
-    for (unsigned i = 0; i < s->n; i++) {
-        if (s->v[i].id == id) {
-            s->v[i].expires_ms = expires_ms;
-            s->v[i].ours = ours;
-            return 0;
-        }
-    }
-    if (s->n == s->cap) {
-        unsigned cap = s->cap ? s->cap * 2 : 1;
-        struct dec *v = realloc(s->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = (struct dec){id, expires_ms, ours};
-    cs->ndecisions++;
-    return 0;
+    return s->used && s->id && !s->ours && s->expires_ms > now_ms;
 }
 
-/* The longest of the prefix's decisions that are still running and not ours; NULL if none. */
-static const struct dec *slot_longest(const struct slot *s, int64_t now_ms)
+/* The index of an origin text, interned. */
+static uint16_t origin_intern(struct crowdsec *cs, const char *text)
 {
-    const struct dec *best = NULL;
-    for (unsigned i = 0; i < s->n; i++)
-        if (!s->v[i].ours && s->v[i].expires_ms > now_ms &&
-            (!best || s->v[i].expires_ms > best->expires_ms))
-            best = &s->v[i];
-    return best;
+    if (cs->norigins && strcmp(cs->origins[cs->last_origin], text) == 0)
+        return (uint16_t)cs->last_origin;
+    for (unsigned i = 0; i < cs->norigins; i++)
+        if (strcmp(cs->origins[i], text) == 0)
+            return (uint16_t)(cs->last_origin = i);
+    if (!cs->origins) {
+        cs->origins = calloc(ORIGINS_MAX, sizeof(*cs->origins));
+        if (!cs->origins)
+            return UINT16_MAX;
+    }
+    if (cs->norigins == ORIGINS_MAX)
+        return UINT16_MAX;
+    snprintf(cs->origins[cs->norigins], sizeof(cs->origins[0]), "%s", text);
+    return (uint16_t)(cs->last_origin = cs->norigins++);
+}
+
+static const char *origin_text(const struct crowdsec *cs, uint16_t i)
+{
+    return i < cs->norigins ? cs->origins[i] : "crowdsec:?";
 }
 
 /* --- applying decisions --- */
@@ -321,42 +333,39 @@ static int on_new(struct crowdsec *cs, const struct lapi_decision *d, int64_t no
     bool ours = strcmp(d->scenario, cs->cfg->scenario) == 0 &&
                 strcasecmp(d->origin, "crowdsec") == 0 && local_ban_active(cs, &d->prefix, now_ms);
     int64_t expires = now_ms + d->duration_ms;
-    int r = slot_add(cs, s, d->id, expires, ours);
-    if (r < 0)
-        return r;
+    if (!s->id)
+        cs->ndecisions++;
+    else if (s->expires_ms > expires && !s->ours)
+        return 0; /* a longer one holds the prefix already */
+    char origin[STORE_WHO_MAX];
+    origin_of(d, origin, sizeof(origin));
+    s->id = d->id;
+    s->expires_ms = expires;
+    s->ours = ours;
+    s->origin = origin_intern(cs, origin);
     if (ours) {
         cs->st.ours++;
         return 0;
     }
-    origin_of(d, s->origin, sizeof(s->origin));
-    return apply_ban(cs, &d->prefix, d->duration_ms, s->origin, d->value);
+    return apply_ban(cs, &d->prefix, d->duration_ms, origin, d->value);
 }
 
-/* A CrowdSec ban of p is lifted unless another decision still holds p; then the longest of
- * those is what stays. A local ban of p is never touched. */
-static int lift_or_shorten(struct crowdsec *cs, struct slot *s, const struct addr_prefix *p,
-                           int64_t now_ms)
+/* Lifts the ban of exactly p if it is CrowdSec's; a local ban of p is never touched. */
+static int lift_crowdsec_ban(struct crowdsec *cs, const struct addr_prefix *p, int64_t now_ms)
 {
     struct store_ban b;
     if (store_ban_last(cs->store, p, &b) != 0 || !store_ban_active(&b, now_ms) ||
         b.reason != STORE_BAN_REMOTE || !crowdsec_origin(b.origin))
-        return 0;
-    const struct dec *keep = s ? slot_longest(s, now_ms) : NULL;
-    if (keep && (b.expires_ms == 0 || keep->expires_ms >= b.expires_ms))
-        return 0; /* what remains lasts as long: nothing changes */
+        return 0; /* nothing of CrowdSec's (never applied, refused, or a local ban) */
     struct verdict v = {0};
     int r = judge_remote_unban(cs->judge, p, "crowdsec", now_ms, &v);
     if (r == -ENOENT)
         return 0;
     if (r < 0)
         return r;
+    cs->st.deleted++;
     cs->on_verdict(cs->data, &v);
-    if (keep) {
-        char value[ADDR_STRLEN];
-        return apply_ban(cs, p, keep->expires_ms - now_ms, s->origin,
-                         addr_prefix_format(p, value, sizeof(value)));
-    }
-    return 0;
+    return 1;
 }
 
 /* LAPI (1.4.6) sends one "new" decision per value, the longest, and a "deleted" one only once
@@ -367,28 +376,23 @@ static int lift_or_shorten(struct crowdsec *cs, struct slot *s, const struct add
 static int on_deleted(struct crowdsec *cs, const struct lapi_decision *d, int64_t now_ms)
 {
     struct slot *s = slot_find(cs, &d->prefix, false);
-    if (s) {
-        cs->ndecisions -= s->n;
-        s->n = 0;
+    if (s && s->id) {
+        s->id = 0;
+        cs->ndecisions--;
     }
-    struct store_ban b;
-    if (store_ban_last(cs->store, &d->prefix, &b) != 0 || !store_ban_active(&b, now_ms) ||
-        b.reason != STORE_BAN_REMOTE || !crowdsec_origin(b.origin))
-        return 0; /* nothing of CrowdSec's to lift (never applied, refused, or a local ban) */
-    cs->st.deleted++;
-    int r = lift_or_shorten(cs, NULL, &d->prefix, now_ms);
-    if (r < 0 || d->prefix.len == addr_max_len(&d->prefix.addr))
+    int r = lift_crowdsec_ban(cs, &d->prefix, now_ms);
+    if (r <= 0 || d->prefix.len == addr_max_len(&d->prefix.addr))
         return r;
     /* A lifted range held the narrower decisions inside it (the judge does not store a ban a
      * wider one already holds): they are enforced on their own now. Rare, so a walk. */
+    r = 0;
     for (size_t i = 0; r >= 0 && i < cs->cap; i++) {
         struct slot *in = &cs->slots[i];
-        const struct dec *keep;
-        if (!in->used || addr_prefix_equal(&in->prefix, &d->prefix) ||
-            !addr_prefix_covers(&d->prefix, &in->prefix) || !(keep = slot_longest(in, now_ms)))
+        if (!slot_live(in, now_ms) || addr_prefix_equal(&in->prefix, &d->prefix) ||
+            !addr_prefix_covers(&d->prefix, &in->prefix))
             continue;
         char value[ADDR_STRLEN];
-        r = apply_ban(cs, &in->prefix, keep->expires_ms - now_ms, in->origin,
+        r = apply_ban(cs, &in->prefix, in->expires_ms - now_ms, origin_text(cs, in->origin),
                       addr_prefix_format(&in->prefix, value, sizeof(value)));
     }
     return r;
@@ -443,7 +447,7 @@ static int collect_stale(void *data, const struct store_ban *b)
     if (b->reason != STORE_BAN_REMOTE || !crowdsec_origin(b->origin))
         return 0;
     struct slot *s = slot_find(st->cs, &b->prefix, false);
-    if (s && slot_longest(s, loop_wall_ms(st->cs->loop)))
+    if (s && slot_live(s, loop_wall_ms(st->cs->loop)))
         return 0;
     if (st->n == st->cap) {
         size_t cap = st->cap ? st->cap * 2 : 64;
@@ -532,6 +536,60 @@ static void poll_failed(struct crowdsec *cs, const struct http_reply *r, const c
     loop_timer_arm(cs->loop, &cs->poll_timer, delay);
 }
 
+static void walk_done(struct crowdsec *cs, int e);
+
+/* One slice of the stream's walk: at most WALK_SLICE_MS of the loop's time, then the turn ends
+ * (its bans reach the kernel, its transaction commits, AMI events are judged) and the walk
+ * carries on in the next. */
+static void on_walk_timer(struct loop *l, void *data)
+{
+    struct crowdsec *cs = data;
+    uint64_t t0 = loop_clock_mono_ms();
+    int r;
+    while ((r = lapi_stream_next(&cs->walk, WALK_STEP, on_decision, cs)) == 1)
+        if (loop_clock_mono_ms() - t0 >= WALK_SLICE_MS) {
+            loop_timer_arm(l, &cs->walk_timer, 0);
+            return;
+        }
+    walk_done(cs, r);
+}
+
+static void walk_free(struct crowdsec *cs)
+{
+    loop_timer_cancel(cs->loop, &cs->walk_timer);
+    free(cs->walk_buf);
+    cs->walk_buf = NULL;
+    cs->walking = false;
+}
+
+static void walk_done(struct crowdsec *cs, int e)
+{
+    bool startup = cs->need_startup;
+    size_t len = cs->walk.len;
+    walk_free(cs);
+    cs->poll_busy = false;
+    if (e == 0 && startup)
+        e = reconcile(cs);
+    if (e < 0) {
+        poll_failed(cs, NULL, e == -EBADMSG ? "the reply is not a decision stream" : strerror(-e));
+        return;
+    }
+    if (startup)
+        log_notice("crowdsec: %zu decisions read from LAPI's full set (%zu bytes, LAPI answered "
+                   "in %llu ms) and applied in %llu ms (%llu applied, %llu refused, %llu ignored "
+                   "so far)",
+                   cs->ndecisions, len, (unsigned long long)cs->walk_lapi_ms,
+                   (unsigned long long)(loop_clock_mono_ms() - cs->walk_t0),
+                   (unsigned long long)cs->st.applied, (unsigned long long)cs->st.refused,
+                   (unsigned long long)cs->st.ignored);
+    cs->need_startup = false;
+    cs->poll_backoff_ms = 0;
+    cs->st.polls++;
+    cs->last_poll_ms = loop_wall_ms(cs->loop);
+    bouncer_state(cs, FLOW_UP);
+    loop_timer_arm(cs->loop, &cs->poll_timer, (uint64_t)cs->cfg->poll_interval_ms);
+}
+
 static void on_poll_reply(void *data, const struct http_reply *r)
 {
     struct crowdsec *cs = data;
@@ -552,35 +610,24 @@ static void on_poll_reply(void *data, const struct http_reply *r)
         poll_failed(cs, r, what);
         return;
     }
-    bool startup = cs->need_startup;
-    if (startup) {
-        /* A full set: what it does not hold is gone. */
-        table_clear(cs);
-    }
-    uint64_t t0 = loop_clock_mono_ms();
-    int e = lapi_stream_parse(r->body, r->len, on_decision, cs);
-    if (e == 0 && startup)
-        e = reconcile(cs);
-    if (e < 0) {
-        snprintf(what, sizeof(what), "%s",
-                 e == -EBADMSG ? "the reply is not a decision stream" : strerror(-e));
-        poll_failed(cs, NULL, what);
+    /* The reply is kept and walked a slice per loop turn; no poll runs meanwhile. */
+    cs->walk_buf = malloc(r->len + 1);
+    if (!cs->walk_buf) {
+        poll_failed(cs, NULL, "out of memory");
         return;
     }
-    if (startup)
-        log_notice("crowdsec: %zu decisions read from LAPI's full set (%zu bytes, LAPI answered "
-                   "in %llu ms) and applied in %llu ms (%llu applied, %llu refused, %llu ignored "
-                   "so far)",
-                   cs->ndecisions, r->len, (unsigned long long)r->elapsed_ms,
-                   (unsigned long long)(loop_clock_mono_ms() - t0),
-                   (unsigned long long)cs->st.applied, (unsigned long long)cs->st.refused,
-                   (unsigned long long)cs->st.ignored);
-    cs->need_startup = false;
-    cs->poll_backoff_ms = 0;
-    cs->st.polls++;
-    cs->last_poll_ms = loop_wall_ms(cs->loop);
-    bouncer_state(cs, FLOW_UP);
-    loop_timer_arm(cs->loop, &cs->poll_timer, (uint64_t)cs->cfg->poll_interval_ms);
+    memcpy(cs->walk_buf, r->body, r->len);
+    cs->walk_buf[r->len] = '\0';
+    lapi_stream_begin(&cs->walk, cs->walk_buf, r->len);
+    cs->walking = cs->poll_busy = true;
+    cs->walk_t0 = loop_clock_mono_ms();
+    cs->walk_lapi_ms = r->elapsed_ms;
+    if (cs->need_startup) {
+        /* A full set: what it does not hold is gone. Sized for it at once. */
+        table_clear(cs);
+        table_reserve(cs, r->len / 100);
+    }
+    on_walk_timer(cs->loop, cs);
 }
 
 static void poll_now(struct crowdsec *cs)
@@ -896,6 +943,7 @@ struct crowdsec *crowdsec_new(struct loop *l, const struct cfg_crowdsec *cfg, st
     loop_timer_init(&cs->login_timer, on_login_timer, cs);
     loop_timer_init(&cs->push_timer, on_push_timer, cs);
     loop_timer_init(&cs->poll_timer, on_poll_timer, cs);
+    loop_timer_init(&cs->walk_timer, on_walk_timer, cs);
     cs->http = make_http(l, cfg);
     if (!cs->http) {
         free(cs);
@@ -911,6 +959,7 @@ static void stop(struct crowdsec *cs)
     loop_timer_cancel(cs->loop, &cs->login_timer);
     loop_timer_cancel(cs->loop, &cs->push_timer);
     loop_timer_cancel(cs->loop, &cs->poll_timer);
+    walk_free(cs);
     http_free(cs->http);
     cs->http = NULL;
     cs->login_busy = cs->push_busy = cs->poll_busy = false;
@@ -923,6 +972,7 @@ void crowdsec_free(struct crowdsec *cs)
         return;
     stop(cs);
     table_clear(cs);
+    free(cs->origins);
     explicit_bzero(cs->hdr_auth, sizeof(cs->hdr_auth));
     explicit_bzero(cs->hdr_key, sizeof(cs->hdr_key));
     free(cs);

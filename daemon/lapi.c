@@ -4,6 +4,7 @@
  * 100k decisions never become 100k jansson objects at once. */
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,91 +275,159 @@ static size_t skip_ws(const char *b, size_t len, size_t i)
     return i;
 }
 
-/* Walks one list ("[" at b[i]); *ret_i gets the position after its "]". */
-static int walk_list(const char *b, size_t len, size_t *ret_i, bool deleted, lapi_decision_fn fn,
-                     void *data)
+/* The walk is a small state machine over the top-level object, so that it can stop after any
+ * decision and carry on later (a loop turn at a time). */
+enum {
+    W_START = 0, /* before '{' */
+    W_KEY,       /* a key, or '}' (just after '{') */
+    W_NEXT_KEY,  /* a key (after ',') */
+    W_LIST,      /* inside "new" or "deleted": an element or ']' (just after '[') */
+    W_ELEM,      /* inside a list, after ',': an element */
+    W_NEXT_ELEM, /* inside a list, after an element: ',' or ']' */
+    W_MEMBER,    /* after a member's value: ',' or '}' */
+    W_DONE,
+    W_BROKEN,
+};
+
+void lapi_stream_begin(struct lapi_stream *st, const char *buf, size_t len)
 {
-    size_t i = *ret_i + 1;
-    i = skip_ws(b, len, i);
-    if (i < len && b[i] == ']') {
-        *ret_i = i + 1;
-        return 0;
-    }
-    for (;;) {
+    memset(st, 0, sizeof(*st));
+    st->buf = buf;
+    st->len = len;
+    st->state = W_START;
+}
+
+/* One member's key and value start, from a key on: a list of decisions enters W_LIST; null and
+ * members this version does not know are read past. */
+static int walk_member(struct lapi_stream *st)
+{
+    const char *b = st->buf;
+    size_t len = st->len, i = st->pos;
+    /* A key: a plain string (no escapes, which LAPI's keys never need). */
+    if (i >= len || b[i] != '"')
+        return -EBADMSG;
+    size_t k0 = ++i;
+    while (i < len && b[i] != '"' && b[i] != '\\')
+        i++;
+    if (i >= len || b[i] != '"')
+        return -EBADMSG;
+    size_t klen = i - k0;
+    bool is_new = klen == 3 && memcmp(b + k0, "new", 3) == 0;
+    bool is_del = klen == 7 && memcmp(b + k0, "deleted", 7) == 0;
+    i = skip_ws(b, len, i + 1);
+    if (i >= len || b[i] != ':')
+        return -EBADMSG;
+    i = skip_ws(b, len, i + 1);
+    if (i + 4 <= len && memcmp(b + i, "null", 4) == 0) {
+        st->pos = i + 4;
+        st->state = W_MEMBER;
+    } else if (i < len && b[i] == '[' && (is_new || is_del)) {
+        st->pos = i + 1;
+        st->deleted = is_del;
+        st->state = W_LIST;
+    } else if (i < len && (b[i] == '[' || b[i] == '{')) {
         json_error_t err;
         json_t *o = json_loadb(b + i, len - i, JSON_DISABLE_EOF_CHECK, &err);
         if (!o)
             return -EBADMSG;
-        i += (size_t)err.position;
-        struct lapi_decision d;
-        read_decision(o, deleted, &d);
         json_decref(o);
-        int r = fn(data, &d);
-        if (r)
-            return r;
-        i = skip_ws(b, len, i);
-        if (i < len && b[i] == ',') {
-            i = skip_ws(b, len, i + 1);
-            continue;
-        }
-        if (i < len && b[i] == ']') {
-            *ret_i = i + 1;
-            return 0;
-        }
+        st->pos = i + (size_t)err.position;
+        st->state = W_MEMBER;
+    } else {
         return -EBADMSG;
     }
+    return 0;
 }
 
-int lapi_stream_parse(const char *b, size_t len, lapi_decision_fn fn, void *data)
+int lapi_stream_next(struct lapi_stream *st, unsigned max, lapi_decision_fn fn, void *data)
 {
-    size_t i = skip_ws(b, len, 0);
-    if (i >= len || b[i] != '{')
-        return -EBADMSG;
-    i = skip_ws(b, len, i + 1);
-    if (i < len && b[i] == '}')
-        return skip_ws(b, len, i + 1) == len ? 0 : -EBADMSG;
-    for (;;) {
-        /* A key: a plain string (no escapes, which LAPI's keys never need). */
-        if (i >= len || b[i] != '"')
-            return -EBADMSG;
-        size_t k0 = ++i;
-        while (i < len && b[i] != '"' && b[i] != '\\')
-            i++;
-        if (i >= len || b[i] != '"')
-            return -EBADMSG;
-        size_t klen = i - k0;
-        bool is_new = klen == 3 && memcmp(b + k0, "new", 3) == 0;
-        bool is_del = klen == 7 && memcmp(b + k0, "deleted", 7) == 0;
-        i = skip_ws(b, len, i + 1);
-        if (i >= len || b[i] != ':')
-            return -EBADMSG;
-        i = skip_ws(b, len, i + 1);
-        if (i + 4 <= len && memcmp(b + i, "null", 4) == 0) {
-            i += 4;
-        } else if (i < len && b[i] == '[' && (is_new || is_del)) {
-            int r = walk_list(b, len, &i, is_del, fn, data);
-            if (r)
-                return r;
-        } else if (i < len && (b[i] == '[' || b[i] == '{')) {
-            /* A member this version does not know: read past it. */
+    const char *b = st->buf;
+    size_t len = st->len;
+    unsigned n = 0;
+    int r = 0;
+    while (r == 0) {
+        size_t i = skip_ws(b, len, st->pos);
+        st->pos = i;
+        switch (st->state) {
+        case W_START:
+            if (i >= len || b[i] != '{')
+                r = -EBADMSG;
+            st->pos = i + 1;
+            st->state = W_KEY;
+            break;
+        case W_KEY:
+            if (i < len && b[i] == '}') {
+                st->pos = i + 1;
+                st->state = W_DONE;
+                break;
+            }
+            /* fall through */
+        case W_NEXT_KEY:
+            r = walk_member(st);
+            break;
+        case W_LIST:
+            if (i < len && b[i] == ']') {
+                st->pos = i + 1;
+                st->state = W_MEMBER;
+                break;
+            }
+            /* fall through */
+        case W_ELEM: {
+            if (n >= max)
+                return 1; /* more to come: the caller carries on later */
             json_error_t err;
             json_t *o = json_loadb(b + i, len - i, JSON_DISABLE_EOF_CHECK, &err);
-            if (!o)
-                return -EBADMSG;
+            if (!o) {
+                r = -EBADMSG;
+                break;
+            }
+            st->pos = i + (size_t)err.position;
+            st->state = W_NEXT_ELEM;
+            struct lapi_decision d;
+            read_decision(o, st->deleted, &d);
             json_decref(o);
-            i += (size_t)err.position;
-        } else {
+            n++;
+            r = fn(data, &d);
+            break;
+        }
+        case W_NEXT_ELEM:
+            if (i < len && b[i] == ',') {
+                st->pos = i + 1;
+                st->state = W_ELEM;
+            } else if (i < len && b[i] == ']') {
+                st->pos = i + 1;
+                st->state = W_MEMBER;
+            } else {
+                r = -EBADMSG;
+            }
+            break;
+        case W_MEMBER:
+            if (i < len && b[i] == ',') {
+                st->pos = i + 1;
+                st->state = W_NEXT_KEY;
+            } else if (i < len && b[i] == '}') {
+                st->pos = i + 1;
+                st->state = W_DONE;
+            } else {
+                r = -EBADMSG;
+            }
+            break;
+        case W_DONE:
+            return skip_ws(b, len, i) == len ? 0 : -EBADMSG;
+        default:
             return -EBADMSG;
         }
-        i = skip_ws(b, len, i);
-        if (i < len && b[i] == ',') {
-            i = skip_ws(b, len, i + 1);
-            continue;
-        }
-        if (i < len && b[i] == '}')
-            return skip_ws(b, len, i + 1) == len ? 0 : -EBADMSG;
-        return -EBADMSG;
     }
+    if (r == -EBADMSG)
+        st->state = W_BROKEN;
+    return r;
+}
+
+int lapi_stream_parse(const char *buf, size_t len, lapi_decision_fn fn, void *data)
+{
+    struct lapi_stream st;
+    lapi_stream_begin(&st, buf, len);
+    return lapi_stream_next(&st, UINT_MAX, fn, data);
 }
 
 int lapi_login_parse(const char *buf, size_t len, char *ret_token, size_t token_size,

@@ -60,14 +60,28 @@ struct lapi_decision {
 };
 
 /* Called once per decision, in document order ("new" and "deleted" in whichever order they
- * come). A non-zero return stops the walk and is returned by lapi_stream_parse(). */
+ * come). A negative return stops the walk and is returned. */
 typedef int (*lapi_decision_fn)(void *data, const struct lapi_decision *d);
 
 /* Walks a decision stream reply of len bytes. Returns 0, -EBADMSG if the document itself is
  * not a stream reply (not JSON, not an object, "new"/"deleted" neither a list nor null, an
  * element that is not JSON: the walk stops there, what came before was delivered), or fn's
- * non-zero return. A well-formed element with bad fields is delivered with bad set. */
+ * negative return. A well-formed element with bad fields is delivered with bad set. */
 int lapi_stream_parse(const char *buf, size_t len, lapi_decision_fn fn, void *data);
+
+/* The same walk in steps, so that a large reply is read a loop turn at a time: begin, then
+ * lapi_stream_next() until it returns anything but 1. The buffer must stay as it is until
+ * then. */
+struct lapi_stream {
+    const char *buf;
+    size_t len, pos;
+    int state;
+    bool deleted; /* the list being walked is "deleted" */
+};
+void lapi_stream_begin(struct lapi_stream *st, const char *buf, size_t len);
+/* Delivers up to max decisions. Returns 1 if more remain, 0 at the document's end, -EBADMSG,
+ * or fn's negative return (as lapi_stream_parse()). */
+int lapi_stream_next(struct lapi_stream *st, unsigned max, lapi_decision_fn fn, void *data);
 
 /* A login reply: the token (copied, at most LAPI_TOKEN_MAX - 1 bytes of printable ASCII) and
  * its expiry as Unix ms (0 if "expire" is missing or not RFC 3339). -EBADMSG otherwise. */

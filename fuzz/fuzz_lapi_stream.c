@@ -1,8 +1,8 @@
 /* Fuzzes the decision stream reader: whatever LAPI (or something posing as it) sends, the walk
  * returns 0 or -EBADMSG, and every decision it delivers holds NUL-terminated printable text
  * within its bounds; a usable one (LAPI_OK) is a ban of an Ip or Range scope whose prefix has
- * no host bits and a duration within +-100 years. Aborts on a violation. Input: the reply's
- * body. */
+ * no host bits and a duration within +-100 years; and a walk in steps of 1 and of 3 decisions
+ * delivers as many and ends the same. Aborts on a violation. Input: the reply's body. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -56,8 +56,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, size);
     unsigned n = 0;
     int r = lapi_stream_parse(buf, size, check, &n);
-    free(buf);
     if (r != 0 && r != -EBADMSG)
         abort();
+    for (unsigned step = 1; step <= 3; step += 2) {
+        struct lapi_stream st;
+        unsigned m = 0;
+        int q;
+        lapi_stream_begin(&st, buf, size);
+        while ((q = lapi_stream_next(&st, step, check, &m)) == 1)
+            ;
+        if (q != r || m != n)
+            abort();
+    }
+    free(buf);
     return 0;
 }

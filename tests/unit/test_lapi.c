@@ -112,7 +112,7 @@ static int collect(void *data, const struct lapi_decision *d)
     if (s->n < 16)
         s->d[s->n] = *d;
     s->n++;
-    return (int)s->n - 1 == s->stop_at ? 7 : 0;
+    return (int)s->n - 1 == s->stop_at ? -7 : 0;
 }
 
 static int stream(const char *text, struct seen *s)
@@ -226,8 +226,41 @@ static void the_callback_can_stop_the_walk(void **state)
     memset(&s, 0, sizeof(s));
     s.stop_at = 1;
     const char *text = "{\"new\":[{},{},{}]}";
-    assert_int_equal(lapi_stream_parse(text, strlen(text), collect, &s), 7);
+    assert_int_equal(lapi_stream_parse(text, strlen(text), collect, &s), -7);
     assert_int_equal(s.n, 2);
+}
+
+/* Step by step gives the same decisions as at once, whatever the step. */
+static void the_walk_in_steps_gives_the_same_decisions(void **state)
+{
+    const char *text = "{\"deleted\":[{\"id\":9},{\"id\":8}] , \"new\":[{},{\"id\":1},{\"id\":2},"
+                       "{\"id\":3}],\"x\":null}";
+    for (unsigned step = 1; step <= 6; step++) {
+        struct seen s;
+        memset(&s, 0, sizeof(s));
+        s.stop_at = -1;
+        struct lapi_stream st;
+        lapi_stream_begin(&st, text, strlen(text));
+        int r, calls = 0;
+        while ((r = lapi_stream_next(&st, step, collect, &s)) == 1)
+            calls++;
+        assert_int_equal(r, 0);
+        assert_int_equal(s.n, 6);
+        assert_true(s.d[0].deleted && s.d[1].deleted && !s.d[2].deleted);
+        assert_int_equal(s.d[1].id, 8);
+        assert_int_equal(s.d[5].id, 3);
+        assert_true(calls >= (int)((6 + step - 1) / step) - 1);
+    }
+    /* A break found late is found in steps too, after what came before. */
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    s.stop_at = -1;
+    struct lapi_stream st;
+    const char *bad = "{\"new\":[{},{},{}";
+    lapi_stream_begin(&st, bad, strlen(bad));
+    assert_int_equal(lapi_stream_next(&st, 2, collect, &s), 1);
+    assert_int_equal(lapi_stream_next(&st, 2, collect, &s), -EBADMSG);
+    assert_int_equal(s.n, 3);
 }
 
 /* --- login, alerts, errors --- */
@@ -335,6 +368,7 @@ int main(void)
         cmocka_unit_test(decisions_we_cannot_enforce_say_why),
         cmocka_unit_test(a_broken_document_stops_the_walk),
         cmocka_unit_test(the_callback_can_stop_the_walk),
+        cmocka_unit_test(the_walk_in_steps_gives_the_same_decisions),
         cmocka_unit_test(a_login_reply_gives_the_token_and_its_expiry),
         cmocka_unit_test(rfc3339_times_read_and_write),
         cmocka_unit_test(an_alert_carries_one_ban_decision),
