@@ -41,6 +41,12 @@ def cpu_seconds(pid):
     return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def parse_seconds(text):
+    """'1s', '250ms', '2m' -> seconds."""
+    m = re.fullmatch(r"([0-9.]+)(ms|s|m)", text)
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
@@ -132,8 +138,11 @@ poll_interval = {poll or args.poll_interval}
                 say(d.log())
                 return 1
             lat = []
+            period = parse_seconds(poll)
             for i in range(n0, n0 + args.samples):
-                time.sleep(random.uniform(0, 0.3))
+                # A sample ends just after a poll: a pause of a random part of the interval
+                # puts the next decision at a random phase of the poll cycle.
+                time.sleep(random.uniform(0, period))
                 ip = f"198.18.{i // 250}.{i % 250 + 1}"
                 add_decision(ip)
                 t0 = time.monotonic()
