@@ -791,11 +791,19 @@ static void on_push_reply(void *data, const struct http_reply *r)
     if (r->err == -ECANCELED)
         return;
     if (r->err) {
+        /* LAPI is gone (or stalls): the watcher starts over with a login, which pushes what
+         * waits once LAPI answers again. */
         if (cs->watcher == FLOW_UP)
             log_warn("crowdsec: LAPI %s: sending alerts failed: %s; they stay in the outbox",
                      cs->cfg->lapi_url, r->errmsg);
         cs->watcher = FLOW_DOWN;
-        push_failed(cs, r->errmsg);
+        snprintf(cs->watcher_logged, sizeof(cs->watcher_logged), "%s", r->errmsg);
+        cs->st.push_errors++;
+        statsd_count(cs->statsd, "crowdsec.push_errors", 1);
+        set_error(cs, "watcher", r->errmsg);
+        loop_timer_arm(
+            cs->loop, &cs->login_timer,
+            (uint64_t)backoff_next(&cs->login_backoff_ms, BACKOFF_MIN_MS, BACKOFF_MAX_MS));
         return;
     }
     if (r->status == 401 || r->status == 403) {

@@ -145,6 +145,14 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer, 
     t.eq(db_rows(tmp, "SELECT count(*) FROM outbox WHERE sink = 'crowdsec'"), [(0,)],
          "the outbox is empty")
 
+    # LAPI down and back while the daemon runs: the alert waits and goes, without a restart.
+    l.stop()
+    peer.send_events("InvalidPassword", "203.0.113.52", count=3)
+    t.ok(wait_in("203.0.113.52"), "another ban while LAPI is down")
+    l.start()
+    t.ok(h.wait_for(lambda: ours_in_lapi(l, "203.0.113.52"), timeout=40),
+         "it reaches LAPI once LAPI is back, the daemon running all along", d.log()[-1500:])
+
     # --- enforced ---
     t.ok(d.wait_log("answers the bouncer again", timeout=30) or
          d.wait_log("decisions read from LAPI", timeout=1, count=2), "the bouncer is back")
