@@ -11,6 +11,7 @@ unaffected. Skipped only when the crowdsec package cannot be fetched."""
 import http.server
 import json
 import os
+import socket
 import socketserver
 import sqlite3
 import subprocess
@@ -77,8 +78,24 @@ def secret(tmp, name, text, mode=0o600):
     return path
 
 
+STATSD = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+def statsd_lines():
+    """Every StatsD line received so far (the daemon sends to STATSD's port)."""
+    out = []
+    STATSD.setblocking(False)
+    while True:
+        try:
+            out += STATSD.recv(65536).decode(errors="replace").split("\n")
+        except BlockingIOError:
+            return out
+
+
 def config(tmp, peer, url, pw_file, key_file, extra=""):
     conf = h.make_config(tmp, {
+        ("statsd", "enabled"): "yes",
+        ("statsd", "port"): str(STATSD.getsockname()[1]),
         ("ami:local", "port"): str(peer.port),
         ("ami:local", "secret"): "s3cret",
         ("ami:local", "username"): "pbxguard",
@@ -97,6 +114,8 @@ timeout = 3s
     open(conf, "w").write(text)
     return conf
 
+
+STATSD.bind(("127.0.0.1", 0))
 
 # The host's own address: on loopback in this namespace (never routed anywhere).
 subprocess.run(["ip", "addr", "add", f"{OWN}/32", "dev", "lo"], check=True)
@@ -186,6 +205,13 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer, 
     t.ok("127.0.0.1" not in b, "a decision for loopback is refused", b)
     t.ok("10.0.0.0/8" not in b, "a decision wider than max_prefix4 is refused", b)
     t.ok(d.wait_log("refused"), "refusals are logged")
+    time.sleep(1.2)  # one StatsD flush
+    lines = statsd_lines()
+    t.ok(any(x.startswith("pbxguard.crowdsec.applied:") for x in lines) and
+         any(x.startswith("pbxguard.crowdsec.refused.protected:") for x in lines) and
+         any(x.startswith("pbxguard.crowdsec.alerts:") for x in lines),
+         "StatsD gets crowdsec.applied, crowdsec.refused.<rule> and crowdsec.alerts",
+         [x for x in lines if "crowdsec" in x][:20])
 
     # An address inside a banned range: the range holds it; once the range is deleted, the
     # address's own decision is enforced.
