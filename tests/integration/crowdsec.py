@@ -365,6 +365,9 @@ class Fake(http.server.BaseHTTPRequestHandler):
         Fake.hits.append((Fake.mode, self.path))
         if Fake.mode == "garbage":
             self.reply(b'{"new":[{"id":1,"value":"192.0.2.5"},]]}{{{\x00\xff')
+        elif Fake.mode == "stall":
+            time.sleep(5)  # past the daemon's 3 s timeout
+            self.reply(b'{"new":null,"deleted":null}')
         elif Fake.mode == "oversized":
             self.reply(b'{"new":[' + b'{"id":1,"duration":"1h","origin":"cscli","scope":"Ip",'
                        b'"type":"ban","value":"192.0.2.5","scenario":"x"},' * 30000 + b'{}]}')
@@ -393,6 +396,9 @@ try:
         Fake.mode = "oversized"
         t.ok(d.wait_log("larger than max_reply_mib", timeout=40),
              "an oversized reply is cut off and said", d.log()[-1500:])
+        Fake.mode = "stall"
+        t.ok(d.wait_log("timed out", timeout=40), "a LAPI that stalls is given up on after the "
+             "timeout, and said", d.log()[-1500:])
         Fake.mode = "error"
         peer.send_events("InvalidPassword", "203.0.113.62", count=3)
         t.ok(wait_in("203.0.113.62"), "local bans are unaffected by a hostile LAPI")
