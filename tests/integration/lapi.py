@@ -57,15 +57,21 @@ def package():
     deb = debs[-1]
     root = deb[:-len(".deb")] + ".root"
     if not os.path.exists(os.path.join(root, "usr", "bin", "crowdsec")):
-        tmp = root + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Unpacked beside, then renamed into place: another test run doing the same at the
+        # same time finds either nothing or a whole tree.
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".", dir=CACHE)
         r = subprocess.run(["dpkg", "-x", deb, tmp], capture_output=True, text=True)
         if r.returncode != 0:
             why_not = f"dpkg -x {deb}: {r.stderr.strip()}"
             shutil.rmtree(tmp, ignore_errors=True)
             return None
-        shutil.rmtree(root, ignore_errors=True)
-        os.rename(tmp, root)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # the other run's tree is in place
+        if not os.path.exists(os.path.join(root, "usr", "bin", "crowdsec")):
+            why_not = f"{root}: unpacked, but usr/bin/crowdsec is missing"
+            return None
     return root
 
 
