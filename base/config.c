@@ -387,7 +387,7 @@ void config_defaults(struct config *ret_cfg)
     c->general.log_level = LOG_LVL_INFO;
     c->general.log_target = LOG_TARGET_STDERR;
     c->general.retention_s = 30 * 86400;
-    c->general.database_mmap_mib = 1024;
+    c->general.database_mmap_mib = 0;
     c->general.group_min_prefix4 = 24;
     c->general.group_min_prefix6 = 48;
 

@@ -29,8 +29,9 @@ struct cfg_general {
     enum log_level log_level;     /* info */
     enum log_target log_target;   /* stderr */
     int64_t retention_s;          /* 30d: failures and lifted bans older than this are pruned */
-    unsigned database_mmap_mib;   /* 1024: SQLite reads the file through a window this big;
-                                     0 = plain reads (less RSS, slower on huge tables) */
+    unsigned database_mmap_mib;   /* 0: plain reads through a page cache sized from the raw
+                                     window; N: SQLite also maps the first N MiB of the file
+                                     (faster reads of a big history, counted in RSS) */
 };
 
 enum cfg_ami_auth { CFG_AMI_AUTH_MD5 = 0, CFG_AMI_AUTH_PLAIN };

@@ -9,6 +9,15 @@
 #include "loop.h"
 
 #define MAX_EVENTS 64
+/* Turn durations: a log-linear histogram (8 sub-buckets per power of two) per slot. */
+#define HIST_BUCKETS 320
+#define SLOTS (LOOP_STATS_WINDOW_MAX_MS / LOOP_STATS_SLOT_MS + 1)
+
+struct turn_slot {
+    uint64_t epoch; /* monotonic ms / LOOP_STATS_SLOT_MS of the slot's period */
+    uint64_t turns, max_us;
+    uint32_t hist[HIST_BUCKETS];
+};
 
 struct signal_handler {
     int signo;
@@ -45,7 +54,103 @@ struct loop {
      * removed (and maybe freed) by an earlier callback of the same batch. */
     struct epoll_event *batch;
     int batch_len;
+
+    uint64_t max_us;
+    uint64_t mark_max_us; /* since loop_turn_mark() */
+    struct turn_slot slots[SLOTS];
 };
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static unsigned hist_bucket(uint64_t us)
+{
+    if (us < 8)
+        return (unsigned)us;
+    unsigned e = 63u - (unsigned)__builtin_clzll(us); /* >= 3 */
+    unsigned b = 8 + (e - 3) * 8 + (unsigned)((us >> (e - 3)) & 7);
+    return b < HIST_BUCKETS ? b : HIST_BUCKETS - 1;
+}
+
+/* The largest value that falls in bucket b. */
+static uint64_t hist_bound(unsigned b)
+{
+    if (b < 8)
+        return b;
+    unsigned e = (b - 8) / 8 + 3, m = (b - 8) % 8;
+    return ((8ull + m + 1) << (e - 3)) - 1;
+}
+
+static void record_turn(struct loop *l, uint64_t took_us, uint64_t now_ms)
+{
+    uint64_t epoch = now_ms / LOOP_STATS_SLOT_MS;
+    struct turn_slot *slot = &l->slots[epoch % SLOTS];
+    if (slot->epoch != epoch) {
+        memset(slot, 0, sizeof(*slot));
+        slot->epoch = epoch;
+    }
+    slot->turns++;
+    if (took_us > slot->max_us)
+        slot->max_us = took_us;
+    slot->hist[hist_bucket(took_us)]++;
+    if (took_us > l->max_us)
+        l->max_us = took_us;
+    if (took_us > l->mark_max_us)
+        l->mark_max_us = took_us;
+}
+
+void loop_turn_mark(struct loop *l)
+{
+    l->mark_max_us = 0;
+}
+
+uint64_t loop_turn_max_since_mark(const struct loop *l)
+{
+    return l->mark_max_us;
+}
+
+void loop_turn_stats(const struct loop *l, uint64_t window_ms, struct loop_turn_stats *ret)
+{
+    struct loop_turn_stats st = {.turns = l->turn, .max_us = l->max_us};
+    uint64_t now = loop_clock_mono_ms(), epoch = now / LOOP_STATS_SLOT_MS;
+    uint64_t nslots = (window_ms + LOOP_STATS_SLOT_MS - 1) / LOOP_STATS_SLOT_MS;
+    if (nslots < 1)
+        nslots = 1;
+    if (nslots > SLOTS - 1)
+        nslots = SLOTS - 1;
+    uint64_t hist[HIST_BUCKETS] = {0};
+    for (uint64_t i = 0; i < nslots && i <= epoch; i++) {
+        const struct turn_slot *slot = &l->slots[(epoch - i) % SLOTS];
+        if (slot->epoch != epoch - i)
+            continue;
+        st.window_turns += slot->turns;
+        if (slot->max_us > st.window_max_us)
+            st.window_max_us = slot->max_us;
+        for (unsigned b = 0; b < HIST_BUCKETS; b++)
+            hist[b] += slot->hist[b];
+    }
+    st.window_ms = (nslots - 1) * LOOP_STATS_SLOT_MS + now % LOOP_STATS_SLOT_MS;
+    /* The 99th percentile: the first bucket at which 99 % of the turns are counted. */
+    uint64_t need = st.window_turns - st.window_turns / 100, seen = 0;
+    for (unsigned b = 0; st.window_turns && b < HIST_BUCKETS; b++) {
+        seen += hist[b];
+        if (seen >= need) {
+            st.window_p99_us = hist_bound(b) < st.window_max_us ? hist_bound(b) : st.window_max_us;
+            break;
+        }
+    }
+    *ret = st;
+}
+
+bool loop_busy(struct loop *l)
+{
+    struct epoll_event ev;
+    return epoll_wait(l->epfd, &ev, 1, 0) > 0;
+}
 
 uint64_t loop_clock_mono_ms(void)
 {
@@ -301,6 +406,7 @@ int loop_run(struct loop *l)
             return -errno;
         }
         refresh_clocks(l);
+        uint64_t t0 = mono_us();
         l->turn++;
         l->batch = evs;
         l->batch_len = n;
@@ -313,6 +419,7 @@ int loop_run(struct loop *l)
         run_timers(l);
         for (unsigned i = 0; i < l->nhooks; i++)
             l->hooks[i].fn(l, l->hooks[i].data);
+        record_turn(l, mono_us() - t0, l->now_ms);
     }
     return 0;
 }

@@ -50,6 +50,31 @@ int loop_turn_end_add(struct loop *l, loop_fn fn, void *data);
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 
+/* How long turns take: their I/O callbacks, timers and turn-end hooks, not the wait before them,
+ * so how long the loop was deaf to everything else. Kept per 10-second slot for the last
+ * minute, as a histogram with a resolution of 1/8 of a power of two (12.5 %). */
+#define LOOP_STATS_SLOT_MS 10000
+#define LOOP_STATS_WINDOW_MAX_MS 60000
+struct loop_turn_stats {
+    uint64_t turns;  /* since loop_new() */
+    uint64_t max_us; /* the longest turn since loop_new() */
+    /* Over the window asked for (whole slots, the current one included): */
+    uint64_t window_ms; /* what the window really spans, at most the last minute */
+    uint64_t window_turns;
+    uint64_t window_max_us;
+    uint64_t window_p99_us; /* the smallest bucket bound at or above 99 % of the turns */
+};
+/* The stats over the last window_ms (rounded up to whole slots; the current slot included). */
+void loop_turn_stats(const struct loop *l, uint64_t window_ms, struct loop_turn_stats *ret);
+/* Starts measuring the longest turn from now on (one mark at a time): for a piece of work that
+ * spans many turns (a restore), how long the loop was deaf while it ran. */
+void loop_turn_mark(struct loop *l);
+/* The longest turn recorded since the mark (the current turn is recorded when it ends). */
+uint64_t loop_turn_max_since_mark(const struct loop *l);
+/* Whether input is waiting right now (a zero-timeout poll of the loop's descriptors): work that
+ * can wait (housekeeping) yields to events with this. */
+bool loop_busy(struct loop *l);
+
 /* Monotonic milliseconds, refreshed at the start of each turn. */
 uint64_t loop_now_ms(struct loop *l);
 /* The number of the current turn (1 for the first; 0 before loop_run()): code that budgets

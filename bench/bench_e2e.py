@@ -18,11 +18,18 @@ Phases (each on a fresh database unless said otherwise):
                  sentinel is banned (the daemon handles one AMI stream in order).
   ingest_distinct 100k distinct addresses, 5 failures each, round-robin: 500k events, 100k bans.
   restore        K active bans (1k, 100k, 1M) written into the database the daemon created (plain
-                 SQL against its schema), then the daemon started: time to READY=1 (the daemon
-                 installs the bans before it says ready), spot-checked with `nft get element`.
+                 SQL against its schema), then the daemon started: the time the restore took as
+                 the daemon logs it ("N active bans installed in X ms"; a daemon that restores
+                 before it says READY=1 logs the same line), spot-checked with `nft get element`,
+                 and how long the loop was deaf meanwhile: the longest loop turn during the
+                 restore (status' last_restore), or, for a daemon that restores before its loop
+                 runs, the whole restore. Then the table is deleted and the repair is measured
+                 the same way.
   rss            peak RSS (VmHWM) of the daemon after restoring 1M active bans (--quick: 100k),
                  then one failure from each of 1M (100k) fresh sources over AMI, so 1M sources
                  are tracked in the window beside the 1M bans.
+The database is filled with whichever schema the daemon under test made (this tree's, or an
+older one's for bench/run --baseline).
 The daemon's log goes through a pipe (as to journald under systemd), not straight to a file.
 """
 import argparse
@@ -30,6 +37,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import sqlite3
 import statistics
 import subprocess
@@ -214,10 +222,13 @@ def phase_ingest(args, distinct):
 
 
 def fill_db(db, n_bans, n_sources):
-    """Writes active bans and recent failures through SQL against the daemon's own schema."""
+    """Writes active bans and recent failures through SQL against the daemon's own schema:
+    failures as small integers (packed keys, kind and account ids) if it has them, as text if
+    it is an older one."""
     con = sqlite3.connect(db)
     now = int(time.time() * 1000)
     con.execute("PRAGMA synchronous=OFF")
+    compact = any(r[1] == "kind" for r in con.execute("PRAGMA table_info(failures)"))
     with con:
         con.executemany(
             "INSERT INTO bans (prefix, family, len, start_ms, expires_ms, reason, origin, "
@@ -225,7 +236,17 @@ def fill_db(db, n_bans, n_sources):
             "'ami:pbx1', 5, 1, 'PJSIP', 11)",
             ((str(ipaddress.IPv4Address(0x0A000001 + i)), now - 1000, now + 3600_000 + i)
              for i in range(n_bans)))
-        if n_sources:
+        if n_sources and compact:
+            kind = con.execute("INSERT INTO failure_kinds (service, event_type, source, used_ms) "
+                               "VALUES ('PJSIP', 1, 'ami:pbx1', ?)", (now,)).lastrowid
+            acc = con.execute("INSERT INTO accounts (name, used_ms) VALUES ('1001', ?)",
+                              (now,)).lastrowid
+            con.executemany(
+                "INSERT INTO failures (key, ts_ms, seq, addr, port, transport, kind, account, "
+                "weight, flags) VALUES (?, ?, 0, x'', 5060, 1, ?, ?, 1, 0)",
+                (((0x64000001 + i).to_bytes(4, "big"), now - 1000, kind, acc)
+                 for i in range(n_sources)))
+        elif n_sources:
             con.executemany(
                 "INSERT INTO failures (ts_ms, key, addr, port, transport, service, event_type, "
                 "account, source, weight) VALUES (?, ?, ?, 5060, 'UDP', 'PJSIP', 1, '1001', "
@@ -233,6 +254,46 @@ def fill_db(db, n_bans, n_sources):
                 ((now - 1000, a, a) for a in (str(ipaddress.IPv4Address(0x64000001 + i))
                                               for i in range(n_sources))))
     con.close()
+
+
+def wait_log(d, pattern, start, timeout):
+    """The first match of pattern in the daemon's log after offset start, waiting for it."""
+    rx = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = rx.search(d.log_text(), start)
+        if m:
+            return m
+        time.sleep(0.05)
+    return None
+
+
+def restore_figures(d, how, start, timeout=600):
+    """How long a restore ("installed") or repair ("re-installed") took and the longest loop
+    turn meanwhile. A daemon without status' last_restore restores before its loop runs (at
+    start) or inside one turn (a repair): the loop was deaf for all of it."""
+    m = wait_log(d, r"(\d+) active bans installed in (\d+) ms" if how == "start" else
+                 r"(?:re-installed (\d+) active bans in (\d+) ms|(\d+) active bans re-installed "
+                 r"in (\d+) ms)", start, timeout)
+    if not m:
+        raise RuntimeError(f"no end of the {how} in the log:\n" + d.log_text()[-2000:])
+    g = [x for x in m.groups() if x is not None]
+    res = {"bans": int(g[0]), "seconds": int(g[1]) / 1000.0}
+    st = None
+    for _ in range(50):
+        st = d.cli_json("status")
+        if st is not None:
+            break
+        time.sleep(0.1)
+    last = (st or {}).get("last_restore")
+    if last:
+        res["longest_turn_ms"] = last["longest_turn_ms"]
+        res["slices"] = last["slices"]
+        res["longest_slice_ms"] = last["longest_slice_ms"]
+    else:
+        res["longest_turn_ms"] = res["seconds"] * 1000.0
+        res["blocking"] = True
+    return res
 
 
 def spot_check(n_bans, k=50):
@@ -243,7 +304,7 @@ def spot_check(n_bans, k=50):
     return r.returncode == 0
 
 
-def phase_restore(args, n_bans, n_sources=0, then_events=0):
+def phase_restore(args, n_bans, n_sources=0, then_events=0, repair=False):
     r = Rig(args, "restore")
     try:
         r.d.stop(timeout=30)                    # the daemon made the schema; now fill it
@@ -256,8 +317,16 @@ def phase_restore(args, n_bans, n_sources=0, then_events=0):
         # bench_nft) and our own parser thread competes for the CPU. A production host
         # normally has no listener but pbxguardd, which pauses its own during a bulk restore.
         r.mon.close()
+        mark = len(r.d.log_text())
         r.start()
-        res = {"bans": n_bans, "seconds": r.d.startup_seconds(), "spot_check": spot_check(n_bans)}
+        res = restore_figures(r.d, "start", mark)
+        res["ready_seconds"] = r.d.startup_seconds()
+        res["spot_check"] = spot_check(n_bans)
+        if repair:
+            mark = len(r.d.log_text())
+            subprocess.run(["nft", "delete", "table", "inet", "pbxguard"], check=True)
+            res["repair"] = restore_figures(r.d, "repair", mark)
+            res["repair"]["spot_check"] = spot_check(n_bans)
         r.mon = e.SetMonitor()
         if then_events:
             srcs = addrs("172.16.0.0/12", then_events)
@@ -280,6 +349,9 @@ def main():
     ap.add_argument("--only", default="latency_idle,latency_flood,ingest_hot,ingest_distinct,"
                                       "restore,rss")
     ap.add_argument("--flood-rate", type=float, default=50000)
+    ap.add_argument("--restore-sizes", default=None,
+                    help="comma list of ban counts for the restore phase (default 1k,100k,1M; "
+                         "the largest is also repaired)")
     ap.add_argument("--db-mmap", type=int, default=None,
                     help="[general] database_mmap_mib for the daemon (default: its own, 1024)")
     args = ap.parse_args()
@@ -289,6 +361,8 @@ def main():
     args.hot = 100_000 if args.quick else 500_000
     args.distinct = 20_000 if args.quick else 100_000
     restore_ns = [1000, 100_000] if args.quick else [1000, 100_000, 1_000_000]
+    if args.restore_sizes:
+        restore_ns = [int(x) for x in args.restore_sizes.split(",")]
     rss_n = 100_000 if args.quick else 1_000_000
     only = set(args.only.split(","))
     res = {"machine_cores": os.cpu_count(), "quick": args.quick}
@@ -315,7 +389,7 @@ def main():
         for n in restore_ns:
             log(f"restore {n} ...")
             try:
-                res["restore"][str(n)] = phase_restore(args, n)
+                res["restore"][str(n)] = phase_restore(args, n, repair=n == restore_ns[-1])
                 log(f"restore {n}: {res['restore'][str(n)]}")
             except Exception as ex:
                 notes.append(f"restore {n} could not run: {ex}".splitlines()[0])

@@ -3,13 +3,13 @@
  *   bench_report [FAILURES [BANS]]     default 10000000 failures, 100000 bans
  *   BENCH_REPORT_DB=PATH bench_report  keep the database at PATH (reused when it exists)
  *
- * Builds a database with the real schema (the embedded migrations) in a temporary directory:
- * FAILURES rows spread over 30 days (the default retention), from 100k sources of which a few
- * hundred do most of the work, and BANS bans over the same days. The rows go in with bulk
- * inserts in big transactions, the indexes dropped and re-created after (same definitions), then
- * the file is switched to WAL as the daemon leaves it. Then it times `pbxguard report`'s own
- * path (open read-only, fill, render) for the last day, 3 runs, and a week once. The page
- * cache is warm (the file was just written). */
+ * Builds a database in a temporary directory through the store, as the daemon writes it, on a
+ * simulated clock: FAILURES failures spread over 30 days (the default retention), from 100k
+ * sources of which a few hundred do most of the work, 1000 per transaction, the history rolled
+ * up every simulated hour as the daemon's housekeeping does (raw rows kept for an hour), and
+ * BANS bans over the same days. Then it times `pbxguard report`'s own path (open read-only,
+ * fill, render) for the last day, 3 runs, and a week once. The page cache is warm (the file
+ * was just written). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -23,7 +23,6 @@
 #include <sqlite3.h>
 
 #include "report.h"
-#include "schema.h"
 #include "store.h"
 
 #define DAYS 30
@@ -48,21 +47,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(sqlite3 *db, const char *what)
-{
-    fprintf(stderr, "bench_report: %s: %s\n", what, db ? sqlite3_errmsg(db) : "");
-    exit(1);
-}
-
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        fprintf(stderr, "bench_report: %s: %s\n", sql, err ? err : "?");
-        exit(1);
-    }
-}
-
 /* The counting key of source i: mostly IPv4 addresses, one in ten an IPv6 /64. */
 static void key_of(unsigned i, char *buf, size_t len)
 {
@@ -80,60 +64,43 @@ static unsigned pick_key(void)
     return (unsigned)(rnd() % NKEYS);
 }
 
+static void store_die(struct store *st, const char *what, int rc)
+{
+    fprintf(stderr, "bench_report: %s: %s (%s)\n", what, store_strerror(rc), store_errmsg(st));
+    exit(1);
+}
+
+/* The daemon's housekeeping: everything older than an hour rolled up. */
+static void rollup(struct store *st, int64_t now_ms)
+{
+    bool done = false;
+    while (!done) {
+        int rc = store_rollup(st, now_ms - 3600000, 4096, NULL, &done);
+        if (rc < 0 || (rc = store_turn_commit(st)) < 0)
+            store_die(st, "rollup", rc);
+    }
+}
+
 static void build(const char *path, uint64_t nfail, uint64_t nbans, int64_t end_ms)
 {
-    sqlite3 *db;
-    if (sqlite3_open(path, &db) != SQLITE_OK)
-        die(db, "open");
-    exec(db, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -1000000");
-    exec(db, "BEGIN");
-    for (unsigned i = 0; i < schema_nmigrations; i++)
-        exec(db, schema_migrations[i]);
-    char uv[64];
-    snprintf(uv, sizeof(uv), "PRAGMA user_version = %u", schema_nmigrations);
-    exec(db, uv);
-    exec(db, "COMMIT");
-
-    /* Keep the index definitions, drop them, load, and build them again by sorting: the same
-     * end state, minutes faster than random inserts into two big B-trees. */
-    char *idx[16];
-    unsigned nidx = 0;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
-                           "tbl_name IN ('failures', 'bans') AND sql IS NOT NULL",
-                           -1, &st, NULL) != SQLITE_OK)
-        die(db, "indexes");
-    while (sqlite3_step(st) == SQLITE_ROW && nidx < 16) {
-        char drop[256];
-        idx[nidx++] = strdup((const char *)sqlite3_column_text(st, 1));
-        snprintf(drop, sizeof(drop), "DROP INDEX %s", sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-        exec(db, drop);
-        if (sqlite3_prepare_v2(db,
-                               "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
-                               "tbl_name IN ('failures', 'bans') AND sql IS NOT NULL",
-                               -1, &st, NULL) != SQLITE_OK)
-            die(db, "indexes");
-    }
-    sqlite3_finalize(st);
-
+    struct store *st;
+    int rc = store_open(path, NULL, &st);
+    if (rc < 0)
+        store_die(NULL, "open", rc);
     static const char *const services[] = {"PJSIP", "PJSIP", "PJSIP", "PJSIP", "PJSIP",
                                            "PJSIP", "PJSIP", "SIP",   "SIP",   "AMI"};
     static const int types[] = {1, 1, 1, 11, 11, 11, 12, 0, 6, 8};
     int64_t start_ms = end_ms - (int64_t)DAYS * 86400 * 1000;
     double step = (double)(end_ms - start_ms) / (double)nfail;
+    double bstep = (double)(end_ms - start_ms) / (double)(nbans ? nbans : 1);
+    unsigned *offences = calloc(NKEYS, sizeof(*offences));
     double t0 = now_s();
+    int64_t hour = start_ms / 3600000;
+    uint64_t b = 0;
 
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO failures (ts_ms, key, addr, port, transport, service, "
-                           "event_type, account, source, weight, whitelisted) VALUES "
-                           "(?1, ?2, ?3, 5060, 'UDP', ?4, ?5, ?6, 'ami:pbx1', 1, 0)",
-                           -1, &st, NULL) != SQLITE_OK)
-        die(db, "prepare failures");
-    exec(db, "BEGIN");
     for (uint64_t i = 0; i < nfail; i++) {
-        char key[64], addr[64], acc[16];
+        int64_t ts = start_ms + (int64_t)(step * (double)i);
+        char key[64], addr[64];
         unsigned k = pick_key();
         key_of(k, key, sizeof(key));
         if (k % 10 == 9)
@@ -141,98 +108,75 @@ static void build(const char *path, uint64_t nfail, uint64_t nbans, int64_t end_
                      (unsigned)(rnd() % 64 + 1));
         else
             snprintf(addr, sizeof(addr), "%s", key);
-        unsigned s = (unsigned)(rnd() % 10), ty = (unsigned)(rnd() % 10);
-        sqlite3_bind_int64(st, 1, start_ms + (int64_t)(step * (double)i));
-        sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, addr, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 4, services[s], -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 5, types[ty]);
-        if (types[ty] == 0) {
-            sqlite3_bind_null(st, 6);
-        } else {
+        unsigned sv = (unsigned)(rnd() % 10), ty = (unsigned)(rnd() % 10);
+        struct sec_event ev = {.type = (enum sec_event_type)types[ty],
+                               .remote = {.port = 5060, .transport = SEC_TRANSPORT_UDP},
+                               .source = "ami:pbx1"};
+        snprintf(ev.service, sizeof(ev.service), "%s", services[sv]);
+        struct addr_prefix kp;
+        if (addr_parse(addr, strlen(addr), &ev.remote.addr) < 0 ||
+            addr_prefix_parse(key, false, &kp) < 0)
+            exit(1);
+        if (types[ty] != 0) {
             uint64_t a = rnd() % NACCOUNTS;
             if (a < 20)
-                snprintf(acc, sizeof(acc), "%s",
+                snprintf(ev.account, sizeof(ev.account), "%s",
                          (const char *[]){"admin", "test", "100", "1000", "asterisk"}[a % 5]);
             else
-                snprintf(acc, sizeof(acc), "%" PRIu64, 100 + a);
-            sqlite3_bind_text(st, 6, acc, -1, SQLITE_TRANSIENT);
+                snprintf(ev.account, sizeof(ev.account), "%" PRIu64, 100 + a);
         }
-        if (sqlite3_step(st) != SQLITE_DONE)
-            die(db, "insert failure");
-        sqlite3_reset(st);
-        if (i % 1000000 == 999999) {
-            exec(db, "COMMIT");
-            exec(db, "BEGIN");
+        if ((rc = store_failure_add(st, &ev, &kp, 1, false, ts)) < 0)
+            store_die(st, "failure", rc);
+        /* The bans of the same moment. */
+        while (b < nbans && start_ms + (int64_t)(bstep * (double)b) <= ts) {
+            unsigned bk = pick_key();
+            struct store_ban ban = {.start_ms = start_ms + (int64_t)(bstep * (double)b),
+                                    .failures = 5,
+                                    .event_type = 11};
+            key_of(bk, key, sizeof(key));
+            addr_prefix_parse(key, false, &ban.prefix);
+            unsigned off = ++offences[bk];
+            bool manual = rnd() % 20 == 0, permanent = off >= 6 && rnd() % 4 == 0;
+            int64_t len = 3600000LL << (off - 1 < 7 ? off - 1 : 7);
+            ban.reason = manual ? STORE_BAN_MANUAL : STORE_BAN_THRESHOLD;
+            ban.offence = off;
+            ban.expires_ms = permanent ? 0 : ban.start_ms + len;
+            snprintf(ban.origin, sizeof(ban.origin), "%s", manual ? "cli:uid=0" : "ami:pbx1");
+            snprintf(ban.service, sizeof(ban.service), "PJSIP");
+            bool lifted = !permanent && rnd() % 30 == 0;
+            if (lifted && ban.start_ms + 600000 < end_ms) {
+                ban.ended_ms = ban.start_ms + 600000;
+                ban.end = STORE_BAN_LIFTED;
+                snprintf(ban.lifted_by, sizeof(ban.lifted_by), "cli:uid=0");
+            } else if (!permanent && ban.expires_ms <= end_ms) {
+                ban.ended_ms = ban.expires_ms;
+                ban.end = STORE_BAN_EXPIRED;
+            }
+            if ((rc = store_ban_add(st, &ban, NULL)) < 0)
+                store_die(st, "ban", rc);
+            b++;
+        }
+        if (i % 1000 == 999 && (rc = store_turn_commit(st)) < 0)
+            store_die(st, "commit", rc);
+        if (ts / 3600000 != hour) {
+            hour = ts / 3600000;
+            if ((rc = store_turn_commit(st)) < 0)
+                store_die(st, "commit", rc);
+            rollup(st, ts);
         }
     }
-    exec(db, "COMMIT");
-    sqlite3_finalize(st);
-    double t1 = now_s();
-
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO bans (prefix, family, len, start_ms, expires_ms, reason, "
-                           "origin, failures, offence, service, event_type, ended_ms, "
-                           "end_reason, lifted_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 5, ?8, "
-                           "'PJSIP', 11, ?9, ?10, ?11)",
-                           -1, &st, NULL) != SQLITE_OK)
-        die(db, "prepare bans");
-    unsigned *offences = calloc(NKEYS, sizeof(*offences));
-    double bstep = (double)(end_ms - start_ms) / (double)(nbans ? nbans : 1);
-    exec(db, "BEGIN");
-    for (uint64_t i = 0; i < nbans; i++) {
-        char key[64];
-        unsigned k = pick_key();
-        key_of(k, key, sizeof(key));
-        unsigned off = ++offences[k];
-        int64_t bstart = start_ms + (int64_t)(bstep * (double)i);
-        bool manual = rnd() % 20 == 0, permanent = off >= 6 && rnd() % 4 == 0;
-        int64_t len = 3600000LL << (off - 1 < 7 ? off - 1 : 7);
-        int64_t expires = bstart + len;
-        bool lifted = !permanent && rnd() % 30 == 0;
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int(st, 2, k % 10 == 9 ? 6 : 4);
-        sqlite3_bind_int(st, 3, k % 10 == 9 ? 64 : 32);
-        sqlite3_bind_int64(st, 4, bstart);
-        if (permanent)
-            sqlite3_bind_null(st, 5);
-        else
-            sqlite3_bind_int64(st, 5, expires);
-        sqlite3_bind_text(st, 6, manual ? "manual" : "threshold", -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 7, manual ? "cli:uid=0" : "ami:pbx1", -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 8, (int)off);
-        if (lifted && bstart + 600000 < end_ms) {
-            sqlite3_bind_int64(st, 9, bstart + 600000);
-            sqlite3_bind_text(st, 10, "lifted", -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 11, "cli:uid=0", -1, SQLITE_STATIC);
-        } else if (!permanent && expires <= end_ms) {
-            sqlite3_bind_int64(st, 9, expires);
-            sqlite3_bind_text(st, 10, "expired", -1, SQLITE_STATIC);
-            sqlite3_bind_null(st, 11);
-        } else {
-            sqlite3_bind_null(st, 9);
-            sqlite3_bind_null(st, 10);
-            sqlite3_bind_null(st, 11);
-        }
-        if (sqlite3_step(st) != SQLITE_DONE)
-            die(db, "insert ban");
-        sqlite3_reset(st);
-    }
-    exec(db, "COMMIT");
-    sqlite3_finalize(st);
+    if ((rc = store_turn_commit(st)) < 0)
+        store_die(st, "commit", rc);
     free(offences);
-
-    double t2 = now_s();
-    for (unsigned i = 0; i < nidx; i++) {
-        exec(db, idx[i]);
-        free(idx[i]);
-    }
-    exec(db, "PRAGMA journal_mode = WAL");
-    double t3 = now_s();
+    double t1 = now_s();
+    store_close(st);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
     sqlite3_close(db);
-    printf("built: %" PRIu64 " failures in %.1f s, %" PRIu64 " bans in %.1f s, indexes "
-           "in %.1f s\n",
-           nfail, t1 - t0, nbans, t2 - t1, t3 - t2);
+    printf("built through the store: %" PRIu64 " failures (rolled up hourly), %" PRIu64
+           " bans in %.1f s\n",
+           nfail, b, t1 - t0);
 }
 
 static double cpu_s(void)

@@ -218,6 +218,17 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     if (json_is_string(json_object_get(nft, "detail")))
         fprintf(out, " (%s)", str(nft, "detail", e, sizeof(e)));
     fputc('\n', out);
+    if (json_object_get(r, "restoring"))
+        fprintf(out, "%-12s %" PRId64 " active bans installed so far\n", "restoring",
+                num(json_object_get(r, "restoring"), "installed"));
+    const json_t *loop = json_object_get(r, "loop");
+    if (loop)
+        fprintf(out,
+                "%-12s longest turn %.1f ms in the last %" PRId64 " s (99%% under %.1f ms), "
+                "%.1f ms since start\n",
+                "loop", json_number_value(json_object_get(loop, "max_ms")), num(loop, "window_s"),
+                json_number_value(json_object_get(loop, "p99_ms")),
+                json_number_value(json_object_get(loop, "longest_ms")));
     if (json_is_integer(json_object_get(r, "failures_today")))
         fprintf(out, "%-12s %" PRId64 " failed attempts, %" PRId64 " bans\n", "today",
                 num(r, "failures_today"), num(r, "bans_today"));

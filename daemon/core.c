@@ -29,15 +29,33 @@
 #include "statsd.h"
 #include "store.h"
 
-#define EXPIRE_CHUNK 1000
-#define PRUNE_CHUNK 1000
 #define MAINT_INTERVAL_MS 1000
 #define PRUNE_IDLE_INTERVAL_MS 60000
 #define GAUGE_INTERVAL_MS 10000
-/* A restore streams the store's active bans into the kernel in commits of this many elements:
- * memory stays bounded however many bans there are, and each commit is still a bulk one (many
- * 1000-element transactions, monitor paused) for nftset. */
-#define RESTORE_BATCH 65536
+/* Work that is not an event's runs in slices at the end of a turn, after the turn's bans are in
+ * the kernel and its transaction committed: a restore or repair of the active bans, then
+ * housekeeping (expiry, roll-up, retention). A slice takes about SLICE_US, so an event that
+ * arrives meanwhile waits at most that long, and the loop comes back to it between slices. */
+#define RESTORE_SLICE_US 4000
+#define RESTORE_SLICE_MIN 1024 /* elements: still a bulk commit (nftset pauses its monitor) */
+#define RESTORE_SLICE_MAX 65536
+#define WORK_SLICE_US 2000
+/* While events keep coming, housekeeping still gets a shorter slice every so often, so it
+ * progresses under a flood that never lets the loop idle. */
+#define WORK_BUSY_SLICE_US 1000
+#define WORK_BUSY_EVERY_MS 500
+#define WORK_STEP 256 /* rows per store call within a slice */
+/* Raw failures stay raw at least this long (and at least findtime): the windows, and the
+ * report's exact times for the recent past. */
+#define RAW_KEEP_MIN_MS 3600000
+/* A log that checkpoints could not bring back under this (a reader holds it) is truncated by the
+ * loop itself, a stall that only that case pays. */
+#define WAL_HARD_LIMIT (256ull << 20)
+/* SQLite's page cache follows the raw window's size (store_size_cache()), every minute, within
+ * these: enough for a million sources' rows, and the bulk of the daemon's memory at most. */
+#define CACHE_MIN_KIB 8192
+#define CACHE_MAX_KIB 40960
+#define CACHE_EVERY_MS 60000
 
 struct store;
 struct verdict;
@@ -85,7 +103,18 @@ struct core {
     struct loop_timer nft_check_timer; /* the slow periodic check */
     bool nft_healthy, nft_failing, nft_repair_pending;
     bool nft_foreign; /* a table of our name is someone else's: nothing is enforced */
-    unsigned long restore_count;
+    /* The restore (start) or repair of the active bans in progress, a slice per turn. */
+    struct {
+        bool active;
+        const char *why;  /* "start", "repair" */
+        const char *what; /* the table was "adopted", "created", "replaced" */
+        struct store_ban_cursor cursor;
+        unsigned long count, lifted;
+        unsigned slices, step;
+        uint64_t t0_ms, longest_us;
+    } restore;
+    struct core_restore_report last_restore; /* the last one that finished */
+    bool last_restore_open; /* its longest turn is still read from the loop's mark */
     struct core_refused ban_refused[CORE_REFUSED_MAX];
     unsigned nban_refused;
     char ban_log[CORE_BAN_LOG_MAX][320];
@@ -113,8 +142,14 @@ struct core {
     core_reload_fn reload;
     void *reload_data;
     struct loop_timer maint_timer;
+    struct loop_timer work_timer; /* another turn soon, while work is pending */
+    bool expire_due, rollup_due, prune_due;
+    int64_t rollup_cutoff_ms; /* the pass in progress rolls up what is older */
+    uint64_t rollup_pass_ms;  /* when the last pass started (monotonic) */
+    uint64_t work_busy_ms;    /* when housekeeping last took a slice while events came */
     uint64_t next_prune_ms;
     uint64_t next_gauge_ms;
+    uint64_t next_cache_ms;
     uint64_t active_v4, active_v6; /* active bans, recounted every few seconds */
 
     /* This run in the store (daemon_runs): started, alive, stopped and why. */
@@ -210,29 +245,118 @@ static void nft_commit(struct core *c)
 
 static void apply_verdict(struct core *c, const struct verdict *v);
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static int queue_restore(void *data, const struct verdict *v)
 {
     struct core *c = data;
     if (v->action == VERDICT_UNBAN) {
         /* A ban the rules no longer allow: lifted instead of restored. */
         apply_verdict(c, v);
+        c->restore.lifted++;
         return 0;
     }
     int r = nftset_queue_ban(c->nft, &v->prefix, (uint64_t)v->timeout_ms);
     if (r == 0)
-        c->restore_count++;
-    if (nftset_queued(c->nft) >= RESTORE_BATCH)
-        nft_commit(c);
+        c->restore.count++;
     return r == -ENOMEM ? r : 0;
 }
 
-/* Installs every active ban from the store with its remaining time, streamed in bulk commits. */
-static int nft_restore(struct core *c)
+/* Starts re-installing the active bans (why: "start", "repair"), from the first again if one
+ * was under way: the table it was filling is gone. Bans added from now on are installed by
+ * their own path; the walk leaves them out. */
+/* The loop's longest turn since the restore began, once the turn that ended it is recorded. */
+static void restore_report_close(struct core *c)
 {
-    c->restore_count = 0;
-    int r = judge_active_bans(c->judge, loop_clock_wall_ms(), queue_restore, c);
+    if (!c->last_restore_open)
+        return;
+    c->last_restore.longest_turn_us = loop_turn_max_since_mark(c->loop);
+    c->last_restore_open = false;
+}
+
+static void restore_begin(struct core *c, const char *why, const char *what)
+{
+    restore_report_close(c);
+    loop_turn_mark(c->loop);
+    c->restore.active = true;
+    c->restore.why = why;
+    c->restore.what = what;
+    c->restore.cursor = (struct store_ban_cursor){0};
+    c->restore.count = c->restore.lifted = 0;
+    c->restore.slices = 0;
+    c->restore.longest_us = 0;
+    if (!c->restore.step)
+        c->restore.step = RESTORE_SLICE_MIN;
+    c->restore.t0_ms = loop_clock_mono_ms();
+    int r = store_ban_max_id(c->store, &c->restore.cursor.max_id);
+    if (r < 0)
+        db_failed(c, "reading the active bans", r);
+}
+
+static void restore_done(struct core *c)
+{
+    char msg[128];
+    uint64_t ms = loop_clock_mono_ms() - c->restore.t0_ms;
+    c->restore.active = false;
+    c->last_restore = (struct core_restore_report){.done = true,
+                                                   .repair = strcmp(c->restore.why, "start") != 0,
+                                                   .bans = c->restore.count,
+                                                   .ms = ms,
+                                                   .slices = c->restore.slices,
+                                                   .longest_slice_us = c->restore.longest_us};
+    c->last_restore_open = true;
+    if (strcmp(c->restore.why, "start") == 0) {
+        log_notice("nftables: %lu active bans installed in %llu ms (%u slices, the longest "
+                   "%llu.%llu ms)",
+                   c->restore.count, (unsigned long long)ms, c->restore.slices,
+                   (unsigned long long)c->restore.longest_us / 1000,
+                   (unsigned long long)c->restore.longest_us % 1000 / 100);
+        return;
+    }
+    log_warn("nftables: table inet %s %s after damage; %lu active bans re-installed in %llu ms",
+             c->cfg->nftables.table, c->restore.what, c->restore.count, (unsigned long long)ms);
+    snprintf(msg, sizeof(msg), "table %s, %lu bans re-installed", c->restore.what,
+             c->restore.count);
+    store_incident(c->store, loop_wall_ms(c->loop), "nft-repair", "nftables", msg);
+}
+
+/* One slice of the restore: as many bans as take about RESTORE_SLICE_US to read and commit
+ * (the size adapts to what the last slice took), in one bulk nftables commit. */
+static void restore_slice(struct core *c)
+{
+    if (!c->restore.active)
+        return;
+    uint64_t t0 = mono_us();
+    unsigned n = 0;
+    int r = judge_restore_slice(c->judge, loop_clock_wall_ms(), &c->restore.cursor, c->restore.step,
+                                queue_restore, c, &n);
     nft_commit(c);
-    return r;
+    int rc = store_turn_commit(c->store); /* the lifts of bans no longer allowed */
+    if (r == 0 && rc < 0)
+        r = rc;
+    uint64_t took = mono_us() - t0;
+    c->restore.slices++;
+    if (took > c->restore.longest_us)
+        c->restore.longest_us = took;
+    if (n >= RESTORE_SLICE_MIN / 2 && took > 0) {
+        uint64_t next = (uint64_t)n * RESTORE_SLICE_US / took;
+        c->restore.step = next < RESTORE_SLICE_MIN   ? RESTORE_SLICE_MIN
+                          : next > RESTORE_SLICE_MAX ? RESTORE_SLICE_MAX
+                                                     : (unsigned)next;
+    }
+    if (r < 0) {
+        /* The rest waits for the next damage check or restart; what is in stays in. */
+        db_failed(c, "reading the active bans", r);
+        c->restore.active = false;
+        return;
+    }
+    if (c->restore.cursor.done)
+        restore_done(c);
 }
 
 /* Whether bans reach the kernel now: our table is in place and the last transaction worked. */
@@ -266,13 +390,13 @@ static void nft_found_foreign(struct core *c, bool start)
     c->nft_foreign = true;
 }
 
-/* Makes our table right and re-installs the active bans. why: "start", "repair". */
+/* Makes our table right and starts re-installing the active bans. why: "start", "repair". */
 static int nft_rebuild(struct core *c, const char *why)
 {
     enum nftset_setup_action action;
-    uint64_t t0 = loop_clock_mono_ms();
     int r = nftset_setup(c->nft, &action);
     if (r == -EEXIST) {
+        c->restore.active = false;
         nft_found_foreign(c, strcmp(why, "start") == 0);
         return r;
     }
@@ -282,11 +406,9 @@ static int nft_rebuild(struct core *c, const char *why)
                     nftset_strerror(r));
         c->nft_failing = true;
         c->nft_healthy = false;
+        c->restore.active = false;
         return r;
     }
-    r = nft_restore(c);
-    if (r < 0)
-        db_failed(c, "reading the active bans", r);
     c->nft_healthy = true;
     c->nft_failing = false;
     if (c->nft_foreign) {
@@ -298,19 +420,25 @@ static int nft_rebuild(struct core *c, const char *why)
                        : action == NFTSET_CREATED ? "created"
                                                   : "replaced";
     if (strcmp(why, "start") == 0) {
-        log_notice("nftables: table inet %s %s (sets: %s); %lu active bans installed in %llu ms",
-                   c->cfg->nftables.table, what, nftset_mode(c->nft), c->restore_count,
-                   (unsigned long long)(loop_clock_mono_ms() - t0));
+        log_notice("nftables: table inet %s %s (sets: %s); installing the active bans, a slice "
+                   "per loop turn",
+                   c->cfg->nftables.table, what, nftset_mode(c->nft));
     } else {
         c->stats.nft_repairs++;
-        log_warn("nftables: table inet %s was damaged (deleted or flushed by someone else); "
-                 "%s it and re-installed %lu active bans in %llu ms",
-                 c->cfg->nftables.table, what, c->restore_count,
-                 (unsigned long long)(loop_clock_mono_ms() - t0));
-        char msg[128];
-        snprintf(msg, sizeof(msg), "table %s, %lu bans re-installed", what, c->restore_count);
-        store_incident(c->store, loop_wall_ms(c->loop), "nft-repair", "nftables", msg);
+        if (c->restore.active)
+            log_warn("nftables: table inet %s was damaged again while its bans were being "
+                     "re-installed; %s it, starting over",
+                     c->cfg->nftables.table, what);
+        else
+            log_warn("nftables: table inet %s was damaged (deleted or flushed by someone else); "
+                     "%s it, re-installing the active bans",
+                     c->cfg->nftables.table, what);
     }
+    restore_begin(c, why, what);
+    /* At start, the first slice at once: a small restore is over before the daemon says it is
+     * ready. A repair's first slice comes at the end of this turn. */
+    if (strcmp(why, "start") == 0)
+        restore_slice(c);
     return 0;
 }
 
@@ -492,7 +620,13 @@ void core_health(const struct core *c, struct core_health *ret_health)
         .nami = c->nami,
         .cluster = c->cluster,
         .crowdsec = c->crowdsec,
+        .restoring = c->restore.active,
+        .restored = c->restore.count,
+        .last_restore = c->last_restore,
     };
+    if (c->last_restore_open)
+        ret_health->last_restore.longest_turn_us = loop_turn_max_since_mark(c->loop);
+    loop_turn_stats(c->loop, LOOP_STATS_WINDOW_MAX_MS, &ret_health->loop);
 }
 
 const struct ami_session *core_ami_session(const struct core *c, unsigned i)
@@ -1020,23 +1154,120 @@ static void reload_crowdsec(struct core *c, const struct config *old, const stru
         log_notice("crowdsec: off ([crowdsec] removed)");
 }
 
-/* --- maintenance: expiry, retention, gauges --- */
+/* --- maintenance: expiry, roll-up, retention, checkpoints, gauges --- */
+
+static int64_t raw_keep_ms(const struct core *c)
+{
+    int64_t findtime = c->cfg->policy.findtime_s * 1000;
+    return findtime > RAW_KEEP_MIN_MS ? findtime : RAW_KEEP_MIN_MS;
+}
+
+static bool work_pending(const struct core *c)
+{
+    return c->restore.active || c->expire_due || c->rollup_due || c->prune_due;
+}
+
+/* Housekeeping for up to budget_us, a store call of WORK_STEP rows at a time: expiry first
+ * (bans), then the roll-up (the raw table's size), then retention. */
+static void housekeeping(struct core *c, uint64_t budget_us)
+{
+    uint64_t t0 = mono_us();
+    int64_t now = loop_clock_wall_ms();
+    while ((c->expire_due || c->rollup_due || c->prune_due) && mono_us() - t0 < budget_us) {
+        unsigned n = 0;
+        int r;
+        if (c->expire_due) {
+            r = judge_expire(c->judge, now, WORK_STEP, &n);
+            if (r < 0) {
+                db_failed(c, "expiring bans", r);
+            } else if (n) {
+                c->stats.expired += n;
+                statsd_count_by(c->statsd, STATSD_M_UNBANS, "expired", n);
+            }
+            c->expire_due = r == 0 && n == WORK_STEP;
+        } else if (c->rollup_due) {
+            bool done = false;
+            r = store_rollup(c->store, c->rollup_cutoff_ms, WORK_STEP, &n, &done);
+            if (r < 0)
+                db_failed(c, "rolling up old failures", r);
+            c->rollup_due = r == 0 && !done;
+        } else {
+            r = store_prune(c->store, now - c->cfg->general.retention_s * 1000, WORK_STEP, &n);
+            if (r < 0)
+                db_failed(c, "pruning old rows", r);
+            c->prune_due = r == 0 && n == WORK_STEP;
+            if (!c->prune_due)
+                c->next_prune_ms = loop_now_ms(c->loop) + PRUNE_IDLE_INTERVAL_MS;
+        }
+    }
+    core_flush(c);
+}
+
+/* The end of a turn's own work: a slice of what is pending, and another turn soon if more is. A
+ * restore takes a slice every turn (the bans must be back quickly); housekeeping only when no
+ * event is waiting, or a short slice now and then if they never stop coming. */
+static void background_work(struct core *c)
+{
+    if (c->restore.active) {
+        restore_slice(c);
+    } else if (c->expire_due || c->rollup_due || c->prune_due) {
+        uint64_t now = loop_now_ms(c->loop);
+        if (!loop_busy(c->loop)) {
+            housekeeping(c, WORK_SLICE_US);
+        } else if (now - c->work_busy_ms >= WORK_BUSY_EVERY_MS) {
+            c->work_busy_ms = now;
+            housekeeping(c, WORK_BUSY_SLICE_US);
+        }
+    }
+    if (work_pending(c) && !loop_timer_armed(&c->work_timer))
+        loop_timer_arm(c->loop, &c->work_timer, c->restore.active ? 0 : 1);
+}
+
+static void on_work(struct loop *l, void *data)
+{
+    /* Nothing to do here: the turn this timer makes runs background_work() at its end. */
+}
+
+/* The WAL: a checkpoint by the store's helper thread every second, off this thread. If readers
+ * kept the log from restarting until it passed WAL_HARD_LIMIT, it is truncated here, once they
+ * let go: a stall, logged, in that case only. */
+static void wal_maintenance(struct core *c)
+{
+    struct store_wal_stats w;
+    store_wal_stats(c->store, &w);
+    if (w.wal_bytes > WAL_HARD_LIMIT && !w.running) {
+        uint64_t t0 = mono_us();
+        int r = store_checkpoint_truncate(c->store);
+        uint64_t ms = (mono_us() - t0) / 1000;
+        if (r == 0)
+            log_warn("database %s: its write-ahead log had grown to %llu MiB (a reader held it); "
+                     "truncated, the loop stalled %llu ms",
+                     c->cfg->general.database, (unsigned long long)(w.wal_bytes >> 20),
+                     (unsigned long long)ms);
+        return;
+    }
+    store_checkpoint_request(c->store);
+}
 
 static void on_maintenance(struct loop *l, void *data)
 {
     struct core *c = data;
-    unsigned n = 0;
     int64_t now = loop_clock_wall_ms();
 
-    int r = judge_expire(c->judge, now, EXPIRE_CHUNK, &n);
-    if (r < 0) {
-        db_failed(c, "expiring bans", r);
-    } else if (n) {
-        c->stats.expired += n;
-        statsd_count_by(c->statsd, STATSD_M_UNBANS, "expired", n);
+    c->expire_due = true;
+    /* A roll-up pass over the raw table when its cutoff reaches a new hour, and every ten
+     * minutes anyway (failures recorded in the past, a pass cut short). */
+    int64_t cutoff = (now - raw_keep_ms(c)) / 3600000 * 3600000;
+    if (!c->rollup_due &&
+        (cutoff != c->rollup_cutoff_ms || loop_now_ms(l) - c->rollup_pass_ms >= 600000)) {
+        c->rollup_cutoff_ms = cutoff;
+        c->rollup_pass_ms = loop_now_ms(l);
+        c->rollup_due = true;
     }
+    if (loop_now_ms(l) >= c->next_prune_ms)
+        c->prune_due = true;
     if (loop_now_ms(l) >= c->next_gauge_ms) {
-        r = store_bans_active_count(c->store, now, &c->active_v4, &c->active_v6);
+        int r = store_bans_active_count(c->store, now, &c->active_v4, &c->active_v6);
         if (r < 0) {
             db_failed(c, "counting the active bans", r);
         } else {
@@ -1055,23 +1286,30 @@ static void on_maintenance(struct loop *l, void *data)
             cluster_get_status(c->cluster, &cs);
             statsd_gauge(c->statsd, STATSD_M_CLUSTER_OUTBOX, (int64_t)cs.outbox);
         }
+        struct loop_turn_stats ts;
+        loop_turn_stats(l, 2 * GAUGE_INTERVAL_MS, &ts);
+        statsd_gauge(c->statsd, STATSD_M_LOOP_TURN_MAX_US, (int64_t)ts.window_max_us);
+        statsd_gauge(c->statsd, STATSD_M_LOOP_TURN_P99_US, (int64_t)ts.window_p99_us);
         c->next_gauge_ms = loop_now_ms(l) + GAUGE_INTERVAL_MS;
     }
-    if (loop_now_ms(l) >= c->next_prune_ms) {
-        unsigned deleted = 0;
-        r = store_prune(c->store, now - c->cfg->general.retention_s * 1000, PRUNE_CHUNK, &deleted);
+    if (loop_now_ms(l) >= c->next_cache_ms) {
+        int r = store_size_cache(c->store, c->rollup_cutoff_ms, CACHE_MIN_KIB, CACHE_MAX_KIB, NULL);
         if (r < 0)
-            db_failed(c, "pruning old rows", r);
-        /* A full chunk means more is waiting: come back next second, else in a minute. */
-        c->next_prune_ms = loop_now_ms(l) + (deleted == PRUNE_CHUNK ? 0 : PRUNE_IDLE_INTERVAL_MS);
+            db_failed(c, "sizing the page cache", r);
+        c->next_cache_ms = loop_now_ms(l) + CACHE_EVERY_MS;
     }
     record_alive(c, now);
+    wal_maintenance(c);
+    if (work_pending(c) && !loop_timer_armed(&c->work_timer))
+        loop_timer_arm(l, &c->work_timer, 0);
     loop_timer_arm(l, &c->maint_timer, MAINT_INTERVAL_MS);
 }
 
 static void on_turn_end(struct loop *l, void *data)
 {
     struct core *c = data;
+    if (!c->restore.active)
+        restore_report_close(c); /* the turn that finished it is recorded by now */
     if (c->nami)
         watch_ami(c);
     if (c->nft_repair_pending) {
@@ -1082,6 +1320,7 @@ static void on_turn_end(struct loop *l, void *data)
     flush_ban_log(c);
     /* Local first, shared after: what the turn decided is in the kernel and the store now. */
     cluster_turn_end(c->cluster);
+    background_work(c);
     statsd_flush(c->statsd);
 }
 
@@ -1109,7 +1348,8 @@ static struct policy *make_policy(const struct config *cfg)
 static int open_store(struct core *c)
 {
     /* store_options: 0 means "the default", -1 "no map". */
-    struct store_options opt = {.mmap_mib = c->cfg->general.database_mmap_mib
+    struct store_options opt = {.flags = STORE_OWN_CHECKPOINTS,
+                                .mmap_mib = c->cfg->general.database_mmap_mib
                                                 ? (int)c->cfg->general.database_mmap_mib
                                                 : -1};
     int r = store_open(c->cfg->general.database, &opt, &c->store);
@@ -1150,6 +1390,7 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     c->started_mono_ms = loop_clock_mono_ms();
     loop_io_init(&c->nft_io);
     loop_timer_init(&c->maint_timer, on_maintenance, c);
+    loop_timer_init(&c->work_timer, on_work, c);
     loop_timer_init(&c->nft_check_timer, on_nft_check, c);
     duration_format(cfg->policy.findtime_s, c->findtime_text, sizeof(c->findtime_text));
 
@@ -1325,6 +1566,7 @@ void core_free(struct core *c)
     statsd_free(c->statsd);
     if (c->loop) {
         loop_timer_cancel(c->loop, &c->maint_timer);
+        loop_timer_cancel(c->loop, &c->work_timer);
         loop_timer_cancel(c->loop, &c->nft_check_timer);
         loop_io_del(c->loop, &c->nft_io);
     }

@@ -19,8 +19,9 @@
 #include "log.h"
 #include "store.h"
 
-/* Failures and bans since local midnight: counted once, then brought up to date with what
- * came since the last status, so a status costs the same all day however busy the day is. */
+/* Failures and bans since local midnight, so a status costs the same all day however busy the
+ * day is: bans counted once, then brought up to date with what came since the last status;
+ * failures from the store's per-hour counts (from the start of midnight's hour). */
 struct today {
     bool valid;
     int64_t midnight_ms; /* the day counted */
@@ -50,10 +51,12 @@ static int count_today(struct core_ctl *cc, struct store *store, int64_t now_ms)
         t->midnight_ms = t->upto_ms = midnight;
         t->failures = t->bans = 0;
     }
-    int r = store_counts_between(store, t->upto_ms, now_ms, &f, &b);
+    int r = store_bans_between(store, t->upto_ms, now_ms, &b);
+    if (r == 0)
+        r = store_failures_since(store, midnight, &f);
     if (r < 0)
         return r;
-    t->failures += f;
+    t->failures = f;
     t->bans += b;
     t->upto_ms = now_ms;
     t->valid = true;
@@ -179,6 +182,25 @@ static void status(void *data, json_t *reply)
                                                   : "failing (see the log)",
                                   "errors", (json_int_t)h.nft_errors, "repairs",
                                   (json_int_t)h.nft_repairs));
+    /* How long the loop was ever deaf: a stall shows here (and in the loop.* gauges). */
+    json_object_set_new(
+        reply, "loop",
+        json_pack("{s:I, s:f, s:i, s:I, s:f, s:f}", "turns", (json_int_t)h.loop.turns, "longest_ms",
+                  h.loop.max_us / 1000.0, "window_s", (int)(h.loop.window_ms / 1000),
+                  "window_turns", (json_int_t)h.loop.window_turns, "max_ms",
+                  h.loop.window_max_us / 1000.0, "p99_ms", h.loop.window_p99_us / 1000.0));
+    if (h.restoring)
+        json_object_set_new(reply, "restoring",
+                            json_pack("{s:I}", "installed", (json_int_t)h.restored));
+    if (h.last_restore.done)
+        json_object_set_new(reply, "last_restore",
+                            json_pack("{s:s, s:I, s:I, s:i, s:f, s:f}", "why",
+                                      h.last_restore.repair ? "repair" : "start", "bans",
+                                      (json_int_t)h.last_restore.bans, "ms",
+                                      (json_int_t)h.last_restore.ms, "slices",
+                                      (int)h.last_restore.slices, "longest_slice_ms",
+                                      h.last_restore.longest_slice_us / 1000.0, "longest_turn_ms",
+                                      h.last_restore.longest_turn_us / 1000.0));
     /* "Today" from the database, so it survives restarts: since local midnight. */
     if (count_today(cc, view.store, view.now_ms) == 0) {
         json_object_set_new(reply, "failures_today", json_integer((json_int_t)cc->today.failures));

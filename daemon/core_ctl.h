@@ -37,6 +37,17 @@ int core_enforce(struct core *c, const struct verdict *v);
  * control command replies only once its change is in the kernel and on disk. */
 void core_flush(struct core *c);
 
+/* The last restore (at start) or repair of the active bans that finished. */
+struct core_restore_report {
+    bool done; /* one finished since the start */
+    bool repair;
+    unsigned long bans; /* installed */
+    uint64_t ms;        /* from the first slice to the last */
+    unsigned slices;
+    uint64_t longest_slice_us;
+    uint64_t longest_turn_us; /* the loop's longest turn while it ran */
+};
+
 /* Counters and health, for status. */
 struct core_health {
     uint64_t events;   /* security events received since the start */
@@ -51,6 +62,10 @@ struct core_health {
     unsigned nami; /* AMI sessions, in the order of the configuration's [ami:NAME] sections */
     const struct cluster *cluster; /* fleet mode, NULL when off */
     struct crowdsec *crowdsec;     /* [crowdsec], NULL when off */
+    bool restoring;                /* the active bans are being (re-)installed, a slice a turn */
+    unsigned long restored;        /* so far */
+    struct core_restore_report last_restore;
+    struct loop_turn_stats loop; /* over the last minute, and since the start */
 };
 void core_health(const struct core *c, struct core_health *ret_health);
 const struct ami_session *core_ami_session(const struct core *c, unsigned i); /* i < nami */

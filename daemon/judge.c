@@ -356,21 +356,43 @@ static int restore_one(void *data, const struct store_ban *b)
     return rs->fn(rs->data, &v);
 }
 
-int judge_active_bans(struct judge *j, int64_t now_ms, judge_verdict_fn fn, void *data)
+/* Lifts the bans a walk collected as no longer allowed, each reported to fn as an unban. */
+static int lift_collected(struct restore *rs)
 {
-    struct restore rs = {.j = j, .now_ms = now_ms, .fn = fn, .data = data};
-    int r = store_bans_active(j->store, now_ms, restore_one, &rs);
-    for (unsigned i = 0; r >= 0 && i < rs.lift.n; i++) {
-        const struct store_ban *b = &rs.lift.bans[i];
-        r = store_ban_lift(j->store, &b->prefix, now_ms, PROTECT_WHO, NULL);
+    int r = 0;
+    for (unsigned i = 0; r >= 0 && i < rs->lift.n; i++) {
+        const struct store_ban *b = &rs->lift.bans[i];
+        r = store_ban_lift(rs->j->store, &b->prefix, rs->now_ms, PROTECT_WHO, NULL);
         if (r < 0)
             break;
         struct verdict v = {0};
-        verdict_from_ban(b, VERDICT_UNBAN, VERDICT_PROTECTED, now_ms, &v);
+        verdict_from_ban(b, VERDICT_UNBAN, VERDICT_PROTECTED, rs->now_ms, &v);
         v.timeout_ms = 0;
-        r = fn(data, &v);
+        r = rs->fn(rs->data, &v);
     }
-    free(rs.lift.bans);
+    free(rs->lift.bans);
+    rs->lift = (struct lift_list){0};
+    return r;
+}
+
+int judge_restore_slice(struct judge *j, int64_t now_ms, struct store_ban_cursor *cursor,
+                        unsigned max, judge_verdict_fn fn, void *data, unsigned *ret_n)
+{
+    struct restore rs = {.j = j, .now_ms = now_ms, .fn = fn, .data = data};
+    int r = store_bans_active_slice(j->store, now_ms, cursor, max, restore_one, &rs, ret_n);
+    if (r < 0) {
+        free(rs.lift.bans);
+        return r;
+    }
+    return lift_collected(&rs);
+}
+
+int judge_active_bans(struct judge *j, int64_t now_ms, judge_verdict_fn fn, void *data)
+{
+    struct store_ban_cursor cur = {0};
+    int r = 0;
+    while (r >= 0 && !cur.done)
+        r = judge_restore_slice(j, now_ms, &cur, 4096, fn, data, NULL);
     return r;
 }
 

@@ -109,6 +109,12 @@ int judge_expire(struct judge *j, int64_t now_ms, unsigned max, unsigned *ret_n)
  * VERDICT_UNBAN with reason PROTECTED for it (the kernel may still hold it from before). */
 typedef int (*judge_verdict_fn)(void *data, const struct verdict *v);
 int judge_active_bans(struct judge *j, int64_t now_ms, judge_verdict_fn fn, void *data);
+/* The same, a slice at a time: up to max bans of the walk after *cursor (see
+ * store_bans_active_slice() for the order, and why bans lifted or expired between two slices
+ * are never restored), then the lifts of those no longer allowed. *ret_n (may be NULL) gets
+ * how many bans were visited; cursor->done says the walk is over. */
+int judge_restore_slice(struct judge *j, int64_t now_ms, struct store_ban_cursor *cursor,
+                        unsigned max, judge_verdict_fn fn, void *data, unsigned *ret_n);
 
 /* Whether an active ban may stay: a manual one must pass policy_ban_check() as if forced (the
  * admin may have forced it), a threshold one as if not (its key would have been narrowed). */

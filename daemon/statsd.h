@@ -39,6 +39,10 @@
 #define STATSD_M_NFT_ENFORCING "nft.enforcing"
 /* Store (SQLite) operations that failed. */
 #define STATSD_M_DB_ERRORS "db.errors"
+/* gauges: the longest loop turn and the 99th percentile of turns over the last 10-20 s, in
+ * microseconds */
+#define STATSD_M_LOOP_TURN_MAX_US "loop.turn_max_us"
+#define STATSD_M_LOOP_TURN_P99_US "loop.turn_p99_us"
 /* Ban changes missing from the database's history: made while it failed, past the store's
  * replay journal (store_stats.journal_lost). */
 #define STATSD_M_DB_JOURNAL_LOST "db.journal_lost"

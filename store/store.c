@@ -17,8 +17,6 @@ enum {
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
-    ST_FAILURE_ADD,
-    ST_WINDOW_SUM,
     ST_BAN_LAST,
     ST_BAN_HISTORY,
     ST_BAN_ADD,
@@ -27,20 +25,13 @@ enum {
     ST_BANS_EXPIRE,
     ST_BANS_ACTIVE,
     ST_BANS_ACTIVE_PAGE,
-    ST_PRUNE_FAILURES,
     ST_PRUNE_BANS,
     ST_PRUNE_INCIDENTS,
     ST_PRUNE_RUNS,
     ST_INCIDENT,
-    ST_KEY_STATS,
-    ST_KEY_SEEN,
-    ST_SHOW_SUMMARY,
-    ST_SHOW_BY_TYPE,
-    ST_SHOW_ACCOUNTS,
     ST_BAN_LENS,
     ST_ACTIVE_COUNT,
     ST_ACTIVE_OVERDUE,
-    ST_COUNTS_BETWEEN,
     ST_SUCCESS_ADD,
     ST_SUCCESS_GET,
     ST_PRUNE_SUCCESSES,
@@ -50,6 +41,10 @@ enum {
     ST_OUTBOX_COUNT,
     ST_CURSOR_GET,
     ST_CURSOR_SET,
+    ST_BANS_BETWEEN,
+    ST_SLICE_PERMANENT,
+    ST_SLICE_TIMED,
+    ST_BAN_MAX_ID,
     ST_COUNT
 };
 
@@ -61,11 +56,6 @@ static const char *const sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_FAILURE_ADD] = "INSERT INTO failures (ts_ms, key, addr, port, transport, service, "
-                       "event_type, account, source, weight, whitelisted) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [ST_WINDOW_SUM] = "SELECT total(weight) FROM failures WHERE key = ?1 AND ts_ms >= ?2 "
-                      "AND ts_ms <= ?3",
     [ST_BAN_LAST] = "SELECT " BAN_COLUMNS " FROM bans WHERE prefix = ?1 "
                     "ORDER BY start_ms DESC, id DESC LIMIT 1",
     [ST_BAN_HISTORY] = "SELECT " BAN_COLUMNS " FROM bans WHERE prefix = ?1 "
@@ -85,8 +75,6 @@ static const char *const sql[ST_COUNT] = {
     [ST_BANS_ACTIVE_PAGE] = "SELECT " BAN_COLUMNS " FROM bans INDEXED BY bans_active_list "
                             "WHERE ended_ms IS NULL AND id > ?2 "
                             "AND (expires_ms IS NULL OR expires_ms > ?1) ORDER BY id LIMIT ?3",
-    [ST_PRUNE_FAILURES] = "DELETE FROM failures WHERE id IN (SELECT id FROM failures "
-                          "WHERE ts_ms < ?1 ORDER BY ts_ms LIMIT ?2)",
     [ST_PRUNE_BANS] = "DELETE FROM bans WHERE id IN (SELECT id FROM bans WHERE start_ms < ?1 "
                       "AND ended_ms IS NOT NULL AND ended_ms < ?1 ORDER BY start_ms LIMIT ?2)",
     [ST_PRUNE_INCIDENTS] = "DELETE FROM daemon_events WHERE id IN (SELECT id FROM daemon_events "
@@ -103,22 +91,15 @@ static const char *const sql[ST_COUNT] = {
      * daemon marks them every second). */
     [ST_ACTIVE_OVERDUE] = "SELECT family, reason, count(*) FROM bans INDEXED BY bans_active "
                           "WHERE ended_ms IS NULL AND expires_ms <= ?1 GROUP BY family, reason",
-    [ST_COUNTS_BETWEEN] = "SELECT (SELECT count(*) FROM failures "
-                          "WHERE ts_ms >= ?1 AND ts_ms < ?2), "
-                          "(SELECT count(*) FROM bans WHERE start_ms >= ?1 AND start_ms < ?2)",
-    [ST_KEY_STATS] = "SELECT count(*), total(weight), min(ts_ms), max(ts_ms) FROM failures "
-                     "WHERE key = ?1",
-    /* Two index seeks, however many failures the key has (count(*) would walk them all). */
-    [ST_KEY_SEEN] = "SELECT (SELECT min(ts_ms) FROM failures WHERE key = ?1), "
-                    "(SELECT max(ts_ms) FROM failures WHERE key = ?1)",
-    [ST_SHOW_SUMMARY] = "SELECT count(*), total(whitelisted), min(ts_ms), max(ts_ms) "
-                        "FROM failures WHERE key = ?1 AND addr = ?2",
-    [ST_SHOW_BY_TYPE] = "SELECT service, event_type, count(*), total(weight) FROM failures "
-                        "WHERE key = ?1 AND addr = ?2 GROUP BY service, event_type "
-                        "ORDER BY 3 DESC, 1, 2",
-    [ST_SHOW_ACCOUNTS] = "SELECT account, count(*), max(ts_ms) FROM failures "
-                         "WHERE key = ?1 AND addr = ?2 AND account IS NOT NULL "
-                         "GROUP BY account ORDER BY 2 DESC, 3 DESC LIMIT 100",
+    [ST_BANS_BETWEEN] = "SELECT count(*) FROM bans WHERE start_ms >= ?1 AND start_ms < ?2",
+    /* The restore's walk, both halves through bans_active (only the rows not ended): the
+     * permanent bans newest first, then the others by expiry, the latest first. */
+    [ST_SLICE_PERMANENT] = "SELECT " BAN_COLUMNS " FROM bans WHERE ended_ms IS NULL AND "
+                           "expires_ms IS NULL AND id < ?1 AND id <= ?2 ORDER BY id DESC LIMIT ?3",
+    [ST_SLICE_TIMED] = "SELECT " BAN_COLUMNS " FROM bans WHERE ended_ms IS NULL AND "
+                       "expires_ms > ?4 AND (expires_ms, id) < (?5, ?1) AND id <= ?2 "
+                       "ORDER BY expires_ms DESC, id DESC LIMIT ?3",
+    [ST_BAN_MAX_ID] = "SELECT coalesce(max(id), 0) FROM bans",
     [ST_BAN_LENS] = "SELECT DISTINCT family, len FROM bans",
     [ST_SUCCESS_ADD] = "INSERT INTO successes (key, first_ms, last_ms, count, addr, account, "
                        "service) VALUES (?1, ?2, ?2, 1, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE "
@@ -179,6 +160,9 @@ struct store {
         struct store_ban ban;
     } * ban_cache;
     uint64_t generation;
+    struct store_failures *failures; /* store_failures.c */
+    struct store_wal *wal;           /* store_wal.c, with STORE_OWN_CHECKPOINTS */
+    void *report_period;             /* store_report.c */
 };
 
 #define BAN_CACHE_SIZE 1024
@@ -311,6 +295,21 @@ void store_column_text(sqlite3_stmt *st, int i, char *buf, size_t len)
 sqlite3 *store_sqlite(struct store *s)
 {
     return s->db;
+}
+
+struct store_failures *store_failures_of(struct store *s)
+{
+    return s->failures;
+}
+
+struct store_wal *store_wal_of(struct store *s)
+{
+    return s->wal;
+}
+
+void **store_report_slot(struct store *s)
+{
+    return &s->report_period;
 }
 
 bool store_is_read_only(const struct store *s)
@@ -480,7 +479,7 @@ static int configure(struct store *s, const struct store_options *opt)
 {
     char mode[16];
     int64_t v;
-    char text[64];
+    char text[96];
     snprintf(text, sizeof(text), "PRAGMA cache_size = -%d", opt->cache_kib);
     int r = exec(s, text);
     if (r == 0) {
@@ -506,6 +505,13 @@ static int configure(struct store *s, const struct store_options *opt)
     }
     if (r == 0)
         r = exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+    if (r == 0 && !s->read_only && (opt->flags & STORE_OWN_CHECKPOINTS)) {
+        /* Checkpoints are the helper thread's (store_wal.c), never this connection's commits. */
+        snprintf(text, sizeof(text),
+                 "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = %d",
+                 STORE_WAL_KEEP_BYTES);
+        r = exec(s, text);
+    }
     if (r == 0)
         r = query_int(s, "PRAGMA synchronous", &v);
     if (r == 0 && v != 1) {
@@ -523,7 +529,7 @@ static int configure(struct store *s, const struct store_options *opt)
 
 int store_open(const char *path, const struct store_options *opt, struct store **ret_store)
 {
-    struct store_options o = {.busy_timeout_ms = 50, .cache_kib = 16384, .mmap_mib = 1024};
+    struct store_options o = {.busy_timeout_ms = 50, .cache_kib = STORE_CACHE_KIB_DEFAULT};
     if (opt) {
         o.flags = opt->flags;
         if (opt->busy_timeout_ms > 0)
@@ -532,6 +538,8 @@ int store_open(const char *path, const struct store_options *opt, struct store *
             o.cache_kib = opt->cache_kib;
         if (opt->mmap_mib)
             o.mmap_mib = opt->mmap_mib < 0 ? 0 : opt->mmap_mib;
+        else if (o.flags & STORE_READ_ONLY)
+            o.mmap_mib = STORE_READER_MMAP_MIB;
     }
     /* SQLite would open a directory and fail on the first read with a bare I/O error. */
     struct stat dir;
@@ -573,6 +581,10 @@ int store_open(const char *path, const struct store_options *opt, struct store *
     }
     if (r == 0)
         r = configure(s, &o);
+    if (r == 0) {
+        rc = store_failures_register(s->db);
+        r = rc == SQLITE_OK ? 0 : map_rc(s, rc);
+    }
     if (r == 0 && !s->read_only)
         r = migrate(s);
     if (r == 0 && s->read_only)
@@ -591,6 +603,10 @@ int store_open(const char *path, const struct store_options *opt, struct store *
             r = map_rc(s, rc);
         sqlite3_reset(st);
     }
+    if (r == 0)
+        s->failures = store_failures_new(s, &r);
+    if (r == 0 && !s->read_only && (o.flags & STORE_OWN_CHECKPOINTS))
+        s->wal = store_wal_new(path, &r);
     if (r == 0) {
         s->generation = 1;
         s->ban_cache = calloc(BAN_CACHE_SIZE, sizeof(*s->ban_cache));
@@ -618,8 +634,11 @@ void store_close(struct store *s)
         return;
     if (s->in_turn)
         store_turn_commit(s);
+    store_wal_free(s->wal);
+    store_report_forget(s);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    store_failures_free(s->failures);
     sqlite3_close(s->db);
     free(s->journal);
     free(s->ban_cache);
@@ -636,6 +655,7 @@ static void turn_lost(struct store *s)
 {
     s->in_turn = false;
     s->key_cached_valid = false;
+    store_failures_lost(s->failures);
     s->generation++;
     s->stats.commit_failures++;
 }
@@ -678,7 +698,9 @@ int store_turn_commit(struct store *s)
 {
     if (!s->in_turn)
         return 0;
-    int r = run(s, s->st[ST_COMMIT]);
+    int r = store_failures_flush(s);
+    if (r == 0 && s->in_turn)
+        r = run(s, s->st[ST_COMMIT]);
     if (r == 0) {
         s->in_turn = false;
         s->njournal = 0;
@@ -714,32 +736,6 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *t, size_t max
         sqlite3_bind_text(st, i, t, (int)n, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, i);
-}
-
-int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
-                      double weight, bool whitelisted, int64_t ts_ms)
-{
-    int r = turn_begin(s);
-    if (r < 0)
-        return r;
-    char addr[ADDR_STRLEN];
-    sqlite3_stmt *st = s->st[ST_FAILURE_ADD];
-    sqlite3_bind_int64(st, 1, ts_ms);
-    sqlite3_bind_text(st, 2, key_text(s, key), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, addr_format(&ev->remote.addr, addr, sizeof(addr)), -1, SQLITE_STATIC);
-    if (ev->remote.port)
-        sqlite3_bind_int(st, 4, ev->remote.port);
-    else
-        sqlite3_bind_null(st, 4);
-    bind_text_or_null(st, 5, sec_transport_name(ev->remote.transport), 8);
-    sqlite3_bind_text(st, 6, ev->service, (int)strnlen(ev->service, SEC_SERVICE_MAX),
-                      SQLITE_STATIC);
-    sqlite3_bind_int(st, 7, (int)ev->type);
-    bind_text_or_null(st, 8, ev->account, SEC_ACCOUNT_MAX);
-    sqlite3_bind_text(st, 9, ev->source, (int)strnlen(ev->source, SEC_SOURCE_MAX), SQLITE_STATIC);
-    sqlite3_bind_double(st, 10, weight);
-    sqlite3_bind_int(st, 11, whitelisted);
-    return run(s, st);
 }
 
 static void column_text(sqlite3_stmt *st, int col, char *buf, size_t len);
@@ -785,25 +781,6 @@ int store_success_get(struct store *s, const struct addr_prefix *key,
     } else {
         r = rc == SQLITE_DONE ? -ENOENT : map_rc(s, rc);
     }
-    sqlite3_reset(st);
-    return r;
-}
-
-int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
-                     double *ret_sum)
-{
-    int r = turn_begin(s);
-    if (r < 0)
-        return r;
-    sqlite3_stmt *st = s->st[ST_WINDOW_SUM];
-    sqlite3_bind_text(st, 1, key_text(s, key), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, from_ms);
-    sqlite3_bind_int64(st, 3, to_ms);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *ret_sum = sqlite3_column_double(st, 0);
-    else
-        r = row_error(s, rc);
     sqlite3_reset(st);
     return r;
 }
@@ -1067,6 +1044,76 @@ int store_bans_active_page(struct store *s, int64_t now_ms, int64_t after_id, un
     return walk_bans(s, st, fn, data);
 }
 
+int store_ban_max_id(struct store *s, int64_t *ret_id)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_BAN_MAX_ID];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *ret_id = sqlite3_column_int64(st, 0);
+    else
+        r = row_error(s, rc);
+    sqlite3_reset(st);
+    return r;
+}
+
+struct slice_walk {
+    struct store_ban_cursor *cur;
+    store_ban_fn fn;
+    void *data;
+    unsigned n;
+};
+
+static int slice_one(void *data, const struct store_ban *b)
+{
+    struct slice_walk *w = data;
+    w->cur->id = b->id;
+    w->cur->expires_ms = b->expires_ms;
+    w->n++;
+    return w->fn(w->data, b);
+}
+
+int store_bans_active_slice(struct store *s, int64_t now_ms, struct store_ban_cursor *cur,
+                            unsigned max, store_ban_fn fn, void *data, unsigned *ret_n)
+{
+    int r = turn_begin(s);
+    if (r < 0)
+        return r;
+    if (!cur->started) {
+        *cur = (struct store_ban_cursor){.started = true, .id = INT64_MAX, .max_id = cur->max_id};
+        if (!cur->max_id)
+            cur->max_id = INT64_MAX;
+    }
+    struct slice_walk w = {cur, fn, data, 0};
+    while (r == 0 && !cur->done && w.n < max) {
+        unsigned before = w.n;
+        sqlite3_stmt *st = s->st[cur->timed ? ST_SLICE_TIMED : ST_SLICE_PERMANENT];
+        sqlite3_bind_int64(st, 1, cur->id);
+        sqlite3_bind_int64(st, 2, cur->max_id);
+        sqlite3_bind_int64(st, 3, max - w.n);
+        if (cur->timed) {
+            sqlite3_bind_int64(st, 4, now_ms);
+            sqlite3_bind_int64(st, 5, cur->expires_ms);
+        }
+        r = walk_bans(s, st, slice_one, &w);
+        if (r == 0 && w.n - before < max - before) {
+            /* This half is over. */
+            if (cur->timed) {
+                cur->done = true;
+            } else {
+                cur->timed = true;
+                cur->expires_ms = INT64_MAX;
+                cur->id = INT64_MAX;
+            }
+        }
+    }
+    if (ret_n)
+        *ret_n = w.n;
+    return r;
+}
+
 struct covering {
     bool active_only;
     int64_t now_ms;
@@ -1120,9 +1167,10 @@ int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_
     int r = turn_begin(s);
     if (r < 0)
         return r;
-    static const int order[] = {ST_PRUNE_FAILURES, ST_PRUNE_BANS, ST_PRUNE_INCIDENTS,
-                                ST_PRUNE_SUCCESSES, ST_PRUNE_RUNS};
+    static const int order[] = {ST_PRUNE_BANS, ST_PRUNE_INCIDENTS, ST_PRUNE_SUCCESSES,
+                                ST_PRUNE_RUNS};
     unsigned total = 0;
+    r = store_failures_prune(s, cutoff_ms, max, &total);
     for (size_t i = 0; r == 0 && total < max && i < sizeof(order) / sizeof(order[0]); i++) {
         unsigned n = 0;
         r = prune_one(s, order[i], cutoff_ms, max - total, &n);
@@ -1146,45 +1194,6 @@ int store_incident(struct store *s, int64_t ts_ms, const char *kind, const char 
     sqlite3_bind_text(st, 4, message ? message : "", (int)strnlen(message ? message : "", 1024),
                       SQLITE_STATIC);
     return run(s, st);
-}
-
-int store_key_seen(struct store *s, const struct addr_prefix *key, int64_t *ret_first_ms,
-                   int64_t *ret_last_ms)
-{
-    int r = turn_begin(s);
-    if (r < 0)
-        return r;
-    sqlite3_stmt *st = s->st[ST_KEY_SEEN];
-    sqlite3_bind_text(st, 1, key_text(s, key), -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *ret_first_ms = sqlite3_column_int64(st, 0); /* NULL reads as 0 */
-        *ret_last_ms = sqlite3_column_int64(st, 1);
-    } else {
-        r = row_error(s, rc);
-    }
-    sqlite3_reset(st);
-    return r;
-}
-
-int store_key_stats(struct store *s, const struct addr_prefix *key, struct store_key_stats *ret)
-{
-    int r = turn_begin(s);
-    if (r < 0)
-        return r;
-    sqlite3_stmt *st = s->st[ST_KEY_STATS];
-    sqlite3_bind_text(st, 1, key_text(s, key), -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        ret->count = sqlite3_column_int64(st, 0);
-        ret->weight = sqlite3_column_double(st, 1);
-        ret->first_ms = sqlite3_column_int64(st, 2);
-        ret->last_ms = sqlite3_column_int64(st, 3);
-    } else {
-        r = row_error(s, rc);
-    }
-    sqlite3_reset(st);
-    return r;
 }
 
 /* Adds (sign 1) or subtracts (-1) the (family, reason, n) rows of st to t. */
@@ -1232,22 +1241,19 @@ int store_bans_active_count(struct store *s, int64_t now_ms, uint64_t *ret_v4, u
     return r;
 }
 
-int store_counts_between(struct store *s, int64_t from_ms, int64_t to_ms, uint64_t *ret_failures,
-                         uint64_t *ret_bans)
+int store_bans_between(struct store *s, int64_t from_ms, int64_t to_ms, uint64_t *ret_n)
 {
     int r = turn_begin(s);
     if (r < 0)
         return r;
-    sqlite3_stmt *st = s->st[ST_COUNTS_BETWEEN];
+    sqlite3_stmt *st = s->st[ST_BANS_BETWEEN];
     sqlite3_bind_int64(st, 1, from_ms);
     sqlite3_bind_int64(st, 2, to_ms);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *ret_failures = (uint64_t)sqlite3_column_int64(st, 0);
-        *ret_bans = (uint64_t)sqlite3_column_int64(st, 1);
-    } else {
+    if (rc == SQLITE_ROW)
+        *ret_n = (uint64_t)sqlite3_column_int64(st, 0);
+    else
         r = row_error(s, rc);
-    }
     sqlite3_reset(st);
     return r;
 }
@@ -1258,48 +1264,8 @@ int store_show(struct store *s, const struct addr *a, const struct addr_prefix *
     int r = turn_begin(s);
     if (r < 0)
         return r;
-    char addr[ADDR_STRLEN];
-    addr_format(a, addr, sizeof(addr));
-    const char *k = key_text(s, key);
     struct store_addr_summary sum = {0};
-
-    sqlite3_stmt *st = s->st[ST_SHOW_SUMMARY];
-    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        sum.count = sqlite3_column_int64(st, 0);
-        sum.whitelisted = sqlite3_column_int64(st, 1);
-        sum.first_ms = sqlite3_column_int64(st, 2);
-        sum.last_ms = sqlite3_column_int64(st, 3);
-    } else {
-        r = row_error(s, rc);
-    }
-    sqlite3_reset(st);
-
-    if (r == 0 && fns && fns->by_type) {
-        st = s->st[ST_SHOW_BY_TYPE];
-        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
-        while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
-            r = fns->by_type(data, (const char *)sqlite3_column_text(st, 0),
-                             sqlite3_column_int(st, 1), sqlite3_column_int64(st, 2),
-                             sqlite3_column_double(st, 3));
-        if (r == 0 && rc != SQLITE_DONE)
-            r = map_rc(s, rc);
-        sqlite3_reset(st);
-    }
-    if (r == 0 && fns && fns->account) {
-        st = s->st[ST_SHOW_ACCOUNTS];
-        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
-        while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
-            r = fns->account(data, (const char *)sqlite3_column_text(st, 0),
-                             sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
-        if (r == 0 && rc != SQLITE_DONE)
-            r = map_rc(s, rc);
-        sqlite3_reset(st);
-    }
+    r = store_failures_show(s, a, key, fns, data, &sum);
     if (r == 0 && fns && fns->ban)
         r = store_bans_covering(s, a, false, 0, fns->ban, data);
     if (r == 0 && ret)

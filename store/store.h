@@ -2,6 +2,14 @@
  * (active and ended, which is also the offence history) and the daemon's own incidents; the
  * schema is schema/NNN-*.sql, built into the binary.
  *
+ * Failures are kept raw (one small row each) only as long as the windows need them: the daemon
+ * calls store_rollup() to fold older rows into per-source, per-hour aggregates (by address,
+ * service, event type, account) and delete them, a bounded batch at a time. Everything that
+ * reads history (show, list's figures, status's counts, the reports) reads both, so the answers
+ * do not change when rows are rolled up, except that rolled-up history has the hour as its
+ * grain: a report period that starts or ends inside an hour counts each source's failures of
+ * that hour on the side of its first failure in it.
+ *
  * Transactions: every call that touches the database opens the loop turn's transaction lazily
  * (BEGIN IMMEDIATE) and store_turn_commit(), called by the core once at the end of each loop
  * turn, commits it: one transaction per turn however many events it carries.
@@ -31,6 +39,15 @@
 #include "sec_event.h"
 
 #define STORE_JOURNAL_MAX 16384
+/* SQLite's page cache per connection when the options say 0. The hot path touches the raw
+ * failures' B-tree (its interior pages: a few MiB for 10M rows) and the bans' indexes; leaf
+ * pages come from the kernel's page cache with a pread() each. */
+#define STORE_CACHE_KIB_DEFAULT 8192
+/* A reader (a report) maps this much of the file unless told otherwise: it scans the history,
+ * and its memory is not the daemon's. */
+#define STORE_READER_MMAP_MIB 1024
+/* The log is cut back to this when it restarts after a complete checkpoint. */
+#define STORE_WAL_KEEP_BYTES (16 << 20)
 #define STORE_WHO_MAX 64
 #define STORE_NOTE_MAX 256 /* the admin's note on a manual ban */
 
@@ -38,14 +55,19 @@ struct store;
 
 enum store_open_flags {
     STORE_READ_ONLY = 1 << 0, /* readers (reports): no migration, no writes */
+    /* The caller asks for WAL checkpoints (store_checkpoint_request(), the daemon): this
+     * connection never checkpoints by itself, a helper thread does it when asked. Without it,
+     * SQLite's autocheckpoint runs inside the commit that fills the log (tools, tests). */
+    STORE_OWN_CHECKPOINTS = 1 << 1,
 };
 
 struct store_options {
     unsigned flags;      /* enum store_open_flags */
     int busy_timeout_ms; /* default 50 (the daemon's loop must not wait long); readers: more */
-    int cache_kib;       /* page cache bound; default 16384 (16 MiB): reads go through mmap */
+    int cache_kib;       /* page cache bound; default STORE_CACHE_KIB_DEFAULT */
     int mmap_mib;        /* file bytes read through mmap (file-backed, reclaimable by the
-                          * kernel, so memory stays bounded); default 1024; -1 = none */
+                          * kernel, but counted in RSS once touched); default none, or
+                          * STORE_READER_MMAP_MIB read-only; -1 = none */
 };
 
 /* Why a ban exists. STORE_BAN_REMOTE: another node or service decided it (a fleet's shared
@@ -86,6 +108,28 @@ struct store_stats {
  * this binary writes (-ENOENT, -ENODATA, -ESTALE, -EPROTONOSUPPORT, -EUCLEAN otherwise, with
  * the version in store_errmsg(NULL)). The report's queries are in store_report.h. */
 int store_open(const char *path, const struct store_options *opt, struct store **ret_store);
+/* WAL checkpoints (STORE_OWN_CHECKPOINTS). The helper thread runs a PASSIVE checkpoint (it never
+ * waits for nor blocks this connection or the readers) soon after a request; requests while one
+ * runs or waits are one. Returns at once: 0, or -EOPNOTSUPP without the flag. */
+int store_checkpoint_request(struct store *s);
+/* Waits until the checkpoints requested so far are done (tests, benchmarks: never the loop). */
+int store_checkpoint_wait(struct store *s);
+/* A TRUNCATE checkpoint on this connection, in the calling thread: it waits (busy timeout) for
+ * the readers and the helper, copies the whole log and cuts it to zero bytes. The hard bound on
+ * the log's size, for when readers kept the PASSIVE ones from completing; it stalls the caller.
+ * -EBUSY inside a turn or if readers still hold the log. */
+int store_checkpoint_truncate(struct store *s);
+struct store_wal_stats {
+    uint64_t checkpoints;     /* PASSIVE checkpoints done by the helper */
+    uint64_t incomplete;      /* of which left frames behind (a reader held an older snapshot) */
+    uint64_t failures;        /* that failed (the next request tries again) */
+    uint64_t last_us, max_us; /* how long they took (off the caller's thread) */
+    uint64_t log_frames, copied_frames; /* the last one: frames in the log, copied */
+    uint64_t wal_bytes;                 /* the log file's size now */
+    bool running;
+};
+void store_wal_stats(struct store *s, struct store_wal_stats *ret);
+
 /* Commits a pending turn (errors ignored: use store_turn_commit() first to see them). */
 void store_close(struct store *s); /* accepts NULL */
 
@@ -104,7 +148,8 @@ int store_turn_commit(struct store *s);
 /* True while a turn's transaction is open. */
 bool store_in_turn(const struct store *s);
 
-/* Records one weighing event under key. ts_ms is the window clock (receipt time). */
+/* Records one weighing event under key. ts_ms is the window clock (receipt time). The remote
+ * address must lie within key (-EINVAL otherwise). */
 int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
                       double weight, bool whitelisted, int64_t ts_ms);
 /* Records a successful login (SuccessfulAuth) under key at ts_ms: one row per key, updated in
@@ -121,9 +166,27 @@ struct store_success {
 /* The successes recorded for key; -ENOENT if none (or pruned). */
 int store_success_get(struct store *s, const struct addr_prefix *key,
                       struct store_success *ret_success);
-/* Sum of weights recorded for key with from_ms <= ts_ms <= to_ms (exact). */
+/* Sum of weights recorded for key with from_ms <= ts_ms <= to_ms (exact, over the raw rows:
+ * a window must not reach back past what store_rollup() left raw). */
 int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
                      double *ret_sum);
+
+/* Sizes SQLite's page cache from what the hot path touches: the raw failures recorded since
+ * raw_since_ms (the window's B-tree, as the per-hour counts say), plus room for the indexes the
+ * same turns read, within [min_kib, max_kib]. Window counts and inserts then find their pages
+ * in memory; the cache is anonymous memory, so this is the store's share of the daemon's RSS.
+ * *ret_kib (may be NULL) gets the size set. Cheap: call it every minute. */
+int store_size_cache(struct store *s, int64_t raw_since_ms, int min_kib, int max_kib, int *ret_kib);
+
+/* Rolls up raw failures older than before_ms (rounded down to the hour) into the hourly
+ * aggregates, and deletes them: at most max rows or key lookups per call, so a call costs a
+ * bounded time (about a microsecond or two per row). The keys are walked in order from where
+ * the last call stopped; *ret_done (may be NULL) says the walk reached the end (a pass is
+ * complete: start the next one when before_ms has moved, or when failures may have been
+ * recorded in the past). *ret_rows (may be NULL) gets the rows rolled up. In the turn's
+ * transaction. */
+int store_rollup(struct store *s, int64_t before_ms, unsigned max, unsigned *ret_rows,
+                 bool *ret_done);
 
 /* Whether b is in force at now_ms: not ended (expired or lifted) and not past its expiry. The
  * one definition of an active ban, for every caller that holds a row. */
@@ -163,20 +226,42 @@ struct store_active_tally {
     uint64_t n[2][STORE_BAN_REASONS];
 };
 int store_bans_active_tally(struct store *s, int64_t now_ms, struct store_active_tally *ret);
-/* Failures recorded and bans placed from from_ms up to, not including, to_ms (status:
- * "today"). Indexed range counts, as long as the range has rows: keep the range short (count
- * since the last call and add up) where it is asked often. */
-int store_counts_between(struct store *s, int64_t from_ms, int64_t to_ms, uint64_t *ret_failures,
-                         uint64_t *ret_bans);
+/* A position in the restore's walk of the active bans: zero it (max_id may be set) to start. */
+struct store_ban_cursor {
+    bool started, timed, done;
+    int64_t expires_ms, id; /* the last ban visited */
+    int64_t max_id;         /* bans added after this one are left out (0: none are) */
+};
+/* The next bans of the walk (up to max) that are active at now_ms: the permanent ones first,
+ * newest first, then the others by expiry, the latest first, so the bans that will hold the
+ * longest go in first and a ban about to run out comes last (and is skipped if it ran out
+ * meanwhile). Each call reads from where the cursor stands, so bans lifted or expired between
+ * two calls are never visited, and a ban visited earlier is not visited again. *ret_n (may be
+ * NULL) gets how many were visited; cur->done says the walk is over. One indexed range per
+ * call (bans_active holds only the rows not ended). */
+int store_bans_active_slice(struct store *s, int64_t now_ms, struct store_ban_cursor *cur,
+                            unsigned max, store_ban_fn fn, void *data, unsigned *ret_n);
+/* The highest ban id so far (0 if none): a walk started now leaves out bans added later. */
+int store_ban_max_id(struct store *s, int64_t *ret_id);
+/* Bans placed from from_ms up to, not including, to_ms (status: "today", counted since its
+ * last call and added up). An indexed range count: keep the range short where it is asked
+ * often. */
+int store_bans_between(struct store *s, int64_t from_ms, int64_t to_ms, uint64_t *ret_n);
+/* Failures recorded at or after the start of since_ms's hour (status: "today"), from the
+ * per-hour counts the store keeps at each commit, this turn's included: a few rows, whatever
+ * the number of failures. */
+int store_failures_since(struct store *s, int64_t since_ms, uint64_t *ret_n);
 /* Every ban (active and ended, newest first) whose prefix holds a: one indexed lookup per
  * prefix length. active_only limits it to bans active at now_ms. */
 int store_bans_covering(struct store *s, const struct addr *a, bool active_only, int64_t now_ms,
                         store_ban_fn fn, void *data);
 
-/* Deletes up to max rows older than cutoff_ms: failures first, then ended bans, then incidents,
- * then successful logins, then the daemon's runs (the latest is kept).
- * Small chunks (e.g. 1000), called from a timer, so the loop never stalls. *ret_deleted (may be
- * NULL) gets the count; fewer than max means nothing older is left. Active bans are kept. */
+/* Deletes up to max rows older than cutoff_ms: rolled-up failures (and the account names and
+ * kinds nothing newer uses) first, then ended bans, then incidents, then successful logins, then
+ * the daemon's runs (the latest is kept). Raw failures older than cutoff_ms are left to
+ * store_rollup() (call it first). Small chunks (e.g. 1000), called from a timer, so the loop
+ * never stalls. *ret_deleted (may be NULL) gets the count; fewer than max means nothing older is
+ * left. Active bans are kept. */
 int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_deleted);
 
 /* Records one of the daemon's own incidents (kind: 'ami-disconnect', 'nft-repair', 'db-error',
@@ -184,7 +269,8 @@ int store_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsigned *ret_
 int store_incident(struct store *s, int64_t ts_ms, const char *kind, const char *source,
                    const char *message);
 
-/* Failure statistics of one key (for `list`). -ENOENT-free: zeros if nothing recorded. */
+/* Failure statistics of one key (for `list`), raw and rolled up: one range of each table.
+ * -ENOENT-free: zeros if nothing recorded. */
 struct store_key_stats {
     int64_t count;
     double weight;
@@ -197,7 +283,8 @@ int store_key_seen(struct store *s, const struct addr_prefix *key, int64_t *ret_
                    int64_t *ret_last_ms);
 
 /* Everything about one address, for `show ADDR`. key is the address's counting key (failures
- * are found under it, then filtered to the address). The callbacks may be NULL. */
+ * are found under it, then filtered to the address; the rolled-up hours of the key are read
+ * one seek each, at most retention / 1 h of them). The callbacks may be NULL. */
 struct store_show_fns {
     store_ban_fn ban; /* every ban covering the address, newest first */
     /* failures by service and event type, most frequent first */

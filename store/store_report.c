@@ -1,11 +1,14 @@
 /* The report's queries. Every value goes in as a bound parameter; the statements are prepared
  * per call (a report runs them once), not at store_open(), so the daemon never pays for them.
  *
- * Cost: the failures of the period are read through failures_ts (ts_ms) a few times (per key,
- * per service/type/bucket, per account); everything else is an indexed lookup per listed key
- * or a scan of the (much smaller) bans table. A day of a 10M-row database is a few hundred
- * thousand rows, read in well under the time a cron job cares about (bench/bench_report). */
+ * A period's failures are the raw rows of the period (the recent past: the raw table holds a
+ * few hours, read whole) and the rolled-up hours of the period (failure_hours is clustered on
+ * the hour: only the period's hours are read). A rolled-up row counts in the period when its
+ * first failure does. They are read a few times (per key, per service/type/bucket, per
+ * account); everything else is an indexed lookup per listed key or a scan of the (much smaller)
+ * bans table (bench/bench_report times it). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,28 +26,342 @@ int store_snapshot_begin(struct store *s)
 
 void store_snapshot_end(struct store *s)
 {
+    store_report_forget(s);
     sqlite3 *db = store_sqlite(s);
     if (store_is_read_only(s) && !sqlite3_get_autocommit(db))
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 }
 
+/* --- one pass over the period's failures --------------------------------------------------
+ *
+ * Every figure of the period that needs all its failures comes from one scan of them (the raw
+ * rows of the period, then its rolled-up hours, in the hours' order), aggregated here in hash
+ * tables: per kind and time bucket, per key, per account, and the (account, key) pairs for the
+ * distinct sources of the top accounts. SQL's GROUP BY would sort every row three times. The
+ * result is kept on the store for the calls that follow within the same snapshot. */
+
+struct pkey {
+    uint8_t key[STORE_KEY_PACKED_MAX];
+    uint8_t klen;
+    uint64_t n;
+    int64_t first_ms, last_ms;
+    char text[ADDR_STRLEN]; /* for the order of ties, filled after the pass */
+};
+
+struct pacct {
+    int64_t id;
+    uint64_t n;
+};
+
+struct pbucket {
+    int64_t kind, bucket;
+    uint64_t n;
+};
+
+struct ppair {
+    int64_t account;
+    uint32_t key;
+};
+
+/* An open-addressing table of indexes into a dense array. */
+struct pindex {
+    uint32_t *slot; /* index + 1; 0 = free */
+    size_t cap;     /* a power of two */
+};
+
+struct store_period {
+    int64_t from_ms, to_ms, bucket0_ms, bucket_ms;
+    struct pkey *keys;
+    size_t nkeys, keys_cap;
+    struct pindex key_index;
+    struct pacct *accounts;
+    size_t naccounts, accounts_cap;
+    struct pindex account_index;
+    struct pbucket *buckets;
+    size_t nbuckets, buckets_cap;
+    struct pindex bucket_index;
+    struct ppair *pairs;
+    size_t npairs, pairs_cap;
+};
+
+static void period_free(struct store_period *p)
+{
+    if (!p)
+        return;
+    free(p->keys);
+    free(p->key_index.slot);
+    free(p->accounts);
+    free(p->account_index.slot);
+    free(p->buckets);
+    free(p->bucket_index.slot);
+    free(p->pairs);
+    free(p);
+}
+
+void store_report_forget(struct store *s)
+{
+    void **slot = store_report_slot(s);
+    period_free(*slot);
+    *slot = NULL;
+}
+
+static uint64_t hash64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
+/* Keys are 4 to 17 bytes: two words and the length, mixed. */
+static uint64_t hash_key(const uint8_t *k, size_t n)
+{
+    uint64_t a = 0, b = 0;
+    memcpy(&a, k, n < 8 ? n : 8);
+    if (n > 8)
+        memcpy(&b, k + 8, n - 8 < 8 ? n - 8 : 8);
+    return hash64(a ^ hash64(b + n) ^ (n > 16 ? k[16] : 0));
+}
+
+/* Grows a dense array to hold one more element. */
+static int grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 1024;
+    void *m = realloc(*arr, c * size);
+    if (!m)
+        return -ENOMEM;
+    *arr = m;
+    *cap = c;
+    return 0;
+}
+
+/* Makes room in an index for n + 1 entries (half full at most), rehashing with hash_of. */
+static int index_room(struct pindex *ix, size_t n, uint64_t (*hash_of)(const void *, uint32_t),
+                      const void *arr)
+{
+    if ((n + 1) * 2 <= ix->cap)
+        return 0;
+    size_t cap = ix->cap ? ix->cap * 2 : 2048;
+    uint32_t *slot = calloc(cap, sizeof(*slot));
+    if (!slot)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t at = hash_of(arr, i) & (cap - 1);
+        while (slot[at])
+            at = (at + 1) & (cap - 1);
+        slot[at] = i + 1;
+    }
+    free(ix->slot);
+    ix->slot = slot;
+    ix->cap = cap;
+    return 0;
+}
+
+static uint64_t key_hash_of(const void *arr, uint32_t i)
+{
+    const struct pkey *k = &((const struct pkey *)arr)[i];
+    return hash_key(k->key, k->klen);
+}
+
+static uint64_t account_hash_of(const void *arr, uint32_t i)
+{
+    return hash64((uint64_t)((const struct pacct *)arr)[i].id);
+}
+
+static uint64_t bucket_hash_of(const void *arr, uint32_t i)
+{
+    const struct pbucket *b = &((const struct pbucket *)arr)[i];
+    return hash64((uint64_t)b->kind * 0x9e3779b97f4a7c15ULL + (uint64_t)b->bucket);
+}
+
+static int period_key(struct store_period *p, const void *key, size_t klen, uint32_t *ret)
+{
+    if (klen > STORE_KEY_PACKED_MAX)
+        klen = STORE_KEY_PACKED_MAX;
+    uint64_t h = hash_key(key, klen);
+    if (p->key_index.cap) {
+        for (size_t at = h & (p->key_index.cap - 1); p->key_index.slot[at];
+             at = (at + 1) & (p->key_index.cap - 1)) {
+            uint32_t i = p->key_index.slot[at] - 1;
+            if (p->keys[i].klen == klen && memcmp(p->keys[i].key, key, klen) == 0) {
+                *ret = i;
+                return 0;
+            }
+        }
+    }
+    if (index_room(&p->key_index, p->nkeys, key_hash_of, p->keys) < 0 ||
+        grow((void **)&p->keys, &p->keys_cap, p->nkeys, sizeof(*p->keys)) < 0)
+        return -ENOMEM;
+    struct pkey *k = &p->keys[p->nkeys];
+    memset(k, 0, sizeof(*k));
+    memcpy(k->key, key, klen);
+    k->klen = (uint8_t)klen;
+    size_t at = h & (p->key_index.cap - 1);
+    while (p->key_index.slot[at])
+        at = (at + 1) & (p->key_index.cap - 1);
+    p->key_index.slot[at] = (uint32_t)++p->nkeys;
+    *ret = (uint32_t)(p->nkeys - 1);
+    return 0;
+}
+
+static int period_account(struct store_period *p, int64_t id, uint64_t n)
+{
+    uint64_t h = hash64((uint64_t)id);
+    if (p->account_index.cap) {
+        for (size_t at = h & (p->account_index.cap - 1); p->account_index.slot[at];
+             at = (at + 1) & (p->account_index.cap - 1)) {
+            struct pacct *a = &p->accounts[p->account_index.slot[at] - 1];
+            if (a->id == id) {
+                a->n += n;
+                return 0;
+            }
+        }
+    }
+    if (index_room(&p->account_index, p->naccounts, account_hash_of, p->accounts) < 0 ||
+        grow((void **)&p->accounts, &p->accounts_cap, p->naccounts, sizeof(*p->accounts)) < 0)
+        return -ENOMEM;
+    p->accounts[p->naccounts] = (struct pacct){id, n};
+    size_t at = h & (p->account_index.cap - 1);
+    while (p->account_index.slot[at])
+        at = (at + 1) & (p->account_index.cap - 1);
+    p->account_index.slot[at] = (uint32_t)++p->naccounts;
+    return 0;
+}
+
+static int period_bucket(struct store_period *p, int64_t kind, int64_t bucket, uint64_t n)
+{
+    struct pbucket probe = {kind, bucket, 0};
+    uint64_t h = bucket_hash_of(&probe, 0);
+    if (p->bucket_index.cap) {
+        for (size_t at = h & (p->bucket_index.cap - 1); p->bucket_index.slot[at];
+             at = (at + 1) & (p->bucket_index.cap - 1)) {
+            struct pbucket *b = &p->buckets[p->bucket_index.slot[at] - 1];
+            if (b->kind == kind && b->bucket == bucket) {
+                b->n += n;
+                return 0;
+            }
+        }
+    }
+    if (index_room(&p->bucket_index, p->nbuckets, bucket_hash_of, p->buckets) < 0 ||
+        grow((void **)&p->buckets, &p->buckets_cap, p->nbuckets, sizeof(*p->buckets)) < 0)
+        return -ENOMEM;
+    p->buckets[p->nbuckets] = (struct pbucket){kind, bucket, n};
+    size_t at = h & (p->bucket_index.cap - 1);
+    while (p->bucket_index.slot[at])
+        at = (at + 1) & (p->bucket_index.cap - 1);
+    p->bucket_index.slot[at] = (uint32_t)++p->nbuckets;
+    return 0;
+}
+
+/* The period's aggregates: the ones already made in this snapshot, or a new pass. bucket_ms 0
+ * leaves the buckets out (a caller that does not need them). */
+static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t bucket0_ms,
+                      int64_t bucket_ms, struct store_period **ret)
+{
+    struct store_period **slot = (struct store_period **)store_report_slot(s);
+    struct store_period *p = *slot;
+    if (p && p->from_ms == from_ms && p->to_ms == to_ms &&
+        (bucket_ms == 0 || (p->bucket0_ms == bucket0_ms && p->bucket_ms == bucket_ms))) {
+        *ret = p;
+        return 0;
+    }
+    store_report_forget(s);
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    *p = (struct store_period){
+        .from_ms = from_ms, .to_ms = to_ms, .bucket0_ms = bucket0_ms, .bucket_ms = bucket_ms};
+    /* The raw rows, then the rolled-up hours: two plain scans (a UNION would copy every value
+     * through a co-routine). */
+    static const char *const scans[] = {
+        "SELECT key, kind, account, 1, ts_ms, 0, 0 FROM failures WHERE ts_ms >= ?1 AND "
+        "ts_ms < ?2",
+        /* The hours that can hold a failure of the period; the first failure of each row decides
+         * (below). */
+        "SELECT key, kind, account, n, hour, first_off, last_off FROM failure_hours "
+        "WHERE hour >= ?1 / 3600000 - 1 AND hour <= ?2 / 3600000",
+    };
+    int rc = 0;
+    uint32_t last_k = UINT32_MAX; /* rows of one key often come together */
+    for (int q = 0; rc == 0 && q < 2; q++) {
+        sqlite3_stmt *st = NULL;
+        rc = store_prepare(s, &st, scans[q], 2, from_ms, to_ms);
+        while (rc == 0 && (rc = store_step(s, st)) > 0) {
+            rc = 0;
+            int64_t first = sqlite3_column_int64(st, 4), last = first;
+            if (q == 1) {
+                int64_t base = first * STORE_HOUR_MS;
+                first = base + sqlite3_column_int64(st, 5);
+                last = base + sqlite3_column_int64(st, 6);
+                if (first < from_ms || first >= to_ms)
+                    continue;
+            }
+            const void *kb = sqlite3_column_blob(st, 0);
+            size_t kl = (size_t)sqlite3_column_bytes(st, 0);
+            uint32_t k = last_k;
+            if (k == UINT32_MAX || p->keys[k].klen != kl || memcmp(p->keys[k].key, kb, kl) != 0) {
+                if ((rc = period_key(p, kb, kl, &k)) < 0)
+                    break;
+                last_k = k;
+            }
+            uint64_t n = store_column_u64(st, 3);
+            struct pkey *pk = &p->keys[k];
+            if (pk->n == 0 || first < pk->first_ms)
+                pk->first_ms = first;
+            if (pk->n == 0 || last > pk->last_ms)
+                pk->last_ms = last;
+            pk->n += n;
+            int64_t account = sqlite3_column_int64(st, 2);
+            if (account) {
+                rc = period_account(p, account, n);
+                if (rc == 0)
+                    rc = grow((void **)&p->pairs, &p->pairs_cap, p->npairs, sizeof(*p->pairs));
+                if (rc < 0)
+                    break;
+                p->pairs[p->npairs++] = (struct ppair){account, k};
+            }
+            if (bucket_ms > 0 && (rc = period_bucket(p, sqlite3_column_int64(st, 1),
+                                                     (first - bucket0_ms) / bucket_ms, n)) < 0)
+                break;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc < 0) {
+        period_free(p);
+        return rc;
+    }
+    *slot = p;
+    *ret = p;
+    return 0;
+}
+
 int store_report_failures(struct store *s, int64_t from_ms, int64_t to_ms, int64_t bucket0_ms,
                           int64_t bucket_ms, store_report_failures_fn fn, void *data)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = store_prepare(s, &st,
-                           "SELECT service, event_type, (ts_ms - ?3) / ?4, count(*) FROM failures "
-                           "WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY 1, 2, 3",
-                           4, from_ms, to_ms, bucket0_ms, bucket_ms);
+    struct store_period *p;
+    if (bucket_ms <= 0)
+        return -EINVAL;
+    int rc = period_get(s, from_ms, to_ms, bucket0_ms, bucket_ms, &p);
     if (rc < 0)
         return rc;
-    while ((rc = store_step(s, st)) > 0) {
+    /* The kinds are a handful: their names by a lookup each. */
+    sqlite3_stmt *st = NULL;
+    rc = store_prepare(s, &st, "SELECT service, event_type FROM failure_kinds WHERE id = ?1", 0);
+    for (size_t i = 0; rc == 0 && i < p->nbuckets; i++) {
+        const struct pbucket *b = &p->buckets[i];
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, b->kind);
+        if ((rc = store_step(s, st)) <= 0) {
+            if (rc == 0)
+                continue; /* a kind pruned meanwhile: nothing to name it by */
+            break;
+        }
         char service[SEC_SERVICE_MAX];
         store_column_text(st, 0, service, sizeof(service));
-        rc = fn(data, service, sqlite3_column_int(st, 1), sqlite3_column_int64(st, 2),
-                store_column_u64(st, 3));
-        if (rc)
-            break;
+        rc = fn(data, service, sqlite3_column_int(st, 1), b->bucket, b->n);
     }
     sqlite3_finalize(st);
     return rc;
@@ -107,122 +424,206 @@ static uint32_t parse_types(const char *list)
     return mask;
 }
 
-static int top_sources(struct store *s, int64_t now_ms, unsigned top,
-                       const struct store_report_sources_fns *fns, void *data)
+/* One key's failures of the period, raw and rolled up, as (addr, kind, account, flags, n,
+ * first_ms, last_ms): ?3 is the packed key. Index ranges only: the key's raw rows, and its
+ * rolled-up hours of the period through failure_key_hours, one seek into failure_hours each. */
+#define KEY_PERIOD_ROWS                                                                            \
+    "SELECT addr, kind, account, flags, 1 AS n, ts_ms AS first_ms, ts_ms AS last_ms "              \
+    "FROM failures WHERE key = ?3 AND ts_ms >= ?1 AND ts_ms < ?2 "                                 \
+    "UNION ALL "                                                                                   \
+    "SELECT h.addr, h.kind, h.account, h.flags, h.n, h.hour * 3600000 + h.first_off, "             \
+    "h.hour * 3600000 + h.last_off FROM failure_key_hours AS kh CROSS JOIN failure_hours AS h "    \
+    "ON h.hour = kh.hour AND h.key = kh.key WHERE kh.key = ?3 AND kh.hour >= ?1 / 3600000 - 1 "    \
+    "AND kh.hour <= ?2 / 3600000 AND h.hour * 3600000 + h.first_off >= ?1 AND "                    \
+    "h.hour * 3600000 + h.first_off < ?2"
+
+/* What one listed source did in the period besides its attempts: its accounts, services (in
+ * the order it first used them) and event types. */
+static int source_detail(struct store *s, sqlite3_stmt **cache, int64_t from_ms, int64_t to_ms,
+                         const void *key, int klen, struct store_report_source *src)
 {
-    sqlite3_stmt *st = NULL, *ban = NULL;
-    char services[256], types[256];
-    int rc = store_prepare(
-        s, &st,
-        "SELECT key, n, first_ms, last_ms, accounts, services, types FROM report_keys "
-        "ORDER BY n DESC, key LIMIT ?1",
-        1, (int64_t)top);
-    while (rc == 0 && (rc = store_step(s, st)) > 0) {
-        struct store_report_source src = {0};
-        store_column_text(st, 0, src.key, sizeof(src.key));
-        src.attempts = store_column_u64(st, 1);
-        src.first_ms = sqlite3_column_int64(st, 2);
-        src.last_ms = sqlite3_column_int64(st, 3);
-        src.accounts = store_column_u64(st, 4);
-        store_column_text(st, 5, services, sizeof(services));
-        parse_services(services, &src);
-        store_column_text(st, 6, types, sizeof(types));
-        src.types = parse_types(types);
-        rc = last_ban(s, &ban, now_ms, &src);
-        if (rc == 0 && fns && fns->source)
-            rc = fns->source(data, &src);
+    if (!*cache) {
+        int rc = store_prepare(
+            s, cache,
+            "SELECT count(DISTINCT nullif(p.account, 0)), "
+            "(SELECT group_concat(service) FROM (SELECT k.service, min(q.first_ms) AS m "
+            " FROM (" KEY_PERIOD_ROWS ") AS q JOIN failure_kinds AS k ON k.id = q.kind "
+            " GROUP BY k.service ORDER BY m, k.service)), "
+            "(SELECT group_concat(DISTINCT k.event_type) FROM (" KEY_PERIOD_ROWS ") AS q "
+            " JOIN failure_kinds AS k ON k.id = q.kind) "
+            "FROM (" KEY_PERIOD_ROWS ") AS p",
+            2, from_ms, to_ms);
+        if (rc < 0)
+            return rc;
     }
-    sqlite3_finalize(st);
-    sqlite3_finalize(ban);
-    return rc;
+    sqlite3_stmt *st = *cache;
+    sqlite3_reset(st);
+    sqlite3_bind_blob(st, 3, key, klen, SQLITE_STATIC);
+    int rc = store_step(s, st);
+    if (rc <= 0)
+        return rc;
+    char services[256], types[256];
+    src->accounts = store_column_u64(st, 0);
+    store_column_text(st, 1, services, sizeof(services));
+    parse_services(services, src);
+    store_column_text(st, 2, types, sizeof(types));
+    src->types = parse_types(types);
+    return 0;
 }
 
-static int new_sources(struct store *s, int64_t from_ms, unsigned top,
-                       const struct store_report_sources_fns *fns, void *data, uint64_t *ret_n)
+/* Most attempts first, ties by the key as text (as reports always ordered them). */
+static int cmp_keys(const void *a, const void *b)
 {
-    sqlite3_stmt *st = NULL;
-    uint64_t n = 0;
-    /* No failure of the key before the period (as far back as retention keeps). */
-    int rc = store_prepare(s, &st,
-                           "SELECT key, first_ms, n FROM report_keys AS k WHERE NOT EXISTS "
-                           "(SELECT 1 FROM failures AS f WHERE f.key = k.key AND f.ts_ms < ?1) "
-                           "ORDER BY n DESC, key",
-                           1, from_ms);
-    while (rc == 0 && (rc = store_step(s, st)) > 0) {
-        rc = 0;
-        if (n++ < top && fns && fns->new_source) {
-            char key[ADDR_STRLEN];
-            store_column_text(st, 0, key, sizeof(key));
-            rc = fns->new_source(data, key, sqlite3_column_int64(st, 1), store_column_u64(st, 2));
-        }
-    }
-    sqlite3_finalize(st);
-    *ret_n = n;
-    return rc;
+    const struct pkey *x = *(const struct pkey *const *)a, *y = *(const struct pkey *const *)b;
+    if (x->n != y->n)
+        return x->n > y->n ? -1 : 1;
+    return strcmp(x->text, y->text);
 }
 
 int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_t now_ms,
                          unsigned top, const struct store_report_sources_fns *fns, void *data,
                          struct store_report_source_counts *ret_counts)
 {
-    struct store_report_source_counts counts = {0};
-    sqlite3_stmt *st = NULL;
+    struct store_period *p;
+    int rc = period_get(s, from_ms, to_ms, 0, 0, &p);
+    if (rc < 0)
+        return rc;
+    struct store_report_source_counts counts = {.sources = p->nkeys};
+    struct pkey **order = malloc((p->nkeys ? p->nkeys : 1) * sizeof(*order));
+    if (!order)
+        return -ENOMEM;
+    for (size_t i = 0; i < p->nkeys; i++) {
+        struct pkey *k = &p->keys[i];
+        struct addr_prefix kp;
+        if (store_key_unpack(k->key, k->klen, &kp) == 0)
+            addr_prefix_format(&kp, k->text, sizeof(k->text));
+        else
+            snprintf(k->text, sizeof(k->text), "?");
+        order[i] = k;
+    }
+    qsort(order, p->nkeys, sizeof(*order), cmp_keys);
 
-    /* Per-key figures of the period, computed once in a temporary table (the connection's
-     * own temp store: the database file stays untouched). */
-    int rc = store_run_sql(s, "DROP TABLE IF EXISTS temp.report_keys");
+    sqlite3_stmt *ban = NULL, *detail = NULL, *raw = NULL, *hours = NULL;
+    for (size_t i = 0; rc == 0 && i < p->nkeys && i < top; i++) {
+        const struct pkey *k = order[i];
+        struct store_report_source src = {
+            .attempts = k->n, .first_ms = k->first_ms, .last_ms = k->last_ms};
+        snprintf(src.key, sizeof(src.key), "%s", k->text);
+        rc = source_detail(s, &detail, from_ms, to_ms, k->key, k->klen, &src);
+        if (rc == 0)
+            rc = last_ban(s, &ban, now_ms, &src);
+        if (rc == 0 && fns && fns->source)
+            rc = fns->source(data, &src);
+    }
+    /* New: no failure of the key before the period (as far back as retention keeps), raw or
+     * rolled up (where the first failure of a key's hour says when the hour counts). Two
+     * seeks per key. */
+    if (rc == 0)
+        rc = store_prepare(s, &raw, "SELECT 1 FROM failures WHERE key = ?2 AND ts_ms < ?1 LIMIT 1",
+                           1, from_ms);
     if (rc == 0)
         rc = store_prepare(
-            s, &st,
-            "CREATE TEMP TABLE report_keys AS "
-            "SELECT key, count(*) AS n, min(ts_ms) AS first_ms, max(ts_ms) AS last_ms, "
-            "count(DISTINCT account) AS accounts, group_concat(DISTINCT service) AS "
-            "services, group_concat(DISTINCT event_type) AS types "
-            "FROM failures WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY key",
-            2, from_ms, to_ms);
-    if (rc == 0) {
-        rc = store_step(s, st);
-        sqlite3_finalize(st);
-    }
-    if (rc == 0) {
-        rc = store_prepare(s, &st, "SELECT count(*) FROM report_keys", 0);
-        if (rc == 0 && (rc = store_step(s, st)) > 0) {
-            counts.sources = store_column_u64(st, 0);
-            rc = 0;
+            s, &hours,
+            "SELECT 1 FROM failure_key_hours WHERE key = ?2 AND hour <= ?1 / 3600000 AND "
+            "hour * 3600000 + first_off < ?1 LIMIT 1",
+            1, from_ms);
+    for (size_t i = 0; rc == 0 && i < p->nkeys; i++) {
+        const struct pkey *k = order[i];
+        bool seen = false;
+        for (int q = 0; rc == 0 && !seen && q < 2; q++) {
+            sqlite3_stmt *st = q ? raw : hours; /* most keys have an older hour */
+            sqlite3_reset(st);
+            sqlite3_bind_blob(st, 2, k->key, k->klen, SQLITE_STATIC);
+            rc = store_step(s, st);
+            seen = rc > 0;
+            rc = rc > 0 ? 0 : rc;
         }
-        sqlite3_finalize(st);
+        if (rc < 0 || seen)
+            continue;
+        if (counts.new_sources++ < top && fns && fns->new_source)
+            rc = fns->new_source(data, k->text, k->first_ms, k->n);
     }
-    if (rc == 0)
-        rc = top_sources(s, now_ms, top, fns, data);
-    if (rc == 0)
-        rc = new_sources(s, from_ms, top, fns, data, &counts.new_sources);
-    if (rc == 0) /* (after an error it goes with the connection, or with the next call) */
-        rc = store_run_sql(s, "DROP TABLE temp.report_keys");
+    sqlite3_finalize(ban);
+    sqlite3_finalize(detail);
+    sqlite3_finalize(raw);
+    sqlite3_finalize(hours);
+    free(order);
     if (rc == 0 && ret_counts)
         *ret_counts = counts;
     return rc;
 }
 
+struct named {
+    const struct pacct *a;
+    char name[SEC_ACCOUNT_MAX];
+};
+
+static int cmp_accounts_n(const void *a, const void *b)
+{
+    const struct pacct *x = a, *y = b;
+    return x->n != y->n ? (x->n > y->n ? -1 : 1) : 0;
+}
+
+static int cmp_named(const void *a, const void *b)
+{
+    const struct named *x = a, *y = b;
+    if (x->a->n != y->a->n)
+        return x->a->n > y->a->n ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
 int store_report_accounts(struct store *s, int64_t from_ms, int64_t to_ms, unsigned top,
                           store_report_account_fn fn, void *data)
 {
-    sqlite3_stmt *st = NULL;
-    int rc =
-        store_prepare(s, &st,
-                      "SELECT account, count(*) AS n, count(DISTINCT key) FROM failures "
-                      "WHERE ts_ms >= ?1 AND ts_ms < ?2 AND account IS NOT NULL AND account <> '' "
-                      "GROUP BY account ORDER BY n DESC, account LIMIT ?3",
-                      3, from_ms, to_ms, (int64_t)top);
-    if (rc < 0)
+    struct store_period *p;
+    int rc = period_get(s, from_ms, to_ms, 0, 0, &p);
+    if (rc < 0 || top == 0 || p->naccounts == 0)
         return rc;
-    while ((rc = store_step(s, st)) > 0) {
-        char name[SEC_ACCOUNT_MAX];
-        store_column_text(st, 0, name, sizeof(name));
-        rc = fn(data, name, store_column_u64(st, 1), store_column_u64(st, 2));
-        if (rc)
-            break;
+    /* Most attempts first; the names of those that can make the list (ties at its end
+     * included), for the order of ties. */
+    qsort(p->accounts, p->naccounts, sizeof(*p->accounts), cmp_accounts_n);
+    free(p->account_index.slot); /* the pass is over: no more lookups, and the order changed */
+    p->account_index = (struct pindex){0};
+    size_t cand = top < p->naccounts ? top : p->naccounts;
+    while (cand < p->naccounts && p->accounts[cand].n == p->accounts[cand - 1].n)
+        cand++;
+    struct named *nm = calloc(cand, sizeof(*nm));
+    if (!nm)
+        return -ENOMEM;
+    sqlite3_stmt *st = NULL;
+    rc = store_prepare(s, &st, "SELECT name FROM accounts WHERE id = ?1", 0);
+    for (size_t i = 0; rc == 0 && i < cand; i++) {
+        nm[i].a = &p->accounts[i];
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, p->accounts[i].id);
+        if ((rc = store_step(s, st)) > 0)
+            store_column_text(st, 0, nm[i].name, sizeof(nm[i].name));
+        rc = rc > 0 ? 0 : rc;
     }
     sqlite3_finalize(st);
+    qsort(nm, cand, sizeof(*nm), cmp_named);
+    size_t n = top < cand ? top : cand;
+    /* Distinct sources of each listed account, from the pairs the pass kept. */
+    size_t words = (p->nkeys + 63) / 64;
+    uint64_t *seen = calloc(words ? words : 1, sizeof(*seen));
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!seen) {
+            rc = -ENOMEM;
+            break;
+        }
+        memset(seen, 0, (words ? words : 1) * sizeof(*seen));
+        uint64_t sources = 0;
+        for (size_t k = 0; k < p->npairs; k++) {
+            const struct ppair *pr = &p->pairs[k];
+            if (pr->account != nm[i].a->id || (seen[pr->key / 64] >> (pr->key % 64)) & 1)
+                continue;
+            seen[pr->key / 64] |= 1ull << (pr->key % 64);
+            sources++;
+        }
+        rc = fn(data, nm[i].name, nm[i].a->n, sources);
+    }
+    free(seen);
+    free(nm);
     return rc;
 }
 

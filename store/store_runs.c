@@ -40,13 +40,14 @@ static void bind_text(sqlite3_stmt *st, int i, const char *t, size_t max)
 }
 
 /* The time of the last thing the daemon wrote up to now_ms, at least since_ms: the newest
- * failure, ban or incident (each an indexed max()). */
+ * failure (from the per-hour counts, a few hundred rows at most), ban or incident (each an
+ * indexed max()). */
 static int last_write(struct store *s, int64_t since_ms, int64_t now_ms, int64_t *ret_ms)
 {
     sqlite3_stmt *st = NULL;
     int rc = store_prepare(s, &st,
-                           "SELECT max((SELECT coalesce(max(ts_ms), 0) FROM failures "
-                           "WHERE ts_ms <= ?1), (SELECT coalesce(max(start_ms), 0) FROM bans "
+                           "SELECT max((SELECT coalesce(max(last_ms), 0) FROM failure_counts "
+                           "WHERE last_ms <= ?1), (SELECT coalesce(max(start_ms), 0) FROM bans "
                            "WHERE start_ms <= ?1), (SELECT coalesce(max(ts_ms), 0) FROM "
                            "daemon_events WHERE ts_ms <= ?1))",
                            1, now_ms);

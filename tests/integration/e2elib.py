@@ -734,6 +734,22 @@ class Daemon:
             "(expires_ms IS NULL OR expires_ms > ?)", (now,))}
 
 
+def unpack_key(blob):
+    """A counting key as the store packs it (schema/004-compact.sql), as an ip_network."""
+    n = len(blob)
+    if n in (4, 5):
+        return ipaddress.ip_network((bytes(blob[:4]), 32 if n == 4 else blob[4]))
+    if n in (8, 16, 17):
+        raw = bytes(blob[:16]).ljust(16, b"\0")
+        return ipaddress.ip_network((raw, {8: 64, 16: 128}.get(n) or blob[16]))
+    raise ValueError(f"not a packed key: {bytes(blob).hex()}")
+
+
+def db_failure_keys(d):
+    """The counting key of every raw failure row of daemon d's database."""
+    return [unpack_key(r[0]) for r in d.db_query("SELECT key FROM failures")]
+
+
 def kernel_set(name="banned4", table="pbxguard"):
     """The elements of one of our sets, as {address-or-prefix: expires-in-seconds or None}."""
     out = h.nft_json("list", "set", "inet", table, name)

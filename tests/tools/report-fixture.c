@@ -4,6 +4,9 @@
  *   report-fixture DB            the day 2026-11-25 (UTC) described below, with the daemon
  *                                stopped cleanly at 06:00 and killed at 10:00
  *   report-fixture --empty DB    an initialized database with nothing in it
+ *   report-fixture --rollup H DB    the day, then its failures before 2026-11-25 + H hours
+ *                                rolled up into the hourly history as the daemon does it
+ *   report-fixture --open DB     opens DB read-write (migrating an older schema) and closes
  *
  * The expected reports are tests/fixtures/report/db.{txt,csv,json}; tests/integration/report.py
  * checks them. Change this file and those together. */
@@ -216,18 +219,34 @@ static void the_day(void)
     commit();
 }
 
+/* Rolls up everything before cutoff_ms in small batches, as the daemon's maintenance does. */
+static void rollup(int64_t cutoff_ms)
+{
+    bool done = false;
+    for (int calls = 0; !done && calls < 100000; calls++) {
+        int rc = store_rollup(st, cutoff_ms, 5, NULL, &done);
+        if (rc < 0)
+            die("store_rollup", rc);
+        commit();
+    }
+}
+
 int main(int argc, char **argv)
 {
     bool empty = argc == 3 && strcmp(argv[1], "--empty") == 0;
-    if (argc != 2 && !empty) {
-        fprintf(stderr, "usage: report-fixture [--empty] DB\n");
+    bool open_only = argc == 3 && strcmp(argv[1], "--open") == 0;
+    bool roll = argc == 4 && strcmp(argv[1], "--rollup") == 0;
+    if (argc != 2 && !empty && !open_only && !roll) {
+        fprintf(stderr, "usage: report-fixture [--empty | --open | --rollup HOURS] DB\n");
         return 2;
     }
     int rc = store_open(argv[argc - 1], NULL, &st);
     if (rc < 0)
         die("store_open", rc);
-    if (!empty)
+    if (!empty && !open_only)
         the_day();
+    if (roll)
+        rollup(DAY0_MS + strtoll(argv[2], NULL, 10) * H);
     store_close(st);
     return 0;
 }

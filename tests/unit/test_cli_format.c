@@ -130,6 +130,18 @@ static void status_shows_a_recent_unclean_stop(void **state)
                               "2025-11-26 09:58:50 (2m10s not running)\n"));
 }
 
+static void status_shows_the_longest_loop_turn_and_a_restore_under_way(void **state)
+{
+    const char *s = render("status", "{\"ok\":true,\"nftables\":{\"ok\":true},"
+                                     "\"restoring\":{\"installed\":65536},"
+                                     "\"loop\":{\"turns\":1000,\"longest_ms\":1890.5,"
+                                     "\"window_s\":60,\"window_turns\":500,\"max_ms\":4.25,"
+                                     "\"p99_ms\":0.31},\"ami\":[]}");
+    assert_non_null(strstr(s, "restoring    65536 active bans installed so far\n"
+                              "loop         longest turn 4.2 ms in the last 60 s (99% under "
+                              "0.3 ms), 1890.5 ms since start\n"));
+}
+
 static void show_explains_a_ban_and_escapes_accounts(void **state)
 {
     const char *s = render(
@@ -250,6 +262,7 @@ int main(void)
         cmocka_unit_test(status_flags_a_failing_nftables_layer),
         cmocka_unit_test(status_says_when_ban_changes_are_missing_from_the_history),
         cmocka_unit_test(status_shows_a_recent_unclean_stop),
+        cmocka_unit_test(status_shows_the_longest_loop_turn_and_a_restore_under_way),
         cmocka_unit_test(show_explains_a_ban_and_escapes_accounts),
         cmocka_unit_test(show_names_the_whitelist_entry),
         cmocka_unit_test(show_says_why_an_address_is_protected_and_how_firmly),

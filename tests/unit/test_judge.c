@@ -456,7 +456,7 @@ static void active_bans_are_restored_with_their_remaining_time(void **state)
     struct verdicts out = {0};
     assert_int_equal(judge_active_bans(w->judge, T0 + 10 * MIN_MS, collect, &out), 0);
     assert_int_equal(out.n, 2);
-    /* Oldest first: the manual one (T0), then the threshold one (T0 + 4). */
+    /* Longest first: the permanent manual one, then the threshold one. */
     assert_int_equal(out.v[0].reason, VERDICT_RESTORE);
     assert_true(addr_prefix_equal(&out.v[0].prefix, &p));
     assert_int_equal(out.v[0].timeout_ms, 0); /* permanent */
@@ -582,8 +582,9 @@ static void a_restore_lifts_the_bans_the_rules_no_longer_allow(void **state)
         strcat(to, addr_prefix_format(&out.v[i].prefix, buf, sizeof(buf)));
         strcat(to, " ");
     }
-    assert_string_equal(kept, "192.0.2.0/28 203.0.113.7 ");
-    assert_string_equal(lifted, "127.0.0.0/8 0.0.0.0/1 fe80::/64 2001:db8:1::/64 192.0.2.77 ");
+    /* One expiry for all: newest first. */
+    assert_string_equal(kept, "203.0.113.7 192.0.2.0/28 ");
+    assert_string_equal(lifted, "192.0.2.77 2001:db8:1::/64 fe80::/64 0.0.0.0/1 127.0.0.0/8 ");
     struct store_ban b;
     struct addr_prefix lo = fx_prefix("127.0.0.0/8");
     assert_int_equal(store_ban_last(w->store, &lo, &b), 0);

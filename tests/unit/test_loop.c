@@ -206,6 +206,50 @@ static void many_timers_fire_in_order_and_cancelled_ones_never(void **state)
     loop_free(l);
 }
 
+struct spinner {
+    struct loop_timer t;
+    int turns, slow_turn;
+    uint64_t spin_ms;
+};
+
+static void spin_turn(struct loop *l, void *data)
+{
+    struct spinner *sp = data;
+    if (++sp->turns == sp->slow_turn) {
+        uint64_t until = loop_clock_mono_ms() + sp->spin_ms;
+        while (loop_clock_mono_ms() < until)
+            ;
+    }
+    if (sp->turns == 200)
+        loop_stop(l);
+    else
+        loop_timer_arm(l, &sp->t, 0);
+}
+
+static void turn_durations_are_measured_with_the_longest_and_the_99th_percentile(void **state)
+{
+    struct loop *l = loop_new();
+    struct loop_turn_stats st;
+    loop_turn_stats(l, 60000, &st);
+    assert_int_equal(st.turns, 0);
+    assert_int_equal(st.window_turns, 0);
+    assert_int_equal(loop_turn(l), 0);
+    struct spinner sp = {.slow_turn = 100, .spin_ms = 20};
+    loop_timer_init(&sp.t, spin_turn, &sp);
+    loop_timer_arm(l, &sp.t, 0);
+    assert_int_equal(loop_run(l), 0);
+    loop_turn_stats(l, 60000, &st);
+    /* Every timer turn and the one that spun, however slow the machine is. */
+    assert_true(st.turns >= 200);
+    assert_int_equal(loop_turn(l), st.turns);
+    assert_true(st.max_us >= 19000); /* (the spin counts whole milliseconds) */
+    assert_true(st.window_max_us >= 19000);
+    assert_true(st.window_turns >= 200 && st.window_turns <= st.turns);
+    assert_true(st.window_p99_us <= st.window_max_us);
+    assert_true(st.window_ms <= 60000);
+    loop_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +259,7 @@ int main(void)
         cmocka_unit_test(a_handle_removed_earlier_in_the_batch_is_not_dispatched),
         cmocka_unit_test(signals_arrive_through_the_loop),
         cmocka_unit_test(many_timers_fire_in_order_and_cancelled_ones_never),
+        cmocka_unit_test(turn_durations_are_measured_with_the_longest_and_the_99th_percentile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -450,22 +450,31 @@ static void attacker_text_is_stored_as_data(void **state)
     assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 10), 0);
     assert_int_equal(store_turn_commit(s), 0);
     store_close(s);
-    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures WHERE account = "
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures JOIN accounts "
+                                    "ON accounts.id = failures.account WHERE name = "
                                     "'x''); DROP TABLE bans; --'"),
                      1);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans"), 0);
 }
+
+#define H 3600000LL
 
 static void prune_deletes_old_rows_in_chunks_and_keeps_active_bans(void **state)
 {
     struct tmp *t = *state;
     struct store *s = open_ok(t->db);
     struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
-    struct addr_prefix k = fx_prefix("192.0.2.1");
-    for (int i = 0; i < 25; i++)
+    /* 25 sources in the first hour, 5 failures of one of them three hours later. */
+    for (int i = 0; i < 25; i++) {
+        ev.remote.addr.bytes[3] = (uint8_t)(1 + i);
+        struct addr_prefix k;
+        addr_prefix_of(&ev.remote.addr, 32, &k);
         assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 100 + i), 0);
+    }
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    ev.remote.addr = k.addr;
     for (int i = 0; i < 5; i++)
-        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 10000 + i), 0);
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 3 * H + i), 0);
     struct store_ban old_ended = {.prefix = fx_prefix("192.0.2.7"),
                                   .start_ms = 50,
                                   .expires_ms = 60,
@@ -480,16 +489,30 @@ static void prune_deletes_old_rows_in_chunks_and_keeps_active_bans(void **state)
     assert_int_equal(store_ban_add(s, &old_permanent, NULL), 0);
     assert_int_equal(store_turn_commit(s), 0);
 
-    unsigned n, total = 0, calls = 0;
+    /* Raw rows wait for the roll-up: nothing of them is pruned. */
+    unsigned n = 99;
+    bool done = false;
+    assert_int_equal(store_prune(s, 2 * H, 100, &n), 0);
+    assert_int_equal(n, 1); /* the ended ban */
+    assert_int_equal(store_turn_commit(s), 0);
+    for (int calls = 0; !done && calls < 100; calls++) {
+        assert_int_equal(store_rollup(s, 2 * H, 4, &n, &done), 0);
+        assert_int_equal(store_turn_commit(s), 0);
+    }
+    assert_true(done);
+
+    unsigned total = 0, calls = 0;
     do {
-        assert_int_equal(store_prune(s, 5000, 10, &n), 0);
+        assert_int_equal(store_prune(s, 2 * H, 10, &n), 0);
         assert_true(n <= 10);
         assert_int_equal(store_turn_commit(s), 0);
         total += n;
     } while (n == 10 && ++calls < 100);
-    assert_int_equal(total, 26); /* 25 failures + the ended ban */
+    assert_int_equal(total, 25); /* one rolled-up row per source; the accounts are in use */
     store_close(s);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 5);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_hours"), 0);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_key_hours"), 0);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans"), 1);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '192.0.2.8'"), 1);
 }
@@ -1073,6 +1096,426 @@ static void prune_keeps_the_latest_run(void **state)
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM daemon_runs WHERE start_ms = 3000"), 1);
 }
 
+/* --- compact rows, migration, roll-up --- */
+
+static void failures_are_small_integers_packed_against_their_key(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct {
+        const char *addr, *key, *key_hex, *addr_hex;
+    } cases[] = {
+        {"192.0.2.1", "192.0.2.1", "C0000201", ""},
+        {"192.0.2.77", "192.0.2.0/24", "C000020018", "4D"},
+        {"2001:db8:1:2::77", "2001:db8:1:2::/64", "20010DB800010002", "0000000000000077"},
+        {"2001:db8::5", "2001:db8::5", "20010DB8000000000000000000000005", ""},
+        {"2001:db8:1:2::77", "2001:db8:1::/48",
+         "20010DB8000100000000000000000000"
+         "30",
+         "00020000000000000077"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", cases[i].addr);
+        struct addr_prefix k = fx_prefix(cases[i].key);
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 1000 + (int64_t)i), 0);
+    }
+    /* An address outside its key is refused, not stored under the wrong key. */
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "198.51.100.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 2000), -EINVAL);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char q[256];
+        snprintf(q, sizeof(q),
+                 "SELECT count(*) FROM failures WHERE hex(key) = '%s' AND hex(addr) = '%s' "
+                 "AND ts_ms = %zu",
+                 cases[i].key_hex, cases[i].addr_hex, 1000 + i);
+        if (raw_int(t->db, q) != 1)
+            fail_msg("case %zu (%s under %s) not packed as expected", i, cases[i].addr,
+                     cases[i].key);
+    }
+    /* One kind and one account name for all of them. */
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_kinds"), 1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM accounts"), 1);
+}
+
+static void failures_of_one_millisecond_and_of_a_clock_gone_back_are_all_kept(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 5000), 0);
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 6000), 0);
+    /* The wall clock stepped back: the same milliseconds again. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 5000), 0);
+    double sum = 0;
+    assert_int_equal(store_window_sum(s, &k, 5000, 5000, &sum), 0);
+    assert_true(sum == 55);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 56);
+}
+
+/* What show says about one address, as text, for comparing before and after. */
+struct show_text {
+    char buf[2048];
+    size_t len;
+};
+
+static int show_type_text(void *data, const char *service, int type, int64_t count, double w)
+{
+    struct show_text *x = data;
+    x->len += (size_t)snprintf(x->buf + x->len, sizeof(x->buf) - x->len, "type %s/%d %lld %g;",
+                               service, type, (long long)count, w);
+    return 0;
+}
+
+static int show_account_text(void *data, const char *account, int64_t count, int64_t last_ms)
+{
+    struct show_text *x = data;
+    x->len += (size_t)snprintf(x->buf + x->len, sizeof(x->buf) - x->len, "acct %s %lld %lld;",
+                               account, (long long)count, (long long)last_ms);
+    return 0;
+}
+
+static void show_text(struct store *s, const char *addr, const char *key, struct show_text *x)
+{
+    struct addr a = fx_addr(addr);
+    struct addr_prefix k = fx_prefix(key);
+    struct store_show_fns fns = {.by_type = show_type_text, .account = show_account_text};
+    struct store_addr_summary sum;
+    memset(x, 0, sizeof(*x));
+    assert_int_equal(store_show(s, &a, &k, &fns, x, &sum), 0);
+    struct store_key_stats ks;
+    assert_int_equal(store_key_stats(s, &k, &ks), 0);
+    x->len += (size_t)snprintf(x->buf + x->len, sizeof(x->buf) - x->len,
+                               "sum %lld %lld %lld %lld; key %lld %g %lld %lld",
+                               (long long)sum.count, (long long)sum.whitelisted,
+                               (long long)sum.first_ms, (long long)sum.last_ms, (long long)ks.count,
+                               ks.weight, (long long)ks.first_ms, (long long)ks.last_ms);
+}
+
+/* Three days of one IPv6 /64 (two addresses), one IPv4 source that was whitelisted for a while,
+ * services, types and accounts mixed. */
+static void three_days(struct store *s)
+{
+    static const char *const accounts[] = {"100", "admin", "", "1001"};
+    for (int i = 0; i < 300; i++) {
+        int64_t ts = (int64_t)i * 15 * 60000 + (i % 7) * 1000; /* every 15 min, 75 hours */
+        struct sec_event ev =
+            fx_event(i % 3 ? SEC_CHALLENGE_RESPONSE_FAILED : SEC_INVALID_ACCOUNT_ID,
+                     i % 5 ? "PJSIP" : "SIP", i % 2 ? "2001:db8:1:2::10" : "2001:db8:1:2::11");
+        snprintf(ev.account, sizeof(ev.account), "%s", accounts[i % 4]);
+        struct addr_prefix k = fx_prefix("2001:db8:1:2::/64");
+        assert_int_equal(store_failure_add(s, &ev, &k, i % 4 ? 1 : 0.5, false, ts), 0);
+        ev = fx_event(SEC_INVALID_PASSWORD, "AMI", "198.51.100.9");
+        k = fx_prefix("198.51.100.9");
+        bool wl = i % 10 == 0;
+        assert_int_equal(store_failure_add(s, &ev, &k, wl ? 0 : 1, wl, ts + 500), 0);
+        if (i % 50 == 49)
+            assert_int_equal(store_turn_commit(s), 0);
+    }
+    assert_int_equal(store_turn_commit(s), 0);
+}
+
+static void rollup_keeps_recent_windows_raw_and_show_and_list_say_the_same(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    three_days(s);
+    struct show_text before[3], after[3];
+    show_text(s, "2001:db8:1:2::10", "2001:db8:1:2::/64", &before[0]);
+    show_text(s, "2001:db8:1:2::11", "2001:db8:1:2::/64", &before[1]);
+    show_text(s, "198.51.100.9", "198.51.100.9", &before[2]);
+    uint64_t failures_before = 0;
+    assert_int_equal(store_failures_since(s, 24 * H, &failures_before), 0);
+    struct addr_prefix k6 = fx_prefix("2001:db8:1:2::/64");
+    int64_t end = 75 * H;
+    double w_before = 0, w_after = -1;
+    assert_int_equal(store_window_sum(s, &k6, end - 600000, end, &w_before), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+
+    /* Everything before the last two hours, in batches of 7 rows. */
+    unsigned rows, total = 0;
+    bool done = false;
+    for (int calls = 0; !done && calls < 1000; calls++) {
+        assert_int_equal(store_rollup(s, end - 2 * H, 7, &rows, &done), 0);
+        assert_true(rows <= 7);
+        total += rows;
+        assert_int_equal(store_turn_commit(s), 0);
+    }
+    assert_true(done);
+    assert_true(total > 500);
+
+    show_text(s, "2001:db8:1:2::10", "2001:db8:1:2::/64", &after[0]);
+    show_text(s, "2001:db8:1:2::11", "2001:db8:1:2::/64", &after[1]);
+    show_text(s, "198.51.100.9", "198.51.100.9", &after[2]);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(after[i].buf, before[i].buf);
+    uint64_t failures_after = 0;
+    assert_int_equal(store_failures_since(s, 24 * H, &failures_after), 0);
+    assert_int_equal(failures_after, failures_before);
+    assert_int_equal(store_window_sum(s, &k6, end - 600000, end, &w_after), 0);
+    assert_true(w_after == w_before);
+    /* A second pass finds nothing more to do. */
+    assert_int_equal(store_rollup(s, end - 2 * H, 1000, &rows, &done), 0);
+    assert_int_equal(rows, 0);
+    assert_true(done);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures WHERE ts_ms < 73 * 3600000"), 0);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 2 * 8);
+    assert_int_equal(raw_int(t->db, "SELECT sum(n) FROM failure_hours"), 600 - 16);
+    assert_int_equal(raw_int(t->db, "SELECT sum(n) FROM failure_key_hours"), 600 - 16);
+    assert_true(raw_int(t->db, "SELECT count(*) FROM failure_hours") < 600 - 16);
+}
+
+static void failure_recorded_in_a_rolled_up_hour_is_added_to_it(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, H + 10), 0);
+    bool done = false;
+    unsigned rows = 0;
+    assert_int_equal(store_rollup(s, 5 * H, 100, &rows, &done), 0);
+    assert_int_equal(rows, 1);
+    /* A failure of that hour arrives late (a log read after the fact). */
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, H + 5), 0);
+    assert_int_equal(store_rollup(s, 5 * H, 100, &rows, &done), 0);
+    assert_int_equal(rows, 1);
+    assert_int_equal(store_turn_commit(s), 0);
+    struct store_key_stats ks;
+    assert_int_equal(store_key_stats(s, &k, &ks), 0);
+    assert_int_equal(ks.count, 2);
+    assert_int_equal(ks.first_ms, H + 5);
+    assert_int_equal(ks.last_ms, H + 10);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT n FROM failure_hours"), 2);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 0);
+}
+
+static void version_2_file_is_migrated_keeping_its_failures(void **state)
+{
+    struct tmp *t = *state;
+    make_old_file(t->db, 2);
+    raw_exec(t->db,
+             "INSERT INTO failures (ts_ms, key, addr, port, transport, service, event_type, "
+             "account, source, weight, whitelisted) VALUES "
+             "(1000, '192.0.2.1', '192.0.2.1', 5060, 'UDP', 'PJSIP', 11, '100', 'ami:pbx1', 1, 0),"
+             "(2000, '192.0.2.1', '192.0.2.1', NULL, NULL, 'PJSIP', 1, NULL, 'ami:pbx1', 1, 0),"
+             "(2000, '192.0.2.1', '192.0.2.1', 5061, 'TCP', 'SIP', 12, '100', 'ami:pbx1', 1, 0),"
+             "(3000, '2001:db8:1:2::/64', '2001:db8:1:2::10', 5060, 'WSS', 'PJSIP', 11, "
+             "'admin', 'ami:pbx2', 0.5, 0),"
+             "(4000, '10.0.0.5', '10.0.0.5', 5060, 'UDP', 'PJSIP', 12, '201', 'ami:pbx1', 0, 1),"
+             "(5000, 'garbage', 'garbage', 5060, 'UDP', 'PJSIP', 12, '201', 'ami:pbx1', 1, 0);"
+             "INSERT INTO bans (prefix, family, len, start_ms, reason, origin) "
+             "VALUES ('192.0.2.1', 4, 32, 2500, 'threshold', 'ami:pbx1')");
+    struct store *s = open_ok(t->db);
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    double sum = 0;
+    assert_int_equal(store_window_sum(s, &k, 0, 10000, &sum), 0);
+    assert_true(sum == 3);
+    struct show_text x;
+    show_text(s, "192.0.2.1", "192.0.2.1", &x);
+    assert_string_equal(x.buf, "type PJSIP/1 1 1;type PJSIP/11 1 1;type SIP/12 1 1;"
+                               "acct 100 2 2000;sum 3 0 1000 2000; key 3 3 1000 2000");
+    show_text(s, "2001:db8:1:2::10", "2001:db8:1:2::/64", &x);
+    assert_string_equal(x.buf, "type PJSIP/11 1 0.5;acct admin 1 3000;sum 1 0 3000 3000; "
+                               "key 1 0.5 3000 3000");
+    show_text(s, "10.0.0.5", "10.0.0.5", &x);
+    assert_string_equal(x.buf, "type PJSIP/12 1 0;acct 201 1 4000;sum 1 1 4000 4000; "
+                               "key 1 0 4000 4000");
+    struct store_ban b;
+    assert_int_equal(store_ban_last(s, &k, &b), 0);
+    assert_int_equal(b.start_ms, 2500);
+    store_close(s);
+    /* The row no pbxguardd could have written is the only one left out. */
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 5);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures WHERE transport = 5 "
+                                    "AND port = 5060"),
+                     1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures WHERE transport IS NULL "
+                                    "AND port IS NULL"),
+                     1);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_kinds"), 5);
+    assert_int_equal(raw_int(t->db, "SELECT sum(n) FROM failure_counts"), 5);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                    "AND tbl_name = 'failures'"),
+                     0);
+}
+
+/* --- WAL checkpoints off the daemon's thread --- */
+
+/* One turn of n failures from n sources (a flood touches pages all over the B-tree). */
+static void turn_of_failures(struct store *s, int64_t ts, unsigned n)
+{
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "10.0.0.1");
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t a = (uint32_t)(ts * 7919 + i * 104729);
+        ev.remote.addr.bytes[1] = (uint8_t)(a >> 16);
+        ev.remote.addr.bytes[2] = (uint8_t)(a >> 8);
+        ev.remote.addr.bytes[3] = (uint8_t)a;
+        struct addr_prefix k;
+        addr_prefix_of(&ev.remote.addr, 32, &k);
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, ts), 0);
+    }
+    assert_int_equal(store_turn_commit(s), 0);
+}
+
+static void commits_never_checkpoint_and_the_helper_keeps_the_log_bounded(void **state)
+{
+    struct tmp *t = *state;
+    struct store_options opt = {.flags = STORE_OWN_CHECKPOINTS};
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, &opt, &s), 0);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", t->db);
+    assert_int_equal(store_checkpoint_request(s), 0);
+    assert_int_equal(store_checkpoint_wait(s), 0);
+    off_t db0 = file_size(t->db);
+
+    /* Far more than SQLite's autocheckpoint threshold (1000 pages): nothing reaches the file,
+     * the log only grows. */
+    off_t last = 0;
+    for (int64_t turn = 1; turn <= 40; turn++) {
+        turn_of_failures(s, turn, 2000);
+        off_t w = file_size(wal);
+        assert_true(w >= last);
+        last = w;
+    }
+    assert_true(last > 8 << 20);
+    assert_int_equal(file_size(t->db), db0);
+
+    /* The helper copies it all; from then on the log restarts after every checkpoint and
+     * stays within what one turn writes (or the size it is cut back to). */
+    assert_int_equal(store_checkpoint_request(s), 0);
+    assert_int_equal(store_checkpoint_wait(s), 0);
+    assert_true(file_size(t->db) > db0);
+    struct store_wal_stats st;
+    store_wal_stats(s, &st);
+    assert_int_equal(st.checkpoints, 2);
+    assert_int_equal(st.failures, 0);
+    assert_int_equal(st.copied_frames, st.log_frames);
+    off_t one_turn = 0, most = 0;
+    for (int64_t turn = 41; turn <= 80; turn++) {
+        turn_of_failures(s, turn, 2000);
+        assert_int_equal(store_checkpoint_request(s), 0);
+        assert_int_equal(store_checkpoint_wait(s), 0);
+        off_t w = file_size(wal);
+        if (turn == 42)
+            one_turn = w;
+        if (turn > 42 && w > most)
+            most = w;
+    }
+    store_wal_stats(s, &st);
+    assert_int_equal(st.checkpoints, 42);
+    assert_true(most <= (one_turn > STORE_WAL_KEEP_BYTES ? one_turn : STORE_WAL_KEEP_BYTES) +
+                            (one_turn / 2));
+    assert_true(most < last);
+    store_close(s);
+}
+
+static void a_reader_holds_the_log_back_and_truncate_is_the_hard_bound(void **state)
+{
+    struct tmp *t = *state;
+    struct store_options opt = {.flags = STORE_OWN_CHECKPOINTS};
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, &opt, &s), 0);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", t->db);
+    turn_of_failures(s, 1, 100);
+    /* A report reading an old snapshot: the frames after it cannot be copied yet. */
+    sqlite3 *r;
+    assert_int_equal(sqlite3_open_v2(t->db, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(r, "BEGIN; SELECT count(*) FROM failures", NULL, NULL, NULL),
+                     SQLITE_OK);
+    turn_of_failures(s, 2, 2000);
+    assert_int_equal(store_checkpoint_request(s), 0);
+    assert_int_equal(store_checkpoint_wait(s), 0);
+    struct store_wal_stats st;
+    store_wal_stats(s, &st);
+    assert_int_equal(st.incomplete, 1);
+    assert_true(st.copied_frames < st.log_frames);
+    assert_int_equal(sqlite3_exec(r, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(r);
+    /* With the reader gone the log can be copied and cut to nothing. */
+    assert_true(file_size(wal) > 0);
+    assert_int_equal(store_checkpoint_truncate(s), 0);
+    assert_int_equal(file_size(wal), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 2100);
+}
+
+struct walked {
+    char order[512];
+    unsigned n;
+};
+
+static int walk_text(void *data, const struct store_ban *b)
+{
+    struct walked *w = data;
+    char buf[ADDR_STRLEN];
+    size_t len = strlen(w->order);
+    snprintf(w->order + len, sizeof(w->order) - len, "%s ",
+             addr_prefix_format(&b->prefix, buf, sizeof(buf)));
+    w->n++;
+    return 0;
+}
+
+static void restore_walk_goes_longest_first_in_slices_and_skips_what_ended_meanwhile(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    /* ten timed bans (expiring at 10000 + i * 1000), two permanent ones */
+    for (int i = 0; i < 10; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "192.0.2.%d", i);
+        struct store_ban b = {.prefix = fx_prefix(p),
+                              .start_ms = 100,
+                              .expires_ms = 10000 + i * 1000,
+                              .event_type = -1};
+        assert_int_equal(store_ban_add(s, &b, NULL), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "198.51.100.%d", i);
+        struct store_ban b = {.prefix = fx_prefix(p), .start_ms = 100, .event_type = -1};
+        assert_int_equal(store_ban_add(s, &b, NULL), 0);
+    }
+    struct store_ban_cursor cur = {0};
+    assert_int_equal(store_ban_max_id(s, &cur.max_id), 0);
+    assert_int_equal(cur.max_id, 12);
+    struct walked w = {0};
+    unsigned n;
+    assert_int_equal(store_bans_active_slice(s, 1000, &cur, 4, walk_text, &w, &n), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(w.order, "198.51.100.1 198.51.100.0 192.0.2.9 192.0.2.8 ");
+    assert_false(cur.done);
+    /* Between two slices: one not yet restored is lifted, two run out, and a new ban comes. */
+    unsigned lifted = 0;
+    struct addr_prefix p5 = fx_prefix("192.0.2.5");
+    assert_int_equal(store_ban_lift(s, &p5, 2000, "cli:uid=0", &lifted), 0);
+    assert_int_equal(lifted, 1);
+    struct store_ban late = {
+        .prefix = fx_prefix("203.0.113.1"), .start_ms = 2000, .event_type = -1};
+    assert_int_equal(store_ban_add(s, &late, NULL), 0);
+    memset(&w, 0, sizeof(w));
+    for (int calls = 0; !cur.done && calls < 10; calls++)
+        assert_int_equal(store_bans_active_slice(s, 11500, &cur, 2, walk_text, &w, &n), 0);
+    assert_true(cur.done);
+    assert_string_equal(w.order, "192.0.2.7 192.0.2.6 192.0.2.4 192.0.2.3 192.0.2.2 ");
+    /* A finished walk stays finished. */
+    assert_int_equal(store_bans_active_slice(s, 11500, &cur, 2, walk_text, &w, &n), 0);
+    assert_int_equal(n, 0);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1136,6 +1579,23 @@ int main(void)
         cmocka_unit_test_setup_teardown(report_runs_are_those_that_touch_the_period, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(prune_keeps_the_latest_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(failures_are_small_integers_packed_against_their_key, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            failures_of_one_millisecond_and_of_a_clock_gone_back_are_all_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            rollup_keeps_recent_windows_raw_and_show_and_list_say_the_same, setup, teardown),
+        cmocka_unit_test_setup_teardown(failure_recorded_in_a_rolled_up_hour_is_added_to_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(version_2_file_is_migrated_keeping_its_failures, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            commits_never_checkpoint_and_the_helper_keeps_the_log_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_reader_holds_the_log_back_and_truncate_is_the_hard_bound,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            restore_walk_goes_longest_first_in_slices_and_skips_what_ended_meanwhile, setup,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
