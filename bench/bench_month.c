@@ -13,7 +13,9 @@
  * name (InvalidAccountID). Every simulated minute the daemon's housekeeping runs as in the
  * daemon: expiry of the bans whose time is up, the roll-up of what is older than the raw
  * window (an hour), the retention (30 days). At the end: the file's size (the write-ahead log
- * checkpointed and cut, as the daemon's checkpoints leave it) and what is in it. */
+ * checkpointed and cut, as the daemon's checkpoints leave it), what is in it, and how long
+ * `pbxguard report`'s own path takes for the last day and the last week of it. */
+#include <errno.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -28,6 +30,7 @@
 #include "config.h"
 #include "judge.h"
 #include "policy.h"
+#include "report.h"
 #include "store.h"
 
 #define T0 1795564800000LL /* 2026-11-25T00:00:00Z */
@@ -76,6 +79,28 @@ static double file_mib(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 ? (double)st.st_size / (1 << 20) : 0;
+}
+
+/* One text report of [end - len, end), as `pbxguard report` makes it: wall seconds. */
+static double one_report(const char *path, int64_t end, int64_t len, uint64_t *ret_failures)
+{
+    double t0 = now_s();
+    struct store *db;
+    struct report rep;
+    struct store_options opt = {.flags = STORE_READ_ONLY, .busy_timeout_ms = 10000};
+    int r = store_open(path, &opt, &db);
+    if (r < 0)
+        die(NULL, "open read-only", r);
+    if (report_init(&rep, end - len, end) < 0 || report_fill(db, &rep, end, 10) < 0)
+        die(db, "report", -EIO);
+    store_close(db);
+    FILE *out = fopen("/dev/null", "w");
+    if (!out || report_render(&rep, REPORT_TEXT, out) < 0)
+        exit(1);
+    fclose(out);
+    *ret_failures = rep.totals.failures;
+    report_release(&rep);
+    return now_s() - t0;
 }
 
 int main(int argc, char **argv)
@@ -211,6 +236,13 @@ int main(int argc, char **argv)
            "%" PRIu64 " bans placed, %" PRIu64 " expired, %" PRIu64 " rows rolled up, %" PRIu64
            " pruned\n",
            el, n / el, hk_s, bans, expired, rolled, pruned);
+    int64_t end_s = (T0 + (int64_t)(days * 86400000)) / 1000;
+    uint64_t nday = 0, nweek = 0;
+    double tday = one_report(db, end_s, 86400, &nday);
+    double tweek = days >= 7 ? one_report(db, end_s, 7 * 86400, &nweek) : 0;
+    printf("report of the last 24 h (%" PRIu64 " failures): %.3f s; of the last 7 days (%" PRIu64
+           " failures): %.3f s\n",
+           nday, tday, nweek, tweek);
     unlink(db);
     unlink(wal);
     unlink(shm);

@@ -100,6 +100,13 @@ CREATE TABLE failure_key_hours (
     PRIMARY KEY (key, hour)
 ) WITHOUT ROWID;
 
+-- The first failure of each key in the rolled-up history ("was this source seen before?", for
+-- a report's new sources): one row per key, kept by the roll-up and the retention.
+CREATE TABLE failure_keys (
+    key      BLOB PRIMARY KEY,
+    first_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- Failures recorded per hour (raw and rolled up alike), kept by the store at each commit:
 -- status's "today" and the time of the newest failure without reading the failures.
 CREATE TABLE failure_counts (

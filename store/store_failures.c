@@ -35,6 +35,10 @@ enum {
     FS_HOUR_UPSERT,
     FS_KEYHOUR_UPSERT,
     FS_DELETE_OLD,
+    FS_KEY_FIRST,
+    FS_KEY_NEXT_FIRST,
+    FS_KEY_FIRST_SET,
+    FS_KEY_FIRST_DELETE,
     FS_PRUNE_PAIRS,
     FS_PRUNE_HOUR,
     FS_PRUNE_KEYHOUR,
@@ -102,6 +106,13 @@ static const char *const sql[FS_COUNT] = {
                           "first_off = min(first_off, excluded.first_off), "
                           "last_off = max(last_off, excluded.last_off)",
     [FS_DELETE_OLD] = "DELETE FROM failures WHERE key = ?1 AND (ts_ms, seq) <= (?2, ?3)",
+    [FS_KEY_FIRST] = "INSERT INTO failure_keys (key, first_ms) VALUES (?1, ?2) "
+                     "ON CONFLICT (key) DO UPDATE SET first_ms = min(first_ms, excluded.first_ms)",
+    /* After a key's hour is pruned: its first failure is the first of its next hour. */
+    [FS_KEY_NEXT_FIRST] = "SELECT hour * 3600000 + first_off FROM failure_key_hours "
+                          "WHERE key = ?1 ORDER BY hour LIMIT 1",
+    [FS_KEY_FIRST_SET] = "UPDATE failure_keys SET first_ms = ?2 WHERE key = ?1",
+    [FS_KEY_FIRST_DELETE] = "DELETE FROM failure_keys WHERE key = ?1",
     [FS_PRUNE_PAIRS] = "SELECT DISTINCT hour, key FROM failure_hours WHERE hour < ?1 "
                        "ORDER BY hour, key LIMIT ?2",
     [FS_PRUNE_HOUR] = "DELETE FROM failure_hours WHERE hour = ?1 AND key = ?2",
@@ -891,6 +902,16 @@ static int groups_write(struct store *s, const uint8_t *key, size_t klen, struct
         r = run(s, st);
         i = k;
     }
+    if (r == 0 && gs->n) {
+        int64_t first = gs->g[0].first_ms;
+        for (unsigned i = 1; i < gs->n; i++)
+            if (gs->g[i].first_ms < first)
+                first = gs->g[i].first_ms;
+        sqlite3_stmt *st = f->st[FS_KEY_FIRST];
+        sqlite3_bind_blob(st, 1, key, (int)klen, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, first);
+        r = run(s, st);
+    }
     return r;
 }
 
@@ -1051,6 +1072,23 @@ int store_failures_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsig
             r = run(s, st);
             if (r == 0 && q == FS_PRUNE_HOUR)
                 n += (unsigned)sqlite3_changes(store_sqlite(s));
+        }
+        /* Hours go oldest first: the key's first failure is now its next hour's, if any. */
+        if (r == 0) {
+            sqlite3_stmt *st = f->st[FS_KEY_NEXT_FIRST];
+            sqlite3_bind_blob(st, 1, todo[i].key, todo[i].klen, SQLITE_STATIC);
+            int rc2 = sqlite3_step(st);
+            int64_t next = rc2 == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+            if (rc2 != SQLITE_ROW && rc2 != SQLITE_DONE)
+                r = store_sqlite_error(s, rc2);
+            sqlite3_reset(st);
+            if (r == 0) {
+                st = f->st[rc2 == SQLITE_ROW ? FS_KEY_FIRST_SET : FS_KEY_FIRST_DELETE];
+                sqlite3_bind_blob(st, 1, todo[i].key, todo[i].klen, SQLITE_STATIC);
+                if (rc2 == SQLITE_ROW)
+                    sqlite3_bind_int64(st, 2, next);
+                r = run(s, st);
+            }
         }
     }
     free(todo);

@@ -4,9 +4,9 @@
  * A period's failures are the raw rows of the period (the recent past: the raw table holds a
  * few hours, read whole) and the rolled-up hours of the period (failure_hours is clustered on
  * the hour: only the period's hours are read). A rolled-up row counts in the period when its
- * first failure does. They are read a few times (per key, per service/type/bucket, per
- * account); everything else is an indexed lookup per listed key or a scan of the (much smaller)
- * bans table (bench/bench_report times it). */
+ * first failure does. They are read once (below); then come an indexed lookup per listed key,
+ * one scan of failure_keys (one row per key) for the new sources, and scans of the (much
+ * smaller) bans table (bench/bench_report times it). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,12 +40,15 @@ void store_snapshot_end(struct store *s)
  * distinct sources of the top accounts. SQL's GROUP BY would sort every row three times. The
  * result is kept on the store for the calls that follow within the same snapshot. */
 
+/* Ids below this are counted in arrays (8 bytes each) rather than hash tables. */
+#define DENSE_MAX (4 << 20)
+
 struct pkey {
     uint8_t key[STORE_KEY_PACKED_MAX];
     uint8_t klen;
     uint64_t n;
     int64_t first_ms, last_ms;
-    char text[ADDR_STRLEN]; /* for the order of ties, filled after the pass */
+    const char *text; /* for the order of ties, filled after the pass */
 };
 
 struct pacct {
@@ -73,7 +76,9 @@ struct store_period {
     int64_t from_ms, to_ms, bucket0_ms, bucket_ms;
     struct pkey *keys;
     size_t nkeys, keys_cap;
-    struct pindex key_index;
+    uint64_t *key_slot; /* the hash's high half << 32 | index + 1; 0 = free */
+    size_t key_cap;     /* a power of two */
+    char (*texts)[ADDR_STRLEN];
     struct pacct *accounts;
     size_t naccounts, accounts_cap;
     struct pindex account_index;
@@ -89,7 +94,8 @@ static void period_free(struct store_period *p)
     if (!p)
         return;
     free(p->keys);
-    free(p->key_index.slot);
+    free(p->key_slot);
+    free(p->texts);
     free(p->accounts);
     free(p->account_index.slot);
     free(p->buckets);
@@ -160,12 +166,6 @@ static int index_room(struct pindex *ix, size_t n, uint64_t (*hash_of)(const voi
     return 0;
 }
 
-static uint64_t key_hash_of(const void *arr, uint32_t i)
-{
-    const struct pkey *k = &((const struct pkey *)arr)[i];
-    return hash_key(k->key, k->klen);
-}
-
 static uint64_t account_hash_of(const void *arr, uint32_t i)
 {
     return hash64((uint64_t)((const struct pacct *)arr)[i].id);
@@ -177,32 +177,53 @@ static uint64_t bucket_hash_of(const void *arr, uint32_t i)
     return hash64((uint64_t)b->kind * 0x9e3779b97f4a7c15ULL + (uint64_t)b->bucket);
 }
 
+/* The period's keys: an open-addressing table whose slots carry part of the hash, so a probe
+ * rarely touches a key that is not the one looked for. */
 static int period_key(struct store_period *p, const void *key, size_t klen, uint32_t *ret)
 {
     if (klen > STORE_KEY_PACKED_MAX)
         klen = STORE_KEY_PACKED_MAX;
-    uint64_t h = hash_key(key, klen);
-    if (p->key_index.cap) {
-        for (size_t at = h & (p->key_index.cap - 1); p->key_index.slot[at];
-             at = (at + 1) & (p->key_index.cap - 1)) {
-            uint32_t i = p->key_index.slot[at] - 1;
+    uint64_t h = hash_key(key, klen), tag = h >> 32 << 32;
+    if (p->key_cap) {
+        for (size_t at = h & (p->key_cap - 1); p->key_slot[at]; at = (at + 1) & (p->key_cap - 1)) {
+            uint64_t e = p->key_slot[at];
+            if ((e & 0xffffffff00000000ULL) != tag)
+                continue;
+            uint32_t i = (uint32_t)e - 1;
             if (p->keys[i].klen == klen && memcmp(p->keys[i].key, key, klen) == 0) {
                 *ret = i;
                 return 0;
             }
         }
     }
-    if (index_room(&p->key_index, p->nkeys, key_hash_of, p->keys) < 0 ||
-        grow((void **)&p->keys, &p->keys_cap, p->nkeys, sizeof(*p->keys)) < 0)
+    if ((p->nkeys + 1) * 2 > p->key_cap) {
+        size_t cap = p->key_cap ? p->key_cap * 2 : 4096;
+        uint64_t *slot = calloc(cap, sizeof(*slot));
+        if (!slot)
+            return -ENOMEM;
+        for (size_t i = 0; i < p->key_cap; i++) {
+            if (!p->key_slot[i])
+                continue;
+            const struct pkey *k = &p->keys[(uint32_t)p->key_slot[i] - 1];
+            size_t at = hash_key(k->key, k->klen) & (cap - 1);
+            while (slot[at])
+                at = (at + 1) & (cap - 1);
+            slot[at] = p->key_slot[i];
+        }
+        free(p->key_slot);
+        p->key_slot = slot;
+        p->key_cap = cap;
+    }
+    if (grow((void **)&p->keys, &p->keys_cap, p->nkeys, sizeof(*p->keys)) < 0)
         return -ENOMEM;
     struct pkey *k = &p->keys[p->nkeys];
     memset(k, 0, sizeof(*k));
     memcpy(k->key, key, klen);
     k->klen = (uint8_t)klen;
-    size_t at = h & (p->key_index.cap - 1);
-    while (p->key_index.slot[at])
-        at = (at + 1) & (p->key_index.cap - 1);
-    p->key_index.slot[at] = (uint32_t)++p->nkeys;
+    size_t at = h & (p->key_cap - 1);
+    while (p->key_slot[at])
+        at = (at + 1) & (p->key_cap - 1);
+    p->key_slot[at] = tag | (uint32_t)++p->nkeys;
     *ret = (uint32_t)(p->nkeys - 1);
     return 0;
 }
@@ -284,7 +305,27 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
         "SELECT key, kind, account, n, hour, first_off, last_off FROM failure_hours "
         "WHERE hour >= ?1 / 3600000 - 1 AND hour <= ?2 / 3600000",
     };
-    int rc = 0;
+    /* Accounts and (kind, bucket) pairs are counted in plain arrays when their ids are small,
+     * as they are (AUTOINCREMENT ids: a few thousand names, a handful of kinds); past that, in
+     * hash tables. */
+    int64_t max_account = 0, max_kind = 0;
+    sqlite3_stmt *mx = NULL;
+    int rc = store_prepare(s, &mx,
+                           "SELECT (SELECT coalesce(max(id), 0) FROM accounts), "
+                           "(SELECT coalesce(max(id), 0) FROM failure_kinds)",
+                           0);
+    if (rc == 0 && (rc = store_step(s, mx)) > 0) {
+        max_account = sqlite3_column_int64(mx, 0);
+        max_kind = sqlite3_column_int64(mx, 1);
+        rc = 0;
+    }
+    sqlite3_finalize(mx);
+    int64_t nb = bucket_ms > 0 ? (to_ms - bucket0_ms + bucket_ms - 1) / bucket_ms : 0;
+    uint64_t *acct_n = NULL, *kind_n = NULL;
+    if (rc == 0 && max_account >= 0 && max_account < DENSE_MAX)
+        acct_n = calloc((size_t)max_account + 1, sizeof(*acct_n));
+    if (rc == 0 && nb > 0 && max_kind >= 0 && (max_kind + 1) * nb < DENSE_MAX)
+        kind_n = calloc((size_t)((max_kind + 1) * nb), sizeof(*kind_n));
     uint32_t last_k = UINT32_MAX; /* rows of one key often come together */
     for (int q = 0; rc == 0 && q < 2; q++) {
         sqlite3_stmt *st = NULL;
@@ -316,19 +357,34 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
             pk->n += n;
             int64_t account = sqlite3_column_int64(st, 2);
             if (account) {
-                rc = period_account(p, account, n);
+                if (acct_n && account > 0 && account <= max_account)
+                    acct_n[account] += n;
+                else
+                    rc = period_account(p, account, n);
                 if (rc == 0)
                     rc = grow((void **)&p->pairs, &p->pairs_cap, p->npairs, sizeof(*p->pairs));
                 if (rc < 0)
                     break;
                 p->pairs[p->npairs++] = (struct ppair){account, k};
             }
-            if (bucket_ms > 0 && (rc = period_bucket(p, sqlite3_column_int64(st, 1),
-                                                     (first - bucket0_ms) / bucket_ms, n)) < 0)
-                break;
+            if (bucket_ms > 0) {
+                int64_t kind = sqlite3_column_int64(st, 1), b = (first - bucket0_ms) / bucket_ms;
+                if (kind_n && kind >= 0 && kind <= max_kind && b >= 0 && b < nb)
+                    kind_n[kind * nb + b] += n;
+                else if ((rc = period_bucket(p, kind, b, n)) < 0)
+                    break;
+            }
         }
         sqlite3_finalize(st);
     }
+    for (int64_t a = 1; rc == 0 && acct_n && a <= max_account; a++)
+        if (acct_n[a])
+            rc = period_account(p, a, acct_n[a]);
+    for (int64_t i = 0; rc == 0 && kind_n && i < (max_kind + 1) * nb; i++)
+        if (kind_n[i])
+            rc = period_bucket(p, i / nb, i % nb, kind_n[i]);
+    free(acct_n);
+    free(kind_n);
     if (rc < 0) {
         period_free(p);
         return rc;
@@ -480,6 +536,15 @@ static int cmp_keys(const void *a, const void *b)
     return strcmp(x->text, y->text);
 }
 
+/* As SQLite orders blobs: bytes first, then the shorter first. */
+static int cmp_blobs(const void *a, const void *b)
+{
+    const struct pkey *x = *(const struct pkey *const *)a, *y = *(const struct pkey *const *)b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(x->key, y->key, n);
+    return c ? c : (int)x->klen - (int)y->klen;
+}
+
 int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_t now_ms,
                          unsigned top, const struct store_report_sources_fns *fns, void *data,
                          struct store_report_source_counts *ret_counts)
@@ -492,13 +557,20 @@ int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_
     struct pkey **order = malloc((p->nkeys ? p->nkeys : 1) * sizeof(*order));
     if (!order)
         return -ENOMEM;
+    free(p->texts);
+    p->texts = malloc((p->nkeys ? p->nkeys : 1) * sizeof(*p->texts));
+    if (!p->texts) {
+        free(order);
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < p->nkeys; i++) {
         struct pkey *k = &p->keys[i];
         struct addr_prefix kp;
         if (store_key_unpack(k->key, k->klen, &kp) == 0)
-            addr_prefix_format(&kp, k->text, sizeof(k->text));
+            addr_prefix_format(&kp, p->texts[i], sizeof(p->texts[i]));
         else
-            snprintf(k->text, sizeof(k->text), "?");
+            snprintf(p->texts[i], sizeof(p->texts[i]), "?");
+        k->text = p->texts[i];
         order[i] = k;
     }
     qsort(order, p->nkeys, sizeof(*order), cmp_keys);
@@ -515,31 +587,50 @@ int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_
         if (rc == 0 && fns && fns->source)
             rc = fns->source(data, &src);
     }
-    /* New: no failure of the key before the period (as far back as retention keeps), raw or
-     * rolled up (where the first failure of a key's hour says when the hour counts). Two
-     * seeks per key. */
+    /* New: no failure of the key before the period (as far back as retention keeps). Rolled
+     * up: failure_keys has each key's first, read in one scan and looked up in the period's
+     * keys sorted as SQLite sorts blobs; raw: a seek into the (small) raw table for the keys
+     * that scan did not find. */
+    struct pkey **bykey = malloc((p->nkeys ? p->nkeys : 1) * sizeof(*bykey));
+    bool *seen = calloc(p->nkeys ? p->nkeys : 1, sizeof(*seen));
+    if (!bykey || !seen)
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < p->nkeys; i++)
+        bykey[i] = &p->keys[i];
+    if (rc == 0)
+        qsort(bykey, p->nkeys, sizeof(*bykey), cmp_blobs);
+    if (rc == 0)
+        rc = store_prepare(s, &hours, "SELECT key FROM failure_keys WHERE first_ms < ?1", 1,
+                           from_ms);
+    while (rc == 0 && (rc = store_step(s, hours)) > 0) {
+        rc = 0;
+        struct pkey probe = {.klen = 0};
+        size_t kl = (size_t)sqlite3_column_bytes(hours, 0);
+        if (kl > STORE_KEY_PACKED_MAX)
+            continue;
+        memcpy(probe.key, sqlite3_column_blob(hours, 0), kl);
+        probe.klen = (uint8_t)kl;
+        const struct pkey *pp = &probe;
+        struct pkey **hit = bsearch(&pp, bykey, p->nkeys, sizeof(*bykey), cmp_blobs);
+        if (hit)
+            seen[*hit - p->keys] = true;
+    }
     if (rc == 0)
         rc = store_prepare(s, &raw, "SELECT 1 FROM failures WHERE key = ?2 AND ts_ms < ?1 LIMIT 1",
                            1, from_ms);
-    if (rc == 0)
-        rc = store_prepare(
-            s, &hours,
-            "SELECT 1 FROM failure_key_hours WHERE key = ?2 AND hour <= ?1 / 3600000 AND "
-            "hour * 3600000 + first_off < ?1 LIMIT 1",
-            1, from_ms);
     for (size_t i = 0; rc == 0 && i < p->nkeys; i++) {
         const struct pkey *k = order[i];
-        bool seen = false;
-        for (int q = 0; rc == 0 && !seen && q < 2; q++) {
-            sqlite3_stmt *st = q ? raw : hours; /* most keys have an older hour */
-            sqlite3_reset(st);
-            sqlite3_bind_blob(st, 2, k->key, k->klen, SQLITE_STATIC);
-            rc = store_step(s, st);
-            seen = rc > 0;
-            rc = rc > 0 ? 0 : rc;
-        }
-        if (rc < 0 || seen)
+        if (seen[k - p->keys])
             continue;
+        sqlite3_reset(raw);
+        sqlite3_bind_blob(raw, 2, k->key, k->klen, SQLITE_STATIC);
+        rc = store_step(s, raw);
+        if (rc > 0) {
+            rc = 0;
+            continue;
+        }
+        if (rc < 0)
+            break;
         if (counts.new_sources++ < top && fns && fns->new_source)
             rc = fns->new_source(data, k->text, k->first_ms, k->n);
     }
@@ -548,6 +639,8 @@ int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_
     sqlite3_finalize(raw);
     sqlite3_finalize(hours);
     free(order);
+    free(bykey);
+    free(seen);
     if (rc == 0 && ret_counts)
         *ret_counts = counts;
     return rc;

@@ -1516,6 +1516,31 @@ static void restore_walk_goes_longest_first_in_slices_and_skips_what_ended_meanw
     store_close(s);
 }
 
+static void a_keys_first_failure_follows_the_retention(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 10 * 60000), 0);
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 5 * H + 20 * 60000), 0);
+    bool done = false;
+    while (!done)
+        assert_int_equal(store_rollup(s, 8 * H, 100, NULL, &done), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    assert_int_equal(raw_int(t->db, "SELECT first_ms FROM failure_keys"), 10 * 60000);
+    /* The first hour goes: the key was first seen in its next one. */
+    unsigned n = 0;
+    assert_int_equal(store_prune(s, 2 * H, 100, &n), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    assert_int_equal(raw_int(t->db, "SELECT first_ms FROM failure_keys"), 5 * H + 20 * 60000);
+    /* Then the last one: nothing is left to remember. */
+    assert_int_equal(store_prune(s, 6 * H, 100, &n), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_keys"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1596,6 +1621,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             restore_walk_goes_longest_first_in_slices_and_skips_what_ended_meanwhile, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(a_keys_first_failure_follows_the_retention, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
