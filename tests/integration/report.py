@@ -135,7 +135,7 @@ def main():
         golden(t, "db.json", outs["json"])
 
         # The same day with part of it, or all of it, rolled up into the hourly history, and
-        # the same day written by a version-5 binary and migrated: the same report, byte for
+        # the same day written by a version-6 binary and migrated: the same report, byte for
         # byte, in every format.
         variants = []
         for hours in ("12", "48"):
@@ -145,14 +145,14 @@ def main():
             t.ok(r.returncode == 0, f"the fixture day, rolled up before +{hours}h, builds",
                  r.stderr)
             variants.append((v, f"rolled up before 2026-11-25 +{hours}h"))
-        old = os.path.join(tmp, "v5.db")
+        old = os.path.join(tmp, "v6.db")
         c = sqlite3.connect(old)
-        with open(os.path.join(GOLDEN, "v5-day.sql")) as f:
+        with open(os.path.join(GOLDEN, "v6-day.sql")) as f:
             c.executescript(f.read())
         c.close()
         r = subprocess.run([FIXTURE, "--open", old], capture_output=True, text=True, env=ENV)
-        t.ok(r.returncode == 0, "a version-5 database of the day migrates", r.stderr)
-        variants.append((old, "written by schema version 5 and migrated"))
+        t.ok(r.returncode == 0, "a version-6 database of the day migrates", r.stderr)
+        variants.append((old, "written by schema version 6 and migrated"))
         for v, what in variants:
             for fmt, name in (("text", "db.txt"), ("csv", "db.csv"), ("json", "db.json")):
                 r = run(cmd, "--db", v, "--format", fmt, *DAY)
