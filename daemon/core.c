@@ -30,13 +30,16 @@
 #include "store.h"
 
 #define MAINT_INTERVAL_MS 1000
+#define REPAIR_DELAY_MS 250
 #define PRUNE_IDLE_INTERVAL_MS 60000
 #define GAUGE_INTERVAL_MS 10000
 /* Work that is not an event's runs in slices at the end of a turn, after the turn's bans are in
  * the kernel and its transaction committed: a restore or repair of the active bans, then
  * housekeeping (expiry, roll-up, retention). A slice takes about SLICE_US, so an event that
- * arrives meanwhile waits at most that long, and the loop comes back to it between slices. */
-#define RESTORE_SLICE_US 4000
+ * arrives meanwhile waits at most that long, and the loop comes back to it between slices. The
+ * kernel's share of a slice varies (its hash sets grow in steps), so the aim is well under the
+ * 10 ms a turn may take. */
+#define RESTORE_SLICE_US 2500
 #define RESTORE_SLICE_MIN 1024 /* elements: still a bulk commit (nftset pauses its monitor) */
 #define RESTORE_SLICE_MAX 65536
 #define WORK_SLICE_US 2000
@@ -51,11 +54,11 @@
 /* A log that checkpoints could not bring back under this (a reader holds it) is truncated by the
  * loop itself, a stall that only that case pays. */
 #define WAL_HARD_LIMIT (256ull << 20)
-/* SQLite's page cache follows the raw window's size (store_size_cache()), every minute, within
- * these: enough for a million sources' rows, and the bulk of the daemon's memory at most. */
+/* SQLite's page cache follows the raw window's size (store_size_cache()) within
+ * these, every 10 s: most of a million sources' rows, and well within the daemon's 64 MB budget. */
 #define CACHE_MIN_KIB 8192
-#define CACHE_MAX_KIB 40960
-#define CACHE_EVERY_MS 60000
+#define CACHE_MAX_KIB 32768
+#define CACHE_EVERY_MS 10000
 
 struct store;
 struct verdict;
@@ -101,6 +104,7 @@ struct core {
     struct nftset *nft;
     struct loop_io nft_io;             /* the monitor socket */
     struct loop_timer nft_check_timer; /* the slow periodic check */
+    struct loop_timer repair_timer;    /* a repair, soon after damage was seen */
     bool nft_healthy, nft_failing, nft_repair_pending;
     bool nft_foreign; /* a table of our name is someone else's: nothing is enforced */
     /* The restore (start) or repair of the active bans in progress, a slice per turn. */
@@ -449,8 +453,17 @@ static void on_nft_monitor(struct loop *l, int fd, uint32_t events, void *data)
     int r = nftset_monitor_read(c->nft, &damaged);
     if (r < 0)
         log_debug("nftables monitor: %s", nftset_strerror(r));
-    if (damaged)
-        c->nft_repair_pending = true; /* repaired at the end of this turn */
+    /* Repaired a moment later: whoever damaged the table may still be in the middle of it (the
+     * kernel frees a big table's elements while holding nf_tables' commit lock, and our first
+     * request would wait for it with the loop), and a burst of damage is one repair. */
+    if (damaged && !loop_timer_armed(&c->repair_timer))
+        loop_timer_arm(l, &c->repair_timer, REPAIR_DELAY_MS);
+}
+
+static void on_repair_timer(struct loop *l, void *data)
+{
+    struct core *c = data;
+    c->nft_repair_pending = true; /* repaired at the end of this turn */
 }
 
 static void on_nft_check(struct loop *l, void *data)
@@ -1391,6 +1404,7 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     loop_io_init(&c->nft_io);
     loop_timer_init(&c->maint_timer, on_maintenance, c);
     loop_timer_init(&c->work_timer, on_work, c);
+    loop_timer_init(&c->repair_timer, on_repair_timer, c);
     loop_timer_init(&c->nft_check_timer, on_nft_check, c);
     duration_format(cfg->policy.findtime_s, c->findtime_text, sizeof(c->findtime_text));
 
@@ -1567,6 +1581,7 @@ void core_free(struct core *c)
     if (c->loop) {
         loop_timer_cancel(c->loop, &c->maint_timer);
         loop_timer_cancel(c->loop, &c->work_timer);
+        loop_timer_cancel(c->loop, &c->repair_timer);
         loop_timer_cancel(c->loop, &c->nft_check_timer);
         loop_io_del(c->loop, &c->nft_io);
     }
