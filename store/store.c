@@ -160,21 +160,39 @@ struct store {
         struct store_ban ban;
     } * ban_cache;
     uint64_t generation;
+    /* Prefixes known to have no ban at all: a flood from many sources that were never banned
+     * asks for each of them over and over, far more than ban_cache holds. Small entries, and
+     * only a ban added for the prefix itself can make one wrong, so nothing else empties it. */
+    struct no_ban_entry {
+        bool valid;
+        struct addr_prefix prefix;
+    } * no_ban;
     struct store_failures *failures; /* store_failures.c */
     struct store_wal *wal;           /* store_wal.c, with STORE_OWN_CHECKPOINTS */
     void *report_period;             /* store_report.c */
 };
 
 #define BAN_CACHE_SIZE 1024
+#define NO_BAN_CACHE_SIZE 65536
 
-static unsigned ban_cache_slot(const struct addr_prefix *p)
+static unsigned ban_cache_hash(const struct addr_prefix *p)
 {
     uint32_t h = 2166136261u; /* FNV-1a over the prefix */
     const uint8_t *b = p->addr.bytes;
     for (int i = 0; i < 16; i++)
         h = (h ^ b[i]) * 16777619u;
     h = (h ^ p->len) * 16777619u;
-    return h % BAN_CACHE_SIZE;
+    return h;
+}
+
+static unsigned ban_cache_slot(const struct addr_prefix *p)
+{
+    return ban_cache_hash(p) % BAN_CACHE_SIZE;
+}
+
+static struct no_ban_entry *no_ban_slot(struct store *s, const struct addr_prefix *p)
+{
+    return &s->no_ban[ban_cache_hash(p) % NO_BAN_CACHE_SIZE];
 }
 
 static void ban_len_mark(struct store *s, int family, unsigned len)
@@ -610,7 +628,8 @@ int store_open(const char *path, const struct store_options *opt, struct store *
     if (r == 0) {
         s->generation = 1;
         s->ban_cache = calloc(BAN_CACHE_SIZE, sizeof(*s->ban_cache));
-        if (!s->ban_cache)
+        s->no_ban = calloc(NO_BAN_CACHE_SIZE, sizeof(*s->no_ban));
+        if (!s->ban_cache || !s->no_ban)
             r = -ENOMEM;
     }
     if (r == 0 && !s->read_only) {
@@ -642,6 +661,7 @@ void store_close(struct store *s)
     sqlite3_close(s->db);
     free(s->journal);
     free(s->ban_cache);
+    free(s->no_ban);
     free(s);
 }
 
@@ -842,6 +862,9 @@ int store_ban_last(struct store *s, const struct addr_prefix *prefix, struct sto
     int r = turn_begin(s);
     if (r < 0)
         return r;
+    struct no_ban_entry *nb = no_ban_slot(s, prefix);
+    if (nb->valid && addr_prefix_equal(&nb->prefix, prefix))
+        return -ENOENT;
     struct ban_cache_entry *c = &s->ban_cache[ban_cache_slot(prefix)];
     if (c->generation == s->generation && addr_prefix_equal(&c->prefix, prefix)) {
         if (!c->found)
@@ -862,7 +885,7 @@ int store_ban_last(struct store *s, const struct addr_prefix *prefix, struct sto
     } else {
         r = rc == SQLITE_DONE ? -ENOENT : map_rc(s, rc);
         if (r == -ENOENT)
-            *c = (struct ban_cache_entry){.generation = s->generation, .prefix = *prefix};
+            *nb = (struct no_ban_entry){true, *prefix};
     }
     sqlite3_reset(st);
     return r;
@@ -900,6 +923,9 @@ static int ban_add(struct store *s, const struct store_ban *b, int64_t *ret_id)
     }
     bind_text_or_null(st, 14, b->lifted_by, sizeof(b->lifted_by));
     bind_text_or_null(st, 15, b->note, sizeof(b->note));
+    struct no_ban_entry *nb = no_ban_slot(s, &b->prefix);
+    if (nb->valid && addr_prefix_equal(&nb->prefix, &b->prefix))
+        nb->valid = false; /* whether the insert stays or not: a miss is never wrong */
     int r = run(s, st);
     s->generation++;
     if (r == 0)

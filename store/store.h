@@ -56,8 +56,9 @@ struct store;
 enum store_open_flags {
     STORE_READ_ONLY = 1 << 0, /* readers (reports): no migration, no writes */
     /* The caller asks for WAL checkpoints (store_checkpoint_request(), the daemon): this
-     * connection never checkpoints by itself, a helper thread does it when asked. Without it,
-     * SQLite's autocheckpoint runs inside the commit that fills the log (tools, tests). */
+     * connection never checkpoints by itself, a helper thread does it when asked, at idle CPU
+     * and I/O priority. Without it, SQLite's autocheckpoint runs inside the commit that fills
+     * the log (tools, tests). */
     STORE_OWN_CHECKPOINTS = 1 << 1,
 };
 

@@ -13,11 +13,15 @@
  * restarting. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store_internal.h"
 
@@ -39,9 +43,20 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* The helper never competes with the loop: the CPU only when nothing else wants it, the disk
+ * only when nobody else uses it (best effort: a sandbox may refuse either). */
+static void lowest_priority(void)
+{
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    /* ioprio_set(IOPRIO_WHO_PROCESS, this thread, IOPRIO_CLASS_IDLE): no libc wrapper. */
+    syscall(SYS_ioprio_set, 1, (int)syscall(SYS_gettid), 3 << 13);
+}
+
 static void *checkpointer(void *arg)
 {
     struct store_wal *w = arg;
+    lowest_priority();
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(w->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)

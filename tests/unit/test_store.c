@@ -1541,6 +1541,27 @@ static void a_keys_first_failure_follows_the_retention(void **state)
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_keys"), 0);
 }
 
+static void a_prefix_known_to_have_no_ban_is_found_once_banned(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_ban got, b = {.prefix = fx_prefix("198.51.100.9"),
+                               .start_ms = 10,
+                               .expires_ms = 3600010,
+                               .event_type = -1};
+    /* Asked twice: the second answer comes from what the first learned. */
+    assert_int_equal(store_ban_last(s, &b.prefix, &got), -ENOENT);
+    assert_int_equal(store_ban_last(s, &b.prefix, &got), -ENOENT);
+    assert_int_equal(store_ban_add(s, &b, NULL), 0);
+    assert_int_equal(store_ban_last(s, &b.prefix, &got), 0);
+    assert_int_equal(got.expires_ms, 3600010);
+    /* Lifted, it still has a last ban. */
+    assert_int_equal(store_ban_lift(s, &b.prefix, 20, "cli:uid=0", NULL), 0);
+    assert_int_equal(store_ban_last(s, &b.prefix, &got), 0);
+    assert_int_equal(got.end, STORE_BAN_LIFTED);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1622,6 +1643,8 @@ int main(void)
             restore_walk_goes_longest_first_in_slices_and_skips_what_ended_meanwhile, setup,
             teardown),
         cmocka_unit_test_setup_teardown(a_keys_first_failure_follows_the_retention, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_prefix_known_to_have_no_ban_is_found_once_banned, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
