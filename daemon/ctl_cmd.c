@@ -179,9 +179,15 @@ static json_t *cmd_status(const struct ctl_cmd_ops *ops, json_t *req, const stru
     /* Ban changes made while the database failed that its replay journal could not hold. */
     struct store_stats sst;
     store_get_stats(ops->store, &sst);
+    /* The write-ahead log and its checkpoints (store_wal.c): how far behind the file is. */
+    struct store_wal_stats wst;
+    store_wal_stats(ops->store, &wst);
     json_object_set_new(r, "database",
-                        json_pack("{s:s, s:I, s:I}", "path", db, "size", size, "journal_lost",
-                                  (json_int_t)sst.journal_lost));
+                        json_pack("{s:s, s:I, s:I, s:{s:I, s:I, s:I, s:f}}", "path", db, "size",
+                                  size, "journal_lost", (json_int_t)sst.journal_lost, "wal",
+                                  "bytes", (json_int_t)wst.wal_bytes, "checkpoints",
+                                  (json_int_t)wst.checkpoints, "failures", (json_int_t)wst.failures,
+                                  "max_ms", wst.max_us / 1000.0));
 
     /* A death in the last day: for that while nothing was judged, which the admin should know
      * when looking at a daemon that runs fine again. */

@@ -87,8 +87,13 @@ with h.TempDir() as tmp:
         t.eq(in_kernel(sample + [ATTACKER, LIFTED]), set(sample + [ATTACKER]),
              "the restored bans and the new one are in the kernel, the lifted one is not")
         st = d.cli_json("status")
-        t.ok(st is not None and st["loop"]["turns"] > 10 and "restoring" not in st,
-             "status: the loop's turns, no restore under way", st)
+        t.ok(st is not None and st["loop"]["turns"] > 10 and "restoring" not in st
+             and st["last_restore"]["bans"] == N and st["last_restore"]["slices"] > 1,
+             "status: the loop's turns, no restore under way, the last one's figures", st)
+        # Events have paused: the log is checkpointed by the helper (a second or so later).
+        t.ok(h.wait_for(lambda: (d.cli_json("status") or {}).get("database", {})
+                        .get("wal", {}).get("checkpoints", 0) >= 1, timeout=30),
+             "once events pause, the write-ahead log is checkpointed", d.cli_json("status"))
 
         # The table deleted while a restore runs: it starts over and finishes.
         mark = len(d.log_text())
