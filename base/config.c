@@ -81,6 +81,7 @@ enum section_kind {
     S_WHITELIST,
     S_PROTECT,
     S_STATSD,
+    S_PROMETHEUS,
     S_NFTABLES,
     S_CLUSTER,
     S_CROWDSEC,
@@ -201,6 +202,11 @@ static const struct key_def statsd_keys[] = {
     {"flush_interval", K_MILLIS, FLD(cfg_statsd, flush_interval_ms), 0, 10, 60e3, NULL},
 };
 
+static const struct key_def prometheus_keys[] = {
+    {"textfile", K_PATH, FLD(cfg_prometheus, textfile), 0, 0, 0, NULL},
+    {"interval", K_MILLIS, FLD(cfg_prometheus, interval_ms), 0, 1000, 3600e3, NULL},
+};
+
 static const struct key_def nftables_keys[] = {
     {"table", K_NAME, FLD(cfg_nftables, table), 0, 1, 0, NULL},
     {"set4", K_NAME, FLD(cfg_nftables, set4), 0, 1, 0, NULL},
@@ -260,6 +266,7 @@ static const struct section_def sections[] = {
     {"whitelist", S_WHITELIST, false, whitelist_keys, NKEYS(whitelist_keys), false},
     {"protect", S_PROTECT, false, protect_keys, NKEYS(protect_keys), false},
     {"statsd", S_STATSD, false, statsd_keys, NKEYS(statsd_keys), false},
+    {"prometheus", S_PROMETHEUS, false, prometheus_keys, NKEYS(prometheus_keys), false},
     {"nftables", S_NFTABLES, false, nftables_keys, NKEYS(nftables_keys), false},
     {"cluster", S_CLUSTER, false, cluster_keys, NKEYS(cluster_keys), false},
     {"crowdsec", S_CROWDSEC, false, crowdsec_keys, NKEYS(crowdsec_keys), false},
@@ -420,6 +427,8 @@ void config_defaults(struct config *ret_cfg)
     c->statsd.per_address_limit = 1000;
     c->statsd.max_payload = 1432;
     c->statsd.flush_interval_ms = 1000;
+
+    c->prometheus.interval_ms = 15000;
 
     snprintf(c->nftables.table, sizeof(c->nftables.table), "pbxguard");
     snprintf(c->nftables.set4, sizeof(c->nftables.set4), "banned4");
@@ -1096,6 +1105,15 @@ static void end_section(struct parser *p)
             report(p, line_of(p, "origins") ? line_of(p, "origins") : p->sec_line, "origins",
                    "empty: no decision would ever be accepted (expected e.g. crowdsec, cscli, "
                    "CAPI, lists)");
+    } else if (p->sec && p->sec->kind == S_PROMETHEUS) {
+        const struct cfg_prometheus *pr = p->base;
+        size_t n = strlen(pr->textfile);
+        /* node_exporter reads *.prom only: any other name would be written and never seen. */
+        if (n &&
+            (n < 6 || strcmp(pr->textfile + n - 5, ".prom") != 0 || pr->textfile[n - 6] == '/'))
+            report(p, line_of(p, "textfile"), "textfile",
+                   "must name a *.prom file (node_exporter's textfile collector reads no other), "
+                   "e.g. /var/lib/prometheus/node-exporter/pbxguard.prom");
     } else if (p->sec && p->sec->kind == S_POLICY) {
         struct cfg_policy *pol = p->base;
         unsigned line = line_of(p, "bantime_max");
@@ -1145,7 +1163,8 @@ static void begin_section(struct parser *p, char *header)
         p->secname[0] = '\0';
         report(p, p->line, NULL,
                "unknown section [%s] (expected one of: general, ami:NAME, policy, "
-               "policy:SERVICE, events, whitelist, protect, statsd, nftables, crowdsec)",
+               "policy:SERVICE, events, whitelist, protect, statsd, prometheus, nftables, "
+               "crowdsec)",
                quoted(header, q));
         return;
     }
@@ -1215,14 +1234,15 @@ static void begin_section(struct parser *p, char *header)
             return;
         }
         p->seen_line[s->kind] = p->line;
-        p->base = s->kind == S_GENERAL    ? (void *)&c->general
-                  : s->kind == S_POLICY   ? (void *)&c->policy
-                  : s->kind == S_PROTECT  ? (void *)&c->protect
-                  : s->kind == S_STATSD   ? (void *)&c->statsd
-                  : s->kind == S_NFTABLES ? (void *)&c->nftables
-                  : s->kind == S_CLUSTER  ? (void *)&c->cluster
-                  : s->kind == S_CROWDSEC ? (void *)&c->crowdsec
-                                          : (void *)c;
+        p->base = s->kind == S_GENERAL      ? (void *)&c->general
+                  : s->kind == S_POLICY     ? (void *)&c->policy
+                  : s->kind == S_PROTECT    ? (void *)&c->protect
+                  : s->kind == S_STATSD     ? (void *)&c->statsd
+                  : s->kind == S_PROMETHEUS ? (void *)&c->prometheus
+                  : s->kind == S_NFTABLES   ? (void *)&c->nftables
+                  : s->kind == S_CLUSTER    ? (void *)&c->cluster
+                  : s->kind == S_CROWDSEC   ? (void *)&c->crowdsec
+                                            : (void *)c;
         break;
     }
     p->sec = s;
@@ -1734,6 +1754,8 @@ void config_dump(const struct config *cfg, FILE *out)
     dump_keys(out, protect_keys, NKEYS(protect_keys), &cfg->protect);
     fprintf(out, "\n[statsd]\n");
     dump_keys(out, statsd_keys, NKEYS(statsd_keys), &cfg->statsd);
+    fprintf(out, "\n[prometheus]\n");
+    dump_keys(out, prometheus_keys, NKEYS(prometheus_keys), &cfg->prometheus);
     fprintf(out, "\n[nftables]\n");
     dump_keys(out, nftables_keys, NKEYS(nftables_keys), &cfg->nftables);
     fprintf(out, "\n[cluster]\n");

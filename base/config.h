@@ -111,6 +111,12 @@ struct cfg_statsd {
     int64_t flush_interval_ms;  /* 1s */
 };
 
+/* [prometheus]: the metrics written for node_exporter's textfile collector. */
+struct cfg_prometheus {
+    char textfile[CFG_PATH_MAX]; /* "" = off; a *.prom file in the collector's directory */
+    int64_t interval_ms;         /* 15s */
+};
+
 struct cfg_nftables {
     char table[CFG_NAME_MAX];          /* pbxguard (family inet) */
     char set4[CFG_NAME_MAX];           /* banned4 */
@@ -184,6 +190,7 @@ struct config {
     struct cfg_whitelist whitelist;
     struct cfg_protect protect;
     struct cfg_statsd statsd;
+    struct cfg_prometheus prometheus;
     struct cfg_nftables nftables;
     struct cfg_cluster cluster;
     struct cfg_crowdsec crowdsec;

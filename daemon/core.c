@@ -26,6 +26,7 @@
 #include "log.h"
 #include "nftset.h"
 #include "policy.h"
+#include "prom_file.h"
 #include "statsd.h"
 #include "store.h"
 
@@ -132,6 +133,12 @@ struct core {
     unsigned long ban_log_dropped;
 
     struct statsd *statsd;
+    /* [prometheus]: every meter StatsD gets (and the per-source ones set at each write), and
+     * the textfile they are written to every interval (NULL without a textfile). */
+    struct metrics *metrics;
+    struct prom_file *prom;
+    struct loop_timer prom_timer;
+    int prom_err; /* the last write's -errno: logged when it changes, not every interval */
 
     struct ami_session **ami;
     unsigned nami;
@@ -1347,6 +1354,115 @@ static void on_maintenance(struct loop *l, void *data)
     loop_timer_arm(l, &c->maint_timer, MAINT_INTERVAL_MS);
 }
 
+/* --- [prometheus]: the textfile --- */
+
+/* The series the core sets itself: per AMI source (sessions come and go with reloads, so their
+ * series are set anew each time), the loop's turns, the gauges it keeps. */
+static void prom_fill(struct core *c)
+{
+    static const enum metrics_family per_source[] = {
+        METRICS_AMI_UP,        METRICS_AMI_EVENTS,     METRICS_AMI_MALFORMED,
+        METRICS_AMI_OVERSIZED, METRICS_AMI_RECONNECTS, METRICS_AMI_LOGIN_FAIL};
+    struct metrics *m = c->metrics;
+    for (size_t i = 0; i < sizeof(per_source) / sizeof(per_source[0]); i++)
+        metrics_clear_family(m, per_source[i]);
+    for (unsigned i = 0; i < c->nami; i++) {
+        struct ami_session_stats st;
+        const char *src = ami_session_name(c->ami[i]);
+        ami_session_get_stats(c->ami[i], &st);
+        bool up = strcmp(ami_session_state_name(c->ami[i]), "up") == 0;
+        metrics_set(m, METRICS_AMI_UP, src, NULL, up ? 1 : 0);
+        metrics_set(m, METRICS_AMI_EVENTS, src, NULL, (double)st.events);
+        metrics_set(m, METRICS_AMI_MALFORMED, src, NULL,
+                    (double)(st.frames_discarded - st.frames_oversized));
+        metrics_set(m, METRICS_AMI_OVERSIZED, src, NULL, (double)st.frames_oversized);
+        metrics_set(m, METRICS_AMI_RECONNECTS, src, NULL, (double)st.reconnects);
+        metrics_set(m, METRICS_AMI_LOGIN_FAIL, src, NULL, (double)st.auth_failures);
+    }
+    metrics_set(m, METRICS_BANS_ACTIVE, "ipv4", NULL, (double)c->active_v4);
+    metrics_set(m, METRICS_BANS_ACTIVE, "ipv6", NULL, (double)c->active_v6);
+    metrics_set(m, METRICS_NFT_ENFORCING, NULL, NULL, nft_enforcing(c) ? 1 : 0);
+    /* Counters that start at zero are written from the start, so that rate() has a first
+     * sample before the first ban. */
+    metrics_add(m, METRICS_NFT_ERRORS, NULL, NULL, 0);
+    metrics_add(m, METRICS_DB_ERRORS, NULL, NULL, 0);
+    metrics_add(m, METRICS_DB_JOURNAL_LOST, NULL, NULL, 0);
+    struct loop_turn_stats ts;
+    loop_turn_stats(c->loop, (uint64_t)c->cfg->prometheus.interval_ms, &ts);
+    metrics_set(m, METRICS_LOOP_TURN, "0.99", NULL, (double)ts.window_p99_us / 1e6);
+    metrics_set(m, METRICS_LOOP_TURN, "1", NULL, (double)ts.window_max_us / 1e6);
+    metrics_set(m, METRICS_LOOP_TURNS, NULL, NULL, (double)ts.turns);
+    if (c->cfg->statsd.enabled) {
+        struct statsd_stats ss;
+        statsd_get_stats(c->statsd, &ss);
+        metrics_set(m, METRICS_STATSD_DROPPED, NULL, NULL, (double)ss.lines_dropped);
+        metrics_set(m, METRICS_STATSD_SUPPRESSED, NULL, NULL, (double)ss.lines_suppressed);
+    }
+}
+
+static void on_prom(struct loop *l, void *data)
+{
+    struct core *c = data;
+    prom_fill(c);
+    int r = prom_file_write(c->prom, c->metrics);
+    if (r < 0 && r != c->prom_err) {
+        char every[32];
+        duration_format((c->cfg->prometheus.interval_ms + 999) / 1000, every, sizeof(every));
+        log_err("[prometheus] textfile %s: cannot %s it: %s (is node_exporter's textfile "
+                "directory there, and writable by pbxguardd?); retrying every %s, logged again "
+                "only if the error changes",
+                prom_file_path(c->prom), prom_file_failed_step(c->prom), strerror(-r), every);
+    } else if (r == 0 && c->prom_err < 0) {
+        log_notice("[prometheus] textfile %s: written again", prom_file_path(c->prom));
+    }
+    c->prom_err = r;
+    loop_timer_arm(l, &c->prom_timer, (uint64_t)c->cfg->prometheus.interval_ms);
+}
+
+/* The first write once the maintenance timer has counted the active bans. */
+#define PROM_FIRST_WRITE_MS (MAINT_INTERVAL_MS + 100)
+
+static int start_prom(struct core *c, const struct config *cfg)
+{
+    if (!cfg->prometheus.textfile[0])
+        return 0;
+    c->prom = prom_file_new(cfg->prometheus.textfile);
+    if (!c->prom) {
+        int e = errno;
+        log_err("[prometheus] textfile %s: %s", cfg->prometheus.textfile, strerror(e));
+        return -e;
+    }
+    c->prom_err = 0;
+    loop_timer_arm(c->loop, &c->prom_timer, PROM_FIRST_WRITE_MS);
+    return 0;
+}
+
+/* Metrics of a daemon that is not running (or of a path no longer configured) would look
+ * current forever: the file goes with it. */
+static void stop_prom(struct core *c)
+{
+    if (!c->prom)
+        return;
+    loop_timer_cancel(c->loop, &c->prom_timer);
+    int r = prom_file_remove(c->prom);
+    if (r < 0 && c->prom_err == 0)
+        log_warn("[prometheus] textfile %s: cannot remove it: %s", prom_file_path(c->prom),
+                 strerror(-r));
+    prom_file_free(c->prom);
+    c->prom = NULL;
+}
+
+static void reload_prom(struct core *c, const struct config *old, const struct config *cfg)
+{
+    if (strcmp(old->prometheus.textfile, cfg->prometheus.textfile) != 0) {
+        stop_prom(c);
+        if (start_prom(c, cfg) < 0)
+            log_err("[prometheus]: off until the next successful reload");
+    } else if (c->prom && old->prometheus.interval_ms != cfg->prometheus.interval_ms) {
+        loop_timer_arm(c->loop, &c->prom_timer, (uint64_t)cfg->prometheus.interval_ms);
+    }
+}
+
 static void on_turn_end(struct loop *l, void *data)
 {
     struct core *c = data;
@@ -1436,14 +1552,21 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     loop_timer_init(&c->work_timer, on_work, c);
     loop_timer_init(&c->repair_timer, on_repair_timer, c);
     loop_timer_init(&c->nft_check_timer, on_nft_check, c);
+    loop_timer_init(&c->prom_timer, on_prom, c);
     duration_format(cfg->policy.findtime_s, c->findtime_text, sizeof(c->findtime_text));
 
+    c->metrics = metrics_new();
+    if (!c->metrics) {
+        r = -ENOMEM;
+        goto fail;
+    }
     c->statsd = statsd_new(&cfg->statsd);
     if (!c->statsd) {
         r = -errno;
         log_err("[statsd] server %s: %s", cfg->statsd.host, strerror(errno));
         goto fail;
     }
+    statsd_set_metrics(c->statsd, c->metrics);
     if ((r = open_store(c)) < 0)
         goto fail;
     record_start(c);
@@ -1477,6 +1600,8 @@ struct core *core_new(struct loop *l, const struct config *cfg)
     if ((r = start_cluster(c, cfg)) < 0)
         goto fail;
     if ((r = start_crowdsec(c, cfg)) < 0)
+        goto fail;
+    if ((r = start_prom(c, cfg)) < 0)
         goto fail;
     log_protection(c);
     c->started = true;
@@ -1588,6 +1713,7 @@ int core_reload(struct core *c, const struct config *cfg)
     hostaddr_reconfigure(c->host, &cfg->protect);
     reload_cluster(c, old, cfg);
     reload_crowdsec(c, old, cfg);
+    reload_prom(c, old, cfg);
     return 0;
 }
 
@@ -1607,6 +1733,8 @@ void core_free(struct core *c)
     if (c->store)
         core_flush(c);
     flush_ban_log(c);
+    if (c->loop)
+        stop_prom(c);
     statsd_free(c->statsd);
     if (c->loop) {
         loop_timer_cancel(c->loop, &c->maint_timer);
@@ -1632,5 +1760,6 @@ void core_free(struct core *c)
     policy_free(c->policy);
     record_stop(c);
     store_close(c->store);
+    metrics_free(c->metrics);
     free(c);
 }

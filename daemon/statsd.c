@@ -164,6 +164,7 @@ struct statsd {
     struct statsd_stats st;
     uint64_t report_dropped;    /* lines dropped since the last report */
     uint64_t report_suppressed; /* lines suppressed since the last report */
+    struct metrics *metrics;    /* the same meters, kept for Prometheus; may be NULL */
 };
 
 struct endpoint {
@@ -386,8 +387,34 @@ void statsd_free(struct statsd *s)
     free(s);
 }
 
+void statsd_set_metrics(struct statsd *s, struct metrics *m)
+{
+    s->metrics = m;
+}
+
+/* A meter given by its StatsD name, kept as its Prometheus series (if it has one). */
+static void keep(struct statsd *s, const char *own_name, const char *sub, int64_t v, bool gauge)
+{
+    if (!s->metrics)
+        return;
+    int f = metrics_family_of_statsd(own_name);
+    if (f < 0)
+        return;
+    if (gauge)
+        metrics_set(s->metrics, (enum metrics_family)f, sub, NULL, (double)v);
+    else
+        metrics_add(s->metrics, (enum metrics_family)f, sub, NULL, (double)v);
+}
+
 void statsd_failed_auth_at(struct statsd *s, const struct sec_event *ev, uint64_t now_ms)
 {
+    if (s->metrics) {
+        char svc[SEC_SERVICE_MAX + 1];
+        size_t n = strnlen(ev->service, SEC_SERVICE_MAX);
+        memcpy(svc, ev->service, n);
+        svc[n] = '\0';
+        metrics_add(s->metrics, METRICS_FAILED_AUTH, svc, sec_event_type_name(ev->type), 1);
+    }
     if (!s->enabled)
         return;
     char name[STATSD_NAME_MAX];
@@ -411,12 +438,14 @@ void statsd_failed_auth(struct statsd *s, const struct sec_event *ev)
 
 void statsd_count(struct statsd *s, const char *own_name, int64_t v)
 {
+    keep(s, own_name, NULL, v, false);
     if (s->enabled)
         emit_metric(s, s->own_prefix, own_name, v, "c");
 }
 
 void statsd_count_by(struct statsd *s, const char *own_name, const char *sub, int64_t v)
 {
+    keep(s, own_name, sub, v, false);
     if (!s->enabled)
         return;
     char name[STATSD_NAME_MAX];
@@ -429,6 +458,7 @@ void statsd_count_by(struct statsd *s, const char *own_name, const char *sub, in
 
 void statsd_gauge(struct statsd *s, const char *own_name, int64_t v)
 {
+    keep(s, own_name, NULL, v, true);
     if (!s->enabled)
         return;
     /* StatsD reads a signed gauge value as a delta: an absolute negative is "0" then "-N". */

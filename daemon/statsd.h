@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "sec_event.h"
 
 /* The daemon's own meters, under own_prefix ("pbxguard." by default). Counters unless noted. */
@@ -102,6 +103,11 @@ void statsd_gauge(struct statsd *s, const char *own_name, int64_t v);
 void statsd_flush(struct statsd *s);
 
 void statsd_get_stats(const struct statsd *s, struct statsd_stats *ret_stats);
+
+/* Every meter given to the emitter is also kept in m (metrics_family_of_statsd() maps the
+ * names), whether StatsD is enabled or not: the Prometheus file sees what StatsD would. m must
+ * outlive the emitter; NULL stops it. */
+void statsd_set_metrics(struct statsd *s, struct metrics *m);
 
 /* Pure parts, exposed for tests. */
 

@@ -878,6 +878,31 @@ static void min_prefix_narrower_than_the_counting_key_is_an_error(void **state)
                                          "absolute path"));
 }
 
+/* --- [prometheus] --- */
+
+static void prometheus_is_off_without_a_textfile(void **state)
+{
+    assert_int_equal(load("[general]\n"), 0);
+    assert_string_equal(cfg.prometheus.textfile, "");
+    assert_int_equal(cfg.prometheus.interval_ms, 15000);
+    assert_int_equal(load("[prometheus]\ntextfile = /var/lib/prometheus/node-exporter/"
+                          "pbxguard.prom\ninterval = 30s\n"),
+                     0);
+    assert_string_equal(cfg.prometheus.textfile, "/var/lib/prometheus/node-exporter/pbxguard.prom");
+    assert_int_equal(cfg.prometheus.interval_ms, 30000);
+}
+
+static void prometheus_textfile_must_be_a_prom_file(void **state)
+{
+    /* node_exporter reads *.prom only: another name would be written and never read. */
+    assert_int_equal(load("[prometheus]\ntextfile = /var/lib/node-exporter/pbxguard.txt\n"), 1);
+    assert_non_null(strstr(only_error(), ":2: [prometheus] textfile: must name a *.prom file"));
+    assert_int_equal(load("[prometheus]\ntextfile = /var/lib/node-exporter/.prom\n"), 1);
+    assert_int_equal(load("[prometheus]\ntextfile = pbxguard.prom\n"), 1);
+    assert_non_null(strstr(only_error(), "is not an absolute path"));
+    assert_int_equal(load("[prometheus]\ninterval = 100ms\n"), 1);
+}
+
 /* --- [crowdsec] --- */
 
 static void crowdsec_is_off_without_its_section(void **state)
@@ -1028,6 +1053,8 @@ int main(void)
         cmocka_unit_test(cluster_section_is_read_and_checked),
         cmocka_unit_test(cluster_conninfo_with_a_password_is_refused),
         cmocka_unit_test(cluster_password_comes_from_a_file_or_a_credential),
+        cmocka_unit_test(prometheus_is_off_without_a_textfile),
+        cmocka_unit_test(prometheus_textfile_must_be_a_prom_file),
         cmocka_unit_test(crowdsec_is_off_without_its_section),
         cmocka_unit_test(crowdsec_reads_both_roles_and_their_secret_files),
         cmocka_unit_test(crowdsec_secrets_can_be_systemd_credentials),
