@@ -7,8 +7,11 @@ set -eu
 run_pkgs="meson ninja-build pkg-config gcc libc6-dev libnftnl-dev libmnl-dev libjansson-dev
   libsqlite3-dev libmd-dev libsystemd-dev libpq-dev libcurl4-openssl-dev nftables iproute2 python3 scdoc"
 # postgresql-15: the fleet tests start throwaway servers of their own (initdb, pg_ctl).
+# prometheus (promtool too), prometheus-node-exporter: the Prometheus test starts its own, on a
+# private namespace's loopback.
 test_pkgs="$run_pkgs libcmocka-dev clang clang-format libclang-rt-14-dev sqlite3 util-linux procps e2fsprogs
-  systemd passwd man-db dpkg-dev build-essential debhelper lintian postgresql-15"
+  systemd passwd man-db dpkg-dev build-essential debhelper lintian postgresql-15 prometheus
+  prometheus-node-exporter"
 
 case "${1:-}" in
 run) want=$run_pkgs ;;

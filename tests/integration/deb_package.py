@@ -163,10 +163,13 @@ def check_contents(deb, tmp):
             "/usr/share/bash-completion/completions/pbxguard",
             "/lib/systemd/system/pbxguard.service", "/lib/systemd/system/pbxguard-report.service",
             "/lib/systemd/system/pbxguard-report.timer", "/etc/cron.d/pbxguard", CONF,
-            "/usr/lib/sysusers.d/pbxguard.conf", "/usr/lib/tmpfiles.d/pbxguard.conf"]
+            "/usr/lib/sysusers.d/pbxguard.conf", "/usr/lib/tmpfiles.d/pbxguard.conf",
+            "/usr/share/pbxguard/grafana/pbxguard-dashboard.json",
+            "/usr/share/pbxguard/grafana/provisioning.yaml"]
     missing = [p for p in want if p not in listing]
     t.ok(not missing, "the package holds the daemon, the CLI, man pages, bash completion, units "
-         "and timer, cron file, sample config, sysusers.d and tmpfiles.d files", missing)
+         "and timer, cron file, sample config, sysusers.d and tmpfiles.d files, the Grafana "
+         "dashboard", missing)
     ctl = os.path.join(tmp, "control")
     run(["dpkg-deb", "-e", deb, ctl])
     with open(os.path.join(ctl, "conffiles")) as f:

@@ -72,8 +72,9 @@ def test_daemon_unit_is_hardened():
          "no core dumps (LimitCORE=0) and private mounts")
     t.eq(dv.get("ProtectSystem"), ["strict"], "the system is read-only")
     t.ok(dv.get("StateDirectory") == ["pbxguard"] and dv.get("RuntimeDirectory") == ["pbxguard"]
-         and not dv.get("ReadWritePaths"),
-         "it writes only to its own state and runtime directories")
+         and dv.get("ReadWritePaths") == ["-/var/lib/prometheus/node-exporter"],
+         "it writes only to its own state and runtime directories, and node_exporter's "
+         "textfile directory", dv.get("ReadWritePaths"))
     t.ok(dv.get("PrivateTmp") == ["yes"] and dv.get("NoNewPrivileges") == ["yes"]
          and dv.get("ProtectHome") == ["yes"], "private /tmp, no new privileges, no /home")
     t.eq(dv.get("RestrictAddressFamilies"), ["AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
