@@ -138,7 +138,8 @@ struct core {
     struct metrics *metrics;
     struct prom_file *prom;
     struct loop_timer prom_timer;
-    int prom_err; /* the last write's -errno: logged when it changes, not every interval */
+    int prom_err;            /* the last write's -errno: logged when it changes */
+    unsigned long prom_seen; /* writes finished when last looked at */
 
     struct ami_session **ami;
     unsigned nami;
@@ -1400,22 +1401,38 @@ static void prom_fill(struct core *c)
     }
 }
 
-static void on_prom(struct loop *l, void *data)
+/* The writer thread's last outcome, logged when it changes: one line for a directory that is
+ * missing or read-only (not one per interval), one when writing works again. */
+static void prom_report(struct core *c)
 {
-    struct core *c = data;
-    prom_fill(c);
-    int r = prom_file_write(c->prom, c->metrics);
-    if (r < 0 && r != c->prom_err) {
+    int err;
+    const char *step;
+    unsigned long n = prom_file_last(c->prom, &err, &step);
+    if (n == c->prom_seen)
+        return;
+    c->prom_seen = n;
+    if (err < 0 && err != c->prom_err) {
         char every[32];
         duration_format((c->cfg->prometheus.interval_ms + 999) / 1000, every, sizeof(every));
         log_err("[prometheus] textfile %s: cannot %s it: %s (is node_exporter's textfile "
                 "directory there, and writable by pbxguardd?); retrying every %s, logged again "
                 "only if the error changes",
-                prom_file_path(c->prom), prom_file_failed_step(c->prom), strerror(-r), every);
-    } else if (r == 0 && c->prom_err < 0) {
+                prom_file_path(c->prom), step, strerror(-err), every);
+    } else if (err == 0 && c->prom_err < 0) {
         log_notice("[prometheus] textfile %s: written again", prom_file_path(c->prom));
     }
-    c->prom_err = r;
+    c->prom_err = err;
+}
+
+static void on_prom(struct loop *l, void *data)
+{
+    struct core *c = data;
+    prom_report(c);
+    prom_fill(c);
+    /* Rendering cannot fail with the table's bounds (METRICS_RENDER_MAX); the file system calls
+     * are the writer thread's. */
+    if (prom_file_submit(c->prom, c->metrics) < 0)
+        log_err("[prometheus] textfile %s: cannot render the metrics", prom_file_path(c->prom));
     loop_timer_arm(l, &c->prom_timer, (uint64_t)c->cfg->prometheus.interval_ms);
 }
 
@@ -1432,7 +1449,16 @@ static int start_prom(struct core *c, const struct config *cfg)
         log_err("[prometheus] textfile %s: %s", cfg->prometheus.textfile, strerror(e));
         return -e;
     }
+    int r = prom_file_start(c->prom);
+    if (r < 0) {
+        log_err("[prometheus] textfile %s: cannot start its writer thread: %s",
+                cfg->prometheus.textfile, strerror(-r));
+        prom_file_free(c->prom);
+        c->prom = NULL;
+        return r;
+    }
     c->prom_err = 0;
+    c->prom_seen = 0;
     loop_timer_arm(c->loop, &c->prom_timer, PROM_FIRST_WRITE_MS);
     return 0;
 }
@@ -1444,6 +1470,7 @@ static void stop_prom(struct core *c)
     if (!c->prom)
         return;
     loop_timer_cancel(c->loop, &c->prom_timer);
+    /* Stops the writer first (a write in progress ends), so that no rename brings it back. */
     int r = prom_file_remove(c->prom);
     if (r < 0 && c->prom_err == 0)
         log_warn("[prometheus] textfile %s: cannot remove it: %s", prom_file_path(c->prom),

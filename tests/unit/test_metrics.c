@@ -285,6 +285,62 @@ static void link_at_the_temporary_name_is_not_followed(void **state)
     rmdir(dir);
 }
 
+/* The writer thread: the file system calls leave the caller's thread, outcomes come back. */
+static unsigned long wait_finished(struct prom_file *pf, unsigned long n, int *err,
+                                   const char **step)
+{
+    unsigned long got = 0;
+    for (int i = 0; i < 500 && (got = prom_file_last(pf, err, step)) < n; i++)
+        usleep(10000);
+    return got;
+}
+
+static void writer_thread_writes_and_reports(void **state)
+{
+    snprintf(dir, sizeof(dir), "/tmp/test-metrics-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char sub[128], path[160];
+    snprintf(sub, sizeof(sub), "%s/textfile", dir);
+    snprintf(path, sizeof(path), "%s/pbxguard.prom", sub);
+    struct prom_file *pf = prom_file_new(path);
+    int err;
+    const char *step;
+    assert_int_equal(prom_file_submit(pf, m), -EINVAL); /* not started */
+    assert_int_equal(prom_file_start(pf), 0);
+    assert_int_equal(prom_file_last(pf, &err, &step), 0);
+    metrics_add(m, METRICS_BANS, "manual", NULL, 1);
+    assert_int_equal(prom_file_submit(pf, m), 0);
+    assert_true(wait_finished(pf, 1, &err, &step) >= 1);
+    assert_int_equal(err, -ENOENT);
+    assert_string_equal(step, "create");
+    assert_int_equal(mkdir(sub, 0755), 0);
+    unsigned long n = prom_file_last(pf, &err, &step);
+    /* Many snapshots at once: the newest wins, none is lost half-written. */
+    for (int i = 0; i < 100; i++) {
+        metrics_add(m, METRICS_BANS, "manual", NULL, 1);
+        assert_int_equal(prom_file_submit(pf, m), 0);
+    }
+    assert_true(wait_finished(pf, n + 1, &err, &step) > n);
+    assert_int_equal(err, 0);
+    char buf[4096] = "", want[64];
+    snprintf(want, sizeof(want), "pbxguard_bans_total{reason=\"manual\"} 101\n");
+    for (int i = 0; i < 500 && !strstr(buf, want); i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            buf[fread(buf, 1, sizeof(buf) - 1, f)] = '\0';
+            fclose(f);
+        }
+        if (!strstr(buf, want))
+            usleep(10000);
+    }
+    assert_non_null(strstr(buf, want));
+    assert_int_equal(prom_file_remove(pf), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    prom_file_free(pf);
+    rmdir(sub);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(missing_directory_fails_then_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(link_at_the_temporary_name_is_not_followed, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(writer_thread_writes_and_reports, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
