@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -235,9 +236,21 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
                     f"{ {k: v for k, v in r['metric'].items() if k not in ('job',)} } = "
                     f"{r['value'][1]}" for r in res[:4]))
 
-        # 8. A clean stop takes the file away: stale metrics would look current.
+        # 8. A reload that moves the file: the old one goes, the new one comes.
+        new_path = os.path.join(textdir, "pbxguard-moved.prom")
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace(f"textfile = {prom_path}", f"textfile = {new_path}"))
+        d.send_signal(signal.SIGHUP)
+        t.ok(h.wait_for(lambda: os.path.exists(new_path) and not os.path.exists(prom_path),
+                        timeout=10),
+             "a reload that changes textfile removes the old file and writes the new one",
+             os.listdir(textdir))
+
+        # 9. A clean stop takes the file away: stale metrics would look current.
         d.stop()
-        t.ok(not os.path.exists(prom_path), "the file is removed when the daemon stops")
+        t.ok(not os.path.exists(new_path), "the file is removed when the daemon stops")
     finally:
         for p in procs:
             h.stop_process(p)
