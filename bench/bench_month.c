@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 
     uint64_t n = (uint64_t)(days * 86400 * rate);
     uint64_t bans = 0, expired = 0, pruned = 0, rolled = 0, peak_raw = 0;
+    double peak_wal = 0;
     int64_t next_hk = T0 + HOUSEKEEPING_MS;
     double t0 = now_s(), hk_s = 0;
     printf("bench_month: %g days at %u failures/s from %u sources (%" PRIu64
@@ -180,11 +181,9 @@ int main(int argc, char **argv)
                 expired += k;
             } while (k == STEP);
             bool done = false;
-            /* A pass per hour, as the daemon starts one when the cutoff reaches a new hour, and
-             * a checkpoint. */
-            if (now / 3600000 != (now - HOUSEKEEPING_MS) / 3600000) {
-                store_checkpoint_request(s);
-                store_checkpoint_wait(s);
+            bool new_hour = now / 3600000 != (now - HOUSEKEEPING_MS) / 3600000;
+            /* A pass per hour, as the daemon starts one when the cutoff reaches a new hour. */
+            if (new_hour) {
                 while (!done) {
                     if ((r = store_rollup(s, now - RAW_KEEP_MS, STEP, &k, &done)) < 0)
                         die(s, "rollup", r);
@@ -198,11 +197,23 @@ int main(int argc, char **argv)
             } while (k == STEP);
             if ((r = store_turn_commit(s)) < 0)
                 die(s, "commit", r);
+            /* A checkpoint every hour, with no transaction open, as the daemon's helper runs
+             * one when events pause: the next write then restarts the log from its beginning.
+             * (Asked for inside a transaction it copies the log but the log never restarts: it
+             * grew by 17 GB a simulated day.) */
+            if (new_hour) {
+                double w = file_mib(wal);
+                if (w > peak_wal)
+                    peak_wal = w;
+                store_checkpoint_request(s);
+                store_checkpoint_wait(s);
+            }
             hk_s += now_s() - h0;
             next_hk += HOUSEKEEPING_MS;
             if (now % 86400000 < HOUSEKEEPING_MS) {
-                printf("  day %3lld: %.0f MiB, %.0f s so far\n", (long long)((now - T0) / 86400000),
-                       file_mib(db) + file_mib(wal), now_s() - t0);
+                printf("  day %3lld: database %.0f MiB + log %.0f MiB, %.0f s so far\n",
+                       (long long)((now - T0) / 86400000), file_mib(db), file_mib(wal),
+                       now_s() - t0);
                 fflush(stdout);
             }
         }
@@ -243,6 +254,7 @@ int main(int argc, char **argv)
     printf("report of the last 24 h (%" PRIu64 " failures): %.3f s; of the last 7 days (%" PRIu64
            " failures): %.3f s\n",
            nday, tday, nweek, tweek);
+    printf("write-ahead log: at most %.1f MiB before an hourly checkpoint\n", peak_wal);
     unlink(db);
     unlink(wal);
     unlink(shm);
