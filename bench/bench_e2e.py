@@ -359,7 +359,7 @@ def main():
                     help="comma list of ban counts for the restore phase (default 1k,100k,1M; "
                          "the largest is also repaired)")
     ap.add_argument("--db-mmap", type=int, default=None,
-                    help="[general] database_mmap_mib for the daemon (default: its own, 1024)")
+                    help="[general] database_mmap_mib for the daemon (default: its own, 0)")
     args = ap.parse_args()
     h.in_private_netns()
     h.setup_loopback()
