@@ -56,6 +56,11 @@ EXPECTED = {
 }
 
 
+# Gauges sent together every 10 s (the first time at start-up): waited for before checking.
+WAITED_GAUGES = ("pbxguard.bans.active.ipv6:", "pbxguard.loop.turn_max_us:",
+                 "pbxguard.loop.turn_p99_us:")
+
+
 def rss_kb(pid):
     return h.proc_status(pid, "VmRSS") or 0
 
@@ -75,7 +80,7 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
             data = sock.recv(65536)
         except socket.timeout:
             if all(lines.count(k) >= n for k, n in EXPECTED.items()) and \
-                    any(ln.startswith("pbxguard.bans.active.ipv6:") for ln in lines):
+                    all(any(ln.startswith(g) for ln in lines) for g in WAITED_GAUGES):
                 break
             continue
         if len(data) > 1432:
@@ -87,6 +92,11 @@ with h.TempDir() as tmp, AmiPeer(username="pbxguard", secret="s3cret") as peer:
     t.ok(any(re.fullmatch(r"pbxguard\.bans\.active\.ipv4:\d+\|g", g) for g in gauges) and
          any(re.fullmatch(r"pbxguard\.bans\.active\.ipv6:\d+\|g", g) for g in gauges),
          "the active-bans gauges arrive, by family", gauges)
+    turns = {g.split(":")[0]: g for g in lines if g.startswith("pbxguard.loop.turn_")}
+    t.ok(set(turns) == {"pbxguard.loop.turn_max_us", "pbxguard.loop.turn_p99_us"} and
+         all(re.fullmatch(r"pbxguard\.loop\.turn_(max|p99)_us:\d+\|g", g)
+             for g in turns.values()),
+         "the loop's longest turn and its 99th percentile arrive as gauges (us)", turns)
     t.ok(not any(":" in ln.split(":", 1)[0] or " " in ln for ln in lines if ln),
          "no metric name carries a ':' or a space")
     t.ok(not any("ChallengeSent" in ln and "failed_auth" in ln for ln in lines),

@@ -90,6 +90,11 @@ with h.TempDir() as tmp:
         t.ok(st is not None and st["loop"]["turns"] > 10 and "restoring" not in st
              and st["last_restore"]["bans"] == N and st["last_restore"]["slices"] > 1,
              "status: the loop's turns, no restore under way, the last one's figures", st)
+        t.ok(st is not None and all(isinstance(st["loop"].get(k), (int, float)) and
+                                    st["loop"][k] >= 0 for k in ("longest_ms", "max_ms", "p99_ms"))
+             and st["loop"]["longest_ms"] > 0,
+             "status: the longest turn ever, and the window's longest and 99th percentile",
+             st and st.get("loop"))
         # Events have paused: the log is checkpointed by the helper (a second or so later).
         t.ok(h.wait_for(lambda: (d.cli_json("status") or {}).get("database", {})
                         .get("wal", {}).get("checkpoints", 0) >= 1, timeout=30),
