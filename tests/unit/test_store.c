@@ -1274,6 +1274,31 @@ static void rollup_keeps_recent_windows_raw_and_show_and_list_say_the_same(void 
     assert_true(raw_int(t->db, "SELECT count(*) FROM failure_hours") < 600 - 16);
 }
 
+/* The page cache follows the raw rows of the window (the hot path's pages), not the file, and
+ * stays within the bounds given: so the daemon's memory does not grow with its history. */
+static void page_cache_follows_the_raw_window_within_its_bounds(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    int kib = 0;
+    assert_int_equal(store_size_cache(s, 0, 256, 65536, &kib), 0);
+    assert_int_equal(kib, 256); /* nothing raw: the floor */
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    for (int i = 0; i < 40000; i++)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 10 * H + i), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    /* 40k rows of about 32 bytes, a quarter more for the tree, half the floor for the rest. */
+    assert_int_equal(store_size_cache(s, 10 * H, 256, 65536, &kib), 0);
+    assert_in_range(kib, 1500, 1800);
+    assert_int_equal(store_size_cache(s, 10 * H, 256, 1024, &kib), 0);
+    assert_int_equal(kib, 1024); /* the ceiling */
+    /* Rows older than the window's start do not count, however many. */
+    assert_int_equal(store_size_cache(s, 11 * H, 256, 65536, &kib), 0);
+    assert_int_equal(kib, 256);
+    store_close(s);
+}
+
 static void failure_recorded_in_a_rolled_up_hour_is_added_to_it(void **state)
 {
     struct tmp *t = *state;
@@ -1632,6 +1657,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             rollup_keeps_recent_windows_raw_and_show_and_list_say_the_same, setup, teardown),
         cmocka_unit_test_setup_teardown(failure_recorded_in_a_rolled_up_hour_is_added_to_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(page_cache_follows_the_raw_window_within_its_bounds, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(version_2_file_is_migrated_keeping_its_failures, setup,
                                         teardown),
