@@ -22,6 +22,11 @@
  * anything this long is better said as permanent. */
 #define CTL_MANUAL_BAN_MAX_S (100LL * 365 * 86400)
 
+/* The most entries the runtime allowlist (pbxguard allow) holds: a full list refuses more. The
+ * event path looks the list up through an index (policy.c), so its size costs a command's
+ * walk, never an event's; the bound keeps the whole list within one `allowlist` reply. */
+#define CTL_ALLOW_MAX 2048
+
 /* Reply codes ("code" of an error reply), the same numbers the CLI exits with. */
 enum ctl_code {
     CTL_CODE_OK = 0,

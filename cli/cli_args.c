@@ -22,6 +22,8 @@ const struct cli_command cli_commands[] = {
     {"list", NULL, "list the active bans with their remaining time"},
     {"show", "ADDR[/LEN]", "everything known about an address: why it is (or is not) blocked"},
     {"reload", NULL, "make the daemon re-read its configuration (like SIGHUP)"},
+    {"allow", "ADDR[/LEN]", "never ban an address or prefix (lifts its bans); --remove undoes it"},
+    {"allowlist", NULL, "list the allowed prefixes: the configuration's and the runtime ones"},
     {0},
 };
 
@@ -68,6 +70,13 @@ static const struct cli_option options[] = {
      "a note kept with the ban (at most 200 bytes)"},
     {"--force", NULL, "ban", OPT_TRUE, REQUEST("force"), NULL, 0, 0, NULL, NULL,
      "ban even if the address is whitelisted"},
+    {"--for", NULL, "allow", OPT_DURATION, REQUEST("duration"), "DURATION", 1, YEARS_100, NULL,
+     "a duration (e.g. 30m, 1h, 7d, 1d12h)",
+     "how long the allow lasts, e.g. 2h, 7d (default: until removed)"},
+    {"--reason", NULL, "allow", OPT_TEXT, REQUEST("note"), "TEXT", 0, CTL_NOTE_MAX, NULL, NULL,
+     "why, kept with the entry and shown by show and allowlist (at most 200 bytes)"},
+    {"--remove", NULL, "allow", OPT_TRUE, REQUEST("remove"), NULL, 0, 0, NULL, NULL,
+     "take a runtime entry off the allowlist ([whitelist] entries live in the file)"},
     {"--v4", "-4", "list", OPT_CONST, REQUEST("family"), NULL, 4, 0, "family", NULL,
      "only IPv4 bans"},
     {"--v6", "-6", "list", OPT_CONST, REQUEST("family"), NULL, 6, 0, "family", NULL,

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,9 @@ static void print_list(const json_t *r, int64_t now, FILE *out)
     cli_format_list_footer((int64_t)json_array_size(bans), num(r, "total"), more, out);
 }
 
+static const char *author(const json_t *e, char *buf, size_t buflen);
+static const char *allow_until(const json_t *e, int64_t now, char *buf, size_t buflen);
+
 static void print_show(const json_t *r, int64_t now, FILE *out)
 {
     char a[64], b[64], t[32], e[300];
@@ -369,6 +373,16 @@ static void print_show(const json_t *r, int64_t now, FILE *out)
                 str(r, "whitelist", a, sizeof(a)));
     } else {
         fprintf(out, "%-12s no\n", "protected");
+    }
+    const json_t *al = json_object_get(r, "allowed");
+    if (json_is_object(al)) {
+        char by[96], u[96], why[1200];
+        fprintf(out, "%-12s yes, as %s since %s by %s, %s", "allowed",
+                str(al, "prefix", a, sizeof(a)), cli_format_time(num(al, "added"), t, sizeof(t)),
+                author(al, by, sizeof(by)), allow_until(al, now, u, sizeof(u)));
+        if (json_is_string(json_object_get(al, "reason")))
+            fprintf(out, ": %s", str(al, "reason", why, sizeof(why)));
+        fputc('\n', out);
     }
     const json_t *ok = json_object_get(r, "authenticated");
     if (json_is_object(ok)) {
@@ -446,6 +460,110 @@ static void print_show(const json_t *r, int64_t now, FILE *out)
     }
 }
 
+static void print_fleet(const json_t *r, const char *what, FILE *out);
+
+/* Who added an allowlist entry: "root (uid 0)", from the uid the daemon took from the socket's
+ * credentials; the name is this host's. */
+static const char *author(const json_t *e, char *buf, size_t buflen)
+{
+    const json_t *uid = json_object_get(e, "uid");
+    if (!json_is_integer(uid)) {
+        char by[128];
+        snprintf(buf, buflen, "%s", str(e, "added_by", by, sizeof(by)));
+        return buf;
+    }
+    struct passwd pw, *found = NULL;
+    char pwbuf[1024], name[128];
+    json_int_t n = json_integer_value(uid);
+    if (getpwuid_r((uid_t)n, &pw, pwbuf, sizeof(pwbuf), &found) == 0 && found)
+        snprintf(buf, buflen, "%s (uid %" PRId64 ")",
+                 log_escape(found->pw_name, strlen(found->pw_name), name, sizeof(name)),
+                 (int64_t)n);
+    else
+        snprintf(buf, buflen, "uid %" PRId64, (int64_t)n);
+    return buf;
+}
+
+/* "until removed", or "for 1h59m (until 2026-12-03 10:00:00)". */
+static const char *allow_until(const json_t *e, int64_t now, char *buf, size_t buflen)
+{
+    if (!json_is_integer(json_object_get(e, "expires"))) {
+        snprintf(buf, buflen, "until removed");
+        return buf;
+    }
+    char d[32], t[32];
+    snprintf(buf, buflen, "for %s (until %s)", remaining(e, now, d, sizeof(d)),
+             cli_format_time(num(e, "expires"), t, sizeof(t)));
+    return buf;
+}
+
+static void print_allow(const json_t *r, int64_t now, FILE *out)
+{
+    char p[64], u[96], w[1200];
+    if (json_is_string(json_object_get(r, "removed"))) {
+        fprintf(out, "removed %s from the allowlist\n", str(r, "removed", p, sizeof(p)));
+        const json_t *sp = json_object_get(r, "still_protected");
+        if (json_is_object(sp))
+            fprintf(out, "note: still protected by %s (%s, %s)\n", str(sp, "prefix", p, sizeof(p)),
+                    str(sp, "reason", w, sizeof(w)), str(sp, "source", u, sizeof(u)));
+        return;
+    }
+    const json_t *e = json_object_get(r, "allow");
+    fprintf(out, "allowed %s %s%s\n", str(e, "prefix", p, sizeof(p)),
+            allow_until(e, now, u, sizeof(u)),
+            json_is_true(json_object_get(r, "replaced")) ? " (replaces the previous entry)" : "");
+    size_t i;
+    const json_t *x;
+    json_array_foreach(json_object_get(r, "lifted"), i, x)
+    {
+        fprintf(out, "lifted the ban of %s\n",
+                log_escape(json_string_value(x) ? json_string_value(x) : "-", json_string_length(x),
+                           p, sizeof(p)));
+    }
+    print_fleet(r, "lifted", out);
+    if (json_is_string(json_object_get(r, "still_banned")))
+        fprintf(out, "note: %s\n", str(r, "still_banned", w, sizeof(w)));
+    if (json_is_string(json_object_get(r, "lift_error")))
+        fprintf(out, "warning: lifting its bans failed: %s\n", str(r, "lift_error", w, sizeof(w)));
+}
+
+static void print_allowlist(const json_t *r, int64_t now, FILE *out)
+{
+    const json_t *entries = json_object_get(r, "entries");
+    if (!json_array_size(entries)) {
+        fprintf(out, "the allowlist is empty (only the built-in ranges and the host's own "
+                     "addresses are protected)\n");
+        return;
+    }
+    size_t i;
+    const json_t *x;
+    int wp = 6;
+    json_array_foreach(entries, i, x)
+    {
+        const char *p = json_string_value(json_object_get(x, "prefix"));
+        if (p && (int)strlen(p) > wp)
+            wp = (int)strlen(p);
+    }
+    fprintf(out, "%-*s  %-8s  %-19s  %-19s  %-16s  %s\n", wp, "PREFIX", "SOURCE", "ADDED",
+            "EXPIRES", "BY", "REASON");
+    json_array_foreach(entries, i, x)
+    {
+        char p[64], src[32], added[32], exp[32], by[96], why[1200];
+        bool runtime = strcmp(str(x, "source", src, sizeof(src)), "runtime") == 0;
+        fprintf(out, "%-*s  %-8s  %-19s  %-19s  %-16s  %s\n", wp, str(x, "prefix", p, sizeof(p)),
+                src, runtime ? cli_format_time(num(x, "added"), added, sizeof(added)) : "-",
+                !runtime ? "-"
+                : json_is_integer(json_object_get(x, "expires"))
+                    ? cli_format_time(num(x, "expires"), exp, sizeof(exp))
+                    : "never",
+                runtime ? author(x, by, sizeof(by)) : "pbxguard.conf",
+                runtime ? str(x, "reason", why, sizeof(why)) : "[whitelist] cidr");
+    }
+    fprintf(out, "%" PRId64 " runtime entr%s of at most %" PRId64 "\n", num(r, "runtime"),
+            num(r, "runtime") == 1 ? "y" : "ies", num(r, "max"));
+    (void)now;
+}
+
 /* Fleet mode: where else the change goes. */
 static void print_fleet(const json_t *r, const char *what, FILE *out)
 {
@@ -508,6 +626,10 @@ int cli_format_reply(const char *cmd, const json_t *reply, int64_t now, FILE *ou
         print_show(reply, now, out);
     else if (strcmp(cmd, "reload") == 0)
         print_reload(reply, out);
+    else if (strcmp(cmd, "allow") == 0)
+        print_allow(reply, now, out);
+    else if (strcmp(cmd, "allowlist") == 0)
+        print_allowlist(reply, now, out);
     else
         fprintf(out, "ok\n");
     return ferror(out) ? -EIO : 0;

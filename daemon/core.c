@@ -14,12 +14,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "allowlist.h"
 #include "ami_session.h"
 #include "build-config.h"
 #include "cluster.h"
 #include "crowdsec.h"
 #include "core.h"
 #include "core_ctl.h"
+#include "ctl_proto.h"
 #include "duration.h"
 #include "hostaddr.h"
 #include "judge.h"
@@ -99,6 +101,7 @@ struct core {
     struct store *store;
     struct policy *policy;
     struct judge *judge;
+    struct allowlist *allow; /* the runtime allowlist; its prefixes are in the policy */
     bool db_failing;
     uint64_t journal_lost;    /* last seen store_stats.journal_lost */
     bool journal_loss_logged; /* in this database failure period */
@@ -645,6 +648,7 @@ void core_view(const struct core *c, struct core_view *ret_view)
         .policy = c->policy,
         .started_ms = c->started_ms,
         .now_ms = loop_wall_ms(c->loop),
+        .allow = c->allow,
     };
 }
 
@@ -747,6 +751,101 @@ static void on_event(void *data, const struct sec_event *ev)
 /* --- AMI sources --- */
 
 /* --- protection: what must never be banned --- */
+
+/* --- the runtime allowlist --- */
+
+/* "cli:uid=0, until 2026-12-03 10:00:00: office VPN" for the log; the reason is admin text. */
+static const char *allow_text(const struct store_allow *e, char *buf, size_t len)
+{
+    char why[4 * STORE_NOTE_MAX], until[64] = "";
+    log_escape(e->reason, strlen(e->reason), why, sizeof(why));
+    if (e->expires_ms) {
+        char d[32];
+        duration_format((e->expires_ms - e->added_ms + 999) / 1000, d, sizeof(d));
+        snprintf(until, sizeof(until), ", for %s", d);
+    }
+    snprintf(buf, len, "by %s%s%s%s", e->added_by, until, why[0] ? ": " : "", why);
+    return buf;
+}
+
+int core_allow_changed(struct core *c, const struct addr_prefix *prefix, bool added)
+{
+    char ps[ADDR_STRLEN], text[4 * STORE_NOTE_MAX + 128];
+    addr_prefix_format(prefix, ps, sizeof(ps));
+    if (!added) {
+        policy_protect_remove(c->policy, POLICY_SRC_ALLOW, prefix);
+        log_notice("allowlist: %s removed; it may be banned again", ps);
+        return 0;
+    }
+    int r = policy_protect_add(c->policy, POLICY_SRC_ALLOW, prefix, "allowlist");
+    if (r < 0)
+        return r;
+    const struct store_allow *e = allowlist_find(c->allow, prefix);
+    log_notice("allowlist: %s allowed %s", ps, e ? allow_text(e, text, sizeof(text)) : "");
+    return 0;
+}
+
+static void allow_expired(void *data, const struct store_allow *e)
+{
+    struct core *c = data;
+    char ps[ADDR_STRLEN], text[4 * STORE_NOTE_MAX + 128];
+    int r = store_allow_delete(c->store, &e->prefix);
+    if (r < 0 && r != -ENOENT)
+        db_failed(c, "removing an expired allowlist entry", r);
+    policy_protect_remove(c->policy, POLICY_SRC_ALLOW, &e->prefix);
+    log_notice("allowlist: %s expired (allowed %s); it may be banned again",
+               addr_prefix_format(&e->prefix, ps, sizeof(ps)), allow_text(e, text, sizeof(text)));
+}
+
+struct allow_load {
+    struct core *c;
+    int64_t now_ms;
+    unsigned loaded, expired, dropped;
+};
+
+static int allow_load_one(void *data, const struct store_allow *e)
+{
+    struct allow_load *ld = data;
+    if (e->expires_ms && e->expires_ms <= ld->now_ms) {
+        /* Expired while the daemon was down: dropped by the first maintenance pass. */
+        ld->expired++;
+    }
+    int r = allowlist_add(ld->c->allow, e, NULL);
+    if (r == -ENOSPC || r == -EINVAL) {
+        ld->dropped++;
+        return 0;
+    }
+    if (r == 0)
+        r = policy_protect_add(ld->c->policy, POLICY_SRC_ALLOW, &e->prefix, "allowlist");
+    if (r == 0)
+        ld->loaded++;
+    return r;
+}
+
+/* The allowlist as the database keeps it, into the policy before the bans are restored (a ban
+ * of an allowed address is then lifted, not re-installed). */
+static int load_allowlist(struct core *c)
+{
+    c->allow = allowlist_new(CTL_ALLOW_MAX);
+    if (!c->allow)
+        return -ENOMEM;
+    struct allow_load ld = {.c = c, .now_ms = loop_wall_ms(c->loop)};
+    int r = store_allow_all(c->store, allow_load_one, &ld);
+    if (r < 0) {
+        log_err("database %s: cannot read the allowlist: %s", c->cfg->general.database,
+                store_strerror(r));
+        return r;
+    }
+    if (ld.dropped)
+        log_warn("allowlist: %u entries of the database not loaded (more than %d, or with a "
+                 "broken expiry)",
+                 ld.dropped, CTL_ALLOW_MAX);
+    if (ld.loaded)
+        log_info("allowlist: %u entr%s (pbxguard allowlist)%s", ld.loaded,
+                 ld.loaded == 1 ? "y" : "ies", ld.expired ? ", some expired and now dropped" : "");
+    allowlist_expire(c->allow, ld.now_ms, allow_expired, c);
+    return 0;
+}
 
 /* prefix just became protected: lift the active bans that hold it and are not allowed now. */
 static void protect_added(struct core *c, const struct addr_prefix *prefix)
@@ -1305,6 +1404,8 @@ static void on_maintenance(struct loop *l, void *data)
     int64_t now = loop_clock_wall_ms();
 
     c->expire_due = true;
+    /* Allowlist entries end on the daemon's clock, whatever the kernel holds. */
+    allowlist_expire(c->allow, now, allow_expired, c);
     /* A roll-up pass over the raw table when its cutoff reaches a new hour, and every ten
      * minutes anyway (failures recorded in the past, a pass cut short). */
     int64_t cutoff = (now - raw_keep_ms(c)) / 3600000 * 3600000;
@@ -1608,6 +1709,8 @@ struct core *core_new(struct loop *l, const struct config *cfg)
         r = -ENOMEM;
         goto fail;
     }
+    if ((r = load_allowlist(c)) < 0)
+        goto fail;
     /* The host's own facts before the restore, so that no ban holding them is re-installed. */
     c->host = hostaddr_new(l, &cfg->protect, on_host_facts, c);
     if (!c->host) {
@@ -1689,6 +1792,7 @@ int core_reload(struct core *c, const struct config *cfg)
         policy_protect_copy(p, c->policy, POLICY_SRC_GATEWAY) < 0 ||
         policy_protect_copy(p, c->policy, POLICY_SRC_RESOLVER) < 0 ||
         policy_protect_copy(p, c->policy, POLICY_SRC_FLEET) < 0 ||
+        policy_protect_copy(p, c->policy, POLICY_SRC_ALLOW) < 0 ||
         (same_ami_list(c->cfg, cfg) && (policy_protect_copy(p, c->policy, POLICY_SRC_AMI) < 0 ||
                                         policy_protect_copy(p, c->policy, POLICY_SRC_TRUNK) < 0))) {
         log_err("reload: out of memory");
@@ -1785,6 +1889,7 @@ void core_free(struct core *c)
     nftset_free(c->nft);
     judge_free(c->judge);
     policy_free(c->policy);
+    allowlist_free(c->allow);
     record_stop(c);
     store_close(c->store);
     metrics_free(c->metrics);

@@ -63,6 +63,12 @@ static int count_today(struct core_ctl *cc, struct store *store, int64_t now_ms)
     return 0;
 }
 
+static int allow_changed(void *data, const struct addr_prefix *prefix, bool added)
+{
+    struct core_ctl *cc = data;
+    return core_allow_changed(cc->core, prefix, added);
+}
+
 static int apply(void *data, const struct verdict *v)
 {
     struct core_ctl *cc = data;
@@ -245,6 +251,8 @@ static json_t *handle(void *data, const char *cmd, json_t *req, const struct ctl
         .status = status,
         .reload = reload,
         .fleet = fleet_state(&h),
+        .allow = view.allow,
+        .allow_changed = allow_changed,
         .data = cc,
     };
     json_t *reply = ctl_cmd_dispatch(&ops, cmd, req, peer);

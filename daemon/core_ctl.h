@@ -8,6 +8,7 @@
 #include "config.h"
 #include "loop.h"
 
+struct allowlist;
 struct ami_session;
 struct cluster;
 struct crowdsec;
@@ -24,8 +25,9 @@ struct core_view {
     struct store *store;
     struct judge *judge;
     const struct policy *policy;
-    int64_t started_ms; /* wall clock */
-    int64_t now_ms;     /* the loop's wall clock, this turn */
+    int64_t started_ms;      /* wall clock */
+    int64_t now_ms;          /* the loop's wall clock, this turn */
+    struct allowlist *allow; /* the runtime allowlist */
 };
 void core_view(const struct core *c, struct core_view *ret_view);
 
@@ -33,6 +35,9 @@ void core_view(const struct core *c, struct core_view *ret_view);
  * enforces its own (nftables, meters, log), then commits at once: the kernel's transaction and
  * the store's turn. Returns 0, or the kernel's -errno for this verdict's element. */
 int core_enforce(struct core *c, const struct verdict *v);
+/* The runtime allowlist's entry of prefix was added (it is in the list already) or removed:
+ * the policy protects it from now on, or no longer; logged. Returns 0 or -ENOMEM. */
+int core_allow_changed(struct core *c, const struct addr_prefix *prefix, bool added);
 /* Sends what is queued to the kernel and commits the store now, instead of at turn end: a
  * control command replies only once its change is in the kernel and on disk. */
 void core_flush(struct core *c);

@@ -88,6 +88,8 @@ static json_t *ban_json(const struct store_ban *b, int64_t now_ms)
     return o;
 }
 
+static json_t *allow_json(const struct store_allow *e, int64_t now_ms);
+
 /* The request's "addr" as a prefix. allow_host_bits: for show, where an address is asked. */
 static json_t *get_prefix(json_t *req, struct addr_prefix *ret)
 {
@@ -594,6 +596,9 @@ static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req, const struct
         json_object_set_new(r, "whitelist", json_null());
         json_object_set_new(r, "protected", json_null());
     }
+    /* On the runtime allowlist: since when, until when, who put it there and why. */
+    const struct store_allow *al = ops->allow ? allowlist_holding(ops->allow, &p.addr) : NULL;
+    json_object_set_new(r, "allowed", al ? allow_json(al, ops->now_ms) : json_null());
     json_object_set_new(r, "authenticated", show_success(ops, &key));
     json_object_set_new(r, "ban", c.ban ? c.ban : json_null());
     json_object_set_new(r, "past_bans", c.past);
@@ -603,6 +608,240 @@ static json_t *cmd_show(const struct ctl_cmd_ops *ops, json_t *req, const struct
     json_object_set_new(r, "first_seen", time_or_null(sum.first_ms));
     json_object_set_new(r, "last_seen", time_or_null(sum.last_ms));
     return r;
+}
+
+/* --- allow, allowlist --- */
+
+/* The uid of a "cli:uid=N" author, or -1. */
+static json_int_t author_uid(const char *by)
+{
+    unsigned long long n = 0;
+    const char *p = strncmp(by, "cli:uid=", 8) == 0 ? by + 8 : NULL;
+    if (!p || !*p)
+        return -1;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || n > 0xffffffffULL)
+            return -1;
+        n = n * 10 + (unsigned)(*p - '0');
+    }
+    return (json_int_t)n;
+}
+
+static json_t *allow_json(const struct store_allow *e, int64_t now_ms)
+{
+    char p[ADDR_STRLEN], esc[STORE_NOTE_MAX * 4];
+    json_t *o = json_pack(
+        "{s:s, s:s, s:o, s:o}", "prefix", addr_prefix_format(&e->prefix, p, sizeof(p)), "source",
+        "runtime", "added", time_or_null(e->added_ms), "expires", time_or_null(e->expires_ms));
+    if (!o)
+        return NULL;
+    if (e->expires_ms > 0) {
+        int64_t left = e->expires_ms - now_ms;
+        json_object_set_new(o, "remaining", json_integer(left > 0 ? (left + 999) / 1000 : 0));
+    } else {
+        json_object_set_new(o, "remaining", json_null());
+    }
+    json_object_set_new(
+        o, "added_by", json_string(log_escape(e->added_by, strlen(e->added_by), esc, sizeof(esc))));
+    json_int_t uid = author_uid(e->added_by);
+    json_object_set_new(o, "uid", uid >= 0 ? json_integer(uid) : json_null());
+    /* Admin text as given; the socket may be spoken to without the CLI, so bytes that are not
+     * UTF-8 are escaped to keep the JSON valid. */
+    json_t *why = e->reason[0] ? json_string(e->reason) : json_null();
+    if (!why)
+        why = json_string(log_escape(e->reason, strlen(e->reason), esc, sizeof(esc)));
+    json_object_set_new(o, "reason", why);
+    return o;
+}
+
+/* The [whitelist] entry of exactly p, or NULL. */
+static const struct policy_wl_entry *config_entry(const struct policy *pol,
+                                                  const struct addr_prefix *p)
+{
+    unsigned n;
+    const struct policy_wl_entry *all = policy_protect_entries(pol, &n);
+    for (unsigned i = 0; i < n; i++)
+        if (all[i].source == POLICY_SRC_CONFIG && addr_prefix_equal(&all[i].prefix, p))
+            return &all[i];
+    return NULL;
+}
+
+struct allow_lifts {
+    const struct ctl_cmd_ops *ops;
+    json_t *lifted;
+};
+
+static int allow_lift(void *data, const struct verdict *v)
+{
+    struct allow_lifts *l = data;
+    char ps[ADDR_STRLEN];
+    /* An unban the kernel cannot apply (the element already timed out) is still an unban. */
+    l->ops->apply(l->ops->data, v);
+    json_array_append_new(l->lifted, json_string(addr_prefix_format(&v->prefix, ps, sizeof(ps))));
+    return 0;
+}
+
+static json_t *allow_remove(const struct ctl_cmd_ops *ops, json_t *req, const struct addr_prefix *p,
+                            const struct ctl_peer *peer)
+{
+    char ps[ADDR_STRLEN], cs[ADDR_STRLEN];
+    addr_prefix_format(p, ps, sizeof(ps));
+    if (json_object_get(req, "duration") || json_object_get(req, "note"))
+        return ctl_error(CTL_CODE_USAGE, "\"remove\" takes neither \"duration\" nor \"note\"");
+    json_t *bad;
+    if (!peer->privileged && (bad = refuse_wide(ops, "remove from the allowlist", p)))
+        return bad;
+    if (!allowlist_find(ops->allow, p)) {
+        if (config_entry(ops->policy, p))
+            return refusal("config",
+                           ctl_error(CTL_CODE_FAILED,
+                                     "%s comes from the configuration file ([whitelist] cidr), "
+                                     "not from pbxguard allow: remove it there, then run "
+                                     "pbxguard reload",
+                                     ps));
+        const struct store_allow *in = allowlist_holding(ops->allow, &p->addr);
+        if (in && in->prefix.len < p->len) {
+            addr_prefix_format(&in->prefix, cs, sizeof(cs));
+            json_t *r = ctl_error(CTL_CODE_FAILED,
+                                  "%s is not on the allowlist itself; it lies inside the allowed "
+                                  "%s: pbxguard allow --remove %s",
+                                  ps, cs, cs);
+            json_object_set_new(r, "covered_by", json_string(cs));
+            return r;
+        }
+        return ctl_error(CTL_CODE_FAILED, "%s is not on the allowlist", ps);
+    }
+    int err = store_allow_delete(ops->store, p);
+    if (err < 0 && err != -ENOENT)
+        return errno_reply("cannot remove it from the database", err);
+    allowlist_remove(ops->allow, p);
+    ops->allow_changed(ops->data, p, false);
+    json_t *r = json_pack("{s:b, s:s}", "ok", 1, "removed", ps);
+    /* Something else may still protect it: say so, or the admin expects bans that never come. */
+    const struct policy_wl_entry *w = policy_whitelist_overlap(ops->policy, p);
+    if (w)
+        json_object_set_new(r, "still_protected",
+                            json_pack("{s:s, s:s, s:s}", "prefix",
+                                      addr_prefix_format(&w->prefix, cs, sizeof(cs)), "reason",
+                                      w->label, "source", policy_source_name(w->source)));
+    return r;
+}
+
+static json_t *cmd_allow(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
+{
+    if (!ops->allow)
+        return ctl_error(CTL_CODE_FAILED, "the runtime allowlist is not available here");
+    struct addr_prefix p;
+    json_t *bad = get_prefix(req, &p);
+    if (bad)
+        return bad;
+    if (json_is_true(json_object_get(req, "remove")))
+        return allow_remove(ops, req, &p, peer);
+
+    json_t *dur = json_object_get(req, "duration");
+    json_t *note = json_object_get(req, "note");
+    if (dur && (!json_is_integer(dur) || json_integer_value(dur) <= 0 ||
+                json_integer_value(dur) > CTL_MANUAL_BAN_MAX_S))
+        return ctl_error(CTL_CODE_USAGE,
+                         "\"duration\" must be a positive number of seconds, at most 100 years "
+                         "(or none: until removed)");
+    if (note && (!json_is_string(note) || json_string_length(note) > CTL_NOTE_MAX))
+        return ctl_error(CTL_CODE_USAGE, "\"note\" must be a string of at most %d bytes",
+                         CTL_NOTE_MAX);
+
+    /* An allow exempts a range from every automatic ban: nobody may exempt more than the
+     * widest ban could ever block, and a member of control_group no more than it may ban. */
+    char ps[ADDR_STRLEN], cs[ADDR_STRLEN];
+    addr_prefix_format(&p, ps, sizeof(ps));
+    bool v4 = p.addr.family == AF_INET;
+    unsigned widest = v4 ? ops->cfg->protect.min_prefix4 : ops->cfg->protect.min_prefix6;
+    if (p.len < widest)
+        return refusal("too-wide",
+                       ctl_error(CTL_CODE_FAILED,
+                                 "%s is wider than /%u, the widest ban ([protect] min_prefix%c): "
+                                 "nobody may allow a prefix that wide at run time; if you mean "
+                                 "it, put it in [whitelist] cidr",
+                                 ps, widest, v4 ? '4' : '6'));
+    if (!peer->privileged && (bad = refuse_wide(ops, "allow", &p)))
+        return bad;
+
+    struct store_allow e = {.prefix = p, .added_ms = ops->now_ms};
+    if (dur)
+        e.expires_ms = ops->now_ms + json_integer_value(dur) * 1000;
+    who(peer, e.added_by, sizeof(e.added_by));
+    if (json_is_string(note))
+        snprintf(e.reason, sizeof(e.reason), "%s", json_string_value(note));
+
+    const struct store_allow *had = allowlist_find(ops->allow, &p);
+    struct store_allow old;
+    if (had)
+        old = *had;
+    bool replaced = false;
+    int err = allowlist_add(ops->allow, &e, &replaced);
+    if (err == -ENOSPC)
+        return refusal("full", ctl_error(CTL_CODE_FAILED,
+                                         "the runtime allowlist is full (%u entries): remove "
+                                         "those no longer needed (pbxguard allowlist, pbxguard "
+                                         "allow --remove ADDR), or put wide ranges in "
+                                         "[whitelist] cidr",
+                                         allowlist_max(ops->allow)));
+    if (err < 0)
+        return errno_reply("allow failed", err);
+    err = store_allow_put(ops->store, &e);
+    if (err == 0 && !replaced)
+        err = ops->allow_changed(ops->data, &p, true);
+    if (err < 0) {
+        /* Nothing half done: the list stays as it was. */
+        if (replaced)
+            allowlist_add(ops->allow, &old, NULL);
+        else
+            allowlist_remove(ops->allow, &p);
+        return errno_reply("allow failed", err);
+    }
+
+    struct allow_lifts l = {.ops = ops, .lifted = json_array()};
+    struct addr_prefix kept;
+    bool has_kept = false;
+    char by[STORE_WHO_MAX];
+    who(peer, by, sizeof(by));
+    err = judge_allow(ops->judge, &p, by, ops->now_ms, allow_lift, &l, &kept, &has_kept);
+    json_t *r = json_pack("{s:b, s:o, s:b, s:o}", "ok", 1, "allow", allow_json(&e, ops->now_ms),
+                          "replaced", replaced, "lifted", l.lifted);
+    if (err < 0)
+        json_object_set_new(r, "lift_error", json_string(store_strerror(err)));
+    if (has_kept) {
+        addr_prefix_format(&kept, cs, sizeof(cs));
+        json_object_set_new(
+            r, "still_banned",
+            json_sprintf("%s lies inside the manual ban of %s, which stays (an allow lifts the "
+                         "bans it covers, not a range banned on purpose): pbxguard unban %s",
+                         ps, cs, cs));
+    }
+    if (ops->fleet && json_array_size(l.lifted))
+        json_object_set_new(r, "fleet", json_string(ops->fleet));
+    return r;
+}
+
+static json_t *cmd_allowlist(const struct ctl_cmd_ops *ops, json_t *req,
+                             const struct ctl_peer *peer)
+{
+    if (!ops->allow)
+        return ctl_error(CTL_CODE_FAILED, "the runtime allowlist is not available here");
+    json_t *entries = json_array();
+    unsigned n;
+    const struct policy_wl_entry *cfg = policy_protect_entries(ops->policy, &n);
+    char ps[ADDR_STRLEN];
+    for (unsigned i = 0; i < n; i++)
+        if (cfg[i].source == POLICY_SRC_CONFIG)
+            json_array_append_new(entries,
+                                  json_pack("{s:s, s:s}", "prefix",
+                                            addr_prefix_format(&cfg[i].prefix, ps, sizeof(ps)),
+                                            "source", "config"));
+    const struct store_allow *al = allowlist_entries(ops->allow, &n);
+    for (unsigned i = 0; i < n; i++)
+        json_array_append_new(entries, allow_json(&al[i], ops->now_ms));
+    return json_pack("{s:b, s:o, s:i, s:i}", "ok", 1, "entries", entries, "runtime", (int)n, "max",
+                     (int)allowlist_max(ops->allow));
 }
 
 /* --- reload --- */
@@ -641,6 +880,7 @@ static const struct {
     {"status", cmd_status, false, false}, {"ban", cmd_ban, false, false},
     {"unban", cmd_unban, false, false},   {"list", cmd_list, true, false},
     {"show", cmd_show, false, false},     {"reload", cmd_reload, false, true},
+    {"allow", cmd_allow, false, false},   {"allowlist", cmd_allowlist, true, false},
 };
 
 static int find(const char *cmd)

@@ -1,4 +1,5 @@
-/* The control commands (docs/control-protocol.md): status, ban, unban, list, show, reload. The
+/* The control commands (docs/control-protocol.md): status, ban, unban, list, show, reload,
+ * allow, allowlist. The
  * handlers decide through the judge and read through the store like the rest of the core; what
  * only the core knows (the sinks, the AMI sessions, the counters, the reload path) comes in
  * through struct ctl_cmd_ops, so these handlers run the same in pbxguardd (core_ctl.c) and in
@@ -7,6 +8,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "allowlist.h"
 #include "config.h"
 #include "ctl.h"
 #include "judge.h"
@@ -36,6 +38,11 @@ struct ctl_cmd_ops {
      * to errors (file:line messages). The fields above may be stale once it returns: the
      * handler replies without reading them again. NULL: reload is not offered. */
     int (*reload)(void *data, json_t *errors);
+    /* The runtime allowlist (allow, allowlist, show); NULL: those commands are refused. */
+    struct allowlist *allow;
+    /* Puts prefix into the policy's protected prefixes (added) or takes it out, as the
+     * allowlist's entry (POLICY_SRC_ALLOW). Returns 0 or -ENOMEM. Required with allow. */
+    int (*allow_changed)(void *data, const struct addr_prefix *prefix, bool added);
     /* Fleet mode: NULL when off, else "connected" or "disconnected" (the link to the shared
      * table now). Bans and unbans say in their reply that they are shared. */
     const char *fleet;
@@ -45,8 +52,10 @@ struct ctl_cmd_ops {
 /* Answers one control request (the ctl_handler_fn body): a new reply object, never NULL
  * unless out of memory. Library code: logs nothing; the verdicts it applies are logged there.
  * What the peer may do is decided here: root and the daemon's own user (peer->privileged)
- * everything; a member of control_group reads everything, bans and unbans prefixes no wider
- * than [general] group_min_prefix4/6, and may use neither force nor reload. */
+ * everything; a member of control_group reads everything, bans, unbans, allows and removes
+ * allowed prefixes no wider than [general] group_min_prefix4/6, and may use neither force nor
+ * reload. Nobody allows a prefix wider than [protect] min_prefix4/6, the widest ban: an allow
+ * that wide would switch protection off for a good part of the Internet. */
 json_t *ctl_cmd_dispatch(const struct ctl_cmd_ops *ops, const char *cmd, json_t *req,
                          const struct ctl_peer *peer);
 /* Whether cmd answers with a page of a listing (a ctl_paged_fn, for the server's queues). */

@@ -431,6 +431,75 @@ int judge_protect(struct judge *j, const struct addr_prefix *prefix, int64_t now
     return 0;
 }
 
+/* --- the allowlist --- */
+
+struct allow_walk {
+    struct judge *j;
+    struct addr_prefix prefix;
+    struct lift_list lift;
+    bool has_kept;
+    struct addr_prefix kept;
+};
+
+/* A ban holding the allowed prefix's first address: inside it, the same, or wider. */
+static int allow_holding(void *data, const struct store_ban *b)
+{
+    struct allow_walk *w = data;
+    if (b->prefix.len >= w->prefix.len)
+        return lift_list_add(&w->lift, b);
+    if (b->reason == STORE_BAN_MANUAL) {
+        if (!w->has_kept || b->prefix.len > w->kept.len)
+            w->kept = b->prefix;
+        w->has_kept = true;
+        return 0;
+    }
+    return judge_ban_allowed(w->j, b) ? 0 : lift_list_add(&w->lift, b);
+}
+
+/* Any active ban strictly inside the allowed prefix (those holding its first address are
+ * found already, and deduplicated below). */
+static int allow_inside(void *data, const struct store_ban *b)
+{
+    struct allow_walk *w = data;
+    if (b->prefix.len > w->prefix.len && addr_prefix_covers(&w->prefix, &b->prefix))
+        return lift_list_add(&w->lift, b);
+    return 0;
+}
+
+int judge_allow(struct judge *j, const struct addr_prefix *prefix, const char *who, int64_t now_ms,
+                judge_verdict_fn fn, void *data, struct addr_prefix *ret_kept, bool *ret_has_kept)
+{
+    struct allow_walk w = {.j = j};
+    addr_prefix_of(&prefix->addr, prefix->len, &w.prefix);
+    int r = store_bans_covering(j->store, &w.prefix.addr, true, now_ms, allow_holding, &w);
+    if (r >= 0 && w.prefix.len < addr_max_len(&w.prefix.addr))
+        r = store_bans_active(j->store, now_ms, allow_inside, &w);
+    for (unsigned i = 0; r >= 0 && i < w.lift.n; i++) {
+        const struct store_ban *b = &w.lift.bans[i];
+        /* A prefix banned more than once, or found by both walks: one lift ends them all. */
+        bool seen = false;
+        for (unsigned k = 0; k < i && !seen; k++)
+            seen = addr_prefix_equal(&w.lift.bans[k].prefix, &b->prefix);
+        if (seen)
+            continue;
+        r = store_ban_lift(j->store, &b->prefix, now_ms, who, NULL);
+        if (r < 0)
+            break;
+        struct verdict v = {0};
+        verdict_from_ban(b, VERDICT_UNBAN, VERDICT_MANUAL, now_ms, &v);
+        v.timeout_ms = 0;
+        r = fn(data, &v);
+    }
+    free(w.lift.bans);
+    if (r < 0)
+        return r;
+    if (ret_has_kept)
+        *ret_has_kept = w.has_kept;
+    if (ret_kept && w.has_kept)
+        *ret_kept = w.kept;
+    return 0;
+}
+
 /* --- remote bans --- */
 
 const char *judge_remote_refusal_name(enum judge_remote_refusal why)

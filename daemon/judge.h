@@ -126,6 +126,17 @@ bool judge_ban_allowed(const struct judge *j, const struct store_ban *b);
 int judge_protect(struct judge *j, const struct addr_prefix *prefix, int64_t now_ms,
                   struct verdict *ret_verdicts, unsigned max, unsigned *ret_n);
 
+/* After prefix was allowed (pbxguard allow; the policy holds it already): lifts, as lifted by
+ * who, every active ban of prefix itself or inside it, and every wider one that holds it and
+ * that the rules refuse now (a threshold or remote ban); fn gets a VERDICT_UNBAN (reason
+ * VERDICT_MANUAL) for each. A wider manual ban holding it stays, since an admin banned that
+ * whole range on purpose: *ret_kept (may be NULL) gets the narrowest such, and *ret_has_kept
+ * says whether there is one. Finding the bans inside a prefix wider than one address walks
+ * every active ban (the store keeps prefixes as text); an address costs one indexed lookup per
+ * length banned. Returns 0 or -errno (fn's own errors too). */
+int judge_allow(struct judge *j, const struct addr_prefix *prefix, const char *who, int64_t now_ms,
+                judge_verdict_fn fn, void *data, struct addr_prefix *ret_kept, bool *ret_has_kept);
+
 /* --- Remote bans: untrusted input from other nodes or services ---
  *
  * A remote source (the fleet's shared PostgreSQL table, daemon/cluster.c; a CrowdSec LAPI's

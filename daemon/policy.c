@@ -8,11 +8,22 @@
 
 #include "policy.h"
 
+/* The allowlist's entries, sorted by (family, length, address), and the lengths in use per
+ * family: a lookup is a binary search per length in use, whatever the list's size. */
+struct allow_index {
+    struct policy_wl_entry *v;
+    unsigned n, cap;
+    unsigned per_len[2][129]; /* entries per family (0: IPv4, 1: IPv6) and length */
+    uint8_t lens[2][129];     /* the lengths in use, longest first */
+    unsigned nlens[2];
+};
+
 struct policy {
     struct cfg_policy cfg;
     unsigned min_prefix4, min_prefix6;
-    struct policy_wl_entry *wl; /* configured and run-time entries */
+    struct policy_wl_entry *wl; /* configured and run-time entries, but the allowlist's */
     unsigned nwl, wl_cap;
+    struct allow_index allow;
 };
 
 /* What a built-in range means for a source inside it. */
@@ -75,6 +86,7 @@ static const struct {
     [POLICY_SRC_FLEET] = {"fleet", true,
                           "the fleet's database servers ([cluster] conninfo) are always "
                           "protected"},
+    [POLICY_SRC_ALLOW] = {"allow", false, "pbxguard allow --remove lifts it"},
 };
 
 const char *policy_source_name(enum policy_source src)
@@ -124,9 +136,143 @@ static bool holds(const struct addr_prefix *p, const struct addr *a)
     return overlap(p, &q);
 }
 
+/* --- the allowlist's index --- */
+
+static int fam_index(const struct addr *a)
+{
+    return a->family == AF_INET ? 0 : 1;
+}
+
+/* Orders prefixes by family, length, then address (host bits are clear in both). */
+static int allow_cmp(const struct addr_prefix *a, const struct addr_prefix *b)
+{
+    if (a->addr.family != b->addr.family)
+        return a->addr.family < b->addr.family ? -1 : 1;
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    return memcmp(a->addr.bytes, b->addr.bytes, addr_max_len(&a->addr) / 8);
+}
+
+/* The first entry not below key. */
+static unsigned allow_lower_bound(const struct allow_index *x, const struct addr_prefix *key)
+{
+    unsigned lo = 0, hi = x->n;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        if (allow_cmp(&x->v[mid].prefix, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static const struct policy_wl_entry *allow_find(const struct allow_index *x,
+                                                const struct addr_prefix *key)
+{
+    unsigned i = allow_lower_bound(x, key);
+    return i < x->n && allow_cmp(&x->v[i].prefix, key) == 0 ? &x->v[i] : NULL;
+}
+
+static void allow_lens_update(struct allow_index *x, int f)
+{
+    unsigned n = 0;
+    for (int len = f ? 128 : 32; len >= 0; len--)
+        if (x->per_len[f][len])
+            x->lens[f][n++] = (uint8_t)len;
+    x->nlens[f] = n;
+}
+
+static int allow_insert(struct allow_index *x, const struct addr_prefix *prefix, const char *label)
+{
+    struct addr_prefix k;
+    addr_prefix_of(&prefix->addr, prefix->len, &k);
+    unsigned i = allow_lower_bound(x, &k);
+    if (i < x->n && allow_cmp(&x->v[i].prefix, &k) == 0)
+        return 0;
+    if (x->n == x->cap) {
+        unsigned cap = x->cap ? x->cap * 2 : 16;
+        struct policy_wl_entry *m = realloc(x->v, cap * sizeof(*m));
+        if (!m)
+            return -ENOMEM;
+        x->v = m;
+        x->cap = cap;
+    }
+    memmove(&x->v[i + 1], &x->v[i], (x->n - i) * sizeof(x->v[0]));
+    struct policy_wl_entry *e = &x->v[i];
+    memset(e, 0, sizeof(*e));
+    e->prefix = k;
+    snprintf(e->label, sizeof(e->label), "%s", label ? label : "");
+    e->source = POLICY_SRC_ALLOW;
+    x->n++;
+    int f = fam_index(&k.addr);
+    if (x->per_len[f][k.len]++ == 0)
+        allow_lens_update(x, f);
+    return 0;
+}
+
+static int allow_remove(struct allow_index *x, const struct addr_prefix *prefix)
+{
+    struct addr_prefix k;
+    addr_prefix_of(&prefix->addr, prefix->len, &k);
+    unsigned i = allow_lower_bound(x, &k);
+    if (i >= x->n || allow_cmp(&x->v[i].prefix, &k) != 0)
+        return -ENOENT;
+    memmove(&x->v[i], &x->v[i + 1], (x->n - i - 1) * sizeof(x->v[0]));
+    x->n--;
+    int f = fam_index(&k.addr);
+    if (--x->per_len[f][k.len] == 0)
+        allow_lens_update(x, f);
+    return 0;
+}
+
+/* The entry holding a, the longest first. */
+static const struct policy_wl_entry *allow_match(const struct allow_index *x, const struct addr *a)
+{
+    int f = fam_index(a);
+    for (unsigned i = 0; i < x->nlens[f]; i++) {
+        struct addr_prefix k;
+        addr_prefix_of(a, x->lens[f][i], &k);
+        const struct policy_wl_entry *e = allow_find(x, &k);
+        if (e)
+            return e;
+    }
+    return NULL;
+}
+
+/* An entry that covers q or lies inside it. Inside: the entries of one length under q are
+ * neighbours in the order, and the first of them is the first not below q's own address at
+ * that length. */
+static const struct policy_wl_entry *allow_overlap(const struct allow_index *x,
+                                                   const struct addr_prefix *prefix)
+{
+    struct addr_prefix q;
+    addr_prefix_of(&prefix->addr, prefix->len, &q);
+    int f = fam_index(&q.addr);
+    for (unsigned i = 0; i < x->nlens[f]; i++) {
+        unsigned len = x->lens[f][i];
+        struct addr_prefix k;
+        if (len <= q.len) {
+            addr_prefix_of(&q.addr, len, &k);
+            const struct policy_wl_entry *e = allow_find(x, &k);
+            if (e)
+                return e;
+            continue;
+        }
+        k = q;
+        k.len = (uint8_t)len;
+        unsigned at = allow_lower_bound(x, &k);
+        if (at < x->n && x->v[at].prefix.len == len && overlap(&x->v[at].prefix, &q))
+            return &x->v[at];
+    }
+    return NULL;
+}
+
 static int append(struct policy *p, enum policy_source src, const struct addr_prefix *prefix,
                   const char *label)
 {
+    if (src == POLICY_SRC_ALLOW)
+        return allow_insert(&p->allow, prefix, label);
     if (p->nwl == p->wl_cap) {
         unsigned cap = p->wl_cap ? p->wl_cap * 2 : 8;
         struct policy_wl_entry *n = realloc(p->wl, cap * sizeof(*n));
@@ -161,6 +307,18 @@ int policy_protect_replace(struct policy *p, enum policy_source src,
 {
     if (src == POLICY_SRC_BUILTIN || src == POLICY_SRC_CONFIG || (unsigned)src >= POLICY_SRC_COUNT)
         return -EINVAL;
+    if (src == POLICY_SRC_ALLOW) {
+        struct allow_index fresh = {0};
+        for (unsigned i = 0; i < n; i++) {
+            if (allow_insert(&fresh, &entries[i].prefix, entries[i].label) < 0) {
+                free(fresh.v);
+                return -ENOMEM;
+            }
+        }
+        free(p->allow.v);
+        p->allow = fresh;
+        return 0;
+    }
     unsigned keep = 0;
     for (unsigned i = 0; i < p->nwl; i++)
         if (p->wl[i].source != src)
@@ -184,8 +342,29 @@ int policy_protect_replace(struct policy *p, enum policy_source src,
     return 0;
 }
 
+int policy_protect_remove(struct policy *p, enum policy_source src,
+                          const struct addr_prefix *prefix)
+{
+    if (src == POLICY_SRC_BUILTIN || src == POLICY_SRC_CONFIG || (unsigned)src >= POLICY_SRC_COUNT)
+        return -EINVAL;
+    if (src == POLICY_SRC_ALLOW)
+        return allow_remove(&p->allow, prefix);
+    struct addr_prefix k;
+    addr_prefix_of(&prefix->addr, prefix->len, &k);
+    for (unsigned i = 0; i < p->nwl; i++) {
+        if (p->wl[i].source == src && addr_prefix_equal(&p->wl[i].prefix, &k)) {
+            memmove(&p->wl[i], &p->wl[i + 1], (p->nwl - i - 1) * sizeof(p->wl[0]));
+            p->nwl--;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
 int policy_protect_copy(struct policy *to, const struct policy *from, enum policy_source src)
 {
+    if (src == POLICY_SRC_ALLOW)
+        return policy_protect_replace(to, src, from->allow.v, from->allow.n);
     for (unsigned i = 0; i < from->nwl; i++) {
         if (from->wl[i].source != src)
             continue;
@@ -200,6 +379,12 @@ const struct policy_wl_entry *policy_protect_entries(const struct policy *p, uns
 {
     *ret_n = p->nwl;
     return p->wl;
+}
+
+const struct policy_wl_entry *policy_allow_entries(const struct policy *p, unsigned *ret_n)
+{
+    *ret_n = p->allow.n;
+    return p->allow.v;
 }
 
 struct policy *policy_new(const struct cfg_policy *cfg, const struct cfg_whitelist *wl)
@@ -245,6 +430,7 @@ void policy_free(struct policy *p)
     if (!p)
         return;
     free(p->wl);
+    free(p->allow.v);
     free(p);
 }
 
@@ -256,7 +442,7 @@ const struct policy_wl_entry *policy_whitelist_match(const struct policy *p, con
     for (unsigned i = 0; i < p->nwl; i++)
         if (holds(&p->wl[i].prefix, a))
             return &p->wl[i];
-    return NULL;
+    return allow_match(&p->allow, a);
 }
 
 const struct policy_wl_entry *policy_whitelist_overlap(const struct policy *p,
@@ -268,7 +454,7 @@ const struct policy_wl_entry *policy_whitelist_overlap(const struct policy *p,
     for (unsigned i = 0; i < p->nwl; i++)
         if (overlap(&p->wl[i].prefix, prefix))
             return &p->wl[i];
-    return NULL;
+    return allow_overlap(&p->allow, prefix);
 }
 
 const struct policy_wl_entry *policy_ignored(const struct policy *p, const struct addr *a)
@@ -315,6 +501,8 @@ enum policy_ban_rule policy_ban_check(const struct policy *p, const struct addr_
         if (!soft)
             soft = &p->wl[i];
     }
+    if (!soft)
+        soft = allow_overlap(&p->allow, prefix);
     if (soft && !force) {
         if (ret_entry)
             *ret_entry = soft;
@@ -431,6 +619,8 @@ void policy_key(const struct policy *p, const struct addr *a, struct addr_prefix
             narrow = overlap(&specials[i].e.prefix, &k);
         for (unsigned i = 0; !narrow && i < p->nwl; i++)
             narrow = overlap(&p->wl[i].prefix, &k);
+        if (!narrow)
+            narrow = allow_overlap(&p->allow, &k) != NULL;
         if (narrow)
             addr_prefix_of(a, max, &k);
     }

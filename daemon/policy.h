@@ -31,6 +31,7 @@ enum policy_source {
     POLICY_SRC_RESOLVER,    /* a nameserver of resolv.conf */
     POLICY_SRC_TRUNK,       /* an address an Asterisk is configured to talk to (ami_learn.c) */
     POLICY_SRC_FLEET,       /* an address of the fleet's PostgreSQL servers (cluster.c) */
+    POLICY_SRC_ALLOW,       /* the runtime allowlist (pbxguard allow, allowlist.c) */
     POLICY_SRC_COUNT
 };
 
@@ -41,8 +42,8 @@ struct policy_wl_entry {
     enum policy_source source;
 };
 
-/* "builtin", "config", "ami", "host", "gateway", "resolver", "trunk", "fleet" (the JSON
- * names). */
+/* "builtin", "config", "ami", "host", "gateway", "resolver", "trunk", "fleet", "allow" (the
+ * JSON names). */
 const char *policy_source_name(enum policy_source src);
 /* True for the sources --force cannot override. */
 bool policy_source_absolute(enum policy_source src);
@@ -75,14 +76,25 @@ int policy_protect_add(struct policy *p, enum policy_source src, const struct ad
  * POLICY_SRC_CONFIG (the configuration's are fixed for the policy's life). */
 int policy_protect_replace(struct policy *p, enum policy_source src,
                            const struct policy_wl_entry *entries, unsigned n);
+/* Removes the entry of exactly prefix from src (not POLICY_SRC_BUILTIN nor POLICY_SRC_CONFIG:
+ * -EINVAL). Returns 0, or -ENOENT if src has no such entry.
+ *
+ * The entries of POLICY_SRC_ALLOW (the runtime allowlist, up to thousands) are kept apart, in
+ * an index sorted by family, length and address: every lookup below (match, overlap, ban check,
+ * key) costs a binary search per prefix length in use there instead of a walk of the list. An
+ * allowed prefix that is already in the index is not added twice. */
+int policy_protect_remove(struct policy *p, enum policy_source src,
+                          const struct addr_prefix *prefix);
 /* Copies every entry of src from one policy to another (a reload keeps what was learned). */
 int policy_protect_copy(struct policy *to, const struct policy *from, enum policy_source src);
-/* The run-time and configured entries (not the built-in ranges), in no promised order; the
- * pointer is valid until the next change. */
+/* The run-time and configured entries (not the built-in ranges nor the allowlist's, see
+ * policy_allow_entries()), in no promised order; the pointer is valid until the next change. */
 const struct policy_wl_entry *policy_protect_entries(const struct policy *p, unsigned *ret_n);
+/* The allowlist's entries (POLICY_SRC_ALLOW), sorted; valid until the next change. */
+const struct policy_wl_entry *policy_allow_entries(const struct policy *p, unsigned *ret_n);
 
-/* The first protected entry holding a (built-in ranges first), or NULL. The pointer lives
- * until the policy's entries change. */
+/* The first protected entry holding a (built-in ranges first, the allowlist last), or NULL. The
+ * pointer lives until the policy's entries change. */
 const struct policy_wl_entry *policy_whitelist_match(const struct policy *p, const struct addr *a);
 /* The first protected entry that overlaps prefix (either one covers the other), or NULL: a ban
  * of that prefix would ban a protected address. */

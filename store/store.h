@@ -376,3 +376,22 @@ int store_outbox_count(struct store *s, const char *sink, uint64_t *ret_n);
 /* A remote source's read position; -ENOENT if it never saved one. */
 int store_cursor_get(struct store *s, const char *source, int64_t *ret_position);
 int store_cursor_set(struct store *s, const char *source, int64_t position, int64_t now_ms);
+
+/* --- the runtime allowlist (schema 008): prefixes allowed on the control socket --- */
+
+struct store_allow {
+    struct addr_prefix prefix; /* host bits clear */
+    int64_t added_ms;
+    int64_t expires_ms;           /* 0 = until removed */
+    char added_by[STORE_WHO_MAX]; /* "cli:uid=0" */
+    char reason[STORE_NOTE_MAX];  /* "" for none */
+};
+
+/* Adds or replaces the entry of e->prefix (in the turn's transaction). */
+int store_allow_put(struct store *s, const struct store_allow *e);
+/* Deletes the entry of prefix: 0, or -ENOENT if there is none. */
+int store_allow_delete(struct store *s, const struct addr_prefix *prefix);
+/* Calls fn for every entry, in no promised order; fn's non-zero return stops the walk and is
+ * returned. A row whose prefix does not parse is skipped. */
+typedef int (*store_allow_fn)(void *data, const struct store_allow *e);
+int store_allow_all(struct store *s, store_allow_fn fn, void *data);
