@@ -12,6 +12,7 @@
 #include "cli_config.h"
 #include "cli_format.h"
 #include "cli_list.h"
+#include "cli_watch.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "report.h"
@@ -138,8 +139,18 @@ int cli_main(int argc, char **argv)
     const char *cmd = a.command->name;
     /* list comes a page at a time and prints as it goes; its reply here is an error only. */
     bool paged = strcmp(cmd, "list") == 0;
+    /* watch streams until Ctrl-C; its reply here is an error only, its result the exit code. */
+    int watched = -1;
     int r = paged ? cli_list(path, a.request, a.json, stdout, &reply)
-                  : cli_client_call(path, a.request, CLI_TIMEOUT_MS, &reply);
+            : strcmp(cmd, "watch") == 0
+                ? (watched = cli_watch(path, a.request, a.json, stdout, &reply))
+                : cli_client_call(path, a.request, CLI_TIMEOUT_MS, &reply);
+    if (watched > 0 && !reply) {
+        cli_args_release(&a);
+        return watched;
+    }
+    if (watched >= 0)
+        r = 0;
     if (r == -ENOENT || r == -ECONNREFUSED) {
         fprintf(stderr,
                 "pbxguard: the daemon is not running (nothing listens on %s); "

@@ -24,6 +24,7 @@ const struct cli_command cli_commands[] = {
     {"reload", NULL, "make the daemon re-read its configuration (like SIGHUP)"},
     {"allow", "ADDR[/LEN]", "never ban an address or prefix (lifts its bans); --remove undoes it"},
     {"allowlist", NULL, "list the allowed prefixes: the configuration's and the runtime ones"},
+    {"watch", NULL, "stream events and verdicts as they happen (Ctrl-C stops)"},
     {0},
 };
 

@@ -26,9 +26,18 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits for events on fd until the deadline. Returns 0, -ETIMEDOUT or -errno. */
+/* No deadline: a stream waits for its next line as long as it takes. */
+#define FOREVER (-1LL)
+
+/* Waits for events on fd until the deadline. Returns 0, -ETIMEDOUT or -errno; without a
+ * deadline, -EINTR when a signal arrives (the caller decides whether to stop). */
 static int wait_fd(int fd, short events, long long deadline)
 {
+    if (deadline == FOREVER) {
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, -1);
+        return n < 0 ? -errno : 0;
+    }
     for (;;) {
         long long left = deadline - now_ms();
         if (left <= 0)
@@ -163,6 +172,23 @@ int cli_client_request(struct cli_conn *c, json_t *req, int timeout_ms, json_t *
     size_t len = 0;
     if (r == 0)
         r = read_line(c, deadline, &len);
+    if (r < 0)
+        return r;
+    json_t *reply = json_loadb(c->buf, len, 0, NULL);
+    c->len -= len + 1;
+    memmove(c->buf, c->buf + len + 1, c->len);
+    if (!json_is_object(reply)) {
+        json_decref(reply);
+        return -EPROTO;
+    }
+    *ret_reply = reply;
+    return 0;
+}
+
+int cli_client_next(struct cli_conn *c, json_t **ret_reply)
+{
+    size_t len = 0;
+    int r = read_line(c, FOREVER, &len);
     if (r < 0)
         return r;
     json_t *reply = json_loadb(c->buf, len, 0, NULL);

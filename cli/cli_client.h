@@ -14,6 +14,11 @@ int cli_client_open(const char *path, int timeout_ms, struct cli_conn **ret_conn
  * reply object in ret_reply, or -errno: -ETIMEDOUT, -EPROTO (no reply or not a JSON object),
  * others from the socket calls. */
 int cli_client_request(struct cli_conn *c, json_t *req, int timeout_ms, json_t **ret_reply);
+/* The next line the daemon sends on a stream (watch), waiting as long as it takes. Returns 0
+ * with the object in ret_reply, -EINTR when a signal interrupted the wait (nothing lost: call
+ * again), -EPROTO when the daemon closed the connection or sent something else than a JSON
+ * object, or -errno. */
+int cli_client_next(struct cli_conn *c, json_t **ret_reply);
 void cli_client_close(struct cli_conn *c); /* accepts NULL */
 
 /* One request on a connection of its own: open, request, close. */

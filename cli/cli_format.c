@@ -287,6 +287,107 @@ int cli_format_json(const json_t *v, int indent, FILE *out)
     return 0;
 }
 
+int cli_format_json_line(const json_t *v, FILE *out)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    if (!s)
+        return -ENOMEM;
+    for (const char *c = s; *c; c++) {
+        if (*c == 0x7f)
+            fputs("\\u007f", out);
+        else
+            fputc(*c, out);
+    }
+    fputc('\n', out);
+    free(s);
+    return 0;
+}
+
+/* "23:10:01.123" in local time. */
+static const char *clock_ms(double t, char *buf, size_t len)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    char hms[16];
+    if (t <= 0 || !localtime_r(&s, &tm) || !strftime(hms, sizeof(hms), "%H:%M:%S", &tm))
+        snprintf(buf, len, "-");
+    else
+        snprintf(buf, len, "%s.%03d", hms, (int)((t - (double)s) * 1000) % 1000);
+    return buf;
+}
+
+/* A weighted count as people write it: 3, 2.5. */
+static const char *count_text(const json_t *v, char *buf, size_t len)
+{
+    if (!json_is_number(v))
+        snprintf(buf, len, "-");
+    else
+        snprintf(buf, len, "%g", json_number_value(v));
+    return buf;
+}
+
+void cli_format_watch(const json_t *rec, FILE *out)
+{
+    char t[32], type[16], a[64], src[128], svc[128], ev[64], acc[1024], w[32], th[32], p[64], d[32],
+        why[300];
+    clock_ms(json_number_value(json_object_get(rec, "time")), t, sizeof(t));
+    str(rec, "type", type, sizeof(type));
+    if (strcmp(type, "dropped") == 0) {
+        fprintf(out, "%s  dropped: %s\n", t, str(rec, "error", why, sizeof(why)));
+        return;
+    }
+    if (strcmp(type, "verdict") == 0) {
+        char action[16], reason[32];
+        fprintf(out, "%s  %s %s %s", t, str(rec, "reason", reason, sizeof(reason)),
+                str(rec, "action", action, sizeof(action)), str(rec, "prefix", p, sizeof(p)));
+        if (strcmp(action, "ban") == 0) {
+            const json_t *dur = json_object_get(rec, "duration");
+            if (json_is_integer(dur))
+                fprintf(out, " for %s", duration_format(json_integer_value(dur), d, sizeof(d)));
+            else
+                fputs(" permanently", out);
+        }
+        fputc('\n', out);
+        return;
+    }
+    fprintf(out, "%s  %s  %s  %s/%s  account \"%s\"  ", t, str(rec, "source", src, sizeof(src)),
+            str(rec, "addr", a, sizeof(a)), str(rec, "service", svc, sizeof(svc)),
+            str(rec, "event", ev, sizeof(ev)), str(rec, "account", acc, sizeof(acc)));
+    if (json_is_number(json_object_get(rec, "threshold")))
+        fprintf(out, "%s/%s  ", count_text(json_object_get(rec, "window"), w, sizeof(w)),
+                count_text(json_object_get(rec, "threshold"), th, sizeof(th)));
+    char verdict[32];
+    str(rec, "verdict", verdict, sizeof(verdict));
+    const json_t *by = json_object_get(rec, "why");
+    if (strcmp(verdict, "ban") == 0) {
+        const json_t *ban = json_object_get(rec, "ban");
+        const json_t *dur = json_object_get(ban, "duration");
+        fprintf(out, "BAN %s ", str(ban, "prefix", p, sizeof(p)));
+        if (json_is_integer(dur))
+            fprintf(out, "for %s", duration_format(json_integer_value(dur), d, sizeof(d)));
+        else
+            fputs("permanently", out);
+        fprintf(out, " (offence %" PRId64 "%s)\n", num(ban, "offence"),
+                json_is_true(json_object_get(rec, "trusted")) ? ", trusted_maxretry" : "");
+    } else if (json_is_object(by)) {
+        char label[200], bp[64];
+        fprintf(out, "%s: %s (%s)\n", verdict, str(by, "label", label, sizeof(label)),
+                str(by, "prefix", bp, sizeof(bp)));
+    } else if (json_is_string(by)) {
+        fprintf(out, "%s: %s\n", verdict, str(rec, "why", why, sizeof(why)));
+    } else if (strcmp(verdict, "below-threshold") == 0) {
+        fprintf(out, "below threshold%s\n",
+                json_is_true(json_object_get(rec, "trusted")) ? " (trusted: it logged in lately)"
+                                                              : "");
+    } else if (strcmp(verdict, "already-banned") == 0) {
+        fputs("already banned\n", out);
+    } else if (strcmp(verdict, "not-counted") == 0) {
+        fputs("not counted (weighs nothing)\n", out);
+    } else {
+        fprintf(out, "%s\n", verdict);
+    }
+}
+
 void cli_format_list_header(int width, FILE *out)
 {
     fprintf(out, "%-*s  %-10s  %-9s  %8s  %-19s  %s\n", width, "PREFIX", "REMAINING", "REASON",

@@ -16,6 +16,13 @@ int cli_format_reply(const char *cmd, const json_t *reply, int64_t now, FILE *ou
  * after the first is indented by indent more spaces; no newline at the end. 0 or -ENOMEM. */
 int cli_format_json(const json_t *v, int indent, FILE *out);
 
+/* v as one line of compact JSON, ASCII only as cli_format_json() writes it, and a newline
+ * (watch --json: one object per line). 0 or -ENOMEM. */
+int cli_format_json_line(const json_t *v, FILE *out);
+/* One live view record (watch) as one line of text: local time, source, address, service and
+ * event, the account (escaped), the window against the threshold, and what became of it. */
+void cli_format_watch(const json_t *rec, FILE *out);
+
 /* `list` a page at a time, for a listing longer than one reply: the header, each page's bans
  * (width: of the PREFIX column), and the closing line (more: bans were left out, of total). */
 void cli_format_list_header(int width, FILE *out);

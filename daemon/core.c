@@ -31,6 +31,7 @@
 #include "prom_file.h"
 #include "statsd.h"
 #include "store.h"
+#include "watch.h"
 
 #define MAINT_INTERVAL_MS 1000
 #define REPAIR_DELAY_MS 250
@@ -495,6 +496,13 @@ static void on_nft_check(struct loop *l, void *data)
 
 /* --- verdicts --- */
 
+/* Live view: a verdict decided outside the event path, while someone watches. */
+static void watch_verdict(struct core *c, const struct verdict *v)
+{
+    if (core_ctl_watching(c->ctl))
+        core_ctl_watch(c->ctl, watch_verdict_json(v, loop_wall_ms(c->loop)));
+}
+
 static void apply_ban(struct core *c, const struct verdict *v, const struct sec_event *ev)
 {
     char buf[ADDR_STRLEN], dur[32];
@@ -511,6 +519,8 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
         db_failed(c, "queueing an alert for CrowdSec", -EIO);
     /* A remote ban is logged by the fleet module, a batch at a time: a storm on another node
      * must not write one line per ban here. */
+    if (!ev)
+        watch_verdict(c, v);
     if (v->reason == VERDICT_REMOTE)
         return;
     if (v->timeout_ms)
@@ -582,6 +592,7 @@ static void apply_verdict(struct core *c, const struct verdict *v)
         }
         c->stats.unbans++;
         statsd_count_by(c->statsd, STATSD_M_UNBANS, reason_name(v->reason), 1);
+        watch_verdict(c, v);
     }
 }
 
@@ -736,6 +747,14 @@ static void on_event(void *data, const struct sec_event *ev)
         return;
     }
     db_succeeded(c);
+    if (core_ctl_watching(c->ctl)) {
+        /* What the admin debugging "why (not)" wants to see: the event and what became of it. */
+        const struct policy_wl_entry *w =
+            v.whitelisted ? policy_whitelist_match(c->policy, &ev->remote.addr) : NULL;
+        core_ctl_watch(c->ctl,
+                       watch_event_json(ev, &v, policy_weight(c->policy, ev->type, ev->service), w,
+                                        c->last_event_ms));
+    }
     if (v.ignored) {
         note_ignored(c, ev, v.ignored);
         return;

@@ -33,6 +33,7 @@ struct core_ctl {
     struct core *core;
     struct ctl *ctl;
     struct today today;
+    uint64_t watch_dropped; /* last seen, to log each drop once */
 };
 
 static int count_today(struct core_ctl *cc, struct store *store, int64_t now_ms)
@@ -219,6 +220,11 @@ static void status(void *data, json_t *reply)
     if (h.crowdsec)
         json_object_set_new(reply, "crowdsec",
                             crowdsec_status_json(h.crowdsec, &view.cfg->crowdsec));
+    struct ctl_watch_stats ws;
+    ctl_watch_stats(cc->ctl, &ws);
+    json_object_set_new(reply, "watch",
+                        json_pack("{s:i, s:I, s:I}", "watchers", (int)ws.watchers, "dropped",
+                                  (json_int_t)ws.dropped, "lines", (json_int_t)ws.lines));
 }
 
 static void collect_error(void *data, const char *message)
@@ -308,7 +314,40 @@ struct core_ctl *core_ctl_new(struct core *c, struct loop *l, const struct cfg_g
         return NULL;
     }
     ctl_set_paged(cc->ctl, ctl_cmd_paged);
+    ctl_set_stream(cc->ctl, ctl_cmd_stream);
     return cc;
+}
+
+bool core_ctl_watching(const struct core_ctl *cc)
+{
+    if (!cc)
+        return false;
+    struct ctl_watch_stats ws;
+    ctl_watch_stats(cc->ctl, &ws);
+    return ws.watchers > 0;
+}
+
+void core_ctl_watch(struct core_ctl *cc, json_t *record)
+{
+    if (!record)
+        return;
+    char *line = json_dumps(record, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(record);
+    if (!line)
+        return;
+    ctl_broadcast(cc->ctl, line, strlen(line));
+    free(line);
+    struct ctl_watch_stats ws;
+    ctl_watch_stats(cc->ctl, &ws);
+    if (ws.dropped > cc->watch_dropped) {
+        log_notice("control: %llu watcher%s fell more than %d KiB behind and %s dropped (%llu "
+                   "since the start); the loop never waits for one",
+                   (unsigned long long)(ws.dropped - cc->watch_dropped),
+                   ws.dropped - cc->watch_dropped == 1 ? "" : "s", CTL_WATCH_BUF_MAX / 1024,
+                   ws.dropped - cc->watch_dropped == 1 ? "was" : "were",
+                   (unsigned long long)ws.dropped);
+        cc->watch_dropped = ws.dropped;
+    }
 }
 
 void core_ctl_free(struct core_ctl *cc)

@@ -2,6 +2,7 @@
  * control commands need from the core, and none of its insides. Only those two files include
  * this header. */
 #pragma once
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -83,3 +84,8 @@ int core_reload_request(struct core *c, config_error_fn on_error, void *data);
 struct core_ctl;
 struct core_ctl *core_ctl_new(struct core *c, struct loop *l, const struct cfg_general *cfg);
 void core_ctl_free(struct core_ctl *cc); /* accepts NULL */
+/* Whether anyone watches (pbxguard watch): the core builds live view records only then.
+ * Accepts NULL (false). */
+bool core_ctl_watching(const struct core_ctl *cc);
+/* Sends record (consumed; NULL is ignored) to every watcher as one line. */
+void core_ctl_watch(struct core_ctl *cc, json_t *record);

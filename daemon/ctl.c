@@ -49,6 +49,11 @@ struct ctl_client {
     size_t reqlen;
     int queue; /* -1: not queued */
     struct ctl_client *qnext;
+    /* A watcher (its request opened a stream): the lines broadcast to it, from woff to wlen. */
+    bool watching;
+    char *wbuf;
+    size_t woff, wlen, wcap;
+    uint32_t wevents; /* what the loop waits for on it */
 };
 
 struct ctl {
@@ -75,6 +80,10 @@ struct ctl {
     struct ctl_client *qhead[Q_COUNT], *qtail[Q_COUNT];
     struct loop_timer resume;
     size_t out_bytes; /* queued reply bytes, all clients together */
+
+    ctl_stream_fn stream;
+    unsigned nwatchers;
+    uint64_t watch_dropped, watch_lines;
 };
 
 json_t *ctl_error(enum ctl_code code, const char *fmt, ...)
@@ -114,6 +123,17 @@ unsigned ctl_waiting(const struct ctl *c)
 void ctl_set_paged(struct ctl *c, ctl_paged_fn paged)
 {
     c->paged = paged;
+}
+
+void ctl_set_stream(struct ctl *c, ctl_stream_fn stream)
+{
+    c->stream = stream;
+}
+
+void ctl_watch_stats(const struct ctl *c, struct ctl_watch_stats *ret)
+{
+    *ret = (struct ctl_watch_stats){
+        .watchers = c->nwatchers, .dropped = c->watch_dropped, .lines = c->watch_lines};
 }
 
 static uint64_t mono_us(void)
@@ -217,8 +237,11 @@ static void client_close(struct ctl_client *cl)
         c->paused = false;
     if (cl->out)
         c->out_bytes -= cl->outlen;
+    if (cl->watching)
+        c->nwatchers--;
     free(cl->in);
     free(cl->out);
+    free(cl->wbuf);
     free(cl);
 }
 
@@ -325,9 +348,15 @@ static void answer(struct ctl_client *cl, int q, json_t *req, bool is_reply, siz
     struct ctl *c = cl->ctl;
     json_t *reply = req;
     if (!is_reply) {
-        reply = c->handler(c->data, json_string_value(json_object_get(req, "cmd")), req, &cl->peer);
+        const char *cmd = json_string_value(json_object_get(req, "cmd"));
+        reply = c->handler(c->data, cmd, req, &cl->peer);
         if (!reply)
             reply = ctl_error(CTL_CODE_FAILED, "internal error");
+        if (c->stream && c->stream(cmd) && json_is_true(json_object_get(reply, "ok")) &&
+            !cl->watching) {
+            cl->watching = true;
+            c->nwatchers++;
+        }
         json_decref(req);
     }
     client_queue(cl, reply);
@@ -404,6 +433,128 @@ static int client_read(struct ctl_client *cl)
     }
 }
 
+/* A watcher: writes what its socket takes now and waits for room, or for its hang-up; input
+ * is read and dropped. Closes it once a drop notice is taken. */
+static void watcher_step(struct ctl_client *cl)
+{
+    struct ctl *c = cl->ctl;
+    if (!cl->stop)
+        loop_timer_cancel(c->loop, &cl->deadline); /* a watcher may stay as long as it likes */
+    while (cl->woff < cl->wlen) {
+        ssize_t n =
+            send(cl->io.fd, cl->wbuf + cl->woff, cl->wlen - cl->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0) {
+            client_close(cl);
+            return;
+        }
+        cl->woff += (size_t)n;
+    }
+    if (cl->woff == cl->wlen) {
+        cl->woff = cl->wlen = 0;
+        if (cl->stop) {
+            client_close(cl);
+            return;
+        }
+    }
+    uint32_t want = EPOLLIN | EPOLLRDHUP | (cl->woff < cl->wlen ? EPOLLOUT : 0);
+    if (want != cl->wevents) {
+        if (loop_io_mod(c->loop, &cl->io, want) < 0) {
+            client_close(cl);
+            return;
+        }
+        cl->wevents = want;
+    }
+}
+
+/* Input from a watcher means nothing: read and dropped, a bounded amount per turn. Returns
+ * false when it hung up. */
+static bool watcher_drain(struct ctl_client *cl)
+{
+    char scratch[4096];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(cl->io.fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    return true;
+}
+
+#define WATCH_NOTICE_RESERVE 512
+
+static const char watch_dropped_line[] =
+    "{\"type\":\"dropped\",\"ok\":false,\"code\":1,\"error\":\"this watcher fell more than "
+    "256 KiB behind and was dropped: the daemon never waits for a slow reader; watch again, or "
+    "write to a file (pbxguard watch --json > FILE)\"}\n";
+
+/* Appends len bytes to the watcher's buffer, within room. */
+static bool watcher_append(struct ctl_client *cl, const char *data, size_t len, size_t room)
+{
+    if (cl->wlen - cl->woff + len > room)
+        return false;
+    if (cl->woff && cl->wcap - cl->wlen < len) {
+        memmove(cl->wbuf, cl->wbuf + cl->woff, cl->wlen - cl->woff);
+        cl->wlen -= cl->woff;
+        cl->woff = 0;
+    }
+    if (cl->wcap - cl->wlen < len) {
+        size_t cap = cl->wcap ? cl->wcap : 4096;
+        while (cap - cl->wlen < len)
+            cap *= 2;
+        if (cap > CTL_WATCH_BUF_MAX)
+            cap = CTL_WATCH_BUF_MAX;
+        char *b = realloc(cl->wbuf, cap);
+        if (!b)
+            return false;
+        cl->wbuf = b;
+        cl->wcap = cap;
+    }
+    memcpy(cl->wbuf + cl->wlen, data, len);
+    cl->wlen += len;
+    return true;
+}
+
+void ctl_broadcast(struct ctl *c, const char *line, size_t len)
+{
+    c->watch_lines++;
+    if (!c->nwatchers)
+        return;
+    for (struct ctl_client *cl = c->clients, *next; cl; cl = next) {
+        next = cl->next;
+        if (!cl->watching || cl->stop)
+            continue;
+        bool was_empty = cl->woff == cl->wlen;
+        size_t room = CTL_WATCH_BUF_MAX - WATCH_NOTICE_RESERVE;
+        if (cl->wlen - cl->woff + len + 1 > room || !watcher_append(cl, line, len, room) ||
+            !watcher_append(cl, "\n", 1, room + 1)) {
+            /* It fell behind (or memory ran out): the notice goes into the room kept for it
+             * (after a newline, should a line be cut short), and the watcher is closed once
+             * that is taken, or after a deadline. */
+            if (cl->wlen > cl->woff && cl->wbuf[cl->wlen - 1] != '\n')
+                watcher_append(cl, "\n", 1, CTL_WATCH_BUF_MAX);
+            watcher_append(cl, watch_dropped_line, sizeof(watch_dropped_line) - 1,
+                           CTL_WATCH_BUF_MAX);
+            cl->stop = true;
+            c->watch_dropped++;
+            loop_timer_arm(c->loop, &cl->deadline, CTL_DEADLINE_MS);
+        }
+        /* The write waits for the loop to say the socket has room: one wake-up per watcher
+         * and turn, however many lines the turn broadcast. */
+        if (was_empty && cl->outoff >= cl->outlen && !(cl->wevents & EPOLLOUT)) {
+            if (loop_io_mod(c->loop, &cl->io, EPOLLIN | EPOLLRDHUP | EPOLLOUT) < 0)
+                client_close(cl);
+            else
+                cl->wevents = EPOLLIN | EPOLLRDHUP | EPOLLOUT;
+        }
+    }
+}
+
 /* Flushes, answers buffered requests one at a time, and decides what to wait for next. */
 static void client_step(struct ctl_client *cl)
 {
@@ -420,6 +571,13 @@ static void client_step(struct ctl_client *cl)
             }
             /* A reply taken: the client gets a fresh deadline for its next request. */
             loop_timer_arm(l, &cl->deadline, CTL_DEADLINE_MS);
+        }
+        if (cl->watching) {
+            /* Its reply is out: from now on it only takes the stream. */
+            cl->inlen = 0;
+            cl->wevents = 0;
+            watcher_step(cl);
+            return;
         }
         if (cl->stop)
             goto close;
@@ -472,6 +630,15 @@ static void client_io(struct loop *l, int fd, uint32_t events, void *data)
         /* Waiting for its turn: only a hang-up matters. */
         if (events & (EPOLLHUP | EPOLLERR))
             client_close(cl);
+        return;
+    }
+    if (cl->watching && !writing) {
+        if ((events & (EPOLLHUP | EPOLLERR)) ||
+            ((events & (EPOLLIN | EPOLLRDHUP)) && !watcher_drain(cl))) {
+            client_close(cl);
+            return;
+        }
+        watcher_step(cl);
         return;
     }
     if (!writing && (events & (EPOLLIN | EPOLLRDHUP))) {

@@ -35,6 +35,14 @@
  * CTL_OUT_MAX is free. */
 #define CTL_PAGE_BYTES_MAX (1024 * 1024)
 
+/* Live view: a client whose request opened a stream (ctl_set_stream(), `watch`) takes no more
+ * requests; it gets every line ctl_broadcast() sends, through a buffer of its own of at most
+ * CTL_WATCH_BUF_MAX bytes, written without blocking as its socket takes them. One that falls
+ * that far behind is dropped: it gets one last line saying so ({"type":"dropped", ...}),
+ * and is closed once that is taken or after CTL_DEADLINE_MS. Watchers count against the same
+ * connection caps as other clients, so their memory is bounded too. */
+#define CTL_WATCH_BUF_MAX (256 * 1024)
+
 struct ctl_peer {
     uid_t uid;
     gid_t gid;
@@ -59,6 +67,20 @@ struct ctl *ctl_new(struct loop *l, const struct cfg_general *cfg, ctl_handler_f
                     void *data);
 /* Tells the server which commands are paged (none without it). */
 void ctl_set_paged(struct ctl *c, ctl_paged_fn paged);
+/* Tells the server which commands open a stream (none without it): after an {"ok":true}
+ * reply to one of them the client is a watcher. */
+typedef bool (*ctl_stream_fn)(const char *cmd);
+void ctl_set_stream(struct ctl *c, ctl_stream_fn stream);
+/* Appends one line (len bytes, no newline: one is added) to every watcher's buffer, dropping
+ * a watcher it does not fit. Costs a copy per watcher; the writes happen as sockets take them. */
+void ctl_broadcast(struct ctl *c, const char *line, size_t len);
+struct ctl_watch_stats {
+    unsigned watchers; /* now */
+    uint64_t dropped;  /* slow watchers dropped since the start */
+    uint64_t lines;    /* lines broadcast since the start */
+};
+void ctl_watch_stats(const struct ctl *c, struct ctl_watch_stats *ret);
+
 /* Closes every client and the listening socket, and removes the socket file. Accepts NULL. */
 void ctl_free(struct ctl *c);
 

@@ -869,18 +869,29 @@ static json_t *cmd_reload(const struct ctl_cmd_ops *ops, json_t *req, const stru
     return ctl_ok();
 }
 
+/* --- watch --- */
+
+/* The reply that turns the connection into a stream of live view records (ctl.c): the
+ * records come from the core, one JSON object per line, until the client closes. */
+static json_t *cmd_watch(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer)
+{
+    return json_pack("{s:b, s:b, s:i}", "ok", 1, "watching", 1, "buffer", CTL_WATCH_BUF_MAX);
+}
+
 typedef json_t *(*cmd_fn)(const struct ctl_cmd_ops *ops, json_t *req, const struct ctl_peer *peer);
 
 static const struct {
     const char *name;
     cmd_fn fn;
     bool paged;     /* its reply is a page of a listing (the server queues it behind others) */
+    bool stream;    /* its reply opens a stream (the connection then only takes records) */
     bool root_only; /* for root and the daemon's own user alone */
 } commands[] = {
-    {"status", cmd_status, false, false}, {"ban", cmd_ban, false, false},
-    {"unban", cmd_unban, false, false},   {"list", cmd_list, true, false},
-    {"show", cmd_show, false, false},     {"reload", cmd_reload, false, true},
-    {"allow", cmd_allow, false, false},   {"allowlist", cmd_allowlist, true, false},
+    {"status", cmd_status, false, false, false}, {"ban", cmd_ban, false, false, false},
+    {"unban", cmd_unban, false, false, false},   {"list", cmd_list, true, false, false},
+    {"show", cmd_show, false, false, false},     {"reload", cmd_reload, false, false, true},
+    {"allow", cmd_allow, false, false, false},   {"allowlist", cmd_allowlist, true, false, false},
+    {"watch", cmd_watch, false, true, false},
 };
 
 static int find(const char *cmd)
@@ -895,6 +906,12 @@ bool ctl_cmd_paged(const char *cmd)
 {
     int i = find(cmd);
     return i >= 0 && commands[i].paged;
+}
+
+bool ctl_cmd_stream(const char *cmd)
+{
+    int i = find(cmd);
+    return i >= 0 && commands[i].stream;
 }
 
 json_t *ctl_cmd_dispatch(const struct ctl_cmd_ops *ops, const char *cmd, json_t *req,

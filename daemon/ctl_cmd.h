@@ -60,3 +60,5 @@ json_t *ctl_cmd_dispatch(const struct ctl_cmd_ops *ops, const char *cmd, json_t 
                          const struct ctl_peer *peer);
 /* Whether cmd answers with a page of a listing (a ctl_paged_fn, for the server's queues). */
 bool ctl_cmd_paged(const char *cmd);
+/* Whether cmd opens a stream (a ctl_stream_fn): watch. */
+bool ctl_cmd_stream(const char *cmd);

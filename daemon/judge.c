@@ -131,8 +131,10 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
     r = store_window_sum(j->store, &key, from, now_ms, &sum);
     if (r < 0)
         return r;
+    v.window = sum;
+    v.threshold = policy_threshold(j->policy, ev->service);
     /* Weights are decimal fractions: allow for the last bits of a sum like 0.1 * 10. */
-    if (sum + 1e-9 < (double)policy_threshold(j->policy, ev->service)) {
+    if (sum + 1e-9 < (double)v.threshold) {
         *ret_verdict = v;
         return 0;
     }
@@ -145,7 +147,8 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
         r = store_success_get(j->store, &key, &ok);
         if (r == 0 && ok.last_ms >= now_ms - window) {
             v.authenticated = true;
-            if (sum + 1e-9 < (double)policy_trusted_threshold(j->policy, ev->service)) {
+            v.threshold = policy_trusted_threshold(j->policy, ev->service);
+            if (sum + 1e-9 < (double)v.threshold) {
                 *ret_verdict = v;
                 return 0;
             }

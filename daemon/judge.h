@@ -36,6 +36,10 @@ struct verdict {
     const char *ignored;
     bool authenticated; /* its key logged in successfully within trust_window, so it was held
                            to trusted_maxretry (set once maxretry was reached) */
+    /* The key's weighted failures in the window and the threshold they were held to, when the
+     * window was summed (a counted event of a key neither protected nor banned); else 0. */
+    double window;
+    unsigned threshold;
     enum sec_event_type event_type;
     char service[SEC_SERVICE_MAX];
 };
