@@ -791,11 +791,14 @@ static json_t *cmd_allow(const struct ctl_cmd_ops *ops, json_t *req, const struc
     if (err == 0 && !replaced)
         err = ops->allow_changed(ops->data, &p, true);
     if (err < 0) {
-        /* Nothing half done: the list stays as it was. */
-        if (replaced)
+        /* Nothing half done: the list and its row stay as they were. */
+        if (replaced) {
             allowlist_add(ops->allow, &old, NULL);
-        else
+            store_allow_put(ops->store, &old);
+        } else {
             allowlist_remove(ops->allow, &p);
+            store_allow_delete(ops->store, &p);
+        }
         return errno_reply("allow failed", err);
     }
 
