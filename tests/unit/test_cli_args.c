@@ -249,6 +249,23 @@ static void an_option_repeated_is_taken_once_and_aliases_work(void **state)
     rejects("unknown option \"--json=yes\"", "status", "--json=yes", NULL);
 }
 
+static void allow_takes_a_length_a_reason_or_remove(void **state)
+{
+    assert_string_equal(
+        request("allow", "203.0.113.0/24", "--for", "2h", "--reason", "office", NULL),
+        "{\"addr\":\"203.0.113.0/24\",\"cmd\":\"allow\",\"duration\":7200,"
+        "\"note\":\"office\"}");
+    assert_string_equal(request("allow", "--remove", "2001:db8::1", NULL),
+                        "{\"addr\":\"2001:db8::1\",\"cmd\":\"allow\",\"remove\":true}");
+    assert_string_equal(request("allowlist", NULL), "{\"cmd\":\"allowlist\"}");
+    assert_string_equal(request("watch", "--json", NULL), "{\"cmd\":\"watch\"}");
+    rejects("needs an address", "allow", NULL);
+    rejects("\"0.0.0.0/0\": a /0 prefix", "allow", "0.0.0.0/0", NULL);
+    rejects("one line", "allow", "192.0.2.1", "--reason", "two\nlines", NULL);
+    rejects("unknown option \"--permanent\" for allow", "allow", "192.0.2.1", "--permanent", NULL);
+    rejects("unexpected argument", "watch", "192.0.2.1", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +289,7 @@ int main(void)
         cmocka_unit_test(usage_lines_are_made_from_the_option_table),
         cmocka_unit_test(help_lists_a_commands_options_and_no_other),
         cmocka_unit_test(an_option_repeated_is_taken_once_and_aliases_work),
+        cmocka_unit_test(allow_takes_a_length_a_reason_or_remove),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
