@@ -353,9 +353,15 @@ void cli_format_watch(const json_t *rec, FILE *out)
     fprintf(out, "%s  %s  %s  %s/%s  account \"%s\"  ", t, str(rec, "source", src, sizeof(src)),
             str(rec, "addr", a, sizeof(a)), str(rec, "service", svc, sizeof(svc)),
             str(rec, "event", ev, sizeof(ev)), str(rec, "account", acc, sizeof(acc)));
-    if (json_is_number(json_object_get(rec, "threshold")))
-        fprintf(out, "%s/%s  ", count_text(json_object_get(rec, "window"), w, sizeof(w)),
-                count_text(json_object_get(rec, "threshold"), th, sizeof(th)));
+    if (json_is_number(json_object_get(rec, "threshold"))) {
+        /* The window is the key's: say so when that is not the address itself. */
+        char kb[64];
+        const char *k = str(rec, "key", kb, sizeof(kb));
+        bool own = strcmp(k, "-") == 0 || strcmp(k, a) == 0;
+        fprintf(out, "%s/%s%s%s  ", count_text(json_object_get(rec, "window"), w, sizeof(w)),
+                count_text(json_object_get(rec, "threshold"), th, sizeof(th)), own ? "" : " in ",
+                own ? "" : k);
+    }
     char verdict[32];
     str(rec, "verdict", verdict, sizeof(verdict));
     const json_t *by = json_object_get(rec, "why");

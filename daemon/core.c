@@ -751,9 +751,11 @@ static void on_event(void *data, const struct sec_event *ev)
         /* What the admin debugging "why (not)" wants to see: the event and what became of it. */
         const struct policy_wl_entry *w =
             v.whitelisted ? policy_whitelist_match(c->policy, &ev->remote.addr) : NULL;
-        core_ctl_watch(c->ctl,
-                       watch_event_json(ev, &v, policy_weight(c->policy, ev->type, ev->service), w,
-                                        c->last_event_ms));
+        struct addr_prefix key;
+        policy_key(c->policy, &ev->remote.addr, &key);
+        core_ctl_watch(c->ctl, watch_event_json(ev, &key, &v,
+                                                policy_weight(c->policy, ev->type, ev->service), w,
+                                                c->last_event_ms));
     }
     if (v.ignored) {
         note_ignored(c, ev, v.ignored);

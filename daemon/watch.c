@@ -56,7 +56,8 @@ static json_t *seconds(int64_t ms)
     return json_real((double)ms / 1000.0);
 }
 
-json_t *watch_event_json(const struct sec_event *ev, const struct verdict *v, double weight,
+json_t *watch_event_json(const struct sec_event *ev, const struct addr_prefix *key,
+                         const struct verdict *v, double weight,
                          const struct policy_wl_entry *protection, int64_t now_ms)
 {
     char a[ADDR_STRLEN], p[ADDR_STRLEN];
@@ -69,6 +70,8 @@ json_t *watch_event_json(const struct sec_event *ev, const struct verdict *v, do
     json_object_set_new(r, "time", seconds(now_ms));
     json_object_set_new(r, "source", text(ev->source, sizeof(ev->source)));
     json_object_set_new(r, "addr", json_string(addr_format(&ev->remote.addr, a, sizeof(a))));
+    if (key)
+        json_object_set_new(r, "key", json_string(addr_prefix_format(key, p, sizeof(p))));
     json_object_set_new(r, "service", text(ev->service, sizeof(ev->service)));
     json_object_set_new(r, "event", json_string(type ? type : "?"));
     json_object_set_new(r, "account", text(ev->account, sizeof(ev->account)));

@@ -34,11 +34,13 @@ const char *watch_outcome_name(enum watch_outcome o);
 enum watch_outcome watch_outcome_of(const struct verdict *v,
                                     const struct policy_wl_entry *protection);
 
-/* One event and its verdict: {"type":"event", "time", "source", "addr", "service", "event",
- * "account", "weight", "window", "threshold", "verdict", "why"?, "trusted"?, "ban"?}. time is
+/* One event and its verdict: {"type":"event", "time", "source", "addr", "key", "service",
+ * "event", "account", "weight", "window", "threshold", "verdict", "why"?, "trusted"?, "ban"?}:
+ * key (may be NULL: then absent) is the prefix its failures count under. time is
  * Unix seconds with milliseconds; "why" names the protection or the ignored range; "ban" is
  * {"prefix", "duration" (seconds, null: permanent), "offence"}. NULL when out of memory. */
-json_t *watch_event_json(const struct sec_event *ev, const struct verdict *v, double weight,
+json_t *watch_event_json(const struct sec_event *ev, const struct addr_prefix *key,
+                         const struct verdict *v, double weight,
                          const struct policy_wl_entry *protection, int64_t now_ms);
 
 /* A verdict decided outside the event path (a manual ban or unban, an allow's lifts, a remote

@@ -48,7 +48,7 @@ static void an_event_record_holds_the_window_against_the_threshold(void **state)
 {
     struct sec_event ev = event("203.0.113.7", "1001");
     struct verdict v = {.counted = true, .window = 3, .threshold = 5};
-    json_t *r = watch_event_json(&ev, &v, 1.0, NULL, 1764151200123);
+    json_t *r = watch_event_json(&ev, NULL, &v, 1.0, NULL, 1764151200123);
     assert_non_null(r);
     assert_string_equal(json_string_value(json_object_get(r, "type")), "event");
     assert_string_equal(json_string_value(json_object_get(r, "addr")), "203.0.113.7");
@@ -67,7 +67,7 @@ static void an_event_record_holds_the_window_against_the_threshold(void **state)
                          .timeout_ms = 3600000,
                          .offence = 2,
                          .prefix = fx_prefix("203.0.113.7")};
-    r = watch_event_json(&ev, &v, 1.0, NULL, 1764151200123);
+    r = watch_event_json(&ev, NULL, &v, 1.0, NULL, 1764151200123);
     json_t *ban = json_object_get(r, "ban");
     assert_string_equal(json_string_value(json_object_get(ban, "prefix")), "203.0.113.7");
     assert_int_equal(json_integer_value(json_object_get(ban, "duration")), 3600);
@@ -81,7 +81,7 @@ static void a_protected_source_names_its_entry(void **state)
     struct policy_wl_entry e = {
         .prefix = fx_prefix("198.51.100.0/24"), .label = "allowlist", .source = POLICY_SRC_ALLOW};
     struct verdict v = {.counted = true, .whitelisted = true};
-    json_t *r = watch_event_json(&ev, &v, 1.0, &e, 1764151200000);
+    json_t *r = watch_event_json(&ev, NULL, &v, 1.0, &e, 1764151200000);
     assert_string_equal(json_string_value(json_object_get(r, "verdict")), "allowlisted");
     json_t *why = json_object_get(r, "why");
     assert_string_equal(json_string_value(json_object_get(why, "prefix")), "198.51.100.0/24");
@@ -106,7 +106,7 @@ static void hostile_accounts_are_carried_and_shown_escaped(void **state)
     /* An escape sequence and quotes (valid UTF-8), then bytes that are not UTF-8. */
     struct sec_event ev = event("203.0.113.7", "\x1b[31mred\"q\\");
     struct verdict v = {.counted = true, .window = 1, .threshold = 5};
-    json_t *r = watch_event_json(&ev, &v, 1.0, NULL, 1764151200000);
+    json_t *r = watch_event_json(&ev, NULL, &v, 1.0, NULL, 1764151200000);
     assert_string_equal(json_string_value(json_object_get(r, "account")), "\x1b[31mred\"q\\");
     char *s = json_dumps(r, JSON_COMPACT | JSON_ENSURE_ASCII);
     assert_true(strstr(s, "\\u001b[31mred\\\"q\\\\") || strstr(s, "\\u001B[31mred\\\"q\\\\"));
@@ -118,7 +118,7 @@ static void hostile_accounts_are_carried_and_shown_escaped(void **state)
     json_decref(r);
 
     ev = event("203.0.113.7", "bad\xff\xfe");
-    r = watch_event_json(&ev, &v, 1.0, NULL, 1764151200000);
+    r = watch_event_json(&ev, NULL, &v, 1.0, NULL, 1764151200000);
     assert_string_equal(json_string_value(json_object_get(r, "account")), "bad\\xff\\xfe");
     text = line(r);
     assert_null(strchr(text, '\xff'));
@@ -135,13 +135,24 @@ static void a_ban_and_a_manual_verdict_read_as_one_line_each(void **state)
                         .timeout_ms = 3600000,
                         .offence = 1,
                         .prefix = fx_prefix("203.0.113.7")};
-    json_t *r = watch_event_json(&ev, &v, 1.0, NULL, 1764151200000);
+    json_t *r = watch_event_json(&ev, NULL, &v, 1.0, NULL, 1764151200000);
     assert_non_null(strstr(line(r), "5/5  BAN 203.0.113.7 for 1h (offence 1)\n"));
     json_decref(r);
     struct verdict m = {
         .action = VERDICT_UNBAN, .reason = VERDICT_MANUAL, .prefix = fx_prefix("192.0.2.0/24")};
     r = watch_verdict_json(&m, 1764151200000);
     assert_non_null(strstr(line(r), "  manual unban 192.0.2.0/24\n"));
+    json_decref(r);
+}
+
+static void an_ipv6_window_names_the_key_it_counts_under(void **state)
+{
+    struct sec_event ev = event("2001:db8:1:2::66", "1001");
+    struct addr_prefix key = fx_prefix("2001:db8:1:2::/64");
+    struct verdict v = {.counted = true, .window = 3, .threshold = 5};
+    json_t *r = watch_event_json(&ev, &key, &v, 1.0, NULL, 1764151200000);
+    assert_string_equal(json_string_value(json_object_get(r, "key")), "2001:db8:1:2::/64");
+    assert_non_null(strstr(line(r), "3/5 in 2001:db8:1:2::/64  below threshold\n"));
     json_decref(r);
 }
 
@@ -153,6 +164,7 @@ int main(void)
         cmocka_unit_test(a_protected_source_names_its_entry),
         cmocka_unit_test(hostile_accounts_are_carried_and_shown_escaped),
         cmocka_unit_test(a_ban_and_a_manual_verdict_read_as_one_line_each),
+        cmocka_unit_test(an_ipv6_window_names_the_key_it_counts_under),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
