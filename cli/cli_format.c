@@ -238,6 +238,11 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     const json_t *act = json_object_get(r, "active_bans");
     fprintf(out, "%-12s %" PRId64 " bans (%" PRId64 " IPv4, %" PRId64 " IPv6)\n", "active",
             num(act, "v4") + num(act, "v6"), num(act, "v4"), num(act, "v6"));
+    const json_t *watch = json_object_get(r, "watch");
+    if (num(watch, "watchers") || num(watch, "dropped"))
+        fprintf(out, "%-12s %" PRId64 " watcher%s now, %" PRId64 " dropped for falling behind\n",
+                "live view", num(watch, "watchers"), num(watch, "watchers") == 1 ? "" : "s",
+                num(watch, "dropped"));
     print_cluster(json_object_get(r, "cluster"), now, out);
     print_crowdsec(json_object_get(r, "crowdsec"), now, out);
     const json_t *ami = json_object_get(r, "ami");
