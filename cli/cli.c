@@ -1,5 +1,6 @@
 /* pbxguard: parse the command line, ask the daemon over the control socket, print the answer. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +14,23 @@
 #include "cli_format.h"
 #include "cli_list.h"
 #include "cli_watch.h"
+#include "cli_transfer.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "report.h"
+
+/* Commands that parse their own options (the socket and configuration given before them are
+ * passed on). */
+struct cli_own_main {
+    const char *name;
+    int (*main)(int argc, char **argv, const char *socket, const char *config);
+    const char *summary;
+};
+static const struct cli_own_main own_mains[] = {
+    {"export", cli_export_main, "write the active bans as JSON, CSV or an nft script"},
+    {"import", cli_import_main, "ban what a file, a list or fail2ban's database holds"},
+    {0},
+};
 
 static void print_help(FILE *out, const struct cli_command *cmd)
 {
@@ -33,6 +48,8 @@ static void print_help(FILE *out, const struct cli_command *cmd)
                  "Commands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
         fprintf(out, "  %-8s %s\n", c->name, c->summary);
+    for (const struct cli_own_main *m = own_mains; m->name; m++)
+        fprintf(out, "  %-8s %s\n", m->name, m->summary);
     fprintf(out, "  %-8s %s\n", "report",
             "summarize attacks and bans over a period (see pbxguard report --help)");
     fprintf(out, "\nOptions:\n");
@@ -76,35 +93,40 @@ int cli_main(int argc, char **argv)
     const struct cli_command *hint;
     char err[512];
 
-    /* report reads the database itself (read-only) and has its own options; a -c given
-     * before it is passed on. */
-    const char *config = NULL;
+    /* Commands with options of their own run their own main: report reads the database
+     * itself (read-only), export and import page and stream. A -s or -c given before the
+     * command is passed on. */
+    const char *config = NULL, *sock = NULL;
     for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||
-             strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0) &&
-            i + 1 < argc) {
-            if (argv[i][1] == 'c' || argv[i][2] == 'c')
-                config = argv[i + 1];
-            i++;
+        bool is_c = strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0;
+        bool is_s = strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0;
+        if ((is_c || is_s) && i + 1 < argc) {
+            *(is_c ? &config : &sock) = argv[++i];
             continue;
         }
         if (strncmp(argv[i], "--config=", 9) == 0)
             config = argv[i] + 9;
+        if (strncmp(argv[i], "--socket=", 9) == 0)
+            sock = argv[i] + 9;
         if (argv[i][0] == '-')
             continue;
-        if (strcmp(argv[i], "report") != 0)
-            break;
-        char *rargv[argc + 3];
-        int rargc = 0;
-        rargv[rargc++] = argv[i];
-        if (config) {
-            rargv[rargc++] = "--config";
-            rargv[rargc++] = (char *)config;
+        if (strcmp(argv[i], "report") == 0) {
+            char *rargv[argc + 3];
+            int rargc = 0;
+            rargv[rargc++] = argv[i];
+            if (config) {
+                rargv[rargc++] = "--config";
+                rargv[rargc++] = (char *)config;
+            }
+            for (int k = i + 1; k < argc; k++)
+                rargv[rargc++] = argv[k];
+            rargv[rargc] = NULL;
+            return report_main(rargc, rargv);
         }
-        for (int k = i + 1; k < argc; k++)
-            rargv[rargc++] = argv[k];
-        rargv[rargc] = NULL;
-        return report_main(rargc, rargv);
+        for (const struct cli_own_main *m = own_mains; m->name; m++)
+            if (strcmp(argv[i], m->name) == 0)
+                return m->main(argc - i, argv + i, sock, config);
+        break;
     }
 
     if (cli_args_parse(argc, argv, &a, &hint, err, sizeof(err)) < 0) {

@@ -138,3 +138,48 @@ int cli_list(const char *path, const json_t *request, bool json, FILE *out, json
     json_decref(req);
     return r;
 }
+
+int cli_list_each(const char *path, cli_list_fn fn, void *data, int64_t *ret_total,
+                  json_t **ret_error)
+{
+    struct cli_conn *conn;
+    *ret_error = NULL;
+    int r = cli_client_open(path, CLI_TIMEOUT_MS, &conn);
+    if (r < 0)
+        return r;
+    json_t *req = json_pack("{s:s}", "cmd", "list");
+    if (!req) {
+        cli_client_close(conn);
+        return -ENOMEM;
+    }
+    for (bool first = true;; first = false) {
+        json_t *reply;
+        r = cli_client_request(conn, req, CLI_TIMEOUT_MS, &reply);
+        if (r < 0)
+            break;
+        if (!json_is_true(json_object_get(reply, "ok"))) {
+            *ret_error = reply;
+            break;
+        }
+        if (first && ret_total)
+            *ret_total = json_integer_value(json_object_get(reply, "total"));
+        size_t i;
+        const json_t *b;
+        json_array_foreach(json_object_get(reply, "bans"), i, b)
+        {
+            r = fn(data, b);
+            if (r)
+                break;
+        }
+        const char *next = json_string_value(json_object_get(reply, "cursor"));
+        if (r || !next) {
+            json_decref(reply);
+            break;
+        }
+        json_object_set_new(req, "cursor", json_string(next));
+        json_decref(reply);
+    }
+    cli_client_close(conn);
+    json_decref(req);
+    return r;
+}
