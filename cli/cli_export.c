@@ -301,7 +301,7 @@ int cli_export_main(int argc, char **argv, const char *socket, const char *confi
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+o:s:c:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:s:c:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             if (strcmp(optarg, "json") == 0)

@@ -302,7 +302,7 @@ int cli_import_main(int argc, char **argv, const char *socket, const char *confi
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+ns:c:hj", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ns:c:hj", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_FORMAT:
             if (strcmp(optarg, "auto") == 0)

@@ -219,8 +219,10 @@ int import_csv_header(const char *line, size_t len, struct import_csv *ret_csv, 
                    : strcmp(f[i], "note") == 0    ? &c.note
                                                   : NULL;
         if (col && *col >= 0) {
+            /* Said before the fields' storage goes. */
+            fail(err, errlen, "the header names column \"%s\" twice", f[i]);
             free(scratch);
-            return fail(err, errlen, "the header names column \"%s\" twice", f[i]);
+            return -EINVAL;
         }
         if (col)
             *col = i;

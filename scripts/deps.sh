@@ -9,9 +9,11 @@ run_pkgs="meson ninja-build pkg-config gcc libc6-dev libnftnl-dev libmnl-dev lib
 # postgresql-15: the fleet tests start throwaway servers of their own (initdb, pg_ctl).
 # prometheus (promtool too), prometheus-node-exporter: the Prometheus test starts its own, on a
 # private namespace's loopback.
+# fail2ban: the import test runs a fail2ban-server of its own in a temporary directory; the
+# package's own service is never started (see below).
 test_pkgs="$run_pkgs libcmocka-dev clang clang-format libclang-rt-14-dev sqlite3 util-linux procps e2fsprogs
   systemd passwd man-db dpkg-dev build-essential debhelper lintian postgresql-15 prometheus
-  prometheus-node-exporter"
+  prometheus-node-exporter fail2ban"
 
 case "${1:-}" in
 run) want=$run_pkgs ;;
@@ -48,6 +50,17 @@ case " $missing " in
     fi
     ;;
 esac
+# fail2ban's postinst starts its service through invoke-rc.d (/etc/init.d/fail2ban where systemd
+# does not run): a policy-rc.d that denies every start keeps it from running for the install.
+case " $missing " in
+*" fail2ban "*)
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\n# made by pbxguard scripts/deps.sh for one install\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    ;;
+esac
 export DEBIAN_FRONTEND=noninteractive
 # Another apt/dpkg run (an unattended upgrade, a second test run) holds dpkg's lock: wait for it.
 apt_opts="-o DPkg::Lock::Timeout=600"
@@ -55,3 +68,9 @@ apt_opts="-o DPkg::Lock::Timeout=600"
 apt-get $apt_opts update -qq
 # shellcheck disable=SC2086
 apt-get $apt_opts install -y -qq --no-install-recommends $missing >/dev/null
+# Should a fail2ban server have started all the same (a policy that allowed it), stop it
+# through its own default socket: nothing may be left running.
+if [ -S /var/run/fail2ban/fail2ban.sock ] && command -v fail2ban-client >/dev/null; then
+    fail2ban-client stop >/dev/null 2>&1 || true
+fi
+exit 0
