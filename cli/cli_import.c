@@ -410,7 +410,8 @@ int cli_import_main(int argc, char **argv, const char *socket, const char *confi
         free(im.existing);
         return CLI_EXIT_FAILED;
     }
-    qsort(im.existing, im.nexisting, sizeof(*im.existing), cmp_existing);
+    if (im.nexisting)
+        qsort(im.existing, im.nexisting, sizeof(*im.existing), cmp_existing);
     im.now = (int64_t)time(NULL);
 
     int whole = 0; /* the input as a whole was refused or cut */
