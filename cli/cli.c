@@ -23,7 +23,7 @@
  * passed on). */
 struct cli_own_main {
     const char *name;
-    int (*main)(int argc, char **argv, const char *socket, const char *config);
+    int (*main)(int argc, char **argv, const char *socket, const char *config, bool json);
     const char *summary;
 };
 static const struct cli_own_main own_mains[] = {
@@ -97,6 +97,7 @@ int cli_main(int argc, char **argv)
      * itself (read-only), export and import page and stream. A -s or -c given before the
      * command is passed on. */
     const char *config = NULL, *sock = NULL;
+    bool json = false;
     for (int i = 1; i < argc; i++) {
         bool is_c = strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0;
         bool is_s = strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0;
@@ -108,6 +109,8 @@ int cli_main(int argc, char **argv)
             config = argv[i] + 9;
         if (strncmp(argv[i], "--socket=", 9) == 0)
             sock = argv[i] + 9;
+        if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+            json = true;
         if (argv[i][0] == '-')
             continue;
         if (strcmp(argv[i], "report") == 0) {
@@ -125,7 +128,7 @@ int cli_main(int argc, char **argv)
         }
         for (const struct cli_own_main *m = own_mains; m->name; m++)
             if (strcmp(argv[i], m->name) == 0)
-                return m->main(argc - i, argv + i, sock, config);
+                return m->main(argc - i, argv + i, sock, config, json);
         break;
     }
 

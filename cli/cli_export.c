@@ -289,8 +289,9 @@ static int find_socket(const char *socket, const char *config, char *buf, size_t
     return cli_config_path(config, CLI_PATH_SOCKET, "pbxguard", buf, len);
 }
 
-int cli_export_main(int argc, char **argv, const char *socket, const char *config)
+int cli_export_main(int argc, char **argv, const char *socket, const char *config, bool json)
 {
+    (void)json;
     static const struct option longopts[] = {
         {"format", required_argument, NULL, 'f'}, {"output", required_argument, NULL, 'o'},
         {"socket", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},

@@ -280,7 +280,7 @@ static void summary(struct import *im, int whole)
            whole ? " (the input was not read to its end)" : "");
 }
 
-int cli_import_main(int argc, char **argv, const char *socket, const char *config)
+int cli_import_main(int argc, char **argv, const char *socket, const char *config, bool json)
 {
     enum { OPT_FOR = 256, OPT_F2B, OPT_JSON, OPT_FORMAT };
     static const struct option longopts[] = {
@@ -294,7 +294,7 @@ int cli_import_main(int argc, char **argv, const char *socket, const char *confi
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    struct import im = {0};
+    struct import im = {.json = json};
     enum import_format fmt = IMPORT_AUTO;
     bool f2b = false;
     bool length_given = false;

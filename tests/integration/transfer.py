@@ -169,7 +169,7 @@ with h.TempDir() as d:
     kern = h.pbxguard_bans() or {}
     t.ok(set(a_bans) <= set(kern), "... and in B's kernel sets", kern)
 
-    r = cli(sock_b, "import", "--json", jpath)
+    r = cli(sock_b, "--json", "import", jpath)  # the global --json, before the command
     s = json.loads(r.stdout) if r.returncode == 0 else {}
     t.ok(s.get("imported") == 0 and s.get("kept") == len(BANS),
          "importing it again changes nothing: each ban already lasts as long", r.stdout + r.stderr)
