@@ -61,8 +61,13 @@ struct sec_event {
     bool account_truncated;
     char session[SEC_SESSION_MAX];
     int64_t event_tv_ms;         /* EventTV as Unix ms (UTC); 0 if absent or unparsable */
-    int64_t received_ms;         /* the daemon's wall clock at receipt; the window counts on this */
+    int64_t received_ms;         /* the daemon's wall clock at receipt */
     char source[SEC_SOURCE_MAX]; /* which source produced it, e.g. "ami:pbx1" */
+    /* Set by a source that read the event after the fact (the security log filling a gap in
+     * the AMI stream): the window counts it at occurred_ms, its own time (EventTV, else the log
+     * line's), instead of at receipt. */
+    bool backfilled;
+    int64_t occurred_ms;
 };
 
 /* How a source hands events to the core: the one narrow interface between them. */

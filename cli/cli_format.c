@@ -250,17 +250,39 @@ static void print_status(const json_t *r, int64_t now, FILE *out)
     const json_t *s;
     if (json_array_size(ami) == 0) {
         fprintf(out, "%-12s none configured\n", "AMI");
-        return;
+    } else {
+        fprintf(out, "AMI sessions:\n");
+        json_array_foreach(ami, i, s)
+        {
+            char name[64], state[64], host[300];
+            snprintf(b, sizeof(b), "%s", ago(s, "last_event", now, a, sizeof(a)));
+            fprintf(out, "  %-12s %-12s %s:%" PRId64 "  last event %s\n",
+                    str(s, "name", name, sizeof(name)), str(s, "state", state, sizeof(state)),
+                    str(s, "host", host, sizeof(host)), num(s, "port"), b);
+            print_trust(json_object_get(s, "trust"), now, out);
+        }
     }
-    fprintf(out, "AMI sessions:\n");
-    json_array_foreach(ami, i, s)
+    const json_t *logs = json_object_get(r, "seclog");
+    if (json_array_size(logs) == 0)
+        return;
+    fprintf(out, "Security logs:\n");
+    json_array_foreach(logs, i, s)
     {
-        char name[64], state[64], host[300];
+        char name[64], state[64], file[600], mode[16], lag[32], off[32], size[32], err[128];
+        fprintf(out, "  %-12s %-12s %s (%s)\n", str(s, "name", name, sizeof(name)),
+                str(s, "state", state, sizeof(state)), str(s, "reading", file, sizeof(file)),
+                str(s, "mode", mode, sizeof(mode)));
+        if (json_is_string(json_object_get(s, "error")))
+            fprintf(out, "  %-12s error: %s\n", "", str(s, "error", err, sizeof(err)));
+        if (json_is_integer(json_object_get(s, "lag")))
+            duration_format(num(s, "lag"), lag, sizeof(lag));
+        else
+            snprintf(lag, sizeof(lag), "-");
         snprintf(b, sizeof(b), "%s", ago(s, "last_event", now, a, sizeof(a)));
-        fprintf(out, "  %-12s %-12s %s:%" PRId64 "  last event %s\n",
-                str(s, "name", name, sizeof(name)), str(s, "state", state, sizeof(state)),
-                str(s, "host", host, sizeof(host)), num(s, "port"), b);
-        print_trust(json_object_get(s, "trust"), now, out);
+        fprintf(out,
+                "  %-12s offset %s of %s, lag %s, last event %s, %" PRId64 " malformed lines\n", "",
+                cli_format_size(num(s, "offset"), off, sizeof(off)),
+                cli_format_size(num(s, "size"), size, sizeof(size)), lag, b, num(s, "malformed"));
     }
 }
 

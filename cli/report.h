@@ -60,6 +60,7 @@ struct report_new_source {
 
 struct report_totals {
     uint64_t failures;    /* failed attempts in the period */
+    uint64_t backfilled;  /* of which read from a security log for a time AMI did not cover */
     uint64_t sources;     /* distinct keys that failed in the period */
     uint64_t bans;        /* bans issued in the period; by reason in report.ban_reasons */
     uint64_t lifted;      /* bans removed by hand (unban) in the period */

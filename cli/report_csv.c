@@ -49,10 +49,11 @@ static void csv_period(const struct report *r, FILE *out)
 static void csv_totals(const struct report *r, FILE *out)
 {
     const struct report_totals *T = &r->totals;
-    static const char *const names[] = {"failures",  "sources", "new_sources", "bans",  "escalated",
-                                        "permanent", "lifted",  "expired",     "active"};
-    uint64_t v[] = {T->failures,  T->sources, T->new_sources, T->bans,  T->escalated,
-                    T->permanent, T->lifted,  T->expired,     T->active};
+    static const char *const names[] = {"failures", "backfilled", "sources",   "new_sources",
+                                        "bans",     "escalated",  "permanent", "lifted",
+                                        "expired",  "active"};
+    uint64_t v[] = {T->failures,  T->backfilled, T->sources, T->new_sources, T->bans,
+                    T->escalated, T->permanent,  T->lifted,  T->expired,     T->active};
     csv_header(out, "metric,value");
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         csv_cell(out, names[i], false);

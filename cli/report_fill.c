@@ -17,10 +17,12 @@ static int64_t ms_to_sec(int64_t ms)
     return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
 }
 
-static int add_failures(void *data, const char *service, int type, int64_t bucket, uint64_t n)
+static int add_failures(void *data, const char *service, int type, int64_t bucket, uint64_t n,
+                        uint64_t backfilled)
 {
     struct report *r = data;
     r->totals.failures += n;
+    r->totals.backfilled += backfilled;
     if (type >= 0 && type < SEC_EVENT_TYPE_COUNT)
         r->by_type[type] += n;
     if (bucket >= 0 && bucket < r->nbuckets)

@@ -93,6 +93,7 @@ static json_t *report_json(const struct report *r)
     json_t *tot = json_object();
     if (tot) {
         jset(tot, "failures", jnum(T->failures));
+        jset(tot, "backfilled", jnum(T->backfilled));
         jset(tot, "sources", jnum(T->sources));
         jset(tot, "new_sources", jnum(T->new_sources));
         jset(tot, "bans", jnum(T->bans));

@@ -86,6 +86,8 @@ int report_render_text(const struct report *r, FILE *out)
 
     text_heading(out, "Totals");
     text_row(out, "Failed attempts", T->failures);
+    if (T->backfilled)
+        text_row(out, "  of which from the security log", T->backfilled);
     text_row(out, "Distinct sources", T->sources);
     text_row(out, "Sources seen for the first time", T->new_sources);
     text_row(out, "Bans issued", T->bans);

@@ -45,6 +45,8 @@ enum {
     ST_SLICE_PERMANENT,
     ST_SLICE_TIMED,
     ST_BAN_MAX_ID,
+    ST_SECLOG_CURSOR_GET,
+    ST_SECLOG_CURSOR_PUT,
     ST_COUNT
 };
 
@@ -121,6 +123,13 @@ static const char *const sql[ST_COUNT] = {
     [ST_CURSOR_SET] = "INSERT INTO remote_cursor (source, position, updated_ms) VALUES (?1, ?2, "
                       "?3) ON CONFLICT (source) DO UPDATE SET position = excluded.position, "
                       "updated_ms = excluded.updated_ms",
+    [ST_SECLOG_CURSOR_GET] =
+        "SELECT dev, ino, pos, tail, line_ms FROM seclog_cursor WHERE name = ?1",
+    [ST_SECLOG_CURSOR_PUT] =
+        "INSERT INTO seclog_cursor (name, path, dev, ino, pos, tail, line_ms, "
+        "updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+        "ON CONFLICT (name) DO UPDATE SET path = ?2, dev = ?3, ino = ?4, pos = ?5, "
+        "tail = ?6, line_ms = ?7, updated_ms = ?8",
 };
 
 enum op_kind { OP_BAN_ADD, OP_BAN_LIFT };
@@ -756,6 +765,59 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *t, size_t max
         sqlite3_bind_text(st, i, t, (int)n, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, i);
+}
+
+int store_seclog_cursor_get(struct store *s, const char *name, struct store_seclog_cursor *ret)
+{
+    int r = store_turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_SECLOG_CURSOR_GET];
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        struct store_seclog_cursor c = {0};
+        c.dev = (uint64_t)sqlite3_column_int64(st, 0);
+        c.ino = (uint64_t)sqlite3_column_int64(st, 1);
+        int64_t pos = sqlite3_column_int64(st, 2);
+        c.pos = pos > 0 ? (uint64_t)pos : 0;
+        const void *t = sqlite3_column_blob(st, 3);
+        int tl = sqlite3_column_bytes(st, 3);
+        if (t && tl > 0 && (size_t)tl <= sizeof(c.tail)) {
+            memcpy(c.tail, t, (size_t)tl);
+            c.tail_len = (unsigned)tl;
+        }
+        c.line_ms = sqlite3_column_int64(st, 4);
+        *ret = c;
+    } else {
+        r = rc == SQLITE_DONE ? -ENOENT : map_rc(s, rc);
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_seclog_cursor_put(struct store *s, const char *name, const char *path,
+                            const struct store_seclog_cursor *c, int64_t now_ms)
+{
+    int r = store_turn_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *st = s->st[ST_SECLOG_CURSOR_PUT];
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)c->dev);
+    sqlite3_bind_int64(st, 4, (int64_t)c->ino);
+    sqlite3_bind_int64(st, 5, (int64_t)c->pos);
+    if (c->tail_len)
+        sqlite3_bind_blob(st, 6, c->tail, (int)c->tail_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    if (c->line_ms)
+        sqlite3_bind_int64(st, 7, c->line_ms);
+    else
+        sqlite3_bind_null(st, 7);
+    sqlite3_bind_int64(st, 8, now_ms);
+    return run(s, st);
 }
 
 static void column_text(sqlite3_stmt *st, int col, char *buf, size_t len);

@@ -130,6 +130,12 @@ struct store_wal_stats {
     bool running;
 };
 void store_wal_stats(struct store *s, struct store_wal_stats *ret);
+/* For a writer that can wait (a backfill): true while the log is larger than limit_bytes and
+ * no checkpoint that copied all of it has finished since it last grew; a checkpoint is then
+ * requested (STORE_OWN_CHECKPOINTS). The writer pauses, the helper copies the log, and the next
+ * commit starts the log over from its beginning instead of growing it. False without the
+ * helper. */
+bool store_wal_behind(struct store *s, uint64_t limit_bytes);
 
 /* Commits a pending turn (errors ignored: use store_turn_commit() first to see them). */
 void store_close(struct store *s); /* accepts NULL */
@@ -149,8 +155,11 @@ int store_turn_commit(struct store *s);
 /* True while a turn's transaction is open. */
 bool store_in_turn(const struct store *s);
 
-/* Records one weighing event under key. ts_ms is the window clock (receipt time). The remote
- * address must lie within key (-EINVAL otherwise). */
+/* Records one weighing event under key. ts_ms is the window clock: the receipt time of a live
+ * event, the event's own time of a backfilled one (ev->backfilled, kept as flag
+ * STORE_FLAG_BACKFILLED). Its identity is kept too (EventTV as an offset from ts_ms, a hash of
+ * its SessionID) for store_failure_seen(). The remote address must lie within key (-EINVAL
+ * otherwise). */
 int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
                       double weight, bool whitelisted, int64_t ts_ms);
 /* Records a successful login (SuccessfulAuth) under key at ts_ms: one row per key, updated in
@@ -167,6 +176,21 @@ struct store_success {
 /* The successes recorded for key; -ENOENT if none (or pruned). */
 int store_success_get(struct store *s, const struct addr_prefix *key,
                       struct store_success *ret_success);
+/* Whether this very event (same EventTV, event type, RemoteAddress with port and transport, and
+ * SessionID, compared through a 32-bit hash) is recorded raw under key with ts_ms within
+ * [from_ms, to_ms]: an event the security log repeats after AMI delivered it. One range of the
+ * key's rows in the failures' own B-tree. An event without EventTV is never found. */
+int store_failure_seen(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
+                       int64_t from_ms, int64_t to_ms, bool *ret_seen);
+/* The heaviest window of span_ms holding at_ms: the largest sum of weights recorded for key in
+ * [e - span_ms, e] for e in [at_ms, to_ms], counting only rows at or after from_ms. What the
+ * window of an event recorded in the past (at_ms) may have reached with the events around it.
+ * Stops as soon as the sum reaches stop_at. */
+int store_window_peak(struct store *s, const struct addr_prefix *key, int64_t from_ms,
+                      int64_t at_ms, int64_t to_ms, int64_t span_ms, double stop_at,
+                      double *ret_peak);
+/* The time (ts_ms) of the newest failure recorded (from the per-hour counts), 0 if none. */
+int store_last_failure_ms(struct store *s, int64_t *ret_ms);
 /* Sum of weights recorded for key with from_ms <= ts_ms <= to_ms (exact, over the raw rows:
  * a window must not reach back past what store_rollup() left raw). */
 int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
@@ -395,3 +419,17 @@ int store_allow_delete(struct store *s, const struct addr_prefix *prefix);
  * returned. A row whose prefix does not parse is skipped. */
 typedef int (*store_allow_fn)(void *data, const struct store_allow *e);
 int store_allow_all(struct store *s, store_allow_fn fn, void *data);
+/* Where a security log source stands: its file's identity and the offset read, written in the
+ * turn that judged the lines before it. */
+#define STORE_TAIL_MAX 64
+struct store_seclog_cursor {
+    uint64_t dev, ino;
+    uint64_t pos;
+    uint8_t tail[STORE_TAIL_MAX]; /* the last bytes before pos */
+    unsigned tail_len;
+    int64_t line_ms; /* the time of the last line read; 0 if none */
+};
+/* -ENOENT: the source never wrote one. */
+int store_seclog_cursor_get(struct store *s, const char *name, struct store_seclog_cursor *ret);
+int store_seclog_cursor_put(struct store *s, const char *name, const char *path,
+                            const struct store_seclog_cursor *c, int64_t now_ms);

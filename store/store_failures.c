@@ -49,6 +49,10 @@ enum {
     FS_SHOW_SUMMARY,
     FS_SHOW_BY_TYPE,
     FS_SHOW_ACCOUNTS,
+    FS_EVENT_SEEN,
+    FS_ROWS_HEAD,
+    FS_ROWS_TAIL,
+    FS_LAST_MS,
     FS_COUNT
 };
 
@@ -64,8 +68,22 @@ enum {
     "ON h.hour = kh.hour AND h.key = kh.key WHERE kh.key = ?1 AND h.addr = ?2"
 
 static const char *const sql[FS_COUNT] = {
+    /* One range of the key's rows (the primary key), then the identity; the kind's row gives
+     * the event type (the source differs: AMI's event and the log's twin have kinds of their
+     * own). */
+    [FS_EVENT_SEEN] = "SELECT 1 FROM failures AS f CROSS JOIN failure_kinds AS k ON k.id = f.kind "
+                      "WHERE f.key = ?1 AND f.ts_ms >= ?2 AND f.ts_ms <= ?3 "
+                      "AND f.ts_ms + f.tv_off = ?4 AND k.event_type = ?5 AND f.addr = ?6 "
+                      "AND f.port IS ?7 AND f.transport IS ?8 AND f.session IS ?9 LIMIT 1",
+    /* Two cursors over the same rows: a window's head and its tail. */
+    [FS_ROWS_HEAD] = "SELECT ts_ms, weight FROM failures WHERE key = ?1 AND ts_ms >= ?2 "
+                     "AND ts_ms <= ?3 ORDER BY ts_ms",
+    [FS_ROWS_TAIL] = "SELECT ts_ms, weight FROM failures WHERE key = ?1 AND ts_ms >= ?2 "
+                     "AND ts_ms <= ?3 ORDER BY ts_ms",
+    [FS_LAST_MS] = "SELECT last_ms FROM failure_counts ORDER BY hour DESC LIMIT 1",
     [FS_ADD] = "INSERT INTO failures (key, ts_ms, seq, addr, port, transport, kind, account, "
-               "weight, flags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+               "weight, flags, tv_off, session) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+               "?11, ?12)",
     [FS_WINDOW] = "SELECT total(weight) FROM failures WHERE key = ?1 AND ts_ms >= ?2 "
                   "AND ts_ms <= ?3",
     [FS_KIND_GET] = "SELECT id, used_ms FROM failure_kinds WHERE service = ?1 AND "
@@ -564,6 +582,39 @@ int store_failures_flush(struct store *s)
 
 /* --- the hot path ------------------------------------------------------------------------- */
 
+/* SessionID as failures.session: FNV-1a over its bytes, 32 bits; -1 for none (NULL). */
+static int64_t session_hash(const struct sec_event *ev)
+{
+    size_t n = strnlen(ev->session, SEC_SESSION_MAX);
+    if (n == 0)
+        return -1;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)ev->session[i]) * 16777619u;
+    return (int64_t)h;
+}
+
+static void bind_identity(sqlite3_stmt *st, int i_session, const struct sec_event *ev)
+{
+    int64_t h = session_hash(ev);
+    if (h >= 0)
+        sqlite3_bind_int64(st, i_session, h);
+    else
+        sqlite3_bind_null(st, i_session);
+}
+
+static void bind_port_transport(sqlite3_stmt *st, int i_port, const struct sec_event *ev)
+{
+    if (ev->remote.port)
+        sqlite3_bind_int(st, i_port, ev->remote.port);
+    else
+        sqlite3_bind_null(st, i_port);
+    if (ev->remote.transport != SEC_TRANSPORT_NONE)
+        sqlite3_bind_int(st, i_port + 1, (int)ev->remote.transport);
+    else
+        sqlite3_bind_null(st, i_port + 1);
+}
+
 int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
                       double weight, bool whitelisted, int64_t ts_ms)
 {
@@ -588,18 +639,18 @@ int store_failure_add(struct store *s, const struct sec_event *ev, const struct 
     sqlite3_bind_blob(st, 1, kb, (int)klen, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, ts_ms);
     sqlite3_bind_blob(st, 4, abuf, (int)alen, SQLITE_STATIC);
-    if (ev->remote.port)
-        sqlite3_bind_int(st, 5, ev->remote.port);
-    else
-        sqlite3_bind_null(st, 5);
-    if (ev->remote.transport != SEC_TRANSPORT_NONE)
-        sqlite3_bind_int(st, 6, (int)ev->remote.transport);
-    else
-        sqlite3_bind_null(st, 6);
+    bind_port_transport(st, 5, ev);
     sqlite3_bind_int64(st, 7, kind);
     sqlite3_bind_int64(st, 8, account);
     sqlite3_bind_double(st, 9, weight);
-    sqlite3_bind_int(st, 10, whitelisted ? 1 : 0);
+    sqlite3_bind_int(st, 10,
+                     (whitelisted ? STORE_FLAG_WHITELISTED : 0) |
+                         (ev->backfilled ? STORE_FLAG_BACKFILLED : 0));
+    if (ev->event_tv_ms)
+        sqlite3_bind_int64(st, 11, ev->event_tv_ms - ts_ms);
+    else
+        sqlite3_bind_null(st, 11);
+    bind_identity(st, 12, ev);
     for (int attempt = 0;; attempt++) {
         sqlite3_bind_int64(st, 3, attempt ? f->seq_spare++ : f->seq_next++);
         int rc = sqlite3_step(st);
@@ -634,6 +685,119 @@ int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t fro
     else
         r = row_error(s, rc);
     sqlite3_reset(st);
+    return r;
+}
+
+int store_failure_seen(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
+                       int64_t from_ms, int64_t to_ms, bool *ret_seen)
+{
+    *ret_seen = false;
+    if (!ev->event_tv_ms)
+        return 0;
+    int r = store_turn_begin(s);
+    if (r < 0)
+        return r;
+    struct store_failures *f = store_failures_of(s);
+    uint8_t abuf[16];
+    size_t alen, klen;
+    if (store_addr_pack(&ev->remote.addr, key, abuf, &alen) < 0)
+        return 0; /* not under this key: never recorded there */
+    const uint8_t *kb = key_blob(f, key, &klen);
+    sqlite3_stmt *st = f->st[FS_EVENT_SEEN];
+    sqlite3_bind_blob(st, 1, kb, (int)klen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, from_ms);
+    sqlite3_bind_int64(st, 3, to_ms);
+    sqlite3_bind_int64(st, 4, ev->event_tv_ms);
+    sqlite3_bind_int(st, 5, (int)ev->type);
+    sqlite3_bind_blob(st, 6, abuf, (int)alen, SQLITE_STATIC);
+    bind_port_transport(st, 7, ev);
+    bind_identity(st, 9, ev);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        *ret_seen = rc == SQLITE_ROW;
+    else
+        r = store_sqlite_error(s, rc);
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_window_peak(struct store *s, const struct addr_prefix *key, int64_t from_ms,
+                      int64_t at_ms, int64_t to_ms, int64_t span_ms, double stop_at,
+                      double *ret_peak)
+{
+    int r = store_turn_begin(s);
+    if (r < 0)
+        return r;
+    struct store_failures *f = store_failures_of(s);
+    size_t klen;
+    const uint8_t *kb = key_blob(f, key, &klen);
+    sqlite3_stmt *head = f->st[FS_ROWS_HEAD], *tail = f->st[FS_ROWS_TAIL];
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st = i ? tail : head;
+        sqlite3_bind_blob(st, 1, kb, (int)klen, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, from_ms);
+        sqlite3_bind_int64(st, 3, to_ms);
+    }
+    /* The head walks the rows in time order, each a window's end e; the tail follows, leaving
+     * out the rows before e - span. Windows ending before at_ms do not hold the event. */
+    double sum = 0, peak = 0;
+    int rc_head, rc_tail = SQLITE_ROW;
+    bool tail_row = false;
+    while ((rc_head = sqlite3_step(head)) == SQLITE_ROW) {
+        int64_t e = sqlite3_column_int64(head, 0);
+        sum += sqlite3_column_double(head, 1);
+        for (;;) {
+            if (!tail_row) {
+                rc_tail = sqlite3_step(tail);
+                if (rc_tail != SQLITE_ROW)
+                    break;
+                tail_row = true;
+            }
+            if (sqlite3_column_int64(tail, 0) >= e - span_ms)
+                break;
+            sum -= sqlite3_column_double(tail, 1);
+            tail_row = false;
+        }
+        if (rc_tail != SQLITE_ROW && rc_tail != SQLITE_DONE)
+            break;
+        if (e >= at_ms && sum > peak)
+            peak = sum;
+        if (peak + 1e-9 >= stop_at)
+            break;
+    }
+    if (rc_head != SQLITE_ROW && rc_head != SQLITE_DONE)
+        r = store_sqlite_error(s, rc_head);
+    else if (rc_tail != SQLITE_ROW && rc_tail != SQLITE_DONE)
+        r = store_sqlite_error(s, rc_tail);
+    sqlite3_reset(head);
+    sqlite3_reset(tail);
+    if (r == 0)
+        *ret_peak = peak;
+    return r;
+}
+
+int store_last_failure_ms(struct store *s, int64_t *ret_ms)
+{
+    int r = store_turn_begin(s);
+    if (r < 0)
+        return r;
+    struct store_failures *f = store_failures_of(s);
+    /* This turn's failures are in memory until the commit. */
+    int64_t last = 0;
+    for (unsigned i = 0; i < f->ncounts; i++)
+        if (f->counts[i].last_ms > last)
+            last = f->counts[i].last_ms;
+    sqlite3_stmt *st = f->st[FS_LAST_MS];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_int64(st, 0) > last)
+            last = sqlite3_column_int64(st, 0);
+    } else if (rc != SQLITE_DONE) {
+        r = store_sqlite_error(s, rc);
+    }
+    sqlite3_reset(st);
+    if (r == 0)
+        *ret_ms = last;
     return r;
 }
 

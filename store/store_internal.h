@@ -8,6 +8,9 @@
 #include "store.h"
 
 #define STORE_HOUR_MS 3600000LL
+/* failures.flags and failure_hours.flags (schema/007-compact.sql, 009-seclog.sql). */
+#define STORE_FLAG_WHITELISTED 1
+#define STORE_FLAG_BACKFILLED 2
 
 /* The connection, for the store's other query files (store_report.c, store_failures.c). */
 sqlite3 *store_sqlite(struct store *s);

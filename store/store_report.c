@@ -59,6 +59,7 @@ struct pacct {
 struct pbucket {
     int64_t kind, bucket;
     uint64_t n;
+    uint64_t backfilled; /* of the n, those flagged STORE_FLAG_BACKFILLED */
 };
 
 struct ppair {
@@ -252,9 +253,10 @@ static int period_account(struct store_period *p, int64_t id, uint64_t n)
     return 0;
 }
 
-static int period_bucket(struct store_period *p, int64_t kind, int64_t bucket, uint64_t n)
+static int period_bucket(struct store_period *p, int64_t kind, int64_t bucket, uint64_t n,
+                         uint64_t backfilled)
 {
-    struct pbucket probe = {kind, bucket, 0};
+    struct pbucket probe = {kind, bucket, 0, 0};
     uint64_t h = bucket_hash_of(&probe, 0);
     if (p->bucket_index.cap) {
         for (size_t at = h & (p->bucket_index.cap - 1); p->bucket_index.slot[at];
@@ -262,6 +264,7 @@ static int period_bucket(struct store_period *p, int64_t kind, int64_t bucket, u
             struct pbucket *b = &p->buckets[p->bucket_index.slot[at] - 1];
             if (b->kind == kind && b->bucket == bucket) {
                 b->n += n;
+                b->backfilled += backfilled;
                 return 0;
             }
         }
@@ -269,7 +272,7 @@ static int period_bucket(struct store_period *p, int64_t kind, int64_t bucket, u
     if (index_room(&p->bucket_index, p->nbuckets, bucket_hash_of, p->buckets) < 0 ||
         grow((void **)&p->buckets, &p->buckets_cap, p->nbuckets, sizeof(*p->buckets)) < 0)
         return -ENOMEM;
-    p->buckets[p->nbuckets] = (struct pbucket){kind, bucket, n};
+    p->buckets[p->nbuckets] = (struct pbucket){kind, bucket, n, backfilled};
     size_t at = h & (p->bucket_index.cap - 1);
     while (p->bucket_index.slot[at])
         at = (at + 1) & (p->bucket_index.cap - 1);
@@ -298,11 +301,11 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
     /* The raw rows, then the rolled-up hours: two plain scans (a UNION would copy every value
      * through a co-routine). */
     static const char *const scans[] = {
-        "SELECT key, kind, account, 1, ts_ms, 0, 0 FROM failures WHERE ts_ms >= ?1 AND "
+        "SELECT key, kind, account, 1, ts_ms, 0, 0, flags FROM failures WHERE ts_ms >= ?1 AND "
         "ts_ms < ?2",
         /* The hours that can hold a failure of the period; the first failure of each row decides
          * (below). */
-        "SELECT key, kind, account, n, hour, first_off, last_off FROM failure_hours "
+        "SELECT key, kind, account, n, hour, first_off, last_off, flags FROM failure_hours "
         "WHERE hour >= ?1 / 3600000 - 1 AND hour <= ?2 / 3600000",
     };
     /* Accounts and (kind, bucket) pairs are counted in plain arrays when their ids are small,
@@ -321,11 +324,18 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
     }
     sqlite3_finalize(mx);
     int64_t nb = bucket_ms > 0 ? (to_ms - bucket0_ms + bucket_ms - 1) / bucket_ms : 0;
-    uint64_t *acct_n = NULL, *kind_n = NULL;
+    uint64_t *acct_n = NULL, *kind_n = NULL, *kind_bf = NULL;
     if (rc == 0 && max_account >= 0 && max_account < DENSE_MAX)
         acct_n = calloc((size_t)max_account + 1, sizeof(*acct_n));
-    if (rc == 0 && nb > 0 && max_kind >= 0 && (max_kind + 1) * nb < DENSE_MAX)
+    if (rc == 0 && nb > 0 && max_kind >= 0 && (max_kind + 1) * nb < DENSE_MAX) {
         kind_n = calloc((size_t)((max_kind + 1) * nb), sizeof(*kind_n));
+        kind_bf = calloc((size_t)((max_kind + 1) * nb), sizeof(*kind_bf));
+        if (!kind_n || !kind_bf) {
+            free(kind_n);
+            free(kind_bf);
+            kind_n = kind_bf = NULL;
+        }
+    }
     uint32_t last_k = UINT32_MAX; /* rows of one key often come together */
     for (int q = 0; rc == 0 && q < 2; q++) {
         sqlite3_stmt *st = NULL;
@@ -369,10 +379,13 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
             }
             if (bucket_ms > 0) {
                 int64_t kind = sqlite3_column_int64(st, 1), b = (first - bucket0_ms) / bucket_ms;
-                if (kind_n && kind >= 0 && kind <= max_kind && b >= 0 && b < nb)
+                uint64_t bf = sqlite3_column_int64(st, 7) & STORE_FLAG_BACKFILLED ? n : 0;
+                if (kind_n && kind >= 0 && kind <= max_kind && b >= 0 && b < nb) {
                     kind_n[kind * nb + b] += n;
-                else if ((rc = period_bucket(p, kind, b, n)) < 0)
+                    kind_bf[kind * nb + b] += bf;
+                } else if ((rc = period_bucket(p, kind, b, n, bf)) < 0) {
                     break;
+                }
             }
         }
         sqlite3_finalize(st);
@@ -382,9 +395,10 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
             rc = period_account(p, a, acct_n[a]);
     for (int64_t i = 0; rc == 0 && kind_n && i < (max_kind + 1) * nb; i++)
         if (kind_n[i])
-            rc = period_bucket(p, i / nb, i % nb, kind_n[i]);
+            rc = period_bucket(p, i / nb, i % nb, kind_n[i], kind_bf[i]);
     free(acct_n);
     free(kind_n);
+    free(kind_bf);
     if (rc < 0) {
         period_free(p);
         return rc;
@@ -417,7 +431,7 @@ int store_report_failures(struct store *s, int64_t from_ms, int64_t to_ms, int64
         }
         char service[SEC_SERVICE_MAX];
         store_column_text(st, 0, service, sizeof(service));
-        rc = fn(data, service, sqlite3_column_int(st, 1), b->bucket, b->n);
+        rc = fn(data, service, sqlite3_column_int(st, 1), b->bucket, b->n, b->backfilled);
     }
     sqlite3_finalize(st);
     return rc;

@@ -28,9 +28,10 @@ int store_snapshot_begin(struct store *s);
 void store_snapshot_end(struct store *s); /* no-op without an open snapshot */
 
 /* The period's failures counted by service, event type and time bucket, in one pass. bucket is
- * (ts_ms - bucket0_ms) / bucket_ms. */
+ * (ts_ms - bucket0_ms) / bucket_ms. backfilled: of the n, those read from a security log for a
+ * time no AMI session covered. */
 typedef int (*store_report_failures_fn)(void *data, const char *service, int event_type,
-                                        int64_t bucket, uint64_t n);
+                                        int64_t bucket, uint64_t n, uint64_t backfilled);
 int store_report_failures(struct store *s, int64_t from_ms, int64_t to_ms, int64_t bucket0_ms,
                           int64_t bucket_ms, store_report_failures_fn fn, void *data);
 

@@ -33,8 +33,17 @@ struct store_wal {
     bool requested, stop, running;
     uint64_t requests, finished; /* request and completion counters (store_checkpoint_wait) */
     struct store_wal_stats stats;
+    /* The log file's size when the last checkpoint finished having copied all of it; 0 if the
+     * last one left frames behind (store_wal_behind()). */
+    uint64_t complete_bytes;
     char errmsg[128];
 };
+
+static uint64_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
 
 static uint64_t now_us(void)
 {
@@ -81,9 +90,12 @@ static void *checkpointer(void *arg)
             rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
         uint64_t took = now_us() - t0;
 
+        /* Read before the lock (a stat): the loop never waits on a disk for it. */
+        uint64_t size = rc == SQLITE_OK && log == copied ? file_size(w->wal_path) : 0;
         pthread_mutex_lock(&w->mu);
         w->running = false;
         w->finished = ticket;
+        w->complete_bytes = size;
         if (rc == SQLITE_OK) {
             w->stats.checkpoints++;
             w->stats.last_us = took;
@@ -200,6 +212,25 @@ void store_wal_stats(struct store *s, struct store_wal_stats *ret)
             st.wal_bytes = (uint64_t)sb.st_size;
     }
     *ret = st;
+}
+
+bool store_wal_behind(struct store *s, uint64_t limit_bytes)
+{
+    struct store_wal *w = store_wal_of(s);
+    if (!w)
+        return false;
+    uint64_t size = file_size(w->wal_path);
+    if (size <= limit_bytes)
+        return false;
+    /* A log that a complete checkpoint left at this very size has not grown since: every frame
+     * is in the database file, and the next commit starts the log over. */
+    pthread_mutex_lock(&w->mu);
+    bool idle = !w->requested && !w->running;
+    bool caught_up = idle && w->complete_bytes == size;
+    pthread_mutex_unlock(&w->mu);
+    if (!caught_up && idle)
+        store_checkpoint_request(s);
+    return !caught_up;
 }
 
 int store_checkpoint_truncate(struct store *s)

@@ -257,6 +257,176 @@ static void outbox_keeps_changes_until_acknowledged_and_cursor_survives_reopen(v
     store_close(s);
 }
 
+/* Migration 007 packs old text rows with the store's own SQL functions; a file made by the
+ * migrations alone (no rows to pack) needs only their names. */
+static void sql_null(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    sqlite3_result_null(ctx);
+}
+
+static void make_old_compact_file(const char *db, unsigned v)
+{
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_create_function(h, "pbxguard_key", 1, SQLITE_UTF8, NULL, sql_null, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(
+        sqlite3_create_function(h, "pbxguard_addr", 2, SQLITE_UTF8, NULL, sql_null, NULL, NULL),
+        SQLITE_OK);
+    for (unsigned i = 0; i < v; i++) {
+        char *err = NULL;
+        if (sqlite3_exec(h, schema_migrations[i], NULL, NULL, &err) != SQLITE_OK)
+            fail_msg("migration %u: %s", i + 1, err);
+    }
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %u", v);
+    assert_int_equal(sqlite3_exec(h, pragma, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
+/* A file of the schema before the security log (008: the compact failures and the allowlist)
+ * gains the event identity (009): its raw failures and rolled-up hours stay as they were, count
+ * in windows and reports, and are never taken for an event the log repeats (no identity). */
+static void previous_version_file_gains_the_security_log_columns_keeping_its_failures(void **state)
+{
+    struct tmp *t = *state;
+    make_old_compact_file(t->db, 8);
+    raw_exec(t->db, "INSERT INTO failure_kinds (id, service, event_type, source, used_ms) "
+                    "VALUES (1, 'PJSIP', 12, 'ami:x', 1000);"
+                    /* 192.0.2.7 packed: the key's 4 bytes, the key's own address (x''). */
+                    "INSERT INTO failures (key, ts_ms, seq, addr, port, transport, kind, account, "
+                    "weight, flags) VALUES (x'c0000207', 1000, 0, x'', 5060, 1, 1, 0, 1, 0);"
+                    "INSERT INTO failure_hours (hour, key, addr, kind, account, flags, n, weight, "
+                    "first_off, last_off) VALUES (0, x'c0000207', x'', 1, 0, 1, 3, 0, 10, 20);"
+                    "INSERT INTO failure_counts (hour, n, last_ms) VALUES (0, 4, 1000);");
+    struct addr_prefix key = fx_prefix("192.0.2.7");
+    struct store *s = open_ok(t->db);
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), schema_nmigrations);
+    double sum;
+    assert_int_equal(store_window_sum(s, &key, 0, 2000, &sum), 0);
+    assert_true(sum == 1);
+    struct store_seclog_cursor c;
+    assert_int_equal(store_seclog_cursor_get(s, "seclog:x", &c), -ENOENT);
+    int64_t last = 0;
+    assert_int_equal(store_last_failure_ms(s, &last), 0);
+    assert_int_equal(last, 1000);
+    /* The old row has no identity: an event of the same address and time is not it. */
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "PJSIP", "192.0.2.7");
+    ev.event_tv_ms = 1000;
+    ev.remote.port = 5060;
+    ev.remote.transport = SEC_TRANSPORT_UDP;
+    bool seen = true;
+    assert_int_equal(store_failure_seen(s, &ev, &key, 0, 2000, &seen), 0);
+    assert_false(seen);
+    /* A new one has, and is found; a backfilled one is flagged beside the old flags. */
+    assert_int_equal(store_failure_add(s, &ev, &key, 1, false, 1002), 0);
+    assert_int_equal(store_failure_seen(s, &ev, &key, 0, 2000, &seen), 0);
+    assert_true(seen);
+    ev.backfilled = true;
+    ev.event_tv_ms = 1500;
+    assert_int_equal(store_failure_add(s, &ev, &key, 1, false, 1500), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures WHERE tv_off IS NULL AND "
+                                    "session IS NULL AND flags = 0 AND ts_ms = 1000"),
+                     1);
+    assert_int_equal(raw_int(t->db, "SELECT tv_off FROM failures WHERE ts_ms = 1002"), -2);
+    assert_int_equal(raw_int(t->db, "SELECT flags FROM failures WHERE ts_ms = 1500"), 2);
+    assert_int_equal(raw_int(t->db, "SELECT tv_off FROM failures WHERE ts_ms = 1500"), 0);
+    assert_int_equal(raw_int(t->db, "SELECT n FROM failure_hours WHERE flags = 1"), 3);
+    /* Nothing but the primary key: the identity lookup is a range of it. */
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' "
+                                    "AND tbl_name = 'failures' AND sql IS NOT NULL"),
+                     0);
+}
+
+/* The log repeats what AMI delivered: found by EventTV, type, address, port and session. */
+static void an_event_recorded_once_is_found_again_by_its_identity(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "PJSIP", "192.0.2.7");
+    struct addr_prefix key = fx_prefix("192.0.2.7");
+    ev.event_tv_ms = 5000;
+    snprintf(ev.session, sizeof(ev.session), "call-1@x");
+    assert_int_equal(store_failure_add(s, &ev, &key, 1, false, 5003), 0);
+    bool seen = false;
+    assert_int_equal(store_failure_seen(s, &ev, &key, 0, 10000, &seen), 0);
+    assert_true(seen);
+    struct sec_event other = ev;
+    other.remote.port = 5061;
+    assert_int_equal(store_failure_seen(s, &other, &key, 0, 10000, &seen), 0);
+    assert_false(seen);
+    other = ev;
+    snprintf(other.session, sizeof(other.session), "call-2@x");
+    assert_int_equal(store_failure_seen(s, &other, &key, 0, 10000, &seen), 0);
+    assert_false(seen);
+    other = ev;
+    other.event_tv_ms = 5001;
+    assert_int_equal(store_failure_seen(s, &other, &key, 0, 10000, &seen), 0);
+    assert_false(seen);
+    /* Outside the time range asked. */
+    assert_int_equal(store_failure_seen(s, &ev, &key, 6000, 10000, &seen), 0);
+    assert_false(seen);
+    store_close(s);
+}
+
+static void window_peak_finds_the_heaviest_window_around_a_time(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "PJSIP", "192.0.2.8");
+    struct addr_prefix key = fx_prefix("192.0.2.8");
+    static const int64_t at[] = {1000, 2000, 3000, 12000, 12500, 30000};
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(store_failure_add(s, &ev, &key, 1, false, at[i]), 0);
+    double peak;
+    /* Windows of 10 s holding 3000: [2000..12000] holds 2000, 3000, 12000 = 3. */
+    assert_int_equal(store_window_peak(s, &key, 0, 3000, 13000, 10000, 100, &peak), 0);
+    assert_true(peak == 3);
+    /* Only up to 3000: [..3000] holds 3. */
+    assert_int_equal(store_window_peak(s, &key, 0, 3000, 3000, 10000, 100, &peak), 0);
+    assert_true(peak == 3);
+    /* From 2500 on (a ban ended then): 3000, 12000, 12500. */
+    assert_int_equal(store_window_peak(s, &key, 2500, 3000, 13000, 10000, 100, &peak), 0);
+    assert_true(peak == 3);
+    /* Stops early once the sum reaches what is asked. */
+    assert_int_equal(store_window_peak(s, &key, 0, 1000, 40000, 10000, 2, &peak), 0);
+    assert_true(peak >= 2);
+    /* Around 30000 alone. */
+    assert_int_equal(store_window_peak(s, &key, 20001, 30000, 40000, 10000, 100, &peak), 0);
+    assert_true(peak == 1);
+    store_close(s);
+}
+
+static void seclog_cursor_round_trips(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct store_seclog_cursor c = {.dev = 2049, .ino = 1234567, .pos = 98765, .line_ms = 77};
+    memcpy(c.tail, "last bytes\n", 11);
+    c.tail_len = 11;
+    assert_int_equal(store_seclog_cursor_put(s, "seclog:a", "/var/log/asterisk/security", &c, 1),
+                     0);
+    c.pos = 100000;
+    assert_int_equal(store_seclog_cursor_put(s, "seclog:a", "/var/log/asterisk/security", &c, 2),
+                     0);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    s = open_ok(t->db);
+    struct store_seclog_cursor got;
+    assert_int_equal(store_seclog_cursor_get(s, "seclog:a", &got), 0);
+    assert_int_equal(got.dev, 2049);
+    assert_int_equal(got.ino, 1234567);
+    assert_int_equal(got.pos, 100000);
+    assert_int_equal(got.tail_len, 11);
+    assert_memory_equal(got.tail, "last bytes\n", 11);
+    assert_int_equal(got.line_ms, 77);
+    assert_int_equal(store_seclog_cursor_get(s, "seclog:b", &got), -ENOENT);
+    store_close(s);
+}
+
 static void empty_version_0_file_is_migrated(void **state)
 {
     struct tmp *t = *state;
@@ -1299,6 +1469,50 @@ static void page_cache_follows_the_raw_window_within_its_bounds(void **state)
     store_close(s);
 }
 
+static int sum_failures(void *data, const char *service, int event_type, int64_t bucket, uint64_t n,
+                        uint64_t backfilled)
+{
+    uint64_t *t = data;
+    t[0] += n;
+    t[1] += backfilled;
+    return 0;
+}
+
+/* Backfilled failures stay apart through the roll-up: the report counts them from the raw rows
+ * and from the hours alike. */
+static void backfilled_failures_are_counted_apart_raw_and_rolled_up(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_INVALID_PASSWORD, "SIP", "192.0.2.1");
+    struct addr_prefix k = fx_prefix("192.0.2.1");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, H + i), 0);
+    ev.backfilled = true;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, false, H + 100 + i), 0);
+    assert_int_equal(store_failure_add(s, &ev, &k, 1, false, 6 * H + 1), 0); /* stays raw */
+    assert_int_equal(store_turn_commit(s), 0);
+    bool done = false;
+    assert_int_equal(store_rollup(s, 5 * H, 100, NULL, &done), 0);
+    assert_true(done);
+    assert_int_equal(store_turn_commit(s), 0);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 1);
+    assert_int_equal(raw_int(t->db, "SELECT n FROM failure_hours WHERE flags = 2"), 2);
+    assert_int_equal(raw_int(t->db, "SELECT n FROM failure_hours WHERE flags = 0"), 3);
+
+    struct store_options opt = {.flags = STORE_READ_ONLY};
+    assert_int_equal(store_open(t->db, &opt, &s), 0);
+    assert_int_equal(store_snapshot_begin(s), 0);
+    uint64_t tot[2] = {0};
+    assert_int_equal(store_report_failures(s, 0, 7 * H, 0, H, sum_failures, tot), 0);
+    assert_int_equal(tot[0], 6);
+    assert_int_equal(tot[1], 3);
+    store_snapshot_end(s);
+    store_close(s);
+}
+
 static void failure_recorded_in_a_rolled_up_hour_is_added_to_it(void **state)
 {
     struct tmp *t = *state;
@@ -1601,6 +1815,16 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             outbox_keeps_changes_until_acknowledged_and_cursor_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            previous_version_file_gains_the_security_log_columns_keeping_its_failures, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(an_event_recorded_once_is_found_again_by_its_identity,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(window_peak_finds_the_heaviest_window_around_a_time, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(seclog_cursor_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(backfilled_failures_are_counted_apart_raw_and_rolled_up,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(empty_version_0_file_is_migrated, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_migration_leaves_the_file_as_it_was, setup,
                                         teardown),
