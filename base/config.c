@@ -75,6 +75,7 @@ struct key_def {
 enum section_kind {
     S_GENERAL,
     S_AMI,
+    S_SECLOG,
     S_POLICY,
     S_SERVICE,
     S_EVENTS,
@@ -156,6 +157,15 @@ static const struct key_def ami_keys[] = {
     {"backoff_max", K_MILLIS, FLD(cfg_ami, backoff_max_ms), 0, 1000, DAY * 1e3, NULL},
     {"learn_trust", K_BOOL, FLD(cfg_ami, learn_trust), 0, 0, 0, NULL},
     {"trust_refresh", K_SECONDS, FLD(cfg_ami, trust_refresh_s), 0, 0, 7 * DAY, NULL},
+};
+
+static const struct enum_name seclog_mode_names[] = {
+    {"backfill", CFG_SECLOG_BACKFILL}, {"primary", CFG_SECLOG_PRIMARY}, {NULL, 0}};
+
+static const struct key_def seclog_keys[] = {
+    {"path", K_PATH, FLD(cfg_seclog, path), 0, 1, 0, NULL},
+    {"mode", K_ENUM, FLD(cfg_seclog, mode), 0, 0, 0, seclog_mode_names},
+    {"ami", K_NAME, FLD(cfg_seclog, ami), 0, 1, 0, NULL},
 };
 
 static const struct key_def policy_keys[] = {
@@ -260,6 +270,7 @@ static const struct key_def crowdsec_keys[] = {
 static const struct section_def sections[] = {
     {"general", S_GENERAL, false, general_keys, NKEYS(general_keys), false},
     {"ami", S_AMI, true, ami_keys, NKEYS(ami_keys), false},
+    {"seclog", S_SECLOG, true, seclog_keys, NKEYS(seclog_keys), false},
     {"policy", S_POLICY, false, policy_keys, NKEYS(policy_keys), false},
     {"policy", S_SERVICE, true, service_keys, NKEYS(service_keys), true},
     {"events", S_EVENTS, false, NULL, 0, true},
@@ -299,6 +310,7 @@ struct parser {
     unsigned weight_line[SEC_EVENT_TYPE_COUNT];
     unsigned seen_line[S_COUNT]; /* first header line of each unnamed section */
     unsigned *service_lines;     /* header line of each [policy:SERVICE] */
+    unsigned *seclog_lines;      /* each [seclog:NAME]'s ami line, else its header line */
     bool paths_only;             /* config_load_paths(): [general]'s two paths, nothing else */
     bool have_file;              /* read from a file: who may read it is known */
     struct stat file;            /* that file's owner and mode */
@@ -463,6 +475,12 @@ void config_defaults(struct config *ret_cfg)
     c->crowdsec.max_prefix6 = 32;
     c->crowdsec.timeout_ms = 10000;
     c->crowdsec.max_reply_mib = 64;
+}
+
+void config_seclog_defaults(struct cfg_seclog *l)
+{
+    memset(l, 0, sizeof(*l));
+    snprintf(l->path, sizeof(l->path), "/var/log/asterisk/security");
 }
 
 void config_ami_defaults(struct cfg_ami *a)
@@ -995,6 +1013,8 @@ static const char *section_display(const struct section_def *s)
 {
     if (s->kind == S_AMI)
         return "ami:NAME";
+    if (s->kind == S_SECLOG)
+        return "seclog:NAME";
     if (s->kind == S_SERVICE)
         return "policy:SERVICE";
     return s->name;
@@ -1114,6 +1134,11 @@ static void end_section(struct parser *p)
             report(p, line_of(p, "textfile"), "textfile",
                    "must name a *.prom file (node_exporter's textfile collector reads no other), "
                    "e.g. /var/lib/prometheus/node-exporter/pbxguard.prom");
+    } else if (p->sec && p->sec->kind == S_SECLOG) {
+        /* Checked once every [ami:NAME] is known (check_whole): errors name the ami line. */
+        unsigned ami = line_of(p, "ami");
+        if (ami)
+            p->seclog_lines[p->cfg->nseclog - 1] = ami;
     } else if (p->sec && p->sec->kind == S_POLICY) {
         struct cfg_policy *pol = p->base;
         unsigned line = line_of(p, "bantime_max");
@@ -1162,7 +1187,7 @@ static void begin_section(struct parser *p, char *header)
     if (!s) {
         p->secname[0] = '\0';
         report(p, p->line, NULL,
-               "unknown section [%s] (expected one of: general, ami:NAME, policy, "
+               "unknown section [%s] (expected one of: general, ami:NAME, seclog:NAME, policy, "
                "policy:SERVICE, events, whitelist, protect, statsd, prometheus, nftables, "
                "crowdsec)",
                quoted(header, q));
@@ -1172,7 +1197,11 @@ static void begin_section(struct parser *p, char *header)
         p->secname[0] = '\0'; /* it holds the bad name as written: quoted escaped below */
         report(p, p->line, NULL,
                "\"%s\" is not a valid %s name (expected 1-%d letters, digits, '_', '-', '.')",
-               quoted(arg, q), s->kind == S_AMI ? "server" : "service", CFG_NAME_MAX - 1);
+               quoted(arg, q),
+               s->kind == S_AMI      ? "server"
+               : s->kind == S_SECLOG ? "log source"
+                                     : "service",
+               CFG_NAME_MAX - 1);
         return;
     }
 
@@ -1193,6 +1222,30 @@ static void begin_section(struct parser *p, char *header)
         config_ami_defaults(&na[c->nami]);
         snprintf(na[c->nami].name, sizeof(na[c->nami].name), "%s", arg);
         p->base = &na[c->nami++];
+        break;
+    }
+    case S_SECLOG: {
+        for (unsigned i = 0; i < c->nseclog; i++)
+            if (!strcmp(c->seclog[i].name, arg)) {
+                report(p, p->line, NULL, "log source defined twice (each [seclog:NAME] once)");
+                return;
+            }
+        struct cfg_seclog *nl = realloc(c->seclog, (c->nseclog + 1) * sizeof(*nl));
+        if (!nl) {
+            report(p, p->line, NULL, "out of memory");
+            return;
+        }
+        c->seclog = nl;
+        unsigned *ll = realloc(p->seclog_lines, (c->nseclog + 1) * sizeof(*ll));
+        if (!ll) {
+            report(p, p->line, NULL, "out of memory");
+            return;
+        }
+        p->seclog_lines = ll;
+        ll[c->nseclog] = p->line;
+        config_seclog_defaults(&nl[c->nseclog]);
+        snprintf(nl[c->nseclog].name, sizeof(nl[c->nseclog].name), "%s", arg);
+        p->base = &nl[c->nseclog++];
         break;
     }
     case S_SERVICE: {
@@ -1407,9 +1460,44 @@ static void parse_paths_line(struct parser *p, char *line)
     }
 }
 
+/* A log source's mode and Asterisk, once every [ami:NAME] is known: backfill needs the AMI
+ * session of the Asterisk that writes the log (to know when it was not listening). */
+static void resolve_seclog(struct parser *p, struct cfg_seclog *l, unsigned line)
+{
+    struct config *c = p->cfg;
+    snprintf(p->secname, sizeof(p->secname), "seclog:%s", l->name);
+    if (l->mode == CFG_SECLOG_AUTO)
+        l->mode = c->nami ? CFG_SECLOG_BACKFILL : CFG_SECLOG_PRIMARY;
+    if (l->mode == CFG_SECLOG_PRIMARY) {
+        if (l->ami[0])
+            report(p, line, "ami", "is only for mode = backfill (primary reads no AMI session)");
+    } else if (l->ami[0]) {
+        bool found = false;
+        for (unsigned i = 0; i < c->nami; i++)
+            found |= !strcmp(c->ami[i].name, l->ami);
+        if (!found)
+            report(p, line, "ami", "names no [ami:%s] section", l->ami);
+    } else {
+        for (unsigned i = 0; i < c->nami && !l->ami[0]; i++)
+            if (!strcmp(c->ami[i].name, l->name))
+                snprintf(l->ami, sizeof(l->ami), "%s", l->name);
+        if (!l->ami[0] && c->nami == 1)
+            snprintf(l->ami, sizeof(l->ami), "%s", c->ami[0].name);
+        if (!l->ami[0])
+            report(p, line, "ami",
+                   c->nami ? "missing: which [ami:NAME] is the Asterisk that writes this log? "
+                             "(expected ami = NAME)"
+                           : "mode = backfill needs an [ami:NAME] section (or mode = primary)");
+    }
+    p->secname[0] = '\0';
+}
+
 static void check_whole(struct parser *p)
 {
     const struct cfg_nftables *n = &p->cfg->nftables;
+
+    for (unsigned i = 0; i < p->cfg->nseclog; i++)
+        resolve_seclog(p, &p->cfg->seclog[i], p->seclog_lines ? p->seclog_lines[i] : 1);
 
     p->secname[0] = '\0';
     if (!strcmp(n->set4, n->set6)) {
@@ -1534,6 +1622,7 @@ static int finish(struct parser *p)
     end_section(p);
     check_whole(p);
     free(p->service_lines);
+    free(p->seclog_lines);
     return p->nerrors;
 }
 
@@ -1547,6 +1636,7 @@ int config_load(const char *path, struct config *ret_cfg, config_error_fn on_err
     r = read_file(&p, path);
     if (r < 0) {
         free(p.service_lines);
+        free(p.seclog_lines);
         return r;
     }
     return finish(&p);
@@ -1608,6 +1698,9 @@ void config_free(struct config *cfg)
     cfg->ami = NULL;
     cfg->nami = 0;
     explicit_bzero(cfg->cluster.password, sizeof(cfg->cluster.password));
+    free(cfg->seclog);
+    cfg->seclog = NULL;
+    cfg->nseclog = 0;
     free(cfg->whitelist.prefixes);
     cfg->whitelist.prefixes = NULL;
     cfg->whitelist.n = 0;
@@ -1731,6 +1824,14 @@ void config_dump(const struct config *cfg, FILE *out)
     for (unsigned i = 0; i < cfg->nami; i++) {
         fprintf(out, "\n[ami:%s]\n", cfg->ami[i].name);
         dump_keys(out, ami_keys, NKEYS(ami_keys), &cfg->ami[i]);
+    }
+    for (unsigned i = 0; i < cfg->nseclog; i++) {
+        const struct cfg_seclog *l = &cfg->seclog[i];
+        fprintf(out, "\n[seclog:%s]\n", l->name);
+        fprintf(out, "path = %s\n", l->path);
+        fprintf(out, "mode = %s\n", l->mode == CFG_SECLOG_PRIMARY ? "primary" : "backfill");
+        if (l->mode != CFG_SECLOG_PRIMARY)
+            fprintf(out, "ami = %s\n", l->ami);
     }
     fprintf(out, "\n[policy]\n");
     dump_keys(out, policy_keys, NKEYS(policy_keys), &cfg->policy);

@@ -54,6 +54,21 @@ struct cfg_ami {
                                 events; 0 = only then (at least 1m when set) */
 };
 
+/* [seclog:NAME]: Asterisk's security log (logger.conf "security => security"). */
+enum cfg_seclog_mode {
+    CFG_SECLOG_AUTO = 0, /* not set: backfill when AMI sessions exist, else primary */
+    CFG_SECLOG_BACKFILL, /* read only for what no AMI session delivered */
+    CFG_SECLOG_PRIMARY,  /* the event source itself, followed live */
+};
+
+struct cfg_seclog {
+    char name[CFG_NAME_MAX];   /* from [seclog:NAME] */
+    char path[CFG_PATH_MAX];   /* /var/log/asterisk/security */
+    enum cfg_seclog_mode mode; /* resolved by config_load(): never AUTO afterwards */
+    char ami[CFG_NAME_MAX];    /* backfill: the [ami:NAME] of the Asterisk writing this log;
+                                  resolved by config_load() (this NAME, or the only one) */
+};
+
 struct cfg_service_override {
     char service[SEC_SERVICE_MAX];       /* "PJSIP" */
     unsigned maxretry;                   /* 0 = not overridden */
@@ -186,6 +201,8 @@ struct config {
     struct cfg_general general;
     struct cfg_ami *ami;
     unsigned nami;
+    struct cfg_seclog *seclog;
+    unsigned nseclog;
     struct cfg_policy policy;
     struct cfg_whitelist whitelist;
     struct cfg_protect protect;
@@ -204,6 +221,8 @@ typedef void (*config_error_fn)(void *data, const char *message);
 void config_defaults(struct config *ret_cfg);
 /* Fills one [ami:NAME] section with its defaults (port 5038, md5, keepalive and backoff). */
 void config_ami_defaults(struct cfg_ami *ret_ami);
+/* Fills one [seclog:NAME] section with its defaults (/var/log/asterisk/security, mode unset). */
+void config_seclog_defaults(struct cfg_seclog *ret_seclog);
 /* Loads path over the defaults. Reports every error it finds (not only the first) through
  * on_error and returns the number of errors (0 = ret_cfg is valid), or -errno if the file
  * cannot be read (also reported). ret_cfg must be config_free()d in every case. */

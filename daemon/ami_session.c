@@ -804,6 +804,11 @@ const char *ami_session_state_name(const struct ami_session *s)
     return state_names[s->state];
 }
 
+bool ami_session_is_up(const struct ami_session *s)
+{
+    return s->state == ST_UP;
+}
+
 const char *ami_session_version(const struct ami_session *s)
 {
     return s->version;

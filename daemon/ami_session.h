@@ -43,6 +43,8 @@ void ami_session_free(struct ami_session *s);
 const char *ami_session_name(const struct ami_session *s);
 /* "resolving", "connecting", "banner", "challenge", "login", "up", "backoff". */
 const char *ami_session_state_name(const struct ami_session *s);
+/* Logged in: security events are being delivered (the log source fills the times it is not). */
+bool ami_session_is_up(const struct ami_session *s);
 /* The AMI version from the banner ("9.0.0"); "" before the first banner. */
 const char *ami_session_version(const struct ami_session *s);
 /* The address of the Asterisk we are (or were last) connected to, so the core can whitelist

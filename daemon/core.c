@@ -29,6 +29,8 @@
 #include "nftset.h"
 #include "policy.h"
 #include "prom_file.h"
+#include "seclog.h"
+#include "seen.h"
 #include "statsd.h"
 #include "store.h"
 #include "watch.h"
@@ -68,13 +70,32 @@
 #define CACHE_MIN_KIB 8192
 #define CACHE_MAX_KIB 32768
 #define CACHE_EVERY_MS 10000
+/* The memory of live events is trusted for log events this much after it began; older ones are
+ * looked up in the store, within this range of their EventTV (AMI delivers them at once; a
+ * backlogged daemon reads them a little later). */
+#define SEEN_SLACK_MS 5000
+#define SEEN_LOOKUP_BEFORE_MS 10000
+#define SEEN_LOOKUP_AFTER_MS 120000
+/* While a log source backfills (its slices use their whole budget), the store's transaction
+ * may span several turns: a commit writes every page dirtied since the last one, and failures
+ * from many sources dirty about a page each. A turn is a slice, then maybe the commit of what
+ * is pending; the commit's cost per microsecond of slice is measured on every commit, and the
+ * slices are made short enough (and the commits frequent enough) that no turn takes more than
+ * about BACKFILL_TURN_US. A turn that decided a ban commits at its end, as every turn does
+ * outside a backfill. */
+#define BACKFILL_TURN_US 8000
+/* And a commit at the latest after this much backfill work: a transaction growing past
+ * SQLite's page cache would spill pages in the middle of a slice instead. */
+#define BACKFILL_PENDING_MAX_US 8000
 
 struct store;
 struct verdict;
 
 struct core_stats {
-    uint64_t events;   /* security events received from every source */
-    uint64_t failures; /* of which counted (weight > 0) */
+    uint64_t events;     /* security events received from every source */
+    uint64_t failures;   /* of which counted (weight > 0) */
+    uint64_t backfilled; /* of the events, those read after the fact (the security log) */
+    uint64_t too_old;    /* backfilled events older than the retention: not even recorded */
     uint64_t bans, unbans, expired;
     uint64_t nft_errors, nft_repairs;
     uint64_t db_errors;
@@ -155,6 +176,19 @@ struct core {
         struct policy_wl_entry *v; /* what the session learned last from its Asterisk */
         unsigned n;
     } * ami_trust;
+    bool *ami_up;            /* each session's state at the last turn's end */
+    struct seen *seen;       /* identities of the events AMI delivered lately */
+    int64_t store_newest_ms; /* the newest failure the store held at the start */
+    unsigned bans_since_commit;
+    /* Backfill work (log slices) not committed yet, and the commit time it costs per unit. */
+    uint64_t backfill_pending_us, backfill_seen_us;
+    double commit_ratio;
+
+    struct seclog **seclog; /* [seclog:NAME] sources */
+    unsigned nseclog;
+    int *seclog_ami;            /* each source's AMI session (index), -1 for none */
+    uint64_t *seclog_malformed; /* last seen counters, for meters */
+    uint64_t *seclog_duplicates;
 
     struct cluster *cluster;   /* fleet mode ([cluster]), NULL without it */
     struct crowdsec *crowdsec; /* [crowdsec]: LAPI's watcher and bouncer, NULL without it */
@@ -511,6 +545,7 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
         log_err("nftables: cannot queue the ban of %s: %s",
                 addr_prefix_format(&v->prefix, buf, sizeof(buf)), nftset_strerror(r));
     c->stats.bans++;
+    c->bans_since_commit++;
     statsd_count_by(c->statsd, STATSD_M_BANS, reason_name(v->reason), 1);
     /* Published to the fleet once it is in the kernel and the store (the end of the turn). */
     cluster_local(c->cluster, v, loop_wall_ms(c->loop));
@@ -621,21 +656,55 @@ void core_flush(struct core *c)
         db_failed(c, "commit", r);
     c->committed_ms = loop_now_ms(c->loop);
     watch_journal(c);
+    c->bans_since_commit = 0;
+}
+
+static uint64_t thread_cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* The end of a turn's own work: its bans into the kernel at once, then its transaction, unless
  * events are already waiting, which then go first (their bans too) and share the next commit:
  * the commit's writes (a page of the log per leaf the turn touched) never stand between an
  * event in the socket and its ban. A loop that is never idle still commits every
- * COMMIT_DEFER_MAX_MS. */
+ * COMMIT_DEFER_MAX_MS.
+ * A log source in the middle of a backfill also leaves the transaction open while what is
+ * pending will still fit in a turn after its next slice (and no ban waits for the commit). */
 static void turn_commit(struct core *c)
 {
-    if (store_in_turn(c->store) && loop_busy(c->loop) &&
-        loop_now_ms(c->loop) - c->committed_ms < COMMIT_DEFER_MAX_MS) {
+    bool busy = false;
+    uint64_t work = 0;
+    for (unsigned i = 0; i < c->nseclog; i++) {
+        busy |= seclog_busy(c->seclog[i]);
+        work += seclog_work_us(c->seclog[i]);
+    }
+    c->backfill_pending_us += work - c->backfill_seen_us;
+    c->backfill_seen_us = work;
+    /* A slice and the commit of everything pending with it must fit in a turn. */
+    uint64_t slice = (uint64_t)((double)BACKFILL_TURN_US / (1.0 + c->commit_ratio));
+    for (unsigned i = 0; i < c->nseclog; i++)
+        seclog_set_slice_us(c->seclog[i], slice);
+    double next = (double)(c->backfill_pending_us + slice) * (1.0 + c->commit_ratio);
+    bool backfill_defers = busy && !c->bans_since_commit && next < BACKFILL_TURN_US &&
+                           c->backfill_pending_us + slice <= BACKFILL_PENDING_MAX_US;
+    bool events_wait = store_in_turn(c->store) && loop_busy(c->loop) &&
+                       loop_now_ms(c->loop) - c->committed_ms < COMMIT_DEFER_MAX_MS;
+    /* While a backfill runs, its own rule: its work timer keeps the loop busy, and the commit
+     * would be put off past what a turn can write. */
+    if (busy ? backfill_defers : events_wait) {
         nft_commit(c);
         return;
     }
+    uint64_t t0 = thread_cpu_us();
     core_flush(c);
+    if (c->backfill_pending_us >= 500) {
+        double r = (double)(thread_cpu_us() - t0) / (double)c->backfill_pending_us;
+        c->commit_ratio = 0.7 * c->commit_ratio + 0.3 * r;
+    }
+    c->backfill_pending_us = 0;
 }
 
 int core_enforce(struct core *c, const struct verdict *v)
@@ -682,6 +751,8 @@ void core_health(const struct core *c, struct core_health *ret_health)
         .restoring = c->restore.active,
         .restored = c->restore.count,
         .last_restore = c->last_restore,
+        .backfilled = c->stats.backfilled,
+        .nseclog = c->nseclog,
     };
     if (c->last_restore_open)
         ret_health->last_restore.longest_turn_us = loop_turn_max_since_mark(c->loop);
@@ -691,6 +762,11 @@ void core_health(const struct core *c, struct core_health *ret_health)
 const struct ami_session *core_ami_session(const struct core *c, unsigned i)
 {
     return i < c->nami ? c->ami[i] : NULL;
+}
+
+const struct seclog *core_seclog(const struct core *c, unsigned i)
+{
+    return i < c->nseclog ? c->seclog[i] : NULL;
 }
 
 void core_set_reload(struct core *c, core_reload_fn fn, void *data)
@@ -736,12 +812,24 @@ static void on_event(void *data, const struct sec_event *ev)
 {
     struct core *c = data;
     struct verdict v;
+    int64_t now = loop_wall_ms(c->loop);
 
+    if (ev->backfilled) {
+        /* Read after the fact: older than the retention it would only be pruned again. */
+        if (ev->occurred_ms && ev->occurred_ms < now - c->cfg->general.retention_s * 1000) {
+            c->stats.too_old++;
+            return;
+        }
+        c->stats.backfilled++;
+        statsd_count_by(c->statsd, STATSD_M_BACKFILL_EVENTS, sec_event_type_name(ev->type), 1);
+    } else {
+        seen_add(c->seen, ev, now);
+        statsd_count_by(c->statsd, STATSD_M_EVENTS, sec_event_type_name(ev->type), 1);
+    }
     c->stats.events++;
-    c->last_event_ms = loop_wall_ms(c->loop);
+    c->last_event_ms = now;
     c->last_event_mono_ms = loop_now_ms(c->loop);
-    statsd_count_by(c->statsd, STATSD_M_EVENTS, sec_event_type_name(ev->type), 1);
-    int r = judge_event(c->judge, ev, c->last_event_ms, &v);
+    int r = judge_event(c->judge, ev, now, &v);
     if (r < 0) {
         db_failed(c, "recording an event", r);
         return;
@@ -763,10 +851,38 @@ static void on_event(void *data, const struct sec_event *ev)
     }
     if (v.counted) {
         c->stats.failures++;
-        statsd_failed_auth(c->statsd, ev);
+        if (!ev->backfilled)
+            statsd_failed_auth(c->statsd, ev);
     }
     if (v.action == VERDICT_BAN)
         apply_ban(c, &v, ev);
+}
+
+/* Whether an event read from the security log was counted already: delivered live (this run's
+ * memory of AMI events), or recorded before (an earlier run, or past that memory's reach). */
+static int seclog_seen(void *data, const struct sec_event *ev, bool *ret_seen)
+{
+    struct core *c = data;
+    *ret_seen = false;
+    if (!ev->event_tv_ms)
+        return 0;
+    if (seen_has(c->seen, ev)) {
+        *ret_seen = true;
+        return 0;
+    }
+    /* The store holds only events that weigh something, and no AMI event of an earlier run
+     * happened after the newest row it had at the start: nothing to look up for those. */
+    if (ev->event_tv_ms >= seen_complete_since(c->seen) + SEEN_SLACK_MS ||
+        ev->event_tv_ms > c->store_newest_ms + SEEN_SLACK_MS ||
+        policy_weight(c->policy, ev->type, ev->service) <= 0)
+        return 0;
+    struct addr_prefix key;
+    policy_key(c->policy, &ev->remote.addr, &key);
+    int r = store_failure_seen(c->store, ev, &key, ev->event_tv_ms - SEEN_LOOKUP_BEFORE_MS,
+                               ev->event_tv_ms + SEEN_LOOKUP_AFTER_MS, ret_seen);
+    if (r < 0)
+        db_failed(c, "looking up a logged event", r);
+    return r;
 }
 
 /* --- AMI sources --- */
@@ -985,11 +1101,24 @@ static void log_protection(struct core *c)
              c->cfg->protect.min_prefix6);
 }
 
+/* Tells the log sources of an AMI session that it came up or was lost. */
+static void ami_state_changed(struct core *c, unsigned i, bool up)
+{
+    for (unsigned k = 0; k < c->nseclog; k++)
+        if (c->seclog_ami[k] == (int)i)
+            seclog_ami_state(c->seclog[k], up, loop_wall_ms(c->loop));
+}
+
 static void watch_ami(struct core *c)
 {
     for (unsigned i = 0; i < c->nami; i++) {
         struct addr a;
         struct ami_session_stats st;
+        bool up = ami_session_is_up(c->ami[i]);
+        if (up != c->ami_up[i]) {
+            c->ami_up[i] = up;
+            ami_state_changed(c, i, up);
+        }
         if (ami_session_peer(c->ami[i], &a) == 0)
             whitelist_ami_peer(c, i, &a);
         ami_session_get_stats(c->ami[i], &st);
@@ -1090,6 +1219,8 @@ static void stop_ami(struct core *c)
         free(c->ami_trust[i].v);
     free(c->ami_trust);
     c->ami_trust = NULL;
+    free(c->ami_up);
+    c->ami_up = NULL;
     c->ami = NULL;
     c->ami_peer = NULL;
     c->ami_peer_known = NULL;
@@ -1107,8 +1238,9 @@ static int start_ami(struct core *c, const struct config *cfg)
     c->ami_discarded = calloc(n ? n : 1, sizeof(*c->ami_discarded));
     c->ami_oversized = calloc(n ? n : 1, sizeof(*c->ami_oversized));
     c->ami_trust = calloc(n ? n : 1, sizeof(*c->ami_trust));
+    c->ami_up = calloc(n ? n : 1, sizeof(*c->ami_up));
     if (!c->ami || !c->ami_peer || !c->ami_peer_known || !c->ami_reconnects || !c->ami_discarded ||
-        !c->ami_oversized || !c->ami_trust)
+        !c->ami_oversized || !c->ami_trust || !c->ami_up)
         return -ENOMEM;
     struct sec_sink sink = {.submit = on_event, .data = c};
     for (unsigned i = 0; i < n; i++) {
@@ -1127,8 +1259,8 @@ static int start_ami(struct core *c, const struct config *cfg)
         if (addr_parse(cfg->ami[i].host, strlen(cfg->ami[i].host), &a) == 0)
             whitelist_ami_peer(c, i, &a);
     }
-    if (n == 0)
-        log_warn("no [ami:NAME] section configured: nothing will be watched");
+    if (n == 0 && cfg->nseclog == 0)
+        log_warn("no [ami:NAME] or [seclog:NAME] section configured: nothing will be watched");
     return 0;
 }
 
@@ -1237,6 +1369,62 @@ static int start_cluster(struct core *c, const struct config *cfg)
         else
             log_err("[cluster]: cannot start: %s", strerror(e));
         return -e;
+    }
+    return 0;
+}
+
+/* --- security log sources --- */
+
+static void stop_seclog(struct core *c)
+{
+    for (unsigned i = 0; i < c->nseclog; i++)
+        seclog_free(c->seclog[i]);
+    free(c->seclog);
+    free(c->seclog_ami);
+    free(c->seclog_malformed);
+    free(c->seclog_duplicates);
+    c->seclog = NULL;
+    c->seclog_ami = NULL;
+    c->seclog_malformed = c->seclog_duplicates = NULL;
+    c->nseclog = 0;
+}
+
+static int start_seclog(struct core *c, const struct config *cfg)
+{
+    unsigned n = cfg->nseclog;
+    if (n == 0)
+        return 0;
+    c->seclog = calloc(n, sizeof(*c->seclog));
+    c->seclog_ami = calloc(n, sizeof(*c->seclog_ami));
+    c->seclog_malformed = calloc(n, sizeof(*c->seclog_malformed));
+    c->seclog_duplicates = calloc(n, sizeof(*c->seclog_duplicates));
+    if (!c->seclog || !c->seclog_ami || !c->seclog_malformed || !c->seclog_duplicates)
+        return -ENOMEM;
+    struct seclog_hooks hooks = {
+        .sink = {.submit = on_event, .data = c}, .seen = seclog_seen, .data = c};
+    for (unsigned i = 0; i < n; i++) {
+        const struct cfg_seclog *l = &cfg->seclog[i];
+        const struct cfg_ami *ami = NULL;
+        c->seclog_ami[i] = -1;
+        for (unsigned k = 0; l->mode == CFG_SECLOG_BACKFILL && k < cfg->nami; k++)
+            if (strcmp(cfg->ami[k].name, l->ami) == 0) {
+                ami = &cfg->ami[k];
+                c->seclog_ami[i] = (int)k;
+            }
+        c->seclog[i] = seclog_new(c->loop, l, ami, c->store, &hooks);
+        if (!c->seclog[i]) {
+            int e = errno;
+            log_err("[seclog:%s]: cannot start the log source: %s", l->name, strerror(e));
+            stop_seclog(c);
+            return -e;
+        }
+        c->nseclog = i + 1;
+        /* A session already up (a reload) is up for the new source too. */
+        if (c->seclog_ami[i] >= 0 && c->ami_up && (unsigned)c->seclog_ami[i] < c->nami &&
+            c->ami_up[c->seclog_ami[i]])
+            seclog_ami_state(c->seclog[i], true, loop_wall_ms(c->loop));
+        log_notice("seclog:%s: following %s (%s)", l->name, l->path,
+                   ami ? "backfill: the gaps of AMI" : "primary");
     }
     return 0;
 }
@@ -1417,6 +1605,23 @@ static void wal_maintenance(struct core *c)
     }
     if (idle || w.wal_bytes > WAL_SOFT_LIMIT)
         store_checkpoint_request(c->store);
+}
+static void watch_seclog(struct core *c)
+{
+    for (unsigned i = 0; i < c->nseclog; i++) {
+        struct seclog_status st;
+        seclog_get_status(c->seclog[i], &st);
+        if (st.stats.malformed > c->seclog_malformed[i]) {
+            statsd_count(c->statsd, STATSD_M_SECLOG_MALFORMED,
+                         (int64_t)(st.stats.malformed - c->seclog_malformed[i]));
+            c->seclog_malformed[i] = st.stats.malformed;
+        }
+        if (st.stats.duplicates > c->seclog_duplicates[i]) {
+            statsd_count(c->statsd, STATSD_M_SECLOG_DUPLICATES,
+                         (int64_t)(st.stats.duplicates - c->seclog_duplicates[i]));
+            c->seclog_duplicates[i] = st.stats.duplicates;
+        }
+    }
 }
 
 static void on_maintenance(struct loop *l, void *data)
@@ -1619,6 +1824,8 @@ static void on_turn_end(struct loop *l, void *data)
         restore_report_close(c); /* the turn that finished it is recorded by now */
     if (c->nami)
         watch_ami(c);
+    if (c->nseclog)
+        watch_seclog(c);
     if (c->nft_repair_pending) {
         c->nft_repair_pending = false;
         nft_rebuild(c, "repair");
@@ -1726,7 +1933,11 @@ struct core *core_new(struct loop *l, const struct config *cfg)
         goto fail;
     }
     c->judge = judge_new(c->store, c->policy);
-    if (!c->judge) {
+    c->seen = seen_new(c->started_ms);
+    c->commit_ratio = 0.5;
+    if (store_last_failure_ms(c->store, &c->store_newest_ms) < 0)
+        c->store_newest_ms = INT64_MAX; /* unknown: always look up */
+    if (!c->judge || !c->seen) {
         r = -ENOMEM;
         goto fail;
     }
@@ -1754,6 +1965,8 @@ struct core *core_new(struct loop *l, const struct config *cfg)
         goto fail;
     if ((r = start_prom(c, cfg)) < 0)
         goto fail;
+    if ((r = start_seclog(c, cfg)) < 0)
+        goto fail;
     log_protection(c);
     c->started = true;
     if ((r = loop_turn_end_add(l, on_turn_end, c)) < 0)
@@ -1777,6 +1990,19 @@ static bool same_ami(const struct cfg_ami *a, const struct cfg_ami *b)
            a->connect_timeout_ms == b->connect_timeout_ms &&
            a->backoff_min_ms == b->backoff_min_ms && a->backoff_max_ms == b->backoff_max_ms &&
            a->learn_trust == b->learn_trust && a->trust_refresh_s == b->trust_refresh_s;
+}
+
+static bool same_seclog_list(const struct config *a, const struct config *b)
+{
+    if (a->nseclog != b->nseclog)
+        return false;
+    for (unsigned i = 0; i < a->nseclog; i++) {
+        const struct cfg_seclog *x = &a->seclog[i], *y = &b->seclog[i];
+        if (strcmp(x->name, y->name) != 0 || strcmp(x->path, y->path) != 0 || x->mode != y->mode ||
+            strcmp(x->ami, y->ami) != 0)
+            return false;
+    }
+    return true;
 }
 
 static bool same_ami_list(const struct config *a, const struct config *b)
@@ -1825,6 +2051,9 @@ int core_reload(struct core *c, const struct config *cfg)
     const struct config *old = c->cfg;
     c->cfg = cfg;
     duration_format(cfg->policy.findtime_s, c->findtime_text, sizeof(c->findtime_text));
+    bool seclog_changed = !same_seclog_list(old, cfg) || !same_ami_list(old, cfg);
+    if (seclog_changed)
+        stop_seclog(c); /* each resumes from its saved position */
     if (!same_ami_list(old, cfg)) {
         /* What a session learned stays with the session of its name that replaces it (unless
          * that one does not learn), until it asks again: a reload never leaves trunks
@@ -1866,6 +2095,11 @@ int core_reload(struct core *c, const struct config *cfg)
     reload_cluster(c, old, cfg);
     reload_crowdsec(c, old, cfg);
     reload_prom(c, old, cfg);
+    if (seclog_changed) {
+        r = start_seclog(c, cfg);
+        if (r < 0)
+            log_err("security log sources could not be restarted: %s", strerror(-r));
+    }
     return 0;
 }
 
@@ -1873,6 +2107,7 @@ void core_free(struct core *c)
 {
     if (!c)
         return;
+    stop_seclog(c);
     stop_ami(c);
     cluster_free(c->cluster);
     c->cluster = NULL;
@@ -1908,6 +2143,7 @@ void core_free(struct core *c)
             log_notice("nftables: table inet %s removed (remove_on_stop)", c->cfg->nftables.table);
     }
     nftset_free(c->nft);
+    seen_free(c->seen);
     judge_free(c->judge);
     policy_free(c->policy);
     allowlist_free(c->allow);

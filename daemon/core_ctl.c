@@ -17,6 +17,7 @@
 #include "ctl.h"
 #include "ctl_cmd.h"
 #include "log.h"
+#include "seclog.h"
 #include "store.h"
 
 /* Failures and bans since local midnight, so a status costs the same all day however busy the
@@ -153,6 +154,53 @@ static const char *fleet_state(const struct core_health *h)
     return s.state == CLUSTER_READY || s.state == CLUSTER_SETUP ? "connected" : "disconnected";
 }
 
+static json_t *time_or_null(int64_t ms)
+{
+    return ms > 0 ? json_integer(ms / 1000) : json_null();
+}
+
+/* One security log source, for status: where it stands, how far behind, what it refused. */
+static json_t *seclog_json(const struct seclog *l, int64_t now_ms)
+{
+    struct seclog_status st;
+    seclog_get_status(l, &st);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "name", st.name, "path", st.path,
+                  "mode", st.backfill ? "backfill" : "primary", "state", st.state, "reading",
+                  st.reading, "offset", (json_int_t)st.offset, "size", (json_int_t)st.size,
+                  "behind", (json_int_t)(st.size > st.offset ? st.size - st.offset : 0));
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "line", time_or_null(st.line_ms));
+    /* How far behind the writer it is: none when everything written has been read (the last
+     * line may be old: a quiet log is not a late one). */
+    json_int_t lag = 0;
+    if (st.size > st.offset && st.line_ms > 0 && st.line_ms <= now_ms)
+        lag = (now_ms - st.line_ms) / 1000;
+    json_object_set_new(o, "lag", json_integer(lag));
+    json_object_set_new(o, "last_event", time_or_null(st.last_event_ms));
+    if (st.err)
+        json_object_set_new(o, "error", json_string(strerror(st.err)));
+    const struct seclog_stats *s = &st.stats;
+    json_object_set_new(o, "lines", json_integer((json_int_t)s->lines));
+    json_object_set_new(o, "events", json_integer((json_int_t)s->events));
+    json_object_set_new(o, "backfilled", json_integer((json_int_t)s->backfilled));
+    json_object_set_new(o, "covered_by_ami", json_integer((json_int_t)s->covered));
+    json_object_set_new(o, "duplicates", json_integer((json_int_t)s->duplicates));
+    json_object_set_new(o, "injected", json_integer((json_int_t)s->injected));
+    json_object_set_new(o, "malformed", json_integer((json_int_t)s->malformed));
+    json_t *why = json_object();
+    for (int r = 1; r < SECLOG_BAD_COUNT; r++)
+        if (s->by_reason[r])
+            json_object_set_new(why, seclog_bad_name((enum seclog_bad)r),
+                                json_integer((json_int_t)s->by_reason[r]));
+    json_object_set_new(o, "malformed_by_reason", why);
+    json_object_set_new(o, "rotations", json_integer((json_int_t)st.rotations));
+    json_object_set_new(o, "truncations", json_integer((json_int_t)st.truncations));
+    json_object_set_new(o, "longest_slice_us", json_integer((json_int_t)s->longest_slice_us));
+    return o;
+}
+
 static void status(void *data, json_t *reply)
 {
     struct core_ctl *cc = data;
@@ -173,6 +221,11 @@ static void status(void *data, json_t *reply)
         json_array_append_new(ami, o);
     }
     json_object_set_new(reply, "ami", ami);
+    json_t *logs = json_array();
+    for (unsigned i = 0; i < h.nseclog; i++)
+        json_array_append_new(logs, seclog_json(core_seclog(cc->core, i), view.now_ms));
+    json_object_set_new(reply, "seclog", logs);
+    json_object_set_new(reply, "backfilled", json_integer((json_int_t)h.backfilled));
     /* Counted since the daemon started (the store keeps the history for reports). */
     json_object_set_new(reply, "events", json_integer((json_int_t)h.events));
     json_object_set_new(reply, "failures", json_integer((json_int_t)h.failures));

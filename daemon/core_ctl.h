@@ -14,6 +14,7 @@ struct ami_session;
 struct cluster;
 struct crowdsec;
 struct core;
+struct seclog;
 struct judge;
 struct policy;
 struct store;
@@ -72,9 +73,12 @@ struct core_health {
     unsigned long restored;        /* so far */
     struct core_restore_report last_restore;
     struct loop_turn_stats loop; /* over the last minute, and since the start */
+    uint64_t backfilled;         /* of the events, those read from a security log after the fact */
+    unsigned nseclog; /* security log sources, in the order of the [seclog:NAME] sections */
 };
 void core_health(const struct core *c, struct core_health *ret_health);
 const struct ami_session *core_ami_session(const struct core *c, unsigned i); /* i < nami */
+const struct seclog *core_seclog(const struct core *c, unsigned i);           /* i < nseclog */
 
 /* Runs the daemon's reload path (core_set_reload()); on_error gets each error in the file.
  * -EOPNOTSUPP when the daemon gave none. */

@@ -79,12 +79,17 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
     snprintf(v.service, sizeof(v.service), "%.*s", SEC_SERVICE_MAX - 1, ev->service);
     struct addr_prefix key;
     int r;
+    /* A live event counts now. A backfilled one counts at its own time, never in the future
+     * (a clock set back, a forged date): the window it falls in is the one it happened in. */
+    int64_t at = now_ms;
+    if (ev->backfilled && ev->occurred_ms > 0 && ev->occurred_ms < now_ms)
+        at = ev->occurred_ms;
     /* A successful login is remembered for its key, whatever it weighs: one upsert. Not for a
      * whitelisted source (our own AMI login among them), which is never counted anyway. */
     if (ev->type == SEC_SUCCESSFUL_AUTH && policy_trust_window_ms(j->policy) > 0 &&
         !policy_whitelist_match(j->policy, &ev->remote.addr)) {
         policy_key(j->policy, &ev->remote.addr, &key);
-        r = store_success_add(j->store, ev, &key, now_ms);
+        r = store_success_add(j->store, ev, &key, at);
         if (r < 0)
             return r;
     }
@@ -99,20 +104,23 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
         *ret_verdict = v;
         return 0;
     }
+    int64_t findtime = policy_findtime_ms(j->policy);
     policy_key(j->policy, &ev->remote.addr, &key);
     v.whitelisted = policy_whitelist_match(j->policy, &ev->remote.addr) != NULL;
-    r = store_failure_add(j->store, ev, &key, v.whitelisted ? 0 : w, v.whitelisted, now_ms);
+    r = store_failure_add(j->store, ev, &key, v.whitelisted ? 0 : w, v.whitelisted, at);
     if (r < 0)
         return r;
     v.counted = true;
-    if (v.whitelisted) {
+    /* Older than any window that ends now: kept for reports, judged by nobody. */
+    v.stale = at < now_ms - findtime;
+    if (v.whitelisted || v.stale) {
         *ret_verdict = v;
         return 0;
     }
 
     /* Failures before the end of the key's last ban do not count again: an unbanned source
      * starts from a clean window. */
-    int64_t from = now_ms - policy_findtime_ms(j->policy);
+    int64_t from = at - findtime;
     struct store_ban last;
     r = store_ban_last(j->store, &key, &last);
     if (r == 0) {
@@ -128,11 +136,19 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
         return r;
     }
     double sum;
-    r = store_window_sum(j->store, &key, from, now_ms, &sum);
+    unsigned threshold = policy_threshold(j->policy, ev->service);
+    if (at == now_ms) {
+        r = store_window_sum(j->store, &key, from, now_ms, &sum);
+    } else {
+        /* In the past, the event may complete a window with events before it or after it
+         * (AMI's, while the log was being read): the heaviest window that holds it. */
+        int64_t to = at + findtime < now_ms ? at + findtime : now_ms;
+        r = store_window_peak(j->store, &key, from, at, to, findtime, (double)threshold, &sum);
+    }
     if (r < 0)
         return r;
     v.window = sum;
-    v.threshold = policy_threshold(j->policy, ev->service);
+    v.threshold = threshold;
     /* Weights are decimal fractions: allow for the last bits of a sum like 0.1 * 10. */
     if (sum + 1e-9 < (double)v.threshold) {
         *ret_verdict = v;

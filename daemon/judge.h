@@ -40,6 +40,7 @@ struct verdict {
      * window was summed (a counted event of a key neither protected nor banned); else 0. */
     double window;
     unsigned threshold;
+    bool stale; /* backfilled, older than findtime: recorded, not judged */
     enum sec_event_type event_type;
     char service[SEC_SERVICE_MAX];
 };
@@ -53,13 +54,17 @@ void judge_free(struct judge *j); /* accepts NULL */
 void judge_set_policy(struct judge *j, const struct policy *policy);
 
 /* Records ev (if it weighs anything; whitelisted sources too, marked as such; a source that
- * policy_ignored() names is not recorded at all, see verdict.ignored) and sums its
- * key's window [max(now - findtime, end of the key's last ban), now]. When the sum reaches the
- * service's threshold and the key is not banned (nor inside an active broader ban), adds a
- * threshold ban whose length follows the key's offence count and returns it as VERDICT_BAN.
- * The threshold is the trusted one for a key whose last SuccessfulAuth (recorded here, with
- * trust_window > 0) lies within trust_window.
- * The window runs on now_ms (the daemon's wall clock at receipt), not on the event's own time. */
+ * policy_ignored() names is not recorded at all, see verdict.ignored) and sums its key's
+ * window. When the sum reaches the service's threshold and the key is not banned (nor inside an
+ * active broader ban), adds a threshold ban whose length follows the key's offence count and
+ * returns it as VERDICT_BAN; a ban always starts at now_ms. The threshold is the trusted one
+ * for a key whose last SuccessfulAuth (recorded here, with trust_window > 0) lies within
+ * trust_window.
+ * A live event counts at now_ms (the daemon's wall clock at receipt), over the window
+ * [max(now - findtime, end of the key's last ban), now]. A backfilled one (ev->backfilled)
+ * counts at its own time ev->occurred_ms (now_ms if later), and is judged on the heaviest
+ * findtime-long window that holds that time and ends by now_ms; older than findtime, it is
+ * recorded only (verdict.stale). */
 int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
                 struct verdict *ret_verdict);
 

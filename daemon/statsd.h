@@ -24,11 +24,18 @@
 /* Gauges: bans active now, by family. */
 #define STATSD_M_BANS_ACTIVE_IPV4 "bans.active.ipv4"
 #define STATSD_M_BANS_ACTIVE_IPV6 "bans.active.ipv6"
-/* events.<EventType>: security events received, by type (sec_event_type_name()). */
+/* events.<EventType>: security events received live, by type (sec_event_type_name()). */
 #define STATSD_M_EVENTS "events"
 /* ignored.<range>: events from a source that can never be a real one, by its range
  * ("link-local", "unspecified", "multicast", "broadcast", "this-network"): never counted. */
 #define STATSD_M_IGNORED "ignored"
+/* backfill.events.<EventType>: events read from the security log for a time no AMI session
+ * covered (they happened earlier; res_auth_stats' failed_auth meters stay live only). */
+#define STATSD_M_BACKFILL_EVENTS "backfill.events"
+/* Security log lines that prove no address (counted for nobody), and events the log repeats
+ * after AMI delivered them (counted once). */
+#define STATSD_M_SECLOG_MALFORMED "seclog.lines_malformed"
+#define STATSD_M_SECLOG_DUPLICATES "seclog.duplicates"
 /* AMI frames that did not parse / that exceeded the frame size bound. */
 #define STATSD_M_AMI_FRAMES_MALFORMED "ami.frames_malformed"
 #define STATSD_M_AMI_FRAMES_OVERSIZED "ami.frames_oversized"

@@ -59,20 +59,39 @@ def event_tv(t=None):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}+0000"
 
 
-def ami_event(name, ip, port=5060, service="PJSIP", account="1001", transport="UDP",
-              session=None, tv=None):
-    """One security event frame, bytes, exactly as Asterisk writes it."""
+def event_fields(name, ip, port=5060, service="PJSIP", account="1001", transport="UDP",
+                 session=None, tv=None):
+    """A security event's fields, in the order Asterisk writes them (AMI and the log alike)."""
     local = "IPV4/UDP/192.0.2.1/5060" if ":" not in ip else "IPV6/UDP/2001:db8::1/5060"
     if service == "AMI":
         transport = "TCP"
         local = "IPV4/TCP/0.0.0.0/5038"
-    lines = [("Event", name), ("Privilege", "security,all"), ("EventTV", tv or event_tv()),
-             ("Severity", _SEVERITY.get(name, "Error")), ("Service", service),
-             ("EventVersion", _VERSION.get(name, "1")), ("AccountID", account),
-             ("SessionID", session or f"{os.urandom(6).hex()}@e2e"),
-             ("LocalAddress", local), ("RemoteAddress", ami_address(ip, port, transport))]
-    lines += _EXTRA.get(name, [])
+    fields = [("EventTV", tv or event_tv()), ("Severity", _SEVERITY.get(name, "Error")),
+              ("Service", service), ("EventVersion", _VERSION.get(name, "1")),
+              ("AccountID", account), ("SessionID", session or f"{os.urandom(6).hex()}@e2e"),
+              ("LocalAddress", local), ("RemoteAddress", ami_address(ip, port, transport))]
+    return fields + _EXTRA.get(name, [])
+
+
+def ami_event(name, ip, port=5060, service="PJSIP", account="1001", transport="UDP",
+              session=None, tv=None):
+    """One security event frame, bytes, exactly as Asterisk writes it."""
+    lines = [("Event", name), ("Privilege", "security,all")]
+    lines += event_fields(name, ip, port, service, account, transport, session, tv)
     return ("".join(f"{k}: {v}\r\n" for k, v in lines) + "\r\n").encode()
+
+
+def seclog_line(name, ip, port=5060, service="PJSIP", account="1001", transport="UDP",
+                session=None, tv=None, when=None):
+    """The same event as one line of Asterisk's security log (res_security_log, logger.conf
+    "security => security", dateformat "%F %T.%3q"), bytes with its newline. Values are not
+    escaped, as Asterisk does not escape them."""
+    when = time.time() if when is None else when
+    date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) + f".{int(when % 1 * 1000):03d}"
+    body = f'SecurityEvent="{name}"' + "".join(
+        f',{k}="{v}"' for k, v in event_fields(name, ip, port, service, account, transport,
+                                                session, tv))
+    return f"[{date}] SECURITY[4711] res_security_log.c: {body}\n".encode()
 
 
 def attack(ip, n, name="ChallengeResponseFailed", **kw):

@@ -192,6 +192,47 @@ static void service_section_overrides_maxretry_and_weights(void **state)
     assert_true(cfg.policy.services[0].weight[SEC_INVALID_PASSWORD] < 0);
 }
 
+#define AMI(name) "[ami:" name "]\nhost = 127.0.0.1\nusername = u\nsecret = s\n"
+
+static void seclog_backfills_the_only_ami_session_by_default(void **state)
+{
+    assert_int_equal(load(AMI("pbx") "[seclog:log]\n"), 0);
+    assert_int_equal(cfg.nseclog, 1);
+    assert_string_equal(cfg.seclog[0].name, "log");
+    assert_string_equal(cfg.seclog[0].path, "/var/log/asterisk/security");
+    assert_int_equal(cfg.seclog[0].mode, CFG_SECLOG_BACKFILL);
+    assert_string_equal(cfg.seclog[0].ami, "pbx");
+}
+
+static void seclog_without_ami_is_primary(void **state)
+{
+    assert_int_equal(load("[seclog:log]\npath = /srv/security\n"), 0);
+    assert_int_equal(cfg.seclog[0].mode, CFG_SECLOG_PRIMARY);
+    assert_string_equal(cfg.seclog[0].path, "/srv/security");
+}
+
+static void seclog_picks_the_ami_session_of_its_name(void **state)
+{
+    assert_int_equal(load(AMI("a") AMI("b") "[seclog:b]\n"), 0);
+    assert_string_equal(cfg.seclog[0].ami, "b");
+    assert_int_equal(load(AMI("a") AMI("b") "[seclog:x]\nami = a\n"), 0);
+    assert_string_equal(cfg.seclog[0].ami, "a");
+}
+
+static void seclog_ami_must_be_known(void **state)
+{
+    assert_int_equal(load(AMI("a") AMI("b") "[seclog:x]\n"), 1);
+    assert_non_null(strstr(only_error(), "[seclog:x] ami: missing: which [ami:NAME]"));
+    assert_int_equal(load(AMI("a") "[seclog:x]\nami = c\n"), 1);
+    assert_non_null(strstr(only_error(), "F:6: [seclog:x] ami: names no [ami:c] section"));
+    assert_int_equal(load("[seclog:x]\nmode = backfill\n"), 1);
+    assert_non_null(strstr(only_error(), "mode = backfill needs an [ami:NAME] section"));
+    assert_int_equal(load(AMI("a") "[seclog:x]\nmode = primary\nami = a\n"), 1);
+    assert_non_null(strstr(only_error(), "ami: is only for mode = backfill"));
+    assert_int_equal(load("[seclog:x]\nmode = sometimes\n"), 1);
+    assert_non_null(strstr(only_error(), "expected one of: backfill, primary"));
+}
+
 static void unknown_key_names_file_line_section_and_key(void **state)
 {
     assert_int_equal(load("[policy]\nmaxretry = 3\nmaxrety = 4\n"), 1);
@@ -1030,6 +1071,10 @@ int main(void)
         cmocka_unit_test(bantime_max_below_bantime_is_an_error),
         cmocka_unit_test(three_mistakes_give_three_errors),
         cmocka_unit_test(missing_file_returns_the_errno_and_says_so),
+        cmocka_unit_test(seclog_backfills_the_only_ami_session_by_default),
+        cmocka_unit_test(seclog_without_ami_is_primary),
+        cmocka_unit_test(seclog_picks_the_ami_session_of_its_name),
+        cmocka_unit_test(seclog_ami_must_be_known),
         cmocka_unit_test(shipped_config_is_valid),
         cmocka_unit_test(shipped_config_states_the_builtin_defaults),
         cmocka_unit_test(dump_masks_the_secret),

@@ -93,6 +93,87 @@ static struct verdict fail_at(struct world *w, const char *addr, int64_t t)
     return judge_at(w, SEC_CHALLENGE_RESPONSE_FAILED, addr, t);
 }
 
+/* A failure read from the security log at now, which happened at t. */
+static struct verdict backfill_at(struct world *w, const char *addr, int64_t t, int64_t now)
+{
+    struct sec_event ev = fx_event(SEC_CHALLENGE_RESPONSE_FAILED, "PJSIP", addr);
+    ev.backfilled = true;
+    ev.occurred_ms = t;
+    ev.event_tv_ms = t;
+    struct verdict v;
+    int r = judge_event(w->judge, &ev, now, &v);
+    if (r < 0)
+        fail_msg("judge_event: %s (%s)", store_strerror(r), store_errmsg(w->store));
+    return v;
+}
+
+/* Five failures while the daemon was down, read at start: banned at once, from now. */
+static void gap_that_crossed_the_threshold_bans_at_once(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    int64_t now = T0 + 5 * MIN_MS;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(backfill_at(w, "198.51.100.9", T0 + i * 1000, now).action, VERDICT_NONE);
+    struct verdict v = backfill_at(w, "198.51.100.9", T0 + 4000, now);
+    assert_int_equal(v.action, VERDICT_BAN);
+    assert_int_equal(v.timeout_ms, HOUR_MS); /* the ban starts when it is judged */
+    assert_true(v.failures == 5);
+    struct store_ban b;
+    struct addr_prefix key = fx_prefix("198.51.100.9");
+    assert_int_equal(store_ban_last(w->store, &key, &b), 0);
+    assert_int_equal(b.start_ms, now);
+}
+
+/* Spread over findtime and more: each failure counts at its own time, so five failures that
+ * never stood within one window earn nothing. */
+static void backfilled_failures_count_at_their_own_time(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    int64_t now = T0 + 30 * MIN_MS;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(backfill_at(w, "198.51.100.10", T0 + i * 3 * MIN_MS, now).action,
+                         VERDICT_NONE);
+}
+
+/* Three failures in the gap, two live ones after it that were judged first (the log was read
+ * later): the backfill finds the window that holds all five. */
+static void backfill_completes_a_window_with_later_live_failures(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    int64_t now = T0 + 2 * MIN_MS;
+    assert_int_equal(fail_at(w, "198.51.100.11", T0 + MIN_MS).action, VERDICT_NONE);
+    assert_int_equal(fail_at(w, "198.51.100.11", T0 + MIN_MS + 10).action, VERDICT_NONE);
+    assert_int_equal(backfill_at(w, "198.51.100.11", T0, now).action, VERDICT_NONE);
+    assert_int_equal(backfill_at(w, "198.51.100.11", T0 + 10, now).action, VERDICT_NONE);
+    assert_int_equal(backfill_at(w, "198.51.100.11", T0 + 20, now).action, VERDICT_BAN);
+}
+
+/* Older than findtime: recorded for reports, never judged; from the future: counted now. */
+static void stale_and_future_backfills(void **state)
+{
+    struct world *w = *state;
+    world_open(w);
+    int64_t now = T0 + HOUR_MS;
+    for (int i = 0; i < 5; i++) {
+        struct verdict v = backfill_at(w, "198.51.100.12", T0 + i, now);
+        assert_int_equal(v.action, VERDICT_NONE);
+        assert_true(v.stale && v.counted);
+    }
+    struct store_key_stats ks;
+    struct addr_prefix key = fx_prefix("198.51.100.12");
+    assert_int_equal(store_key_stats(w->store, &key, &ks), 0);
+    assert_int_equal(ks.count, 5);
+    assert_int_equal(ks.last_ms, T0 + 4);
+    /* A date a year ahead counts now (the window that ends now), not in a year. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(backfill_at(w, "198.51.100.13", now + 365LL * 86400000, now).action,
+                         VERDICT_NONE);
+    assert_int_equal(fail_at(w, "198.51.100.13", now).action, VERDICT_BAN);
+}
+
 static void threshold_bans_exactly_at_the_nth_failure(void **state)
 {
     struct world *w = *state;
@@ -856,6 +937,10 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(gap_that_crossed_the_threshold_bans_at_once),
+        T(backfilled_failures_count_at_their_own_time),
+        T(backfill_completes_a_window_with_later_live_failures),
+        T(stale_and_future_backfills),
         T(threshold_bans_exactly_at_the_nth_failure),
         T(failures_older_than_findtime_slide_out_of_the_window),
         T(benign_events_weigh_nothing_and_are_not_recorded),
