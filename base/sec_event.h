@@ -68,6 +68,10 @@ struct sec_event {
      * line's), instead of at receipt. */
     bool backfilled;
     int64_t occurred_ms;
+    /* Set by a source that can name the event's place for good (the security log: its file and
+     * the line's offset), > 0; 0 if none. Recording the same place twice keeps one row: a line
+     * read again after a restart counts once. */
+    int64_t place;
 };
 
 /* How a source hands events to the core: the one narrow interface between them. */

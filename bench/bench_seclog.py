@@ -192,6 +192,8 @@ def one_run(args, logpath, nbytes, nlines, run, scenario="gap"):
             "turn_p99_ms": (full.get("loop") or {}).get("p99_ms"),
             "turns": (full.get("loop") or {}).get("turns"),
             "longest_slice_ms": (st.get("longest_slice_us") or 0) / 1000,
+            "wal_pauses": st.get("wal_pauses"),
+            "wal_paused_s": (st.get("wal_paused_ms") or 0) / 1000,
             "ami_probes": {"sent": len(probes), "banned": len(lat),
                            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
                            "max_ms": max(lat) if lat else None},
@@ -203,7 +205,7 @@ def one_run(args, logpath, nbytes, nlines, run, scenario="gap"):
             f"anonymous RSS {res['rss_anon_mb']}; "
             f"longest turn {res['longest_turn_ms'] or 0:.1f} ms (p99 over the last minute "
             f"{res['turn_p99_ms'] or 0:.1f} ms; slice {res['longest_slice_ms']:.1f}; "
-            f"{res['turns']} turns); "
+            f"{res['turns']} turns; {res['wal_pauses']} WAL pauses, {res['wal_paused_s']:.1f} s); "
             f"AMI probes {res['ami_probes']}")
         return res
     finally:

@@ -885,6 +885,14 @@ static int seclog_seen(void *data, const struct sec_event *ev, bool *ret_seen)
     return r;
 }
 
+/* The oldest time an event judged now counts at: a log source writes its deferred failures
+ * before an event from then on. */
+static int64_t seclog_judged_since(void *data, int64_t now_ms)
+{
+    struct core *c = data;
+    return now_ms - policy_findtime_ms(c->policy);
+}
+
 /* --- AMI sources --- */
 
 /* --- protection: what must never be banned --- */
@@ -1400,8 +1408,10 @@ static int start_seclog(struct core *c, const struct config *cfg)
     c->seclog_duplicates = calloc(n, sizeof(*c->seclog_duplicates));
     if (!c->seclog || !c->seclog_ami || !c->seclog_malformed || !c->seclog_duplicates)
         return -ENOMEM;
-    struct seclog_hooks hooks = {
-        .sink = {.submit = on_event, .data = c}, .seen = seclog_seen, .data = c};
+    struct seclog_hooks hooks = {.sink = {.submit = on_event, .data = c},
+                                 .seen = seclog_seen,
+                                 .judged_since = seclog_judged_since,
+                                 .data = c};
     for (unsigned i = 0; i < n; i++) {
         const struct cfg_seclog *l = &cfg->seclog[i];
         const struct cfg_ami *ami = NULL;
@@ -1635,7 +1645,12 @@ static void on_maintenance(struct loop *l, void *data)
     /* A roll-up pass over the raw table when its cutoff reaches a new hour, and every ten
      * minutes anyway (failures recorded in the past, a pass cut short). */
     int64_t cutoff = (now - raw_keep_ms(c)) / 3600000 * 3600000;
-    if (!c->rollup_due &&
+    /* Not while a log source catches up: it would roll up rows the backfill is still writing
+     * (and, after a restart, rows it is about to read again and keep once by their place). */
+    bool catching_up = false;
+    for (unsigned i = 0; i < c->nseclog; i++)
+        catching_up |= seclog_catching_up(c->seclog[i]);
+    if (!c->rollup_due && !catching_up &&
         (cutoff != c->rollup_cutoff_ms || loop_now_ms(l) - c->rollup_pass_ms >= 600000)) {
         c->rollup_cutoff_ms = cutoff;
         c->rollup_pass_ms = loop_now_ms(l);

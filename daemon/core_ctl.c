@@ -198,6 +198,8 @@ static json_t *seclog_json(const struct seclog *l, int64_t now_ms)
     json_object_set_new(o, "rotations", json_integer((json_int_t)st.rotations));
     json_object_set_new(o, "truncations", json_integer((json_int_t)st.truncations));
     json_object_set_new(o, "longest_slice_us", json_integer((json_int_t)s->longest_slice_us));
+    json_object_set_new(o, "wal_pauses", json_integer((json_int_t)s->wal_pauses));
+    json_object_set_new(o, "wal_paused_ms", json_integer((json_int_t)s->wal_paused_ms));
     return o;
 }
 

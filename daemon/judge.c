@@ -107,12 +107,19 @@ int judge_event(struct judge *j, const struct sec_event *ev, int64_t now_ms,
     int64_t findtime = policy_findtime_ms(j->policy);
     policy_key(j->policy, &ev->remote.addr, &key);
     v.whitelisted = policy_whitelist_match(j->policy, &ev->remote.addr) != NULL;
-    r = store_failure_add(j->store, ev, &key, v.whitelisted ? 0 : w, v.whitelisted, at);
+    /* Older than any window that ends now: kept for reports, judged by nobody. */
+    v.stale = at < now_ms - findtime;
+    /* Such a failure read after the fact from a place that names it is deferred, to be written
+     * with its neighbours in the table (store_failure_defer()); written at once if the store
+     * holds as many as it takes. */
+    r = -ENOSPC;
+    if (v.stale && ev->backfilled && ev->place > 0)
+        r = store_failure_defer(j->store, ev, &key, v.whitelisted ? 0 : w, v.whitelisted, at);
+    if (r == -ENOSPC)
+        r = store_failure_add(j->store, ev, &key, v.whitelisted ? 0 : w, v.whitelisted, at);
     if (r < 0)
         return r;
     v.counted = true;
-    /* Older than any window that ends now: kept for reports, judged by nobody. */
-    v.stale = at < now_ms - findtime;
     if (v.whitelisted || v.stale) {
         *ret_verdict = v;
         return 0;

@@ -41,7 +41,13 @@ struct seclog {
 
     struct store_seclog_cursor saved; /* as last written to the store */
     bool have_saved;
+    /* Where reading stood when the store last held no deferred failure: the cursor to write
+     * while it holds some (they may be from the lines after it). */
+    struct store_seclog_cursor clean;
+    bool have_clean;
+    bool draining; /* writing the store's deferred failures before reading on */
     int64_t line_ms, last_event_ms;
+    int64_t wal_pause_ms; /* wall clock the current WAL pause began; 0 = none */
     int64_t malformed_logged_ms;
     uint64_t malformed_unlogged;
     struct seclog_stats stats;
@@ -171,9 +177,10 @@ static void note_malformed(struct seclog *s, enum seclog_bad bad, const char *li
     s->malformed_unlogged = 0;
 }
 
-/* Judges what a line says. Returns false if the line must wait (given back to the file). */
+/* Judges what a line says. Returns false if the line must wait (given back to the file): until
+ * *ret_until, or, *ret_drain set, until the store's deferred failures are written. */
 static bool take_line(struct seclog *s, struct seclog_chunk *c, bool cut, int64_t now,
-                      int64_t *ret_until)
+                      int64_t *ret_until, bool *ret_drain)
 {
     struct sec_event ev;
     struct seclog_line_info info;
@@ -213,10 +220,17 @@ static bool take_line(struct seclog *s, struct seclog_chunk *c, bool cut, int64_
             break;
         }
     }
+    /* Its window may hold deferred failures: they go in first. */
+    if (store_failure_deferred(s->store) &&
+        (!s->hooks.judged_since || t >= s->hooks.judged_since(s->hooks.data, now))) {
+        *ret_drain = true;
+        return false;
+    }
     s->line_ms = t;
     ev.received_ms = now;
     ev.occurred_ms = t;
     ev.backfilled = s->backfill || now - t > SECLOG_LIVE_SLACK_MS;
+    ev.place = seclog_file_place(s->file);
     if (s->backfill && s->hooks.seen) {
         bool seen = false;
         if (s->hooks.seen(s->hooks.data, &ev, &seen) == 0 && seen) {
@@ -237,9 +251,16 @@ static bool take_line(struct seclog *s, struct seclog_chunk *c, bool cut, int64_
 static void save_cursor(struct seclog *s, int64_t now)
 {
     struct store_seclog_cursor c;
-    if (!seclog_file_cursor(s->file, &c))
-        return;
-    c.line_ms = s->line_ms;
+    if (store_failure_deferred(s->store)) {
+        /* The lines after the clean position may have failures still in memory. */
+        if (!s->have_clean)
+            return;
+        c = s->clean;
+    } else {
+        if (!seclog_file_cursor(s->file, &c))
+            return;
+        c.line_ms = s->line_ms;
+    }
     if (s->have_saved && c.pos == s->saved.pos && c.ino == s->saved.ino && c.dev == s->saved.dev)
         return;
     int r = store_seclog_cursor_put(s->store, s->name, s->cfg.path, &c, now);
@@ -265,21 +286,67 @@ static void on_work(struct loop *l, void *data)
     s->work_due_ms = 0;
     if (store_wal_behind(s->store, SECLOG_WAL_PAUSE_BYTES)) {
         /* The database's log waits for its checkpoint: let it catch up (AMI events go on). */
+        if (!s->wal_pause_ms) {
+            s->wal_pause_ms = now ? now : 1;
+            s->stats.wal_pauses++;
+        }
         s->busy = false;
         loop_timer_arm(l, &s->work, SECLOG_WAL_WAIT_MS);
         return;
     }
+    if (s->wal_pause_ms) {
+        s->stats.wal_paused_ms += (uint64_t)(now > s->wal_pause_ms ? now - s->wal_pause_ms : 0);
+        s->wal_pause_ms = 0;
+    }
+    /* The budget is checked every 8 lines (a line that is skipped costs well under a
+     * microsecond, the clock about as much), and after every event handed over: one event may
+     * cost far more than a line (its row, maybe a window to judge). */
+    uint64_t events = s->stats.events + s->stats.duplicates;
     for (unsigned n = 1;; n++) {
-        if ((n & 7) == 0 && cpu_us() - t0 >= s->slice_us) {
+        uint64_t e = s->stats.events + s->stats.duplicates;
+        if (((n & 7) == 0 || e != events || s->draining) && cpu_us() - t0 >= s->slice_us) {
             more = true;
             break;
         }
-        if (!seclog_file_next(s->file, &c, &cut))
+        events = e;
+        if (s->draining || store_failure_deferred(s->store) >= STORE_DEFER_MAX) {
+            /* The store's deferred failures, a few at a time, before reading on. */
+            unsigned w;
+            s->draining = true;
+            int r = store_failure_write_deferred(s->store, SECLOG_WRITE_STEP, &w);
+            if (r < 0) {
+                /* The core logs database failures when its own writes fail too. */
+                log_debug("%s: cannot write deferred failures: %s", s->name, store_strerror(r));
+                until = now + SECLOG_FILE_RETRY_MS / 30;
+                break;
+            }
+            if (store_failure_deferred(s->store) == 0) {
+                s->draining = false;
+                s->stats.deferred_writes++;
+            }
+            continue;
+        }
+        if (store_failure_deferred(s->store) == 0) {
+            s->have_clean = seclog_file_cursor(s->file, &s->clean);
+            s->clean.line_ms = s->line_ms;
+        }
+        bool drain = false;
+        if (!seclog_file_next(s->file, &c, &cut)) {
+            /* All there is for now: what waits in memory goes in before the slice ends. */
+            if (store_failure_deferred(s->store)) {
+                s->draining = true;
+                continue;
+            }
             break;
+        }
         s->stats.lines++;
-        if (!take_line(s, &c, cut, now, &until)) {
+        if (!take_line(s, &c, cut, now, &until, &drain)) {
             seclog_file_unread(s->file, &c);
             s->stats.lines--;
+            if (drain) {
+                s->draining = true;
+                continue;
+            }
             break;
         }
     }
@@ -358,6 +425,8 @@ void seclog_free(struct seclog *s)
     if (!s)
         return;
     loop_timer_cancel(s->loop, &s->work);
+    /* Deferred failures are read again from the cursor written before them. */
+    store_failure_drop_deferred(s->store);
     seclog_file_free(s->file);
     free(s);
 }
@@ -370,6 +439,11 @@ const char *seclog_name(const struct seclog *s)
 bool seclog_busy(const struct seclog *s)
 {
     return s->busy;
+}
+
+bool seclog_catching_up(const struct seclog *s)
+{
+    return s->busy || s->wal_pause_ms || s->draining || store_failure_deferred(s->store);
 }
 
 uint64_t seclog_work_us(const struct seclog *s)

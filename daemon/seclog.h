@@ -40,6 +40,8 @@
  * Half the daemon's own soft limit, so it never waits for that one. */
 #define SECLOG_WAL_PAUSE_BYTES (64ull << 20)
 #define SECLOG_WAL_WAIT_MS 5
+/* Deferred failures are written this many per store call within a slice. */
+#define SECLOG_WRITE_STEP 64
 /* A malformed line is logged (escaped) at most once per this, with the count since. */
 #define SECLOG_MALFORMED_LOG_MS 60000
 
@@ -50,6 +52,10 @@ struct seclog_hooks {
     /* backfill: whether ev, about to be judged from the log, was already counted (delivered by
      * AMI, or recorded before). Returns 0 or -errno. */
     int (*seen)(void *data, const struct sec_event *ev, bool *ret_seen);
+    /* The oldest time an event judged now is counted at (now - findtime): the store's deferred
+     * failures (store_failure_defer()) are written before an event at or after it is handed
+     * over, so its window sees them. NULL: written before every event. */
+    int64_t (*judged_since)(void *data, int64_t now_ms);
     void *data;
 };
 
@@ -66,6 +72,9 @@ struct seclog_stats {
     uint64_t by_reason[SECLOG_BAD_COUNT];
     uint64_t cut;              /* of by_reason[SECLOG_BAD_STRUCTURE]: a file ended mid-line */
     uint64_t longest_slice_us; /* in the thread's CPU time */
+    uint64_t wal_pauses;       /* times reading waited for the store's checkpoint */
+    uint64_t wal_paused_ms;    /* wall-clock time spent waiting so */
+    uint64_t deferred_writes;  /* batches of deferred failures written */
 };
 
 struct seclog_status {
@@ -97,6 +106,9 @@ const char *seclog_name(const struct seclog *s);
 void seclog_set_slice_us(struct seclog *s, uint64_t us);
 /* True while it has more to read at once (its last slice used its whole budget): a backfill. */
 bool seclog_busy(const struct seclog *s);
+/* True while it catches up: reading at full speed, waiting for the store's checkpoint, or
+ * holding deferred failures (see store_failure_defer()) that its cursor stays before. */
+bool seclog_catching_up(const struct seclog *s);
 /* Microseconds of CPU spent in its slices so far (the work a backfill puts in the store's
  * transaction). */
 uint64_t seclog_work_us(const struct seclog *s);

@@ -542,6 +542,14 @@ bool seclog_file_cursor(const struct seclog_file *f, struct store_seclog_cursor 
     return true;
 }
 
+int64_t seclog_file_place(const struct seclog_file *f)
+{
+    if (f->fd < 0)
+        return 0;
+    uint64_t pos = seclog_reader_offset(&f->reader) & ((1ull << 40) - 1);
+    return (int64_t)(((f->ino & 0x7fffffu) << 40) | pos) + 1;
+}
+
 void seclog_file_get_status(const struct seclog_file *f, struct seclog_file_status *ret)
 {
     *ret = f->st;

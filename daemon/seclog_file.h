@@ -69,4 +69,7 @@ void seclog_file_unread(struct seclog_file *f, const struct seclog_chunk *c);
 
 /* Where reading stands (the end of the last line pulled): false while no file is open. */
 bool seclog_file_cursor(const struct seclog_file *f, struct store_seclog_cursor *ret);
+/* The place of the last line pulled, for good (> 0): the file's identity (its inode's low 23
+ * bits) and the line's end offset (below 1 TiB). 0 while no file is open. */
+int64_t seclog_file_place(const struct seclog_file *f);
 void seclog_file_get_status(const struct seclog_file *f, struct seclog_file_status *ret);

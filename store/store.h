@@ -162,6 +162,29 @@ bool store_in_turn(const struct store *s);
  * otherwise). */
 int store_failure_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
                       double weight, bool whitelisted, int64_t ts_ms);
+
+/* Deferred failures: a backfill's failures too old to be judged (kept for reports only) come
+ * from many sources in the order of time, and written one by one each dirties a page of its
+ * own in the table clustered by key (a commit writes it whole to the log, a checkpoint again).
+ * Deferred, they are kept in memory, up to STORE_DEFER_MAX, sorted by runs of STORE_DEFER_RUN,
+ * and written later in the table's own order (a merge of the runs), a bounded number at a
+ * time: neighbouring rows share their pages. The event must name its place (ev->place): rows
+ * are keyed by it, so a row written twice (the log read again after a restart, whose cursor
+ * stays before the deferred lines until they are all written) is kept once. A window counted
+ * in the meantime does not see them: the caller writes them before judging an event whose
+ * window may reach them. */
+#define STORE_DEFER_MAX 65536
+#define STORE_DEFER_RUN 4096
+/* Returns 0, -ENOSPC when full (store_failure_deferred() == STORE_DEFER_MAX), -EINVAL (no place,
+ * or the address not within key) or another -errno. */
+int store_failure_defer(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
+                        double weight, bool whitelisted, int64_t ts_ms);
+/* Failures deferred and not written yet. */
+unsigned store_failure_deferred(const struct store *s);
+/* Writes up to max deferred failures, in the table's order, in the turn's transaction. */
+int store_failure_write_deferred(struct store *s, unsigned max, unsigned *ret_written);
+/* Forgets them (their source will read them again). */
+void store_failure_drop_deferred(struct store *s);
 /* Records a successful login (SuccessfulAuth) under key at ts_ms: one row per key, updated in
  * place (the latest time, address, account and service; a count). */
 int store_success_add(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,

@@ -174,8 +174,27 @@ struct hour_count {
     int64_t hour, n, last_ms;
 };
 
+/* A deferred failure, packed as its row will be (store_failure_defer()). */
+struct deferred {
+    int64_t ts_ms, seq, kind, account, tv_off, session; /* session -1: none */
+    double weight;
+    uint16_t port;
+    uint8_t transport, flags, has_tv;
+    uint8_t klen, alen;
+    uint8_t key[STORE_KEY_PACKED_MAX];
+    uint8_t addr[16];
+};
+
+#define DEFER_RUNS (STORE_DEFER_MAX / STORE_DEFER_RUN)
+
 struct store_failures {
     sqlite3_stmt *st[FS_COUNT];
+    /* Deferred failures: [0, ndefer), sorted by runs of STORE_DEFER_RUN up to nsorted; while
+     * they are written (merging), head[i] is the next row of run i. */
+    struct deferred *defer;
+    unsigned ndefer, nsorted, nwritten;
+    bool merging;
+    unsigned head[DEFER_RUNS];
     struct kind_entry kinds[KIND_CACHE];
     struct account_entry *accounts; /* ACCOUNT_CACHE entries */
     /* The packed form of the last key, since record + window count use the same key. */
@@ -370,6 +389,7 @@ void store_failures_free(struct store_failures *f)
     for (int i = 0; i < FS_COUNT; i++)
         sqlite3_finalize(f->st[i]);
     free(f->accounts);
+    free(f->defer);
     free(f);
 }
 
@@ -388,6 +408,9 @@ void store_failures_lost(struct store_failures *f)
         return;
     forget_names(f);
     f->ncounts = 0;
+    /* Deferred rows name kinds and accounts by ids that may be gone with the transaction. */
+    f->ndefer = f->nsorted = f->nwritten = 0;
+    f->merging = false;
 }
 
 /* --- helpers ------------------------------------------------------------------------------ */
@@ -651,6 +674,17 @@ int store_failure_add(struct store *s, const struct sec_event *ev, const struct 
     else
         sqlite3_bind_null(st, 11);
     bind_identity(st, 12, ev);
+    if (ev->place > 0) {
+        /* Numbered by its place, below every live number: recorded already if it exists. */
+        sqlite3_bind_int64(st, 3, -ev->place);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+            return 0;
+        if (rc != SQLITE_DONE)
+            return store_sqlite_error(s, rc);
+        return count_add(s, ts_ms);
+    }
     for (int attempt = 0;; attempt++) {
         sqlite3_bind_int64(st, 3, attempt ? f->seq_spare++ : f->seq_next++);
         int rc = sqlite3_step(st);
@@ -664,6 +698,166 @@ int store_failure_add(struct store *s, const struct sec_event *ev, const struct 
         return store_sqlite_error(s, rc);
     }
     return count_add(s, ts_ms);
+}
+
+/* --- deferred failures ------------------------------------------------------------------- */
+
+/* The table's order: key as SQLite compares BLOBs (bytes, then length), ts_ms, seq. */
+static int deferred_cmp(const void *pa, const void *pb)
+{
+    const struct deferred *a = pa, *b = pb;
+    size_t n = a->klen < b->klen ? a->klen : b->klen;
+    int c = memcmp(a->key, b->key, n);
+    if (c)
+        return c;
+    if (a->klen != b->klen)
+        return a->klen < b->klen ? -1 : 1;
+    if (a->ts_ms != b->ts_ms)
+        return a->ts_ms < b->ts_ms ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+int store_failure_defer(struct store *s, const struct sec_event *ev, const struct addr_prefix *key,
+                        double weight, bool whitelisted, int64_t ts_ms)
+{
+    struct store_failures *f = store_failures_of(s);
+    if (ev->place <= 0)
+        return -EINVAL;
+    if (f->merging || f->ndefer == STORE_DEFER_MAX)
+        return -ENOSPC;
+    if (!f->defer) {
+        f->defer = malloc(STORE_DEFER_MAX * sizeof(*f->defer));
+        if (!f->defer)
+            return -ENOMEM;
+    }
+    int r = store_turn_begin(s);
+    if (r < 0)
+        return r;
+    struct deferred *d = &f->defer[f->ndefer];
+    size_t alen, klen;
+    if (store_addr_pack(&ev->remote.addr, key, d->addr, &alen) < 0)
+        return -EINVAL;
+    if ((r = kind_id(s, ev, ts_ms, &d->kind)) < 0 ||
+        (r = account_id(s, ev->account, ts_ms, &d->account)) < 0)
+        return r;
+    klen = store_key_pack(key, d->key);
+    d->klen = (uint8_t)klen;
+    d->alen = (uint8_t)alen;
+    d->ts_ms = ts_ms;
+    d->seq = -ev->place;
+    d->port = ev->remote.port;
+    d->transport = (uint8_t)ev->remote.transport;
+    d->weight = weight;
+    d->flags = (uint8_t)((whitelisted ? STORE_FLAG_WHITELISTED : 0) |
+                         (ev->backfilled ? STORE_FLAG_BACKFILLED : 0));
+    d->has_tv = ev->event_tv_ms != 0;
+    d->tv_off = ev->event_tv_ms - ts_ms;
+    d->session = session_hash(ev);
+    f->ndefer++;
+    /* A run is sorted as soon as it is complete: a bounded piece of work (about a millisecond). */
+    if (f->ndefer - f->nsorted == STORE_DEFER_RUN) {
+        qsort(&f->defer[f->nsorted], STORE_DEFER_RUN, sizeof(*f->defer), deferred_cmp);
+        f->nsorted = f->ndefer;
+    }
+    return 0;
+}
+
+unsigned store_failure_deferred(const struct store *s)
+{
+    const struct store_failures *f = store_failures_of((struct store *)s);
+    return f->ndefer - f->nwritten;
+}
+
+void store_failure_drop_deferred(struct store *s)
+{
+    struct store_failures *f = store_failures_of(s);
+    f->ndefer = f->nsorted = f->nwritten = 0;
+    f->merging = false;
+}
+
+static int write_deferred(struct store *s, const struct deferred *d)
+{
+    struct store_failures *f = store_failures_of(s);
+    sqlite3_stmt *st = f->st[FS_ADD];
+    sqlite3_bind_blob(st, 1, d->key, d->klen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, d->ts_ms);
+    sqlite3_bind_int64(st, 3, d->seq);
+    sqlite3_bind_blob(st, 4, d->addr, d->alen, SQLITE_STATIC);
+    if (d->port)
+        sqlite3_bind_int(st, 5, d->port);
+    else
+        sqlite3_bind_null(st, 5);
+    if (d->transport != SEC_TRANSPORT_NONE)
+        sqlite3_bind_int(st, 6, d->transport);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_int64(st, 7, d->kind);
+    sqlite3_bind_int64(st, 8, d->account);
+    sqlite3_bind_double(st, 9, d->weight);
+    sqlite3_bind_int(st, 10, d->flags);
+    if (d->has_tv)
+        sqlite3_bind_int64(st, 11, d->tv_off);
+    else
+        sqlite3_bind_null(st, 11);
+    if (d->session >= 0)
+        sqlite3_bind_int64(st, 12, d->session);
+    else
+        sqlite3_bind_null(st, 12);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return 0; /* written before (this place was read again) */
+    if (rc != SQLITE_DONE)
+        return store_sqlite_error(s, rc);
+    return count_add(s, d->ts_ms);
+}
+
+int store_failure_write_deferred(struct store *s, unsigned max, unsigned *ret_written)
+{
+    struct store_failures *f = store_failures_of(s);
+    unsigned n = 0;
+    *ret_written = 0;
+    if (f->nwritten == f->ndefer)
+        return 0;
+    int r = store_turn_begin(s);
+    if (r < 0)
+        return r;
+    unsigned runs = (f->ndefer + STORE_DEFER_RUN - 1) / STORE_DEFER_RUN;
+    if (!f->merging) {
+        if (f->nsorted < f->ndefer)
+            qsort(&f->defer[f->nsorted], f->ndefer - f->nsorted, sizeof(*f->defer), deferred_cmp);
+        f->nsorted = f->ndefer;
+        for (unsigned i = 0; i < runs; i++)
+            f->head[i] = i * STORE_DEFER_RUN;
+        f->merging = true;
+    }
+    while (n < max && f->nwritten < f->ndefer) {
+        /* The smallest head of the runs (at most DEFER_RUNS: a scan is enough). */
+        const struct deferred *best = NULL;
+        unsigned bi = 0;
+        for (unsigned i = 0; i < runs; i++) {
+            unsigned end =
+                (i + 1) * STORE_DEFER_RUN < f->ndefer ? (i + 1) * STORE_DEFER_RUN : f->ndefer;
+            if (f->head[i] == end)
+                continue;
+            const struct deferred *d = &f->defer[f->head[i]];
+            if (!best || deferred_cmp(d, best) < 0) {
+                best = d;
+                bi = i;
+            }
+        }
+        if ((r = write_deferred(s, best)) < 0)
+            break;
+        f->head[bi]++;
+        f->nwritten++;
+        n++;
+    }
+    if (f->nwritten == f->ndefer) {
+        f->ndefer = f->nsorted = f->nwritten = 0;
+        f->merging = false;
+    }
+    *ret_written = n;
+    return r;
 }
 
 int store_window_sum(struct store *s, const struct addr_prefix *key, int64_t from_ms, int64_t to_ms,
