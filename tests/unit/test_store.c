@@ -372,6 +372,88 @@ static void an_event_recorded_once_is_found_again_by_its_identity(void **state)
     store_close(s);
 }
 
+/* A backfill's old failures, deferred: written later in the table's order, a bounded number at
+ * a time, each row once however often its place is recorded (a log read again). */
+static void deferred_failures_are_written_in_order_and_once_per_place(void **state)
+{
+    struct tmp *t = *state;
+    struct store *s = open_ok(t->db);
+    struct sec_event ev = fx_event(SEC_CHALLENGE_RESPONSE_FAILED, "PJSIP", "192.0.2.9");
+    struct addr_prefix k9 = fx_prefix("192.0.2.9");
+    ev.backfilled = true;
+    ev.remote.port = 5060;
+    ev.remote.transport = SEC_TRANSPORT_UDP;
+    /* No place: nothing to key it by. */
+    assert_int_equal(store_failure_defer(s, &ev, &k9, 1, false, 1000), -EINVAL);
+    /* More than one run, from sources in no order, at times in no order. */
+    const unsigned n = STORE_DEFER_RUN + 100;
+    for (unsigned i = 0; i < n; i++) {
+        char a[32];
+        snprintf(a, sizeof(a), "10.%u.%u.%u", (i * 7919u) % 251u, i % 13u, 1 + i % 200u);
+        struct sec_event e = fx_event(SEC_CHALLENGE_RESPONSE_FAILED, "PJSIP", a);
+        struct addr_prefix ka = fx_prefix(a);
+        e.backfilled = true;
+        e.event_tv_ms = 3600000 + (int64_t)((i * 104729u) % 5000u);
+        e.place = 1 + i;
+        assert_int_equal(store_failure_defer(s, &e, &ka, 1, false, e.event_tv_ms), 0);
+    }
+    assert_int_equal(store_failure_deferred(s), n);
+    /* Not in the table yet. */
+    uint64_t rows = 99;
+    assert_int_equal(store_failures_since(s, 0, &rows), 0);
+    assert_int_equal(rows, 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    unsigned w = 0, total = 0;
+    while (store_failure_deferred(s)) {
+        assert_int_equal(store_failure_write_deferred(s, 1000, &w), 0);
+        assert_true(w > 0 && w <= 1000);
+        total += w;
+        /* Written in order, nothing comes in until it is done. */
+        struct sec_event late = ev;
+        late.place = 999999;
+        if (store_failure_deferred(s))
+            assert_int_equal(store_failure_defer(s, &late, &k9, 1, false, 1000), -ENOSPC);
+        assert_int_equal(store_turn_commit(s), 0);
+    }
+    assert_int_equal(total, n);
+    assert_int_equal(store_failure_write_deferred(s, 1000, &w), 0);
+    assert_int_equal(w, 0);
+    /* The same places again (the log read again after a restart): kept once. */
+    for (unsigned i = 0; i < 10; i++) {
+        char a[32];
+        snprintf(a, sizeof(a), "10.%u.%u.%u", (i * 7919u) % 251u, i % 13u, 1 + i % 200u);
+        struct sec_event e = fx_event(SEC_CHALLENGE_RESPONSE_FAILED, "PJSIP", a);
+        struct addr_prefix ka = fx_prefix(a);
+        e.backfilled = true;
+        e.event_tv_ms = 3600000 + (int64_t)((i * 104729u) % 5000u);
+        e.place = 1 + i;
+        if (i % 2)
+            assert_int_equal(store_failure_add(s, &e, &ka, 1, false, e.event_tv_ms), 0);
+        else
+            assert_int_equal(store_failure_defer(s, &e, &ka, 1, false, e.event_tv_ms), 0);
+    }
+    while (store_failure_deferred(s))
+        assert_int_equal(store_failure_write_deferred(s, 3, &w), 0);
+    /* Dropped ones are not written. */
+    ev.place = 424242;
+    assert_int_equal(store_failure_defer(s, &ev, &k9, 1, false, 1000), 0);
+    store_failure_drop_deferred(s);
+    assert_int_equal(store_failure_deferred(s), 0);
+    assert_int_equal(store_turn_commit(s), 0);
+    assert_int_equal(store_failures_since(s, 0, &rows), 0);
+    assert_int_equal(rows, n);
+    int64_t last = 0;
+    assert_int_equal(store_last_failure_ms(s, &last), 0);
+    assert_true(last >= 3600000 && last < 3605000);
+    store_close(s);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), n);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures WHERE seq >= 0"), 0);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures WHERE flags = 2 AND "
+                                    "tv_off = 0 AND session IS NULL"),
+                     n);
+    assert_int_equal(raw_int(t->db, "SELECT sum(n) FROM failure_counts"), n);
+}
+
 static void window_peak_finds_the_heaviest_window_around_a_time(void **state)
 {
     struct tmp *t = *state;
@@ -1819,6 +1901,8 @@ int main(void)
             previous_version_file_gains_the_security_log_columns_keeping_its_failures, setup,
             teardown),
         cmocka_unit_test_setup_teardown(an_event_recorded_once_is_found_again_by_its_identity,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(deferred_failures_are_written_in_order_and_once_per_place,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(window_peak_finds_the_heaviest_window_around_a_time, setup,
                                         teardown),
