@@ -1703,9 +1703,10 @@ static void on_maintenance(struct loop *l, void *data)
  * series are set anew each time), the loop's turns, the gauges it keeps. */
 static void prom_fill(struct core *c)
 {
-    static const enum metrics_family per_source[] = {
-        METRICS_AMI_UP,        METRICS_AMI_EVENTS,     METRICS_AMI_MALFORMED,
-        METRICS_AMI_OVERSIZED, METRICS_AMI_RECONNECTS, METRICS_AMI_LOGIN_FAIL};
+    static const enum metrics_family per_source[] = {METRICS_AMI_UP,         METRICS_AMI_EVENTS,
+                                                     METRICS_AMI_MALFORMED,  METRICS_AMI_OVERSIZED,
+                                                     METRICS_AMI_RECONNECTS, METRICS_AMI_LOGIN_FAIL,
+                                                     METRICS_SECLOG_LINES,   METRICS_SECLOG_BEHIND};
     struct metrics *m = c->metrics;
     for (size_t i = 0; i < sizeof(per_source) / sizeof(per_source[0]); i++)
         metrics_clear_family(m, per_source[i]);
@@ -1721,6 +1722,17 @@ static void prom_fill(struct core *c)
         metrics_set(m, METRICS_AMI_OVERSIZED, src, NULL, (double)st.frames_oversized);
         metrics_set(m, METRICS_AMI_RECONNECTS, src, NULL, (double)st.reconnects);
         metrics_set(m, METRICS_AMI_LOGIN_FAIL, src, NULL, (double)st.auth_failures);
+    }
+    for (unsigned i = 0; i < c->nseclog; i++) {
+        struct seclog_status st;
+        seclog_get_status(c->seclog[i], &st);
+        metrics_set(m, METRICS_SECLOG_LINES, st.name, NULL, (double)st.stats.lines);
+        metrics_set(m, METRICS_SECLOG_BEHIND, st.name, NULL,
+                    (double)(st.size > st.offset ? st.size - st.offset : 0));
+    }
+    if (c->nseclog) {
+        metrics_add(m, METRICS_SECLOG_MALFORMED, NULL, NULL, 0);
+        metrics_add(m, METRICS_SECLOG_DUPLICATES, NULL, NULL, 0);
     }
     metrics_set(m, METRICS_BANS_ACTIVE, "ipv4", NULL, (double)c->active_v4);
     metrics_set(m, METRICS_BANS_ACTIVE, "ipv6", NULL, (double)c->active_v6);

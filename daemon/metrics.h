@@ -59,6 +59,11 @@ enum metrics_family {
     METRICS_CROWDSEC_ALERTS,      /* counter */
     METRICS_CROWDSEC_OUTBOX,      /* gauge */
     METRICS_CROWDSEC_DECISIONS,   /* gauge */
+    METRICS_BACKFILL_EVENTS,      /* counter {event}: events read from the security log late */
+    METRICS_SECLOG_LINES,         /* counter {source}: lines a security log source read */
+    METRICS_SECLOG_BEHIND,        /* gauge {source}: bytes of its file not read yet */
+    METRICS_SECLOG_MALFORMED,     /* counter: security log lines that prove no address */
+    METRICS_SECLOG_DUPLICATES,    /* counter: security log events already counted */
     METRICS_SERIES_OVERFLOW,      /* counter {family}: label sets folded into "other" */
     METRICS_FAMILY_COUNT
 };

@@ -196,6 +196,9 @@ static void statsd_names_map_to_families(void **state)
     assert_int_equal(metrics_family_of_statsd("nft.enforcing"), METRICS_NFT_ENFORCING);
     assert_int_equal(metrics_family_of_statsd("crowdsec.refused"), METRICS_CROWDSEC_REFUSED);
     assert_int_equal(metrics_family_of_statsd("cluster.outbox"), METRICS_CLUSTER_OUTBOX);
+    assert_int_equal(metrics_family_of_statsd("backfill.events"), METRICS_BACKFILL_EVENTS);
+    assert_int_equal(metrics_family_of_statsd("seclog.lines_malformed"), METRICS_SECLOG_MALFORMED);
+    assert_int_equal(metrics_family_of_statsd("seclog.duplicates"), METRICS_SECLOG_DUPLICATES);
     /* Set per source by the core, not from the global StatsD meter. */
     assert_int_equal(metrics_family_of_statsd("ami.reconnects"), -1);
     assert_int_equal(metrics_family_of_statsd("nope"), -1);
