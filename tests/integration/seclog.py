@@ -305,7 +305,9 @@ def hostile(t, tmp):
     log = os.path.join(tmp, "security")
     ami = e.AmiServer().start()
     mon = e.SetMonitor()
-    d = primary_daemon(tmp, ami, log, maxretry=5)
+    prom = os.path.join(tmp, "pbxguard.prom")
+    d = primary_daemon(tmp, ami, log, maxretry=5,
+                       extra=f"[prometheus]\ntextfile = {prom}\ninterval = 1s\n")
     try:
         d.start()
         t.ok(e.wait_until(lambda: "does not exist" in d.log_text(), 10),
@@ -351,6 +353,25 @@ def hostile(t, tmp):
         midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1)) * 1000
         t.eq(today(), count(d, "WHERE ts_ms >= ?", (int(midnight),)),
              "status counts them in today's failures")
+
+        def prom_value(name):
+            try:
+                with open(prom) as f:
+                    for line in f:
+                        if line.startswith(name + " ") or line.startswith(name + "{"):
+                            return float(line.rsplit(" ", 1)[1])
+            except (OSError, ValueError):
+                pass
+            return None
+
+        lines = status(d).get("lines", 0)
+        t.ok(e.wait_until(lambda: (prom_value('pbxguard_seclog_lines_total{source="seclog:pbx1"}')
+                                   or 0) >= lines
+                          and (prom_value("pbxguard_seclog_lines_malformed_total") or 0) >= 3
+                          and prom_value('pbxguard_seclog_behind_bytes{source="seclog:pbx1"}')
+                          == 0, 10),
+             "the Prometheus textfile has the log source's lines, malformed lines and bytes "
+             "behind", open(prom).read()[-3000:] if os.path.exists(prom) else "no file")
     finally:
         d.stop()
         ami.stop()
