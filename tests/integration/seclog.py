@@ -10,7 +10,9 @@ res_security_log does (one append per line, values unescaped), banning into the 
 - primary: rotation by rename (the writer still appending to the old file for a while) and by
   copytruncate, in the middle of an attack: every line counted once, none lost.
 - primary: SIGKILL in the middle of a big file: the restart resumes where the last commit
-  stood; every line counted exactly once.
+  stood; every line counted exactly once. (Its lines are an hour old, so they are deferred and
+  written in the table's order: the kill lands while they are being written, and the restart
+  reads them again from the cursor before them, each row kept once by its place.)
 - hostile lines and a file that appears late: a planted RemoteAddress bans the attacker, never
   the address it names; lines that prove nothing are counted as malformed.
 """
