@@ -77,15 +77,14 @@
 #define SEEN_LOOKUP_BEFORE_MS 10000
 #define SEEN_LOOKUP_AFTER_MS 120000
 /* While a log source backfills (its slices use their whole budget), the store's transaction
- * may span several turns: a commit writes every page dirtied since the last one, and failures
- * from many sources dirty about a page each. A turn is a slice, then maybe the commit of what
- * is pending; the commit's cost per microsecond of slice is measured on every commit, and the
- * slices are made short enough (and the commits frequent enough) that no turn takes more than
- * about BACKFILL_TURN_US. A turn that decided a ban commits at its end, as every turn does
- * outside a backfill. */
-#define BACKFILL_TURN_US 8000
+ * may span several turns: a commit writes every page dirtied since the last one. A turn is
+ * either a slice or the commit of what is pending, never both: when the commit of what one
+ * more slice would add no longer fits in BACKFILL_TURN_US (the commit's cost per microsecond of
+ * slice is measured on every commit), the sources skip their next slice and that turn commits.
+ * A turn that decided a ban commits at its end, as every turn does outside a backfill. */
+#define BACKFILL_TURN_US 4000
 /* And a commit at the latest after this much backfill work: a transaction growing past
- * SQLite's page cache would spill pages in the middle of a slice instead. */
+ * it holds more pages than a turn should write. */
 #define BACKFILL_PENDING_MAX_US 8000
 
 struct store;
@@ -183,6 +182,7 @@ struct core {
     /* Backfill work (log slices) not committed yet, and the commit time it costs per unit. */
     uint64_t backfill_pending_us, backfill_seen_us;
     double commit_ratio;
+    bool backfill_commit_next; /* the log sources skip a slice: this turn commits */
 
     struct seclog **seclog; /* [seclog:NAME] sources */
     unsigned nseclog;
@@ -683,18 +683,26 @@ static void turn_commit(struct core *c)
     }
     c->backfill_pending_us += work - c->backfill_seen_us;
     c->backfill_seen_us = work;
-    /* A slice and the commit of everything pending with it must fit in a turn. */
-    uint64_t slice = (uint64_t)((double)BACKFILL_TURN_US / (1.0 + c->commit_ratio));
+    uint64_t slice = BACKFILL_TURN_US;
     for (unsigned i = 0; i < c->nseclog; i++)
         seclog_set_slice_us(c->seclog[i], slice);
-    double next = (double)(c->backfill_pending_us + slice) * (1.0 + c->commit_ratio);
-    bool backfill_defers = busy && !c->bans_since_commit && next < BACKFILL_TURN_US &&
-                           c->backfill_pending_us + slice <= BACKFILL_PENDING_MAX_US;
+    bool commit_turn = c->backfill_commit_next;
+    c->backfill_commit_next = false;
+    if (busy && !commit_turn && !c->bans_since_commit) {
+        /* Another slice while the commit of what it adds still fits in a turn of its own;
+         * else the next turn is that commit, alone. */
+        double next = (double)(c->backfill_pending_us + slice) * c->commit_ratio;
+        if (next >= BACKFILL_TURN_US || c->backfill_pending_us + slice > BACKFILL_PENDING_MAX_US) {
+            c->backfill_commit_next = true;
+            for (unsigned i = 0; i < c->nseclog; i++)
+                seclog_skip_slice(c->seclog[i]);
+        }
+        nft_commit(c);
+        return;
+    }
     bool events_wait = store_in_turn(c->store) && loop_busy(c->loop) &&
                        loop_now_ms(c->loop) - c->committed_ms < COMMIT_DEFER_MAX_MS;
-    /* While a backfill runs, its own rule: its work timer keeps the loop busy, and the commit
-     * would be put off past what a turn can write. */
-    if (busy ? backfill_defers : events_wait) {
+    if (!busy && !commit_turn && events_wait) {
         nft_commit(c);
         return;
     }
@@ -1575,7 +1583,12 @@ static void background_work(struct core *c)
         restore_slice(c);
     } else if (c->expire_due || c->rollup_due || c->prune_due) {
         uint64_t now = loop_now_ms(c->loop);
-        if (!loop_busy(c->loop)) {
+        bool backfill = false;
+        for (unsigned i = 0; i < c->nseclog; i++)
+            backfill |= seclog_busy(c->seclog[i]);
+        if (backfill && !c->backfill_commit_next) {
+            /* A backfill's turns are slices and commits: housekeeping joins a commit turn. */
+        } else if (!loop_busy(c->loop)) {
             housekeeping(c, WORK_SLICE_US);
         } else if (now - c->work_busy_ms >= WORK_BUSY_EVERY_MS) {
             c->work_busy_ms = now;

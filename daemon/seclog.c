@@ -46,6 +46,7 @@ struct seclog {
     struct store_seclog_cursor clean;
     bool have_clean;
     bool draining; /* writing the store's deferred failures before reading on */
+    bool skip;     /* the next slice does nothing (seclog_skip_slice()) */
     int64_t line_ms, last_event_ms;
     int64_t wal_pause_ms; /* wall clock the current WAL pause began; 0 = none */
     int64_t malformed_logged_ms;
@@ -284,6 +285,12 @@ static void on_work(struct loop *l, void *data)
     struct seclog_chunk c;
     bool cut;
     s->work_due_ms = 0;
+    if (s->skip) {
+        /* This turn is the core's commit: the slice comes in the next. */
+        s->skip = false;
+        loop_timer_arm(l, &s->work, 0);
+        return;
+    }
     if (store_wal_behind(s->store, SECLOG_WAL_PAUSE_BYTES)) {
         /* The database's log waits for its checkpoint: let it catch up (AMI events go on). */
         if (!s->wal_pause_ms) {
@@ -439,6 +446,11 @@ const char *seclog_name(const struct seclog *s)
 bool seclog_busy(const struct seclog *s)
 {
     return s->busy;
+}
+
+void seclog_skip_slice(struct seclog *s)
+{
+    s->skip = true;
 }
 
 bool seclog_catching_up(const struct seclog *s)

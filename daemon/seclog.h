@@ -104,6 +104,8 @@ void seclog_ami_state(struct seclog *s, bool up, int64_t at_ms);
 const char *seclog_name(const struct seclog *s);
 /* The CPU time a slice may take from now on (at most SECLOG_SLICE_US, at least 500 us). */
 void seclog_set_slice_us(struct seclog *s, uint64_t us);
+/* Its next slice does nothing (the core commits in that turn instead). */
+void seclog_skip_slice(struct seclog *s);
 /* True while it has more to read at once (its last slice used its whole budget): a backfill. */
 bool seclog_busy(const struct seclog *s);
 /* True while it catches up: reading at full speed, waiting for the store's checkpoint, or
