@@ -179,6 +179,7 @@ struct store {
     struct store_failures *failures; /* store_failures.c */
     struct store_wal *wal;           /* store_wal.c, with STORE_OWN_CHECKPOINTS */
     void *report_period;             /* store_report.c */
+    bool report_hours_only;          /* store_report.c: the daily tier left unread */
 };
 
 #define BAN_CACHE_SIZE 1024
@@ -337,6 +338,11 @@ struct store_wal *store_wal_of(struct store *s)
 void **store_report_slot(struct store *s)
 {
     return &s->report_period;
+}
+
+bool *store_report_hours_only_flag(struct store *s)
+{
+    return &s->report_hours_only;
 }
 
 bool store_is_read_only(const struct store *s)

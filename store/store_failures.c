@@ -43,6 +43,15 @@ enum {
     FS_PRUNE_HOUR,
     FS_PRUNE_KEYHOUR,
     FS_PRUNE_COUNTS,
+    FS_KEYDAY_UPSERT,
+    FS_ACCOUNTDAY_UPSERT,
+    FS_ACCOUNTKEY_ADD,
+    FS_KINDHOUR_UPSERT,
+    FS_PRUNE_KEYDAYS,
+    FS_PRUNE_ACCOUNTDAYS,
+    FS_PRUNE_ACCOUNTKEYS,
+    FS_PRUNE_KINDHOURS,
+    FS_PRUNE_MARK,
     FS_PRUNE_ACCOUNTS_END,
     FS_PRUNE_ACCOUNTS,
     FS_PRUNE_KINDS,
@@ -136,6 +145,31 @@ static const char *const sql[FS_COUNT] = {
     [FS_PRUNE_HOUR] = "DELETE FROM failure_hours WHERE hour = ?1 AND key = ?2",
     [FS_PRUNE_KEYHOUR] = "DELETE FROM failure_key_hours WHERE key = ?2 AND hour = ?1",
     [FS_PRUNE_COUNTS] = "DELETE FROM failure_counts WHERE hour < ?1",
+    /* The daily tier (schema/010-day-rollups.sql), written beside the hourly rows. */
+    [FS_KEYDAY_UPSERT] = "INSERT INTO failure_key_days (day, key, n, first_off, last_off) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (day, key) DO UPDATE SET "
+                         "n = n + excluded.n, first_off = min(first_off, excluded.first_off), "
+                         "last_off = max(last_off, excluded.last_off)",
+    [FS_ACCOUNTDAY_UPSERT] = "INSERT INTO failure_account_days (day, account, n) VALUES (?1, ?2, "
+                             "?3) ON CONFLICT (day, account) DO UPDATE SET n = n + excluded.n",
+    [FS_ACCOUNTKEY_ADD] = "INSERT OR IGNORE INTO failure_account_keys (day, account, key) "
+                          "VALUES (?1, ?2, ?3)",
+    [FS_KINDHOUR_UPSERT] = "INSERT INTO failure_kind_hours (hour, kind, flags, n) VALUES (?1, ?2, "
+                           "?3, ?4) ON CONFLICT (hour, kind, flags) DO UPDATE SET "
+                           "n = n + excluded.n",
+    [FS_PRUNE_MARK] = "UPDATE failure_retention SET before_hour = max(before_hour, ?1)",
+    /* Whole days before the cutoff's day, a bounded batch each. */
+    [FS_PRUNE_KEYDAYS] = "DELETE FROM failure_key_days WHERE (day, key) IN (SELECT day, key FROM "
+                         "failure_key_days WHERE day < ?1 ORDER BY day, key LIMIT ?2)",
+    [FS_PRUNE_ACCOUNTDAYS] = "DELETE FROM failure_account_days WHERE (day, account) IN (SELECT "
+                             "day, account FROM failure_account_days WHERE day < ?1 "
+                             "ORDER BY day, account LIMIT ?2)",
+    [FS_PRUNE_ACCOUNTKEYS] = "DELETE FROM failure_account_keys WHERE (day, account, key) IN "
+                             "(SELECT day, account, key FROM failure_account_keys WHERE day < ?1 "
+                             "ORDER BY day, account, key LIMIT ?2)",
+    [FS_PRUNE_KINDHOURS] = "DELETE FROM failure_kind_hours WHERE (hour, kind, flags) IN (SELECT "
+                           "hour, kind, flags FROM failure_kind_hours WHERE hour < ?1 "
+                           "ORDER BY hour, kind, flags LIMIT ?2)",
     [FS_PRUNE_ACCOUNTS_END] = "SELECT max(id), count(*) FROM (SELECT id FROM accounts "
                               "WHERE id > ?1 ORDER BY id LIMIT ?2)",
     [FS_PRUNE_ACCOUNTS] = "DELETE FROM accounts WHERE id > ?1 AND id <= ?2 AND used_ms < ?3",
@@ -454,6 +488,11 @@ static const uint8_t *key_blob(struct store_failures *f, const struct addr_prefi
 static int64_t hour_of(int64_t ms)
 {
     return ms >= 0 ? ms / STORE_HOUR_MS : -((-ms + STORE_HOUR_MS - 1) / STORE_HOUR_MS);
+}
+
+static int64_t day_of_hour(int64_t hour)
+{
+    return hour >= 0 ? hour / 24 : -((-hour + 23) / 24);
 }
 
 /* Brings a name's used_ms up to ts_ms when it lags by an hour or more. */
@@ -1235,6 +1274,29 @@ static int groups_write(struct store *s, const uint8_t *key, size_t klen, struct
         sqlite3_bind_int64(st, 9, g->first_ms - base);
         sqlite3_bind_int64(st, 10, g->last_ms - base);
         r = run(s, st);
+        if (r == 0) {
+            st = f->st[FS_KINDHOUR_UPSERT];
+            sqlite3_bind_int64(st, 1, g->hour);
+            sqlite3_bind_int64(st, 2, g->kind);
+            sqlite3_bind_int64(st, 3, g->flags);
+            sqlite3_bind_int64(st, 4, g->n);
+            r = run(s, st);
+        }
+        if (r == 0 && g->account != 0) {
+            int64_t day = day_of_hour(g->hour);
+            st = f->st[FS_ACCOUNTDAY_UPSERT];
+            sqlite3_bind_int64(st, 1, day);
+            sqlite3_bind_int64(st, 2, g->account);
+            sqlite3_bind_int64(st, 3, g->n);
+            r = run(s, st);
+            if (r == 0) {
+                st = f->st[FS_ACCOUNTKEY_ADD];
+                sqlite3_bind_int64(st, 1, day);
+                sqlite3_bind_int64(st, 2, g->account);
+                sqlite3_bind_blob(st, 3, key, (int)klen, SQLITE_STATIC);
+                r = run(s, st);
+            }
+        }
     }
     /* The key's hours: each run of groups of one hour, summed. */
     for (unsigned i = 0; r == 0 && i < gs->n;) {
@@ -1258,6 +1320,16 @@ static int groups_write(struct store *s, const uint8_t *key, size_t klen, struct
         sqlite3_bind_int64(st, 5, first - base);
         sqlite3_bind_int64(st, 6, last - base);
         r = run(s, st);
+        if (r == 0) {
+            int64_t day = day_of_hour(g->hour), dbase = day * 24 * STORE_HOUR_MS;
+            st = f->st[FS_KEYDAY_UPSERT];
+            sqlite3_bind_int64(st, 1, day);
+            sqlite3_bind_blob(st, 2, key, (int)klen, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, n);
+            sqlite3_bind_int64(st, 4, first - dbase);
+            sqlite3_bind_int64(st, 5, last - dbase);
+            r = run(s, st);
+        }
         i = k;
     }
     if (r == 0 && gs->n) {
@@ -1400,6 +1472,13 @@ int store_failures_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsig
     unsigned n = 0;
     int r = 0, rc;
 
+    /* Reports stop reading the daily rows of the days this prune cuts into, in the transaction
+     * of its first deletion. */
+    sqlite3_stmt *mark = f->st[FS_PRUNE_MARK];
+    sqlite3_bind_int64(mark, 1, cutoff_hour);
+    if ((r = run(s, mark)) < 0)
+        return r;
+
     /* Whole (hour, key) pairs: their detail rows and their key-hour row go together. */
     sqlite3_stmt *pairs = f->st[FS_PRUNE_PAIRS];
     sqlite3_bind_int64(pairs, 1, cutoff_hour);
@@ -1454,6 +1533,17 @@ int store_failures_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsig
         sqlite3_stmt *st = f->st[FS_PRUNE_COUNTS];
         sqlite3_bind_int64(st, 1, cutoff_hour);
         r = run(s, st);
+    }
+    /* The daily tier, once the hours before the cutoff are gone: the days all of whose hours
+     * are, and the kinds' hours. Reports read no day before the cutoff (failure_retention),
+     * so a day left for a later batch is never half read. */
+    for (int q = FS_PRUNE_KEYDAYS; r == 0 && n < max && q <= FS_PRUNE_KINDHOURS; q++) {
+        sqlite3_stmt *st = f->st[q];
+        sqlite3_bind_int64(st, 1, q == FS_PRUNE_KINDHOURS ? cutoff_hour : day_of_hour(cutoff_hour));
+        sqlite3_bind_int64(st, 2, max - n);
+        r = run(s, st);
+        if (r == 0)
+            n += (unsigned)sqlite3_changes(store_sqlite(s));
     }
     /* Names no failure since the cutoff used (a day's margin: used_ms lags by up to an hour).
      * A sweep over the ids, a slice per call. */

@@ -34,6 +34,7 @@ void store_column_text(sqlite3_stmt *st, int i, char *buf, size_t len);
 
 /* --- store_report.c: the period a report is reading, kept until its snapshot ends --- */
 void **store_report_slot(struct store *s);
+bool *store_report_hours_only_flag(struct store *s);
 void store_report_forget(struct store *s);
 
 /* --- store_wal.c: the checkpointer thread --- */

@@ -40,6 +40,19 @@ void store_snapshot_end(struct store *s)
  * distinct sources of the top accounts. SQL's GROUP BY would sort every row three times. The
  * result is kept on the store for the calls that follow within the same snapshot. */
 
+#define DAY_MS (24 * STORE_HOUR_MS)
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+void store_report_hours_only(struct store *s, bool hours_only)
+{
+    store_report_forget(s);
+    *store_report_hours_only_flag(s) = hours_only;
+}
+
 /* Ids below this are counted in arrays (8 bytes each) rather than hash tables. */
 #define DENSE_MAX (4 << 20)
 
@@ -75,6 +88,7 @@ struct pindex {
 
 struct store_period {
     int64_t from_ms, to_ms, bucket0_ms, bucket_ms;
+    int64_t day0, day1; /* the whole days [day0, day1) read from the daily tier */
     struct pkey *keys;
     size_t nkeys, keys_cap;
     uint64_t *key_slot; /* the hash's high half << 32 | index + 1; 0 = free */
@@ -229,6 +243,22 @@ static int period_key(struct store_period *p, const void *key, size_t klen, uint
     return 0;
 }
 
+/* The index of a key the pass found, UINT32_MAX for one it did not. */
+static uint32_t period_find_key(const struct store_period *p, const void *key, size_t klen)
+{
+    if (klen > STORE_KEY_PACKED_MAX || !p->key_cap)
+        return UINT32_MAX;
+    uint64_t h = hash_key(key, klen), tag = h >> 32 << 32;
+    for (size_t at = h & (p->key_cap - 1); p->key_slot[at]; at = (at + 1) & (p->key_cap - 1)) {
+        uint64_t e = p->key_slot[at];
+        uint32_t i = (uint32_t)e - 1;
+        if ((e & 0xffffffff00000000ULL) == tag && p->keys[i].klen == klen &&
+            memcmp(p->keys[i].key, key, klen) == 0)
+            return i;
+    }
+    return UINT32_MAX;
+}
+
 static int period_account(struct store_period *p, int64_t id, uint64_t n)
 {
     uint64_t h = hash64((uint64_t)id);
@@ -298,16 +328,6 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
         return -ENOMEM;
     *p = (struct store_period){
         .from_ms = from_ms, .to_ms = to_ms, .bucket0_ms = bucket0_ms, .bucket_ms = bucket_ms};
-    /* The raw rows, then the rolled-up hours: two plain scans (a UNION would copy every value
-     * through a co-routine). */
-    static const char *const scans[] = {
-        "SELECT key, kind, account, 1, ts_ms, 0, 0, flags FROM failures WHERE ts_ms >= ?1 AND "
-        "ts_ms < ?2",
-        /* The hours that can hold a failure of the period; the first failure of each row decides
-         * (below). */
-        "SELECT key, kind, account, n, hour, first_off, last_off, flags FROM failure_hours "
-        "WHERE hour >= ?1 / 3600000 - 1 AND hour <= ?2 / 3600000",
-    };
     /* Accounts and (kind, bucket) pairs are counted in plain arrays when their ids are small,
      * as they are (AUTOINCREMENT ids: a few thousand names, a handful of kinds); past that, in
      * hash tables. */
@@ -336,19 +356,111 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
             kind_n = kind_bf = NULL;
         }
     }
+    /* The whole UTC days of the period are read from the daily tier: the days the retention
+     * has not cut into (failure_retention), and only when the buckets fall on
+     * whole hours (an hourly row counts in the bucket of its first failure; on a grid of whole
+     * hours that is its own hour's, which is what failure_kind_hours keeps). */
+    int64_t day0 = 0, day1 = 0;
+    if (rc == 0 && !*store_report_hours_only_flag(s) &&
+        (bucket_ms == 0 || (bucket0_ms % STORE_HOUR_MS == 0 && bucket_ms % STORE_HOUR_MS == 0))) {
+        day0 = floor_div(from_ms + DAY_MS - 1, DAY_MS);
+        day1 = floor_div(to_ms, DAY_MS);
+        sqlite3_stmt *pruned = NULL;
+        rc = store_prepare(s, &pruned, "SELECT before_hour FROM failure_retention", 0);
+        if (rc == 0 && (rc = store_step(s, pruned)) > 0) {
+            int64_t first = floor_div(sqlite3_column_int64(pruned, 0) + 23, 24);
+            if (day0 < first)
+                day0 = first;
+            rc = 0;
+        } else if (rc == 0) {
+            day1 = day0; /* no row: never written by this schema */
+        }
+        sqlite3_finalize(pruned);
+        if (day1 < day0)
+            day1 = day0;
+    }
+    p->day0 = day0;
+    p->day1 = day1;
+    /* Plain scans, each read once (a UNION would copy every value through a co-routine): the
+     * raw rows; the hourly rows of the hours that can hold a failure of the period outside the
+     * whole days (the first failure of each row decides, below); the whole days' sources,
+     * accounts and kinds. */
+    enum { RAW, HOURS, KEY_DAYS, ACCOUNT_DAYS, KIND_HOURS };
+    static const char *const sql[] = {
+        [RAW] = "SELECT key, kind, account, 1, ts_ms, 0, 0, flags FROM failures WHERE "
+                "ts_ms >= ?1 AND ts_ms < ?2",
+        [HOURS] = "SELECT key, kind, account, n, hour, first_off, last_off, flags FROM "
+                  "failure_hours WHERE hour >= ?1 AND hour < ?2",
+        [KEY_DAYS] = "SELECT key, n, day, first_off, last_off FROM failure_key_days WHERE "
+                     "day >= ?1 AND day < ?2",
+        [ACCOUNT_DAYS] = "SELECT account, n FROM failure_account_days WHERE day >= ?1 AND "
+                         "day < ?2",
+        [KIND_HOURS] = "SELECT hour, kind, flags, n FROM failure_kind_hours WHERE hour >= ?1 "
+                       "AND hour < ?2",
+    };
+    int64_t hour_lo = from_ms / STORE_HOUR_MS - 1, hour_hi = to_ms / STORE_HOUR_MS + 1;
+    struct scan {
+        int what;
+        int64_t a, b;
+    } scans[6];
+    int nscans = 0;
+    scans[nscans++] = (struct scan){RAW, from_ms, to_ms};
+    if (day0 < day1) {
+        scans[nscans++] = (struct scan){HOURS, hour_lo, day0 * 24};
+        scans[nscans++] = (struct scan){HOURS, day1 * 24, hour_hi};
+        scans[nscans++] = (struct scan){KEY_DAYS, day0, day1};
+        scans[nscans++] = (struct scan){ACCOUNT_DAYS, day0, day1};
+        if (bucket_ms > 0)
+            scans[nscans++] = (struct scan){KIND_HOURS, day0 * 24, day1 * 24};
+    } else {
+        scans[nscans++] = (struct scan){HOURS, hour_lo, hour_hi};
+    }
     uint32_t last_k = UINT32_MAX; /* rows of one key often come together */
-    for (int q = 0; rc == 0 && q < 2; q++) {
+    for (int q = 0; rc == 0 && q < nscans; q++) {
+        int what = scans[q].what;
         sqlite3_stmt *st = NULL;
-        rc = store_prepare(s, &st, scans[q], 2, from_ms, to_ms);
+        rc = store_prepare(s, &st, sql[what], 2, scans[q].a, scans[q].b);
         while (rc == 0 && (rc = store_step(s, st)) > 0) {
             rc = 0;
-            int64_t first = sqlite3_column_int64(st, 4), last = first;
-            if (q == 1) {
-                int64_t base = first * STORE_HOUR_MS;
-                first = base + sqlite3_column_int64(st, 5);
-                last = base + sqlite3_column_int64(st, 6);
-                if (first < from_ms || first >= to_ms)
-                    continue;
+            if (what == ACCOUNT_DAYS) {
+                int64_t account = sqlite3_column_int64(st, 0);
+                uint64_t n = store_column_u64(st, 1);
+                if (acct_n && account > 0 && account <= max_account)
+                    acct_n[account] += n;
+                else
+                    rc = period_account(p, account, n);
+                continue;
+            }
+            if (what == KIND_HOURS) {
+                int64_t kind = sqlite3_column_int64(st, 1);
+                int64_t b = (sqlite3_column_int64(st, 0) * STORE_HOUR_MS - bucket0_ms) / bucket_ms;
+                uint64_t n = store_column_u64(st, 3);
+                uint64_t bf = sqlite3_column_int64(st, 2) & STORE_FLAG_BACKFILLED ? n : 0;
+                if (kind_n && kind >= 0 && kind <= max_kind && b >= 0 && b < nb) {
+                    kind_n[kind * nb + b] += n;
+                    kind_bf[kind * nb + b] += bf;
+                } else {
+                    rc = period_bucket(p, kind, b, n, bf);
+                }
+                continue;
+            }
+            int64_t first, last;
+            uint64_t n;
+            if (what == KEY_DAYS) {
+                int64_t base = sqlite3_column_int64(st, 2) * DAY_MS;
+                n = store_column_u64(st, 1);
+                first = base + sqlite3_column_int64(st, 3);
+                last = base + sqlite3_column_int64(st, 4);
+            } else {
+                n = store_column_u64(st, 3);
+                first = last = sqlite3_column_int64(st, 4);
+                if (what == HOURS) {
+                    int64_t base = first * STORE_HOUR_MS;
+                    first = base + sqlite3_column_int64(st, 5);
+                    last = base + sqlite3_column_int64(st, 6);
+                    if (first < from_ms || first >= to_ms)
+                        continue;
+                }
             }
             const void *kb = sqlite3_column_blob(st, 0);
             size_t kl = (size_t)sqlite3_column_bytes(st, 0);
@@ -358,13 +470,14 @@ static int period_get(struct store *s, int64_t from_ms, int64_t to_ms, int64_t b
                     break;
                 last_k = k;
             }
-            uint64_t n = store_column_u64(st, 3);
             struct pkey *pk = &p->keys[k];
             if (pk->n == 0 || first < pk->first_ms)
                 pk->first_ms = first;
             if (pk->n == 0 || last > pk->last_ms)
                 pk->last_ms = last;
             pk->n += n;
+            if (what == KEY_DAYS)
+                continue;
             int64_t account = sqlite3_column_int64(st, 2);
             if (account) {
                 if (acct_n && account > 0 && account <= max_account)
@@ -710,9 +823,14 @@ int store_report_accounts(struct store *s, int64_t from_ms, int64_t to_ms, unsig
     sqlite3_finalize(st);
     qsort(nm, cand, sizeof(*nm), cmp_named);
     size_t n = top < cand ? top : cand;
-    /* Distinct sources of each listed account, from the pairs the pass kept. */
+    /* Distinct sources of each listed account: from the pairs the pass kept, and for the whole
+     * days, from failure_account_keys (a seek per day). */
     size_t words = (p->nkeys + 63) / 64;
     uint64_t *seen = calloc(words ? words : 1, sizeof(*seen));
+    sqlite3_stmt *days = NULL;
+    if (rc == 0 && p->day0 < p->day1)
+        rc = store_prepare(
+            s, &days, "SELECT key FROM failure_account_keys WHERE day = ?1 AND account = ?2", 0);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (!seen) {
             rc = -ENOMEM;
@@ -727,8 +845,24 @@ int store_report_accounts(struct store *s, int64_t from_ms, int64_t to_ms, unsig
             seen[pr->key / 64] |= 1ull << (pr->key % 64);
             sources++;
         }
-        rc = fn(data, nm[i].name, nm[i].a->n, sources);
+        for (int64_t d = p->day0; rc == 0 && d < p->day1; d++) {
+            sqlite3_reset(days);
+            sqlite3_bind_int64(days, 1, d);
+            sqlite3_bind_int64(days, 2, nm[i].a->id);
+            while ((rc = store_step(s, days)) > 0) {
+                rc = 0;
+                uint32_t k = period_find_key(p, sqlite3_column_blob(days, 0),
+                                             (size_t)sqlite3_column_bytes(days, 0));
+                if (k == UINT32_MAX || (seen[k / 64] >> (k % 64)) & 1)
+                    continue;
+                seen[k / 64] |= 1ull << (k % 64);
+                sources++;
+            }
+        }
+        if (rc == 0)
+            rc = fn(data, nm[i].name, nm[i].a->n, sources);
     }
+    sqlite3_finalize(days);
     free(seen);
     free(nm);
     return rc;

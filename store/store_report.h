@@ -27,6 +27,11 @@
 int store_snapshot_begin(struct store *s);
 void store_snapshot_end(struct store *s); /* no-op without an open snapshot */
 
+/* Whole UTC days of a period are read from the daily roll-ups, the rest from the hourly ones;
+ * both give the same figures. hours_only true reads the hourly rows for the whole period (what
+ * the tests compare the daily tier with, and what a benchmark measures it against). */
+void store_report_hours_only(struct store *s, bool hours_only);
+
 /* The period's failures counted by service, event type and time bucket, in one pass. bucket is
  * (ts_ms - bucket0_ms) / bucket_ms. backfilled: of the n, those read from a security log for a
  * time no AMI session covered. */

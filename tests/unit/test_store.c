@@ -760,11 +760,15 @@ static void prune_deletes_old_rows_in_chunks_and_keeps_active_bans(void **state)
         assert_int_equal(store_turn_commit(s), 0);
         total += n;
     } while (n == 10 && ++calls < 100);
-    assert_int_equal(total, 25); /* one rolled-up row per source; the accounts are in use */
+    /* One rolled-up row per source and the hour's row by kind; the accounts are in use. */
+    assert_int_equal(total, 26);
     store_close(s);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failures"), 5);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_hours"), 0);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_key_hours"), 0);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_kind_hours"), 0);
+    /* The day of the cutoff still has hours after it: its daily rows stay. */
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_key_days"), 25);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans"), 1);
     assert_int_equal(raw_int(t->db, "SELECT count(*) FROM bans WHERE prefix = '192.0.2.8'"), 1);
 }
