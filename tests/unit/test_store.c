@@ -1887,6 +1887,258 @@ static void a_prefix_known_to_have_no_ban_is_found_once_banned(void **state)
     store_close(s);
 }
 
+/* --- the daily tier ------------------------------------------------------------------------ */
+
+#define DAY (24 * H)
+#define D0 (20000 * DAY) /* a UTC midnight */
+
+/* Ten days of failures from 40 sources (a few IPv6 /64s), a dozen accounts and none, three
+ * event types on two services, some backfilled, in no particular order of time; rolled up
+ * before day 9 12:00 (the rest stays raw) and, with prune_before, pruned before it. */
+static void ten_days(const char *db, int64_t prune_before)
+{
+    static const char *const names[] = {"",    "100",   "101",  "admin", "1000", "test",
+                                        "200", "guest", "root", "sip",   "300",  "4000"};
+    static const enum sec_event_type types[] = {SEC_INVALID_PASSWORD, SEC_CHALLENGE_RESPONSE_FAILED,
+                                                SEC_INVALID_ACCOUNT_ID};
+    struct store *s = open_ok(db);
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    for (int i = 0; i < 3000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        unsigned src = (unsigned)(x % 40);
+        char addr[64], key[64];
+        if (src % 8 == 7) {
+            snprintf(addr, sizeof(addr), "2001:db8:%x::%x", src, (unsigned)(x >> 40) % 5 + 1);
+            snprintf(key, sizeof(key), "2001:db8:%x::/64", src);
+        } else {
+            snprintf(addr, sizeof(addr), "198.51.100.%u", src + 1);
+            snprintf(key, sizeof(key), "%s", addr);
+        }
+        struct sec_event ev = fx_event(types[(x >> 8) % 3], (x >> 12) % 4 ? "PJSIP" : "SIP", addr);
+        snprintf(ev.account, sizeof(ev.account), "%s", names[(x >> 16) % 12]);
+        ev.backfilled = (x >> 20) % 7 == 0;
+        struct addr_prefix k = fx_prefix(key);
+        int64_t ts = D0 + (int64_t)((x >> 24) % (uint64_t)(10 * DAY));
+        assert_int_equal(store_failure_add(s, &ev, &k, 1, (x >> 30) % 11 == 0, ts), 0);
+        if (i % 100 == 99)
+            assert_int_equal(store_turn_commit(s), 0);
+    }
+    assert_int_equal(store_turn_commit(s), 0);
+    bool done = false;
+    for (int calls = 0; !done && calls < 1000; calls++) {
+        assert_int_equal(store_rollup(s, D0 + 9 * DAY + 12 * H, 37, NULL, &done), 0);
+        assert_int_equal(store_turn_commit(s), 0);
+    }
+    assert_true(done);
+    unsigned n = 50;
+    for (int calls = 0; prune_before && n >= 50 && calls < 1000; calls++) {
+        assert_int_equal(store_prune(s, prune_before, 50, &n), 0);
+        assert_int_equal(store_turn_commit(s), 0);
+    }
+    assert_true(!prune_before || n < 50);
+    store_close(s);
+}
+
+static int dump_failure(void *data, const char *service, int type, int64_t bucket, uint64_t n,
+                        uint64_t backfilled)
+{
+    fprintf(data, "f %s %d %lld %llu %llu\n", service, type, (long long)bucket,
+            (unsigned long long)n, (unsigned long long)backfilled);
+    return 0;
+}
+
+static int dump_source(void *data, const struct store_report_source *src)
+{
+    fprintf(data, "s %s %llu %lld %lld %llu %u %u %s %s %d\n", src->key,
+            (unsigned long long)src->attempts, (long long)src->first_ms, (long long)src->last_ms,
+            (unsigned long long)src->accounts, src->nservices, src->types, src->services[0],
+            src->nservices > 1 ? src->services[1] : "-", src->ban_found);
+    return 0;
+}
+
+static int dump_new_source(void *data, const char *key, int64_t first_ms, uint64_t attempts)
+{
+    fprintf(data, "n %s %lld %llu\n", key, (long long)first_ms, (unsigned long long)attempts);
+    return 0;
+}
+
+static int dump_account(void *data, const char *account, uint64_t attempts, uint64_t sources)
+{
+    fprintf(data, "a %s %llu %llu\n", account, (unsigned long long)attempts,
+            (unsigned long long)sources);
+    return 0;
+}
+
+/* Everything the failures give a report of [from, to), as text: what the comparisons compare.
+ * The buckets' totals are sorted by the callers' order (the store's), so both modes must agree
+ * on it too. */
+static char *period_text(struct store *s, bool hours_only, int64_t from, int64_t to,
+                         int64_t bucket0, int64_t bucket)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    store_report_hours_only(s, hours_only);
+    assert_int_equal(store_snapshot_begin(s), 0);
+    assert_int_equal(store_report_failures(s, from, to, bucket0, bucket, dump_failure, f), 0);
+    struct store_report_sources_fns fns = {dump_source, dump_new_source};
+    struct store_report_source_counts counts;
+    assert_int_equal(store_report_sources(s, from, to, to, 1000, &fns, f, &counts), 0);
+    fprintf(f, "c %llu %llu\n", (unsigned long long)counts.sources,
+            (unsigned long long)counts.new_sources);
+    assert_int_equal(store_report_accounts(s, from, to, 1000, dump_account, f), 0);
+    store_snapshot_end(s);
+    fclose(f);
+    return text;
+}
+
+/* The lines of a period text that count failures by bucket, summed (0 for an empty period). */
+static uint64_t text_failures(const char *text)
+{
+    uint64_t sum = 0;
+    for (const char *p = text; (p = strstr(p, "f ")) != NULL; p++) {
+        if (p != text && p[-1] != '\n')
+            continue;
+        unsigned long long n;
+        char service[32];
+        int type;
+        long long b;
+        if (sscanf(p, "f %31s %d %lld %llu", service, &type, &b, &n) == 4)
+            sum += n;
+    }
+    return sum;
+}
+
+struct period_case {
+    int64_t from, to, bucket0, bucket;
+    const char *what;
+};
+
+/* Each period, read with the daily tier and from the hourly rows alone: the same figures. */
+static void compare_periods(const char *db, const struct period_case *cases, size_t ncases)
+{
+    struct store *s;
+    struct store_options opt = {.flags = STORE_READ_ONLY};
+    assert_int_equal(store_open(db, &opt, &s), 0);
+    for (size_t i = 0; i < ncases; i++) {
+        const struct period_case *c = &cases[i];
+        char *days = period_text(s, false, c->from, c->to, c->bucket0, c->bucket);
+        char *hours = period_text(s, true, c->from, c->to, c->bucket0, c->bucket);
+        if (strcmp(days, hours) != 0)
+            fail_msg("%s: the daily tier says\n%s\nthe hours say\n%s", c->what, days, hours);
+        free(days);
+        free(hours);
+    }
+    store_close(s);
+}
+
+static const struct period_case ten_day_cases[] = {
+    {D0 + 2 * DAY, D0 + 3 * DAY, D0 + 2 * DAY, H, "a whole UTC day"},
+    {D0 + 2 * DAY + 30 * 60000, D0 + 3 * DAY + 30 * 60000, D0 + 2 * DAY, H, "a day from 00:30"},
+    {D0 + 2 * DAY + 7 * H + 10 * 60000, D0 + 9 * DAY + 7 * H + 10 * 60000, D0 + 2 * DAY + 7 * H, H,
+     "a week from 07:10, into the raw rows"},
+    {D0 + 2 * DAY, D0 + 9 * DAY, D0 + 2 * DAY, H, "a week of whole days"},
+    /* Local days of UTC+2 and UTC+05:30 (buckets on the half hour: the hours are read). */
+    {D0 + 3 * DAY - 2 * H, D0 + 4 * DAY - 2 * H, D0 + 3 * DAY - 2 * H, H, "a day of UTC+2"},
+    {D0 + 3 * DAY - 11 * H / 2, D0 + 10 * DAY - 11 * H / 2, D0 + 3 * DAY - 11 * H / 2, H,
+     "a week of UTC+05:30"},
+    {D0 + 3 * DAY - 11 * H / 2, D0 + 5 * DAY - 11 * H / 2, D0 + 3 * DAY - 11 * H / 2, DAY,
+     "two days of UTC+05:30, daily buckets"},
+    {D0 - 10 * DAY, D0 + 20 * DAY, D0 - 10 * DAY, DAY, "a month with daily buckets"},
+    {D0 + DAY, D0 + 4 * DAY, D0 + DAY, H, "from the day the retention cut into"},
+    {D0 + 5 * DAY + 3 * H, D0 + 5 * DAY + 9 * H, D0 + 5 * DAY + 3 * H, H, "hours within a day"},
+    {D0 + 8 * DAY, D0 + 10 * DAY, D0 + 8 * DAY, H, "the last two days, half of one raw"},
+};
+
+static void daily_tier_gives_the_hours_figures_across_days_and_time_zones(void **state)
+{
+    struct tmp *t = *state;
+    ten_days(t->db, D0 + DAY + 13 * H); /* the retention cuts into day 1 */
+    assert_true(raw_int(t->db, "SELECT count(*) FROM failure_key_days") > 0);
+    assert_int_equal(raw_int(t->db, "SELECT before_hour FROM failure_retention"),
+                     (D0 + DAY + 13 * H) / H);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_key_days WHERE day < 20001"), 0);
+    assert_int_equal(raw_int(t->db, "SELECT count(*) FROM failure_hours WHERE hour < 480037"), 0);
+    /* The tier holds what the hours do, day by day, for the days the retention left whole. */
+    assert_int_equal(raw_int(t->db, "SELECT (SELECT total(n) FROM failure_key_days WHERE "
+                                    "day >= 20002) = (SELECT total(n) FROM failure_hours WHERE "
+                                    "hour >= 20002 * 24)"),
+                     1);
+    compare_periods(t->db, ten_day_cases, sizeof(ten_day_cases) / sizeof(ten_day_cases[0]));
+
+    /* And a whole day is read from the tier: with its hourly rows gone, it still counts. */
+    struct store *s;
+    struct store_options opt = {.flags = STORE_READ_ONLY};
+    assert_int_equal(store_open(t->db, &opt, &s), 0);
+    char *before = period_text(s, false, D0 + 4 * DAY, D0 + 5 * DAY, D0 + 4 * DAY, H);
+    store_close(s);
+    raw_exec(t->db, "DELETE FROM failure_hours WHERE hour >= 20004 * 24 AND hour < 20005 * 24");
+    assert_int_equal(store_open(t->db, &opt, &s), 0);
+    char *days = period_text(s, false, D0 + 4 * DAY, D0 + 5 * DAY, D0 + 4 * DAY, H);
+    char *hours = period_text(s, true, D0 + 4 * DAY, D0 + 5 * DAY, D0 + 4 * DAY, H);
+    store_close(s);
+    assert_true(text_failures(before) > 200);
+    assert_int_equal(text_failures(days), text_failures(before));
+    assert_int_equal(text_failures(hours), 0);
+    free(before);
+    free(days);
+    free(hours);
+}
+
+/* The rows of the tier's tables, in order, as text. */
+static char *tier_text(const char *db)
+{
+    static const char *const q[] = {
+        "SELECT day, hex(key), n, first_off, last_off FROM failure_key_days ORDER BY 1, 2",
+        "SELECT day, account, n FROM failure_account_days ORDER BY 1, 2",
+        "SELECT day, account, hex(key) FROM failure_account_keys ORDER BY 1, 2, 3",
+        "SELECT hour, kind, flags, n FROM failure_kind_hours ORDER BY 1, 2, 3"};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    for (size_t i = 0; i < 4; i++) {
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(h, q[i], -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            for (int c = 0; c < sqlite3_column_count(st); c++)
+                fprintf(f, "%s ", (const char *)sqlite3_column_text(st, c));
+            fputc('\n', f);
+        }
+        sqlite3_finalize(st);
+        fputc('-', f);
+    }
+    sqlite3_close(h);
+    fclose(f);
+    return text;
+}
+
+/* A file of the schema before the daily tier, its history rolled up by the hour: the migration
+ * rolls that history up by the day, to the same rows the roll-up writes as it goes, and the
+ * reports read the same figures from it. */
+static void version_9_file_gets_the_daily_tier_of_its_history(void **state)
+{
+    struct tmp *t = *state;
+    ten_days(t->db, 0);
+    char *written = tier_text(t->db);
+    assert_true(strlen(written) > 1000);
+    /* What schema 9 left: the same failures, hours and keys, without the tier. */
+    raw_exec(t->db, "DROP TABLE failure_key_days; DROP TABLE failure_account_days; "
+                    "DROP TABLE failure_account_keys; DROP TABLE failure_kind_hours; "
+                    "DROP TABLE failure_retention; PRAGMA user_version = 9");
+    store_close(open_ok(t->db));
+    assert_int_equal(raw_int(t->db, "PRAGMA user_version"), schema_nmigrations);
+    char *migrated = tier_text(t->db);
+    assert_string_equal(migrated, written);
+    free(written);
+    free(migrated);
+    compare_periods(t->db, ten_day_cases, sizeof(ten_day_cases) / sizeof(ten_day_cases[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1984,6 +2236,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_keys_first_failure_follows_the_retention, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_prefix_known_to_have_no_ban_is_found_once_banned, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            daily_tier_gives_the_hours_figures_across_days_and_time_zones, setup, teardown),
+        cmocka_unit_test_setup_teardown(version_9_file_gets_the_daily_tier_of_its_history, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
