@@ -1,7 +1,9 @@
 /* CrowdSec LAPI wire formats. The decision stream is walked by hand at its top level (an
- * object whose "new" and "deleted" members are lists) and each list element is handed to
- * jansson alone (JSON_DISABLE_EOF_CHECK stops at the element's end and says where that is), so
- * 100k decisions never become 100k jansson objects at once. */
+ * object whose "new" and "deleted" members are lists), so 100k decisions never become 100k
+ * jansson objects at once. Each list element is read in place when it has the plain shape LAPI
+ * gives decisions (fast_decision(): no allocation, a few hundred nanoseconds); any other
+ * element is handed to jansson alone (JSON_DISABLE_EOF_CHECK stops at the element's end and
+ * says where that is), which accepts or refuses it. */
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -182,20 +184,6 @@ static bool printable_ascii(const char *s, size_t n)
     return true;
 }
 
-/* Copies a string member into out; false if missing, not a string, too long or not text. */
-static enum lapi_bad get_text(json_t *o, const char *key, char *out, size_t size)
-{
-    json_t *v = json_object_get(o, key);
-    if (!json_is_string(v))
-        return LAPI_BAD_SHAPE;
-    size_t n = json_string_length(v);
-    const char *s = json_string_value(v);
-    if (n >= size || !printable_ascii(s, n) || strlen(s) != n)
-        return LAPI_BAD_TEXT;
-    memcpy(out, s, n + 1);
-    return LAPI_OK;
-}
-
 const char *lapi_bad_name(enum lapi_bad b)
 {
     switch (b) {
@@ -217,34 +205,57 @@ const char *lapi_bad_name(enum lapi_bad b)
     return "?";
 }
 
-static void read_decision(json_t *o, bool deleted, struct lapi_decision *d)
+/* A decision's members as the element holds them, before they are checked: each text member
+ * is a view into the element's bytes (the fast reader) or into jansson's string (the reference
+ * reader), so both readers share one set of rules below. */
+enum field_kind { F_MISSING = 0, F_OTHER, F_STRING, F_INT };
+struct field {
+    enum field_kind kind;
+    const char *s; /* F_STRING: its bytes (decoded), n of them */
+    size_t n;
+    int64_t i; /* F_INT */
+};
+enum { K_ID = 0, K_ORIGIN, K_TYPE, K_SCOPE, K_VALUE, K_SCENARIO, K_DURATION, K_COUNT };
+static const char *const field_names[K_COUNT] = {"id",    "origin",   "type",    "scope",
+                                                 "value", "scenario", "duration"};
+
+/* Copies a text field into out: LAPI_BAD_SHAPE if missing or not a string, LAPI_BAD_TEXT if too
+ * long or holding control characters (a NUL among them). */
+static enum lapi_bad get_text(const struct field *f, char *out, size_t size)
+{
+    if (f->kind != F_STRING)
+        return LAPI_BAD_SHAPE;
+    if (f->n >= size || !printable_ascii(f->s, f->n))
+        return LAPI_BAD_TEXT;
+    memcpy(out, f->s, f->n);
+    out[f->n] = '\0';
+    return LAPI_OK;
+}
+
+/* The rules of a decision, whichever reader found its members. */
+static void check_decision(const struct field *f, bool deleted, struct lapi_decision *d)
 {
     memset(d, 0, sizeof(*d));
     d->deleted = deleted;
-    if (!json_is_object(o)) {
+    if (f[K_ID].kind != F_INT || f[K_ID].i <= 0) {
         d->bad = LAPI_BAD_SHAPE;
         return;
     }
-    json_t *id = json_object_get(o, "id");
-    if (!json_is_integer(id) || json_integer_value(id) <= 0) {
-        d->bad = LAPI_BAD_SHAPE;
-        return;
-    }
-    d->id = (int64_t)json_integer_value(id);
+    d->id = f[K_ID].i;
     enum lapi_bad b;
-    if ((b = get_text(o, "origin", d->origin, sizeof(d->origin))) ||
-        (b = get_text(o, "type", d->type, sizeof(d->type))) ||
-        (b = get_text(o, "scope", d->scope, sizeof(d->scope))) ||
-        (b = get_text(o, "value", d->value, sizeof(d->value)))) {
+    if ((b = get_text(&f[K_ORIGIN], d->origin, sizeof(d->origin))) ||
+        (b = get_text(&f[K_TYPE], d->type, sizeof(d->type))) ||
+        (b = get_text(&f[K_SCOPE], d->scope, sizeof(d->scope))) ||
+        (b = get_text(&f[K_VALUE], d->value, sizeof(d->value)))) {
         d->bad = b;
         return;
     }
     /* The scenario is free text (a blocklist's name, cscli's "manual 'ban' from 'x'"): kept
      * when it is missing or odd, since it is only shown. */
-    if (get_text(o, "scenario", d->scenario, sizeof(d->scenario)) != LAPI_OK)
+    if (get_text(&f[K_SCENARIO], d->scenario, sizeof(d->scenario)) != LAPI_OK)
         snprintf(d->scenario, sizeof(d->scenario), "?");
     char dur[64];
-    if ((b = get_text(o, "duration", dur, sizeof(dur)))) {
+    if ((b = get_text(&f[K_DURATION], dur, sizeof(dur)))) {
         d->bad = b == LAPI_BAD_TEXT ? LAPI_BAD_DURATION : b;
         return;
     }
@@ -266,6 +277,131 @@ static void read_decision(json_t *o, bool deleted, struct lapi_decision *d)
         d->bad = LAPI_BAD_VALUE;
         return;
     }
+}
+
+/* The reference reader: the element parsed by jansson. */
+static void read_decision(json_t *o, bool deleted, struct lapi_decision *d)
+{
+    struct field f[K_COUNT] = {0};
+    if (!json_is_object(o)) {
+        memset(d, 0, sizeof(*d));
+        d->deleted = deleted;
+        d->bad = LAPI_BAD_SHAPE;
+        return;
+    }
+    for (unsigned k = 0; k < K_COUNT; k++) {
+        json_t *v = json_object_get(o, field_names[k]);
+        if (!v)
+            continue;
+        f[k].kind = F_OTHER;
+        if (json_is_string(v)) {
+            f[k].kind = F_STRING;
+            f[k].s = json_string_value(v);
+            f[k].n = json_string_length(v);
+        } else if (json_is_integer(v)) {
+            f[k].kind = F_INT;
+            f[k].i = (int64_t)json_integer_value(v);
+        }
+    }
+    check_decision(f, deleted, d);
+}
+
+/* The fast reader, for the shape LAPI gives every decision: an object whose keys are plain
+ * strings and whose values are plain strings (printable ASCII, no escapes), integers of at
+ * most 18 digits, true, false or null; no key it reads twice. Such an element is valid JSON
+ * and means to jansson what it means here, so the rules see the same members. Anything else
+ * (an escape, a byte beyond ASCII, a nested value, a fraction, a repeated key, broken JSON)
+ * returns 0 and the element goes to jansson, which decides. Returns the bytes read (past the
+ * closing brace) when it read the element. */
+static size_t fast_decision(const char *b, size_t len, bool deleted, struct lapi_decision *d)
+{
+    struct field f[K_COUNT] = {0};
+    size_t i = 0;
+#define WS()                                                                                       \
+    while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))               \
+    i++
+    if (i >= len || b[i] != '{')
+        return 0;
+    i++;
+    WS();
+    if (i < len && b[i] == '}') {
+        check_decision(f, deleted, d);
+        return i + 1;
+    }
+    for (;;) {
+        /* A key. */
+        if (i >= len || b[i] != '"')
+            return 0;
+        size_t k0 = ++i;
+        while (i < len && (unsigned char)b[i] >= 0x20 && (unsigned char)b[i] < 0x7f &&
+               b[i] != '"' && b[i] != '\\')
+            i++;
+        if (i >= len || b[i] != '"')
+            return 0;
+        size_t klen = i - k0;
+        int k = -1;
+        for (unsigned j = 0; j < K_COUNT; j++)
+            if (strlen(field_names[j]) == klen && memcmp(b + k0, field_names[j], klen) == 0)
+                k = (int)j;
+        if (k >= 0 && f[k].kind != F_MISSING)
+            return 0; /* a repeated key: jansson's rule (the last wins) decides */
+        i++;
+        WS();
+        if (i >= len || b[i] != ':')
+            return 0;
+        i++;
+        WS();
+        /* A value. */
+        if (i >= len)
+            return 0;
+        struct field v = {.kind = F_OTHER};
+        if (b[i] == '"') {
+            size_t v0 = ++i;
+            while (i < len && (unsigned char)b[i] >= 0x20 && (unsigned char)b[i] < 0x7f &&
+                   b[i] != '"' && b[i] != '\\')
+                i++;
+            if (i >= len || b[i] != '"')
+                return 0;
+            v = (struct field){.kind = F_STRING, .s = b + v0, .n = i - v0};
+            i++;
+        } else if (b[i] == '-' || (b[i] >= '0' && b[i] <= '9')) {
+            bool neg = b[i] == '-';
+            if (neg)
+                i++;
+            size_t d0 = i;
+            int64_t n = 0;
+            while (i < len && b[i] >= '0' && b[i] <= '9')
+                n = n * 10 + (b[i++] - '0');
+            size_t nd = i - d0;
+            /* No digit, a leading zero, a fraction or exponent, or beyond 18 digits. */
+            if (nd == 0 || nd > 18 || (nd > 1 && b[d0] == '0') ||
+                (i < len && (b[i] == '.' || b[i] == 'e' || b[i] == 'E')))
+                return 0;
+            v = (struct field){.kind = F_INT, .i = neg ? -n : n};
+        } else if (len - i >= 4 && memcmp(b + i, "true", 4) == 0) {
+            i += 4;
+        } else if (len - i >= 5 && memcmp(b + i, "false", 5) == 0) {
+            i += 5;
+        } else if (len - i >= 4 && memcmp(b + i, "null", 4) == 0) {
+            i += 4;
+        } else {
+            return 0; /* a nested value, or not JSON */
+        }
+        if (k >= 0)
+            f[k] = v;
+        WS();
+        if (i < len && b[i] == ',') {
+            i++;
+            WS();
+            continue;
+        }
+        if (i < len && b[i] == '}')
+            break;
+        return 0;
+    }
+#undef WS
+    check_decision(f, deleted, d);
+    return i + 1;
 }
 
 static size_t skip_ws(const char *b, size_t len, size_t i)
@@ -375,17 +511,22 @@ int lapi_stream_next(struct lapi_stream *st, unsigned max, lapi_decision_fn fn, 
         case W_ELEM: {
             if (n >= max)
                 return 1; /* more to come: the caller carries on later */
-            json_error_t err;
-            json_t *o = json_loadb(b + i, len - i, JSON_DISABLE_EOF_CHECK, &err);
-            if (!o) {
-                r = -EBADMSG;
-                break;
-            }
-            st->pos = i + (size_t)err.position;
-            st->state = W_NEXT_ELEM;
             struct lapi_decision d;
-            read_decision(o, st->deleted, &d);
-            json_decref(o);
+            size_t used = st->reference ? 0 : fast_decision(b + i, len - i, st->deleted, &d);
+            if (used) {
+                st->pos = i + used;
+            } else {
+                json_error_t err;
+                json_t *o = json_loadb(b + i, len - i, JSON_DISABLE_EOF_CHECK, &err);
+                if (!o) {
+                    r = -EBADMSG;
+                    break;
+                }
+                st->pos = i + (size_t)err.position;
+                read_decision(o, st->deleted, &d);
+                json_decref(o);
+            }
+            st->state = W_NEXT_ELEM;
             n++;
             r = fn(data, &d);
             break;

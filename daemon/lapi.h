@@ -76,7 +76,8 @@ struct lapi_stream {
     const char *buf;
     size_t len, pos;
     int state;
-    bool deleted; /* the list being walked is "deleted" */
+    bool deleted;   /* the list being walked is "deleted" */
+    bool reference; /* every element read by jansson, none in place (tests compare the two) */
 };
 void lapi_stream_begin(struct lapi_stream *st, const char *buf, size_t len);
 /* Delivers up to max decisions. Returns 1 if more remain, 0 at the document's end, -EBADMSG,

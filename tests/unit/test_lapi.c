@@ -230,6 +230,100 @@ static void the_callback_can_stop_the_walk(void **state)
     assert_int_equal(s.n, 2);
 }
 
+/* One stream walked by both readers: the same result and the same decisions, field for field. */
+static int both_readers(const char *text, struct seen *ret)
+{
+    struct seen v[2];
+    int r[2];
+    for (int reference = 0; reference <= 1; reference++) {
+        memset(&v[reference], 0, sizeof(v[reference]));
+        v[reference].stop_at = -1;
+        struct lapi_stream st;
+        lapi_stream_begin(&st, text, strlen(text));
+        st.reference = reference;
+        while ((r[reference] = lapi_stream_next(&st, 100, collect, &v[reference])) == 1)
+            ;
+    }
+    assert_int_equal(r[0], r[1]);
+    assert_int_equal(v[0].n, v[1].n);
+    assert_memory_equal(v[0].d, v[1].d, sizeof(v[0].d[0]) * (v[0].n < 16 ? v[0].n : 16));
+    *ret = v[0];
+    return r[0];
+}
+
+#define DEC(extra)                                                                                 \
+    "{\"new\":[{\"duration\":\"1h\",\"id\":4,\"origin\":\"cscli\",\"scenario\":\"s\",\"scope\":"   \
+    "\"Ip\",\"type\":\"ban\",\"value\":\"192.0.2.4\"" extra "}]}"
+
+/* The in-place reader takes the plain elements LAPI sends; whatever else an element holds, it
+ * is read by jansson, and the two always agree. */
+static void both_readers_agree_on_plain_and_odd_elements(void **state)
+{
+    struct seen s;
+    assert_int_equal(both_readers(DEC(""), &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.d[0].bad, LAPI_OK);
+    assert_string_equal(s.d[0].value, "192.0.2.4");
+    assert_int_equal(s.d[0].duration_ms, 3600000);
+    /* Members LAPI may add, of every plain kind, and whitespace anywhere. */
+    assert_int_equal(both_readers(DEC(",\"simulated\":false,\"x\":true,\"y\":null,\"n\":-12"), &s),
+                     0);
+    assert_int_equal(s.d[0].bad, LAPI_OK);
+    assert_int_equal(both_readers("{\"new\":[ {\r\n\t\"id\" : 5 ,\"type\":\"ban\" , \"scope\":"
+                                  "\"Ip\",\"value\":\"192.0.2.5\",\"origin\":\"cscli\","
+                                  "\"duration\":\"2m\" } ]}",
+                                  &s),
+                     0);
+    assert_int_equal(s.d[0].bad, LAPI_OK);
+    assert_int_equal(s.d[0].id, 5);
+    /* Escapes and bytes beyond ASCII: jansson decodes them. */
+    assert_int_equal(both_readers("{\"new\":[{\"duration\":\"1h\",\"id\":4,\"origin\":\"cscli\","
+                                  "\"scenario\":\"a\\\"b \\u00e9 \xc3\xa9\",\"scope\":\"Ip\","
+                                  "\"type\":\"ban\",\"value\":\"192.0.2.4\"}]}",
+                                  &s),
+                     0);
+    assert_int_equal(s.d[0].bad, LAPI_OK);
+    assert_string_equal(s.d[0].scenario, "a\"b \xc3\xa9 \xc3\xa9");
+    /* A repeated member: the last one counts, as jansson reads it. */
+    assert_int_equal(both_readers(DEC(",\"value\":\"192.0.2.99\""), &s), 0);
+    assert_string_equal(s.d[0].value, "192.0.2.99");
+    /* Numbers: a fraction or exponent is not an integer id; JSON refuses a leading zero; a
+     * number too big for an integer breaks the document, as jansson says. */
+    assert_int_equal(both_readers(DEC(",\"id\":4.0"), &s), 0);
+    assert_int_equal(s.d[0].bad, LAPI_BAD_SHAPE);
+    assert_int_equal(both_readers(DEC(",\"id\":4e0"), &s), 0);
+    assert_int_equal(s.d[0].bad, LAPI_BAD_SHAPE);
+    assert_int_equal(both_readers(DEC(",\"id\":-0"), &s), 0);
+    assert_int_equal(s.d[0].bad, LAPI_BAD_SHAPE);
+    assert_int_equal(both_readers(DEC(",\"id\":123456789012345678"), &s), 0);
+    assert_int_equal(s.d[0].id, 123456789012345678LL);
+    assert_int_equal(both_readers(DEC(",\"id\":1234567890123456789"), &s), 0);
+    assert_int_equal(s.d[0].id, 1234567890123456789LL);
+    assert_int_equal(both_readers(DEC(",\"id\":99999999999999999999"), &s), -EBADMSG);
+    assert_int_equal(both_readers(DEC(",\"id\":01"), &s), -EBADMSG);
+    assert_int_equal(both_readers(DEC(",\"id\":-"), &s), -EBADMSG);
+    /* A member of the wrong kind, nested values, a DEL byte, a raw control byte. */
+    assert_int_equal(both_readers(DEC(",\"origin\":true"), &s), 0);
+    assert_int_equal(s.d[0].bad, LAPI_BAD_SHAPE);
+    assert_int_equal(both_readers(DEC(",\"value\":[\"192.0.2.4\"]"), &s), 0);
+    assert_int_equal(s.d[0].bad, LAPI_BAD_SHAPE);
+    assert_int_equal(both_readers(DEC(",\"meta\":{\"a\":[1,{\"b\":null}]}"), &s), 0);
+    assert_int_equal(s.d[0].bad, LAPI_OK);
+    assert_int_equal(both_readers(DEC(",\"origin\":\"cs\x7f\""), &s), 0);
+    assert_int_equal(s.d[0].bad, LAPI_BAD_TEXT);
+    assert_int_equal(both_readers(DEC(",\"origin\":\"cs\x01\""), &s), -EBADMSG);
+    /* Broken JSON inside an element. */
+    assert_int_equal(both_readers(DEC(",\"x\":tru"), &s), -EBADMSG);
+    assert_int_equal(both_readers(DEC(",\"x\":1x"), &s), -EBADMSG);
+    assert_int_equal(both_readers(DEC(",,\"x\":1"), &s), -EBADMSG);
+    assert_int_equal(both_readers(DEC(",\"x\" 1"), &s), -EBADMSG);
+    assert_int_equal(both_readers("{\"new\":[{\"id\":1,}]}", &s), -EBADMSG);
+    assert_int_equal(both_readers("{\"new\":[{\"id\":1", &s), -EBADMSG);
+    assert_int_equal(both_readers("{\"new\":[{\"id\":\"1", &s), -EBADMSG);
+    assert_int_equal(both_readers("{\"new\":[{ }, {}]}", &s), 0);
+    assert_int_equal(s.n, 2);
+}
+
 /* Step by step gives the same decisions as at once, whatever the step. */
 static void the_walk_in_steps_gives_the_same_decisions(void **state)
 {
@@ -369,6 +463,7 @@ int main(void)
         cmocka_unit_test(a_broken_document_stops_the_walk),
         cmocka_unit_test(the_callback_can_stop_the_walk),
         cmocka_unit_test(the_walk_in_steps_gives_the_same_decisions),
+        cmocka_unit_test(both_readers_agree_on_plain_and_odd_elements),
         cmocka_unit_test(a_login_reply_gives_the_token_and_its_expiry),
         cmocka_unit_test(rfc3339_times_read_and_write),
         cmocka_unit_test(an_alert_carries_one_ban_decision),
