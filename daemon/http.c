@@ -121,6 +121,14 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
     }
     if (r->len + n + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 4096;
+        /* A body whose size the server announced gets its room at once (up to the cap); one
+         * sent in chunks grows by doubling. */
+        curl_off_t announced = -1;
+        if (!r->cap &&
+            curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) ==
+                CURLE_OK &&
+            announced > 0 && (uint64_t)announced < r->h->opts.max_reply)
+            cap = (size_t)announced + 1;
         while (cap < r->len + n + 1)
             cap *= 2;
         if (cap > r->h->opts.max_reply + 1)
@@ -206,11 +214,23 @@ static void finish(struct http *h, struct http_req *r, CURLcode code, int err)
                  : rep.err == -EMSGSIZE ? "reply too large"
                                         : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
     rep.elapsed_ms = loop_clock_mono_ms() - r->started_ms;
+    rep.req = r;
     /* Detached from the multi handle first: the callback may start requests of its own. */
     curl_multi_remove_handle(h->multi, r->easy);
     if (r->fn)
         r->fn(r->data, &rep);
     req_free(h, r);
+}
+
+char *http_reply_take(const struct http_reply *rep)
+{
+    struct http_req *r = rep->req;
+    char *b = r && r->buf ? r->buf : calloc(1, 1);
+    if (r && r->buf) {
+        r->buf = NULL;
+        r->len = r->cap = 0;
+    }
+    return b;
 }
 
 static void check_done(struct http *h)

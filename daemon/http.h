@@ -6,7 +6,8 @@
  *
  * Every request has a deadline (connect and total) and a cap on the reply's size: a server
  * that sends more is cut off and the request fails with -EMSGSIZE, whatever it claims. Replies
- * are collected in memory; the callback sees them once, complete, and must copy what it keeps.
+ * are collected in memory (sized at once when the server says how large the body is); the
+ * callback sees them once, complete, and copies what it keeps or takes the body over.
  * No logging here: the caller gets an error code and libcurl's words for it. */
 #pragma once
 #include <stdbool.h>
@@ -40,7 +41,13 @@ struct http_reply {
     size_t len;
     const char *errmsg; /* libcurl's words when err != 0, else "" */
     uint64_t elapsed_ms;
+    struct http_req *req; /* for http_reply_take() */
 };
+
+/* The reply's body, handed over to the caller (malloc'd, NUL-terminated, r->len bytes; free()
+ * it): a large body is kept without a copy. Only inside the callback; r->body is "" after it.
+ * NULL on ENOMEM. */
+char *http_reply_take(const struct http_reply *r);
 
 /* Called once per request, from the loop, after it completed, failed or was cancelled by
  * http_free() (err -ECANCELED). The request is gone when it returns; it may start others. */
