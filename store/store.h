@@ -57,7 +57,8 @@ enum store_open_flags {
     STORE_READ_ONLY = 1 << 0, /* readers (reports): no migration, no writes */
     /* The caller asks for WAL checkpoints (store_checkpoint_request(), the daemon): this
      * connection never checkpoints by itself, a helper thread does it when asked, at idle CPU
-     * and I/O priority. Without it, SQLite's autocheckpoint runs inside the commit that fills
+     * and I/O priority (at the ordinary one when a writer waits for it: store_wal_behind()).
+     * Without it, SQLite's autocheckpoint runs inside the commit that fills
      * the log (tools, tests). */
     STORE_OWN_CHECKPOINTS = 1 << 1,
 };
@@ -131,8 +132,9 @@ struct store_wal_stats {
 };
 void store_wal_stats(struct store *s, struct store_wal_stats *ret);
 /* For a writer that can wait (a backfill): true while the log is larger than limit_bytes and
- * no checkpoint that copied all of it has finished since it last grew; a checkpoint is then
- * requested (STORE_OWN_CHECKPOINTS). The writer pauses, the helper copies the log, and the next
+ * no commit came after the request of a checkpoint that copied all of it; a checkpoint is then
+ * requested (STORE_OWN_CHECKPOINTS), run at the ordinary CPU and I/O priority since a writer
+ * waits for it. The writer pauses, the helper copies the log, and the next
  * commit starts the log over from its beginning instead of growing it. False without the
  * helper. */
 bool store_wal_behind(struct store *s, uint64_t limit_bytes);

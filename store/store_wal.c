@@ -33,9 +33,12 @@ struct store_wal {
     bool requested, stop, running;
     uint64_t requests, finished; /* request and completion counters (store_checkpoint_wait) */
     struct store_wal_stats stats;
-    /* The log file's size when the last checkpoint finished having copied all of it; 0 if the
-     * last one left frames behind (store_wal_behind()). */
-    uint64_t complete_bytes;
+    /* The store's commits when the pending request was made, and when the request of the last
+     * checkpoint was made if it copied the whole log (UINT64_MAX if it left frames behind): the
+     * log holds nothing uncopied while no commit came after that (store_wal_behind()). Its size
+     * cannot tell: after a complete checkpoint the log starts over in the same file. */
+    uint64_t request_commits, complete_commits;
+    bool waited; /* the pending request is waited for (store_wal_behind()) */
     char errmsg[128];
 };
 
@@ -62,6 +65,16 @@ static void lowest_priority(void)
     syscall(SYS_ioprio_set, 1, (int)syscall(SYS_gettid), 3 << 13);
 }
 
+/* For a checkpoint someone waits for (store_wal_behind()): the ordinary share of the CPU and
+ * the disk, so a busy host cannot keep it from running at all. Best effort too. */
+static void waited_for_priority(void)
+{
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
+    /* IOPRIO_CLASS_BE, its lowest level (7). */
+    syscall(SYS_ioprio_set, 1, (int)syscall(SYS_gettid), (2 << 13) | 7);
+}
+
 static void *checkpointer(void *arg)
 {
     struct store_wal *w = arg;
@@ -81,21 +94,26 @@ static void *checkpointer(void *arg)
             break;
         w->requested = false;
         uint64_t ticket = w->requests;
+        uint64_t commits = w->request_commits;
+        bool waited = w->waited;
+        w->waited = false;
         w->running = true;
         pthread_mutex_unlock(&w->mu);
 
         int log = 0, copied = 0;
         uint64_t t0 = now_us();
+        if (waited)
+            waited_for_priority();
         if (rc == SQLITE_OK)
             rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+        if (waited)
+            lowest_priority();
         uint64_t took = now_us() - t0;
 
-        /* Read before the lock (a stat): the loop never waits on a disk for it. */
-        uint64_t size = rc == SQLITE_OK && log == copied ? file_size(w->wal_path) : 0;
         pthread_mutex_lock(&w->mu);
         w->running = false;
         w->finished = ticket;
-        w->complete_bytes = size;
+        w->complete_commits = rc == SQLITE_OK && log == copied ? commits : UINT64_MAX;
         if (rc == SQLITE_OK) {
             w->stats.checkpoints++;
             w->stats.last_us = took;
@@ -125,6 +143,7 @@ struct store_wal *store_wal_new(const char *path, int *ret_err)
         *ret_err = -ENOMEM;
         return NULL;
     }
+    w->complete_commits = UINT64_MAX;
     w->path = strdup(path);
     size_t n = strlen(path) + 5;
     w->wal_path = malloc(n);
@@ -175,9 +194,12 @@ int store_checkpoint_request(struct store *s)
     struct store_wal *w = store_wal_of(s);
     if (!w)
         return -EOPNOTSUPP;
+    struct store_stats st;
+    store_get_stats(s, &st);
     pthread_mutex_lock(&w->mu);
     if (!w->requested) {
         w->requested = true;
+        w->request_commits = st.commits;
         w->requests++;
         pthread_cond_signal(&w->wake);
     }
@@ -222,14 +244,20 @@ bool store_wal_behind(struct store *s, uint64_t limit_bytes)
     uint64_t size = file_size(w->wal_path);
     if (size <= limit_bytes)
         return false;
-    /* A log that a complete checkpoint left at this very size has not grown since: every frame
-     * is in the database file, and the next commit starts the log over. */
+    /* No commit since the request of a checkpoint that copied the whole log: every frame is in
+     * the database file, and the next commit starts the log over. */
+    struct store_stats st;
+    store_get_stats(s, &st);
     pthread_mutex_lock(&w->mu);
     bool idle = !w->requested && !w->running;
-    bool caught_up = idle && w->complete_bytes == size;
+    bool caught_up = idle && w->complete_commits == st.commits;
     pthread_mutex_unlock(&w->mu);
-    if (!caught_up && idle)
+    if (!caught_up && idle) {
+        pthread_mutex_lock(&w->mu);
+        w->waited = true;
+        pthread_mutex_unlock(&w->mu);
         store_checkpoint_request(s);
+    }
     return !caught_up;
 }
 

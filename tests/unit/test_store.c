@@ -1746,6 +1746,52 @@ static void commits_never_checkpoint_and_the_helper_keeps_the_log_bounded(void *
     store_close(s);
 }
 
+/* What a backfill waits on past its bound of write-ahead log: behind while the log is bigger
+ * than the bound and not all copied (asking the helper for a checkpoint), caught up once a
+ * checkpoint copied it whole and nothing was written since, behind again at the next write. */
+static void the_log_is_behind_until_a_checkpoint_copied_all_of_it(void **state)
+{
+    struct tmp *t = *state;
+    struct store_options opt = {.flags = STORE_OWN_CHECKPOINTS};
+    struct store *s = NULL;
+    assert_int_equal(store_open(t->db, &opt, &s), 0);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", t->db);
+    turn_of_failures(s, 1, 2000);
+    off_t w = file_size(wal);
+    assert_true(w > 64 << 10);
+    /* Within the bound: never behind, and no checkpoint is asked for. */
+    assert_false(store_wal_behind(s, (uint64_t)w));
+    struct store_wal_stats st;
+    store_wal_stats(s, &st);
+    assert_int_equal(st.checkpoints, 0);
+    /* Past it: behind, and the helper is asked; once it copied everything, caught up. */
+    assert_true(store_wal_behind(s, 64 << 10));
+    assert_int_equal(store_checkpoint_wait(s), 0);
+    store_wal_stats(s, &st);
+    assert_int_equal(st.checkpoints, 1);
+    assert_int_equal(st.copied_frames, st.log_frames);
+    assert_false(store_wal_behind(s, 64 << 10));
+    /* A reader holding an old snapshot keeps the new frames from being copied: behind. */
+    sqlite3 *r;
+    assert_int_equal(sqlite3_open_v2(t->db, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(r, "BEGIN; SELECT count(*) FROM failures", NULL, NULL, NULL),
+                     SQLITE_OK);
+    turn_of_failures(s, 2, 4000);
+    /* (The log started over in the same file: its size alone cannot tell.) */
+    assert_true(store_wal_behind(s, 64 << 10));
+    assert_int_equal(store_checkpoint_wait(s), 0);
+    assert_true(store_wal_behind(s, 64 << 10));
+    assert_int_equal(store_checkpoint_wait(s), 0);
+    /* With the reader gone the next checkpoint copies it all. */
+    assert_int_equal(sqlite3_exec(r, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(r);
+    assert_true(store_wal_behind(s, 64 << 10));
+    assert_int_equal(store_checkpoint_wait(s), 0);
+    assert_false(store_wal_behind(s, 64 << 10));
+    store_close(s);
+}
+
 static void a_reader_holds_the_log_back_and_truncate_is_the_hard_bound(void **state)
 {
     struct tmp *t = *state;
@@ -2228,6 +2274,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             commits_never_checkpoint_and_the_helper_keeps_the_log_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_log_is_behind_until_a_checkpoint_copied_all_of_it,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(a_reader_holds_the_log_back_and_truncate_is_the_hard_bound,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
