@@ -17,6 +17,9 @@ struct seen {
     struct gen g[2];
     unsigned cur; /* the generation being filled */
     int64_t complete_ms;
+    /* The EventTV range of everything ever added: an event outside it was never added, and is
+     * told so without hashing it (a backfill of the past asks for millions of those). */
+    int64_t min_tv, max_tv;
 };
 
 /* FNV-1a over the identity's fields, then a final mix: any hash of good spread would do. */
@@ -49,6 +52,8 @@ struct seen *seen_new(int64_t now_ms)
         return NULL;
     s->g[0].since_ms = s->g[1].since_ms = now_ms;
     s->complete_ms = now_ms;
+    s->min_tv = INT64_MAX;
+    s->max_tv = INT64_MIN;
     return s;
 }
 
@@ -71,6 +76,10 @@ void seen_add(struct seen *s, const struct sec_event *ev, int64_t now_ms)
 {
     if (!ev->event_tv_ms)
         return;
+    if (ev->event_tv_ms < s->min_tv)
+        s->min_tv = ev->event_tv_ms;
+    if (ev->event_tv_ms > s->max_tv)
+        s->max_tv = ev->event_tv_ms;
     uint64_t h = identity(ev);
     struct gen *g = &s->g[s->cur];
     if (gen_has(g, h))
@@ -93,7 +102,7 @@ void seen_add(struct seen *s, const struct sec_event *ev, int64_t now_ms)
 
 bool seen_has(const struct seen *s, const struct sec_event *ev)
 {
-    if (!ev->event_tv_ms)
+    if (!ev->event_tv_ms || ev->event_tv_ms < s->min_tv || ev->event_tv_ms > s->max_tv)
         return false;
     uint64_t h = identity(ev);
     return gen_has(&s->g[0], h) || gen_has(&s->g[1], h);
