@@ -1698,7 +1698,8 @@ static void on_maintenance(struct loop *l, void *data)
         c->next_gauge_ms = loop_now_ms(l) + GAUGE_INTERVAL_MS;
     }
     if (loop_now_ms(l) >= c->next_cache_ms) {
-        int r = store_size_cache(c->store, c->rollup_cutoff_ms, CACHE_MIN_KIB, CACHE_MAX_KIB, NULL);
+        /* The window's rows: those the roll-up keeps (it may be waiting for a backfill). */
+        int r = store_size_cache(c->store, cutoff, CACHE_MIN_KIB, CACHE_MAX_KIB, NULL);
         if (r < 0)
             db_failed(c, "sizing the page cache", r);
         c->next_cache_ms = loop_now_ms(l) + CACHE_EVERY_MS;

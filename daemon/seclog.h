@@ -28,6 +28,8 @@
 #include "store.h"
 
 #define SECLOG_SLICE_US 3000
+/* A slice also ends after this much wall-clock time (preempted on a busy host). */
+#define SECLOG_SLICE_WALL_US 5000
 /* An event within this of a login may or may not have been delivered on the new session. */
 #define SECLOG_LOGIN_SLACK_MS 1000
 /* How long a line near a login waits, so AMI's copy of its event is counted first. */
