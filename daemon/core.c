@@ -894,11 +894,11 @@ static int seclog_seen(void *data, const struct sec_event *ev, bool *ret_seen)
 }
 
 /* The oldest time an event judged now counts at: a log source writes its deferred failures
- * before an event from then on. */
+ * before an event from then on. A second early: the source's clock was read after the turn's. */
 static int64_t seclog_judged_since(void *data, int64_t now_ms)
 {
     struct core *c = data;
-    return now_ms - policy_findtime_ms(c->policy);
+    return now_ms - policy_findtime_ms(c->policy) - 1000;
 }
 
 /* --- AMI sources --- */
