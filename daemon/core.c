@@ -81,11 +81,12 @@
  * either a slice or the commit of what is pending, never both: when the commit of what one
  * more slice would add no longer fits in BACKFILL_TURN_US (the commit's cost per microsecond of
  * slice is measured on every commit), the sources skip their next slice and that turn commits.
- * A turn that decided a ban commits at its end, as every turn does outside a backfill. */
+ * A turn that decided a ban commits at its end outside a backfill; during one, in the next turn
+ * (the ban is in the kernel at the end of its own). */
 #define BACKFILL_TURN_US 4000
 /* And a commit at the latest after this much backfill work: a transaction growing past
  * it holds more pages than a turn should write. */
-#define BACKFILL_PENDING_MAX_US 8000
+#define BACKFILL_PENDING_MAX_US 4000
 
 struct store;
 struct verdict;
@@ -688,11 +689,13 @@ static void turn_commit(struct core *c)
         seclog_set_slice_us(c->seclog[i], slice);
     bool commit_turn = c->backfill_commit_next;
     c->backfill_commit_next = false;
-    if (busy && !commit_turn && !c->bans_since_commit) {
+    if (busy && !commit_turn) {
         /* Another slice while the commit of what it adds still fits in a turn of its own;
-         * else the next turn is that commit, alone. */
+         * else the next turn is that commit, alone. A ban decided in this turn is in the
+         * kernel already (nft_commit() below): its row waits for that commit too. */
         double next = (double)(c->backfill_pending_us + slice) * c->commit_ratio;
-        if (next >= BACKFILL_TURN_US || c->backfill_pending_us + slice > BACKFILL_PENDING_MAX_US) {
+        if (c->bans_since_commit || next >= BACKFILL_TURN_US ||
+            c->backfill_pending_us + slice > BACKFILL_PENDING_MAX_US) {
             c->backfill_commit_next = true;
             for (unsigned i = 0; i < c->nseclog; i++)
                 seclog_skip_slice(c->seclog[i]);
