@@ -183,7 +183,8 @@ struct core {
     /* Backfill work (log slices) not committed yet, and the commit time it costs per unit. */
     uint64_t backfill_pending_us, backfill_seen_us;
     double commit_ratio;
-    bool backfill_commit_next; /* the log sources skip a slice: this turn commits */
+    bool backfill_commit_next; /* the log sources skip a slice: the next turn commits */
+    bool backfill_committed;   /* this turn was such a commit turn (turn_commit() ran) */
 
     struct seclog **seclog; /* [seclog:NAME] sources */
     unsigned nseclog;
@@ -689,6 +690,7 @@ static void turn_commit(struct core *c)
         seclog_set_slice_us(c->seclog[i], slice);
     bool commit_turn = c->backfill_commit_next;
     c->backfill_commit_next = false;
+    c->backfill_committed = commit_turn;
     if (busy && !commit_turn) {
         /* Another slice while the commit of what it adds still fits in a turn of its own;
          * else the next turn is that commit, alone. A ban decided in this turn is in the
@@ -1589,8 +1591,13 @@ static void background_work(struct core *c)
         bool backfill = false;
         for (unsigned i = 0; i < c->nseclog; i++)
             backfill |= seclog_busy(c->seclog[i]);
-        if (backfill && !c->backfill_commit_next) {
-            /* A backfill's turns are slices and commits: housekeeping joins a commit turn. */
+        if (backfill) {
+            /* A backfill's turns are slices and commits: housekeeping (and the commit of its
+             * own writes) joins a commit turn, after the commit, never a slice's turn. */
+            if (c->backfill_committed && now - c->work_busy_ms >= WORK_BUSY_EVERY_MS) {
+                c->work_busy_ms = now;
+                housekeeping(c, WORK_BUSY_SLICE_US);
+            }
         } else if (!loop_busy(c->loop)) {
             housekeeping(c, WORK_SLICE_US);
         } else if (now - c->work_busy_ms >= WORK_BUSY_EVERY_MS) {
