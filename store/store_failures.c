@@ -157,7 +157,7 @@ static const char *const sql[FS_COUNT] = {
     [FS_KINDHOUR_UPSERT] = "INSERT INTO failure_kind_hours (hour, kind, flags, n) VALUES (?1, ?2, "
                            "?3, ?4) ON CONFLICT (hour, kind, flags) DO UPDATE SET "
                            "n = n + excluded.n",
-    [FS_PRUNE_MARK] = "UPDATE failure_retention SET before_hour = max(before_hour, ?1)",
+    [FS_PRUNE_MARK] = "UPDATE failure_retention SET before_hour = ?1 WHERE before_hour < ?1",
     /* Whole days before the cutoff's day, a bounded batch each. */
     [FS_PRUNE_KEYDAYS] = "DELETE FROM failure_key_days WHERE (day, key) IN (SELECT day, key FROM "
                          "failure_key_days WHERE day < ?1 ORDER BY day, key LIMIT ?2)",
@@ -1473,7 +1473,8 @@ int store_failures_prune(struct store *s, int64_t cutoff_ms, unsigned max, unsig
     int r = 0, rc;
 
     /* Reports stop reading the daily rows of the days this prune cuts into, in the transaction
-     * of its first deletion. */
+     * of its first deletion (written when the cutoff moves on, once an hour: an idle prune
+     * dirties no page). */
     sqlite3_stmt *mark = f->st[FS_PRUNE_MARK];
     sqlite3_bind_int64(mark, 1, cutoff_hour);
     if ((r = run(s, mark)) < 0)
