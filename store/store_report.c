@@ -663,13 +663,77 @@ static int cmp_keys(const void *a, const void *b)
     return strcmp(x->text, y->text);
 }
 
-/* As SQLite orders blobs: bytes first, then the shorter first. */
-static int cmp_blobs(const void *a, const void *b)
+/* The k-th largest (from 0) of n values, reordering them (Hoare's selection). */
+static uint64_t kth_largest(uint64_t *v, size_t n, size_t k)
 {
-    const struct pkey *x = *(const struct pkey *const *)a, *y = *(const struct pkey *const *)b;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(x->key, y->key, n);
-    return c ? c : (int)x->klen - (int)y->klen;
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        uint64_t pivot = v[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        for (;;) {
+            while (v[i] > pivot)
+                i++;
+            while (v[j] < pivot)
+                j--;
+            if (i >= j)
+                break;
+            uint64_t x = v[i];
+            v[i++] = v[j];
+            v[j--] = x;
+        }
+        /* [lo, j] holds values >= pivot, (j, hi] values <= pivot. */
+        if (k <= j)
+            hi = j;
+        else
+            lo = j + 1;
+    }
+    return v[lo];
+}
+
+/* Puts the first top of keys[0..n) (most attempts first, ties by the key as text) at its front
+ * and says how many there are (at most top). Only the keys whose attempts reach the top-th
+ * largest can be among them: those are formatted (into *ret_texts, for the caller to free) and
+ * sorted; the others never need their text. */
+static int top_keys(struct pkey **keys, size_t n, unsigned top, char (**ret_texts)[ADDR_STRLEN],
+                    size_t *ret_n)
+{
+    *ret_texts = NULL;
+    *ret_n = 0;
+    if (n == 0 || top == 0)
+        return 0;
+    size_t cand = n;
+    if (n > top) {
+        uint64_t *v = malloc(n * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+            v[i] = keys[i]->n;
+        uint64_t least = kth_largest(v, n, top - 1);
+        free(v);
+        cand = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (keys[i]->n >= least) {
+                struct pkey *x = keys[cand];
+                keys[cand++] = keys[i];
+                keys[i] = x;
+            }
+        }
+    }
+    char(*texts)[ADDR_STRLEN] = malloc(cand * sizeof(*texts));
+    if (!texts)
+        return -ENOMEM;
+    for (size_t i = 0; i < cand; i++) {
+        struct addr_prefix kp;
+        if (store_key_unpack(keys[i]->key, keys[i]->klen, &kp) == 0)
+            addr_prefix_format(&kp, texts[i], sizeof(texts[i]));
+        else
+            snprintf(texts[i], sizeof(texts[i]), "?");
+        keys[i]->text = texts[i];
+    }
+    qsort(keys, cand, sizeof(*keys), cmp_keys);
+    *ret_texts = texts;
+    *ret_n = cand < top ? cand : top;
+    return 0;
 }
 
 int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_t now_ms,
@@ -682,28 +746,18 @@ int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_
         return rc;
     struct store_report_source_counts counts = {.sources = p->nkeys};
     struct pkey **order = malloc((p->nkeys ? p->nkeys : 1) * sizeof(*order));
-    if (!order)
-        return -ENOMEM;
-    free(p->texts);
-    p->texts = malloc((p->nkeys ? p->nkeys : 1) * sizeof(*p->texts));
-    if (!p->texts) {
-        free(order);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < p->nkeys; i++) {
-        struct pkey *k = &p->keys[i];
-        struct addr_prefix kp;
-        if (store_key_unpack(k->key, k->klen, &kp) == 0)
-            addr_prefix_format(&kp, p->texts[i], sizeof(p->texts[i]));
-        else
-            snprintf(p->texts[i], sizeof(p->texts[i]), "?");
-        k->text = p->texts[i];
-        order[i] = k;
-    }
-    qsort(order, p->nkeys, sizeof(*order), cmp_keys);
+    bool *seen = calloc(p->nkeys ? p->nkeys : 1, sizeof(*seen));
+    char(*texts)[ADDR_STRLEN] = NULL;
+    size_t ntop = 0;
+    if (!order || !seen)
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < p->nkeys; i++)
+        order[i] = &p->keys[i];
+    if (rc == 0)
+        rc = top_keys(order, p->nkeys, top, &texts, &ntop);
 
     sqlite3_stmt *ban = NULL, *detail = NULL, *raw = NULL, *hours = NULL;
-    for (size_t i = 0; rc == 0 && i < p->nkeys && i < top; i++) {
+    for (size_t i = 0; rc == 0 && i < ntop; i++) {
         const struct pkey *k = order[i];
         struct store_report_source src = {
             .attempts = k->n, .first_ms = k->first_ms, .last_ms = k->last_ms};
@@ -716,38 +770,24 @@ int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_
     }
     /* New: no failure of the key before the period (as far back as retention keeps). Rolled
      * up: failure_keys has each key's first, read in one scan and looked up in the period's
-     * keys sorted as SQLite sorts blobs; raw: a seek into the (small) raw table for the keys
-     * that scan did not find. */
-    struct pkey **bykey = malloc((p->nkeys ? p->nkeys : 1) * sizeof(*bykey));
-    bool *seen = calloc(p->nkeys ? p->nkeys : 1, sizeof(*seen));
-    if (!bykey || !seen)
-        rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < p->nkeys; i++)
-        bykey[i] = &p->keys[i];
-    if (rc == 0)
-        qsort(bykey, p->nkeys, sizeof(*bykey), cmp_blobs);
+     * keys; raw: a seek into the (small) raw table for the keys that scan did not find. */
     if (rc == 0)
         rc = store_prepare(s, &hours, "SELECT key FROM failure_keys WHERE first_ms < ?1", 1,
                            from_ms);
     while (rc == 0 && (rc = store_step(s, hours)) > 0) {
         rc = 0;
-        struct pkey probe = {.klen = 0};
-        size_t kl = (size_t)sqlite3_column_bytes(hours, 0);
-        if (kl > STORE_KEY_PACKED_MAX)
-            continue;
-        memcpy(probe.key, sqlite3_column_blob(hours, 0), kl);
-        probe.klen = (uint8_t)kl;
-        const struct pkey *pp = &probe;
-        struct pkey **hit = bsearch(&pp, bykey, p->nkeys, sizeof(*bykey), cmp_blobs);
-        if (hit)
-            seen[*hit - p->keys] = true;
+        uint32_t k = period_find_key(p, sqlite3_column_blob(hours, 0),
+                                     (size_t)sqlite3_column_bytes(hours, 0));
+        if (k != UINT32_MAX)
+            seen[k] = true;
     }
     if (rc == 0)
         rc = store_prepare(s, &raw, "SELECT 1 FROM failures WHERE key = ?2 AND ts_ms < ?1 LIMIT 1",
                            1, from_ms);
+    size_t nnew = 0; /* the new keys, gathered at the front of order */
     for (size_t i = 0; rc == 0 && i < p->nkeys; i++) {
-        const struct pkey *k = order[i];
-        if (seen[k - p->keys])
+        struct pkey *k = &p->keys[i];
+        if (seen[i])
             continue;
         sqlite3_reset(raw);
         sqlite3_bind_blob(raw, 2, k->key, k->klen, SQLITE_STATIC);
@@ -756,18 +796,24 @@ int store_report_sources(struct store *s, int64_t from_ms, int64_t to_ms, int64_
             rc = 0;
             continue;
         }
-        if (rc < 0)
-            break;
-        if (counts.new_sources++ < top && fns && fns->new_source)
-            rc = fns->new_source(data, k->text, k->first_ms, k->n);
+        if (rc == 0)
+            order[nnew++] = k;
     }
+    counts.new_sources = nnew;
+    char(*new_texts)[ADDR_STRLEN] = NULL;
+    size_t nlisted = 0;
+    if (rc == 0 && fns && fns->new_source)
+        rc = top_keys(order, nnew, top, &new_texts, &nlisted);
+    for (size_t i = 0; rc == 0 && i < nlisted; i++)
+        rc = fns->new_source(data, order[i]->text, order[i]->first_ms, order[i]->n);
     sqlite3_finalize(ban);
     sqlite3_finalize(detail);
     sqlite3_finalize(raw);
     sqlite3_finalize(hours);
     free(order);
-    free(bykey);
     free(seen);
+    free(texts);
+    free(new_texts);
     if (rc == 0 && ret_counts)
         *ret_counts = counts;
     return rc;
