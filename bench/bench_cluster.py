@@ -17,7 +17,13 @@ the rows above its cursor on every notification) make up the count.
      killed (pg_ctl stop -m immediate) and the standby promoted: the time from the promotion
      until every node holds every ban, and how many were lost.
 
-  sudo bench/bench_cluster.py [--quick] [--json FILE] [--build DIR]
+  sudo bench/bench_cluster.py [--quick] [--json FILE] [--build DIR] [--sizes 2,10,...]
+                             [--storm-nodes N] [--no-failover] [--pg-log FILE]
+
+Beside each figure it prints where the CPU went: the database server's (its postmaster and
+backends), the listeners', each daemon's and this script's own (the kernel-set monitors), and
+the daemons' longest loop turns; --pg-log keeps the server's log with every statement's duration
+during the storm.
 
 Figures only: nothing passes or fails on time."""
 import argparse
@@ -35,6 +41,13 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--quick", action="store_true", help="fewer probes, no 500-node run")
 ap.add_argument("--json", help="write the figures here too")
 ap.add_argument("--build", default=os.path.join(SOURCE, "build-release"))
+ap.add_argument("--sizes", help="propagation node counts, comma-separated (default 2,10,100,500;"
+                " --quick 2,10,100)")
+ap.add_argument("--storm-nodes", type=int, help="nodes in the storm (default 500; --quick 100; "
+                "0: no storm)")
+ap.add_argument("--no-failover", action="store_true", help="skip the failover figure")
+ap.add_argument("--pg-log", help="copy the server's log here, with every statement's duration "
+                "during the storm (log_min_duration_statement = 0)")
 args, _ = ap.parse_known_args()
 os.environ.setdefault("PBXGUARD_BUILD", args.build)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
@@ -56,7 +69,9 @@ LISTENER = os.path.join(args.build, "bench", "cluster_listener")
 REAL = 10          # real daemons, A included: what two cores carry beside the rest
 PORT = 55452
 PROBES = 30 if args.quick else 60
-SIZES = (2, 10, 100) if args.quick else (2, 10, 100, 500)
+SIZES = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else \
+    (2, 10, 100) if args.quick else (2, 10, 100, 500)
+STORM_NODES = args.storm_nodes if args.storm_nodes is not None else 100 if args.quick else 500
 STORM = 10000
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
@@ -97,6 +112,50 @@ def load():
     return open("/proc/loadavg").read().split()[0]
 
 
+def proc_cpu(pid, reaped=False):
+    """User + system CPU seconds of one process (0 if it is gone); reaped: and of its children
+    that ended."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12]) +
+                (int(fields[13]) + int(fields[14]) if reaped else 0)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def pg_cpu(pg):
+    """CPU seconds of a server: its postmaster and every process it started (the backends,
+    which live as long as their connections)."""
+    try:
+        with open(os.path.join(pg.data, "postmaster.pid")) as f:
+            top = int(f.readline())
+    except (OSError, ValueError):
+        return 0.0
+    total = proc_cpu(top, reaped=True)
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == top:
+            total += proc_cpu(int(d))
+    return total
+
+
+def pg_log_statements(pg, on):
+    """Every statement's duration in the server's log (on), or none (off)."""
+    if on:
+        pg.sql("ALTER SYSTEM SET log_line_prefix = '%m [%p] %a '")
+        pg.sql("ALTER SYSTEM SET log_min_duration_statement = 0")
+    else:
+        pg.sql("ALTER SYSTEM RESET log_min_duration_statement")
+    pg.sql("SELECT pg_reload_conf()")
+
+
 class Listeners:
     """n lightweight nodes in processes of at most 100 connections each."""
 
@@ -108,6 +167,7 @@ class Listeners:
                                  stdout=subprocess.PIPE, text=True)
             self.procs.append(p)
             n -= k
+        self.pids = [p.pid for p in self.procs]
         for p in self.procs:
             if p.stdout.readline().strip() != "ready":
                 raise RuntimeError("a listener did not start")
@@ -126,6 +186,9 @@ class Listeners:
                 elif f[0] == "C":
                     conns.append(((i, int(f[1])), int(f[2]), float(f[3])))
         return probes, conns
+
+    def cpu(self):
+        return sum(proc_cpu(pid) for pid in self.pids)
 
     def close(self):
         for p in self.procs:
@@ -174,9 +237,11 @@ def propagation(tmp, pg, results):
         # One ban at a time, far enough apart that each is measured alone: every ban costs each
         # node a read of the table, so 500 nodes need more room between probes than 2.
         gap = 0.05 if size <= 10 else 0.2 if size <= 100 else 0.6
+        pg0 = pg_cpu(pg)
         for ip in probes:
             a.ban_threshold(ip)
             time.sleep(gap)
+        pg_per_ban = (pg_cpu(pg) - pg0) / len(probes)
         lat_real, lat_lst, missing = [], [], 0
         for n in receivers:
             mons[n.name].wait_count(len(probes), timeout=20)
@@ -203,20 +268,22 @@ def propagation(tmp, pg, results):
              "p50_ms": ms(pct(both, 50)), "p99_ms": ms(pct(both, 99)), "max_ms": ms(max(both)),
              "real_p50_ms": ms(pct(lat_real, 50)), "real_p99_ms": ms(pct(lat_real, 99)),
              "listener_p50_ms": ms(pct(lat_lst, 50)), "listener_p99_ms": ms(pct(lat_lst, 99)),
-             "missing": missing, "load": load()}
+             "missing": missing, "pg_cpu_per_ban_ms": ms(pg_per_ban), "load": load()}
         results["propagation"].append(r)
         print(f"propagation, {size:>3} nodes ({real} real, {size - real} listeners): "
               f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
               f"(real nodes p50 {r['real_p50_ms']} / p99 {r['real_p99_ms']} ms; listeners "
               f"p50 {r['listener_p50_ms']} / p99 {r['listener_p99_ms']} ms); "
-              f"{missing} missing; load {r['load']}", flush=True)
+              f"{missing} missing; PostgreSQL CPU per ban {r['pg_cpu_per_ban_ms']} ms; "
+              f"load {r['load']}", flush=True)
     return a, receivers, mons
 
 
 def storm(a, receivers, mons, pg, results):
-    size = REAL + (90 if args.quick else 490)
+    size = STORM_NODES
+    real = 1 + len(receivers)
     listeners = Listeners(f"host=127.0.0.1 port={PORT} dbname=pbxguard user=pbxguard",
-                          size - REAL, "")
+                          max(0, size - real), "")
     _, before = listeners.dump()
     base = {c: rows for c, rows, _ in before}
     for m in mons.values():
@@ -224,6 +291,10 @@ def storm(a, receivers, mons, pg, results):
     ips = [f"10.{120 + i // 60000}.{i // 250 % 240}.{i % 250 + 1}" for i in range(STORM)]
     data = b"".join(e.attack(ip, 3) for ip in ips)
     cpu0 = {n.name: n.daemon.cpu_seconds() for n in [a] + receivers}
+    if args.pg_log:
+        pg_log_statements(pg, True)
+    pg0, lst0, t0 = pg_cpu(pg), listeners.cpu(), time.monotonic()
+    me0 = sum(os.times()[:2])
     a.ami.send(data)
     ok = mons[a.name].wait_count(STORM, timeout=60)
     banned = len(mons[a.name].added)
@@ -246,7 +317,13 @@ def storm(a, receivers, mons, pg, results):
         time.sleep(0.5)
     for c, rows, t in conns:
         done[f"listener{c}"] = (rows - base.get(c, 0), t)
+    pg1, lst1, t1 = pg_cpu(pg), listeners.cpu(), time.monotonic()
+    me1 = sum(os.times()[:2])
+    # The longest loop turn of each real node over the storm (the daemon's own clocks).
+    turns = {n.name: (n.status().get("loop") or {}).get("max_ms") for n in [a] + receivers}
     listeners.close()
+    if args.pg_log:
+        pg_log_statements(pg, False)
     short = {k: cnt for k, (cnt, _) in done.items() if cnt < banned}
     complete = not short and banned == STORM
     t_all = max(t for _, t in done.values() if t is not None)
@@ -255,12 +332,18 @@ def storm(a, receivers, mons, pg, results):
     r = {"bans": STORM, "banned_by_a": banned, "nodes": size, "a_first_to_last_s": round(t_a_last - t_first, 3),
          "first_to_every_node_s": round(t_all - t_first, 3),
          "a_last_to_every_node_s": round(t_all - t_a_last, 3), "complete": complete and ok,
-         "short": short, "cpu_s": cpu, "load": load()}
+         "short": short, "cpu_s": cpu, "pg_cpu_s": round(pg1 - pg0, 2),
+         "listeners_cpu_s": round(lst1 - lst0, 2), "bench_cpu_s": round(me1 - me0, 2),
+         "longest_turn_ms": turns, "wall_s": round(t1 - t0, 2), "load": load()}
     results["storm"] = r
     print(f"storm of {STORM} bans on A, {size} nodes: A banned them in "
           f"{r['a_first_to_last_s']} s; every node had all of them {r['first_to_every_node_s']} s"
           f" after A's first ({r['a_last_to_every_node_s']} s after A's last); complete: "
-          f"{r['complete']}{(' (' + str(len(short)) + ' nodes short)') if short else ''}; daemon CPU seconds {cpu}; load {r['load']}", flush=True)
+          f"{r['complete']}{(' (' + str(len(short)) + ' nodes short)') if short else ''}; daemon CPU seconds {cpu}; "
+          f"PostgreSQL CPU {r['pg_cpu_s']} s, listeners' CPU {r['listeners_cpu_s']} s, this "
+          f"script's (the kernel set monitors) {r['bench_cpu_s']} s over "
+          f"{r['wall_s']} s of wall time (to the end of the wait); longest loop turn (ms, last minute) {turns}; "
+          f"load {r['load']}", flush=True)
 
 
 def failover(tmp, results):
@@ -344,14 +427,19 @@ def main():
             pg.make_fleet_db()
             a, receivers, mons = propagation(tmp, pg, results)
             nodes = [a] + receivers
-            storm(a, receivers, mons, pg, results)
+            if STORM_NODES:
+                storm(a, receivers, mons, pg, results)
             for m in mons.values():
                 m.close()
         finally:
             for n in nodes:
                 n.close()
             pg.stop(mode="immediate")
-        failover(tmp, results)
+            if args.pg_log:
+                import shutil
+                shutil.copyfile(pg.logfile, args.pg_log)
+        if not args.no_failover:
+            failover(tmp, results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

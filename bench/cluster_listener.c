@@ -1,7 +1,7 @@
 /* bench/cluster_listener: N lightweight fleet nodes in one process, for bench_cluster.py. Each
  * connection does what a node's fleet module does with the shared table: LISTEN, and on every
- * notification read the rows above its own cursor (the same query as daemon/cluster.c), then
- * move its cursor. It applies nothing: it records when it first read each row.
+ * notification read the rows above its own cursor (the same prepared query as daemon/cluster.c),
+ * then move its cursor. It applies nothing: it records when it first read each row.
  *
  *   cluster_listener CONNINFO N PROBE_PREFIX
  *
@@ -54,7 +54,7 @@ static void send_read(struct node *n)
     char cur[32];
     snprintf(cur, sizeof(cur), "%lld", n->cursor);
     const char *params[2] = {cur, "1000"};
-    if (!PQsendQueryParams(n->conn, READ_SQL, 2, NULL, params, NULL, NULL, 0)) {
+    if (!PQsendQueryPrepared(n->conn, "pbxguard_read", 2, params, NULL, NULL, 0)) {
         fprintf(stderr, "send: %s", PQerrorMessage(n->conn));
         exit(1);
     }
@@ -104,6 +104,12 @@ int main(int argc, char **argv)
             return 1;
         }
         PQclear(PQexec(nodes[i].conn, "LISTEN pbxguard_bans"));
+        PGresult *prep = PQprepare(nodes[i].conn, "pbxguard_read", READ_SQL, 2, NULL);
+        if (PQresultStatus(prep) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "prepare: %s", PQerrorMessage(nodes[i].conn));
+            return 1;
+        }
+        PQclear(prep);
         PGresult *r = PQexec(nodes[i].conn, "SELECT coalesce(max(seq), 0) FROM pbxguard_bans");
         nodes[i].cursor = atoll(PQgetvalue(r, 0, 0));
         PQclear(r);

@@ -68,8 +68,16 @@ void cluster_get_status(const struct cluster *c, struct cluster_status *ret_stat
 
 #define SINK "cluster"
 #define CHANNEL "pbxguard_bans"
-#define PUBLISH_BATCH 500 /* changes per pbxguard_publish() call */
-#define READ_BATCH 1000   /* rows per catch-up read */
+#define PUBLISH_BATCH 2000 /* changes per pbxguard_publish() call: a storm turn's worth */
+#define READ_BATCH 1000    /* rows per catch-up read */
+#define READ_STMT "pbxguard_read"
+/* Numbers above the sequence's last value cannot be real ones: a row written past it by hand
+ * must not carry the cursor over the rows to come. */
+#define READ_SQL                                                                                   \
+    "SELECT seq, prefix::text, deleted, CASE WHEN expires IS NULL THEN NULL ELSE "                 \
+    "floor(extract(epoch FROM expires - now()) * 1000)::bigint END, node, reason, note FROM "      \
+    "pbxguard_bans WHERE seq > $1::bigint AND seq <= (SELECT last_value FROM pbxguard_seq) "       \
+    "ORDER BY seq LIMIT $2::integer"
 #define PENDING_MAX 16384 /* changes held in memory; the rest wait in the store's outbox */
 #define TARGETS_MAX 32    /* hosts tried per round (after expanding names to addresses) */
 #define ADDRS_PER_NAME 4
@@ -111,6 +119,7 @@ enum step {
     STEP_MIGRATE_LOCK, /* version under the advisory lock */
     STEP_MIGRATE,      /* the missing migrations and COMMIT */
     STEP_LISTEN,       /* LISTEN, and whether the server is a primary */
+    STEP_PREPARE,      /* the catch-up read, prepared */
     STEP_CATCHUP,      /* rows above the cursor */
     STEP_PUBLISH,      /* pbxguard_publish() */
     STEP_PRUNE,        /* pbxguard_prune() */
@@ -682,25 +691,23 @@ static void send_migrate(struct cluster *c)
     free(sql);
 }
 
+/* The catch-up read is prepared once per connection: every notification makes every node run
+ * it, and parsing and planning it again each time cost the server more than reading the one
+ * or two rows a single ban adds. */
+static void send_prepare(struct cluster *c)
+{
+    sent(c, PQsendPrepare(c->conn, READ_STMT, READ_SQL, 2, NULL), STEP_PREPARE);
+}
+
 static void send_catchup(struct cluster *c)
 {
     char cur[24], lim[16];
     snprintf(cur, sizeof(cur), "%lld", (long long)c->cursor);
     snprintf(lim, sizeof(lim), "%d", READ_BATCH);
     const char *params[2] = {cur, lim};
-    /* Numbers above the sequence's last value cannot be real ones: a row written past it by
-     * hand must not carry the cursor over the rows to come. */
     c->catchup_wanted = false;
     c->last_was_publish = false;
-    sent(c,
-         PQsendQueryParams(c->conn,
-                           "SELECT seq, prefix::text, deleted, CASE WHEN expires IS NULL THEN "
-                           "NULL ELSE floor(extract(epoch FROM expires - now()) * 1000)::bigint "
-                           "END, node, reason, note FROM pbxguard_bans WHERE seq > $1::bigint "
-                           "AND seq <= (SELECT last_value FROM pbxguard_seq) ORDER BY seq "
-                           "LIMIT $2::integer",
-                           2, NULL, params, NULL, NULL, 0),
-         STEP_CATCHUP);
+    sent(c, PQsendQueryPrepared(c->conn, READ_STMT, 2, params, NULL, NULL, 0), STEP_CATCHUP);
 }
 
 /* Appends one element of a PostgreSQL array literal; NULL for s NULL. */
@@ -1173,6 +1180,9 @@ static void step_done(struct cluster *c)
                     STEP_LISTEN);
         return;
     case STEP_LISTEN:
+        send_prepare(c);
+        return;
+    case STEP_PREPARE:
         send_catchup(c);
         return;
     case STEP_CATCHUP:
