@@ -5,8 +5,10 @@
  * is queued for nftables and counted for StatsD. At the end of the turn, in this order: the
  * queued nftables elements go to the kernel in one transaction (enforcement first, so a ban
  * lands within the turn that decided it), the store commits the turn (group commit), and the
- * StatsD datagram is sent. If the database fails, bans already decided stay in the kernel with
- * their own timeouts, and the store keeps them in its journal for the next transaction. */
+ * StatsD datagram is sent. A turn with many events to judge (a flood) sends its bans sooner: a
+ * ban waits at most BAN_HOLD_US behind the events after it. If the database fails, bans already
+ * decided stay in the kernel with their own timeouts, and the store keeps them in its journal for
+ * the next transaction. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,11 @@
 /* A turn's transaction is left open while more events wait, for at most this long (a bigger
  * commit later costs more at once). */
 #define COMMIT_DEFER_MAX_MS 10
+/* A ban an event decided goes to the kernel at the end of the turn, with the turn's other bans in
+ * one transaction; when the turn has more events to judge (a flood), at the latest once it has
+ * waited this long, before the next event is judged. Short enough to stay well within a ban's
+ * millisecond, long enough that a storm of bans still shares transactions (tens per commit). */
+#define BAN_HOLD_US 200
 /* SQLite's page cache follows the raw window's size (store_size_cache()) within
  * these, every 10 s: most of a million sources' rows, and well within the daemon's 64 MB budget. */
 #define CACHE_MIN_KIB 8192
@@ -180,6 +187,7 @@ struct core {
     struct seen *seen;       /* identities of the events AMI delivered lately */
     int64_t store_newest_ms; /* the newest failure the store held at the start */
     unsigned bans_since_commit;
+    uint64_t ban_queued_us; /* when the oldest ban not yet committed was decided (0: none) */
     /* Backfill work (log slices) not committed yet, and the commit time it costs per unit. */
     uint64_t backfill_pending_us, backfill_seen_us;
     double commit_ratio;
@@ -286,9 +294,17 @@ static void on_nft_result(void *data, const struct nftset_result *r)
             addr_prefix_format(&r->prefix, buf, sizeof(buf)), nftset_strerror(r->err));
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void nft_commit(struct core *c)
 {
     c->nban_refused = 0;
+    c->ban_queued_us = 0;
     /* No nftables layer: core_new() failed to open it and core_free() is cleaning up. */
     if (!c->nft || !nftset_queued(c->nft))
         return;
@@ -303,13 +319,6 @@ static void nft_commit(struct core *c)
 }
 
 static void apply_verdict(struct core *c, const struct verdict *v);
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static int queue_restore(void *data, const struct verdict *v)
 {
@@ -546,6 +555,8 @@ static void apply_ban(struct core *c, const struct verdict *v, const struct sec_
     if (r < 0)
         log_err("nftables: cannot queue the ban of %s: %s",
                 addr_prefix_format(&v->prefix, buf, sizeof(buf)), nftset_strerror(r));
+    else if (ev && !c->ban_queued_us)
+        c->ban_queued_us = mono_us();
     c->stats.bans++;
     c->bans_since_commit++;
     statsd_count_by(c->statsd, STATSD_M_BANS, reason_name(v->reason), 1);
@@ -827,6 +838,9 @@ static void on_event(void *data, const struct sec_event *ev)
     struct verdict v;
     int64_t now = loop_wall_ms(c->loop);
 
+    /* A ban decided earlier in this turn has waited long enough behind the events after it. */
+    if (c->ban_queued_us && mono_us() - c->ban_queued_us >= BAN_HOLD_US)
+        nft_commit(c);
     if (ev->backfilled) {
         /* Read after the fact: older than the retention it would only be pruned again. */
         if (ev->occurred_ms && ev->occurred_ms < now - c->cfg->general.retention_s * 1000) {

@@ -302,6 +302,7 @@ NFNLGRP_NFTABLES = 7
 NFT_MSG_NEWTABLE, NFT_MSG_DELTABLE = 0, 2
 NFT_MSG_DELSET = 11
 NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM = 12, 14
+NFT_MSG_NEWGEN = 15  # sent once per committed transaction, after its changes
 NFNL_SUBSYS_NFTABLES = 10
 
 
@@ -328,6 +329,8 @@ class SetMonitor:
         self.added = {}       # address string -> monotonic time of the first add seen
         self.deleted = {}     # address string -> monotonic time of the last delete seen
         self.n_added = 0
+        self.gens = 0         # transactions committed (NEWGEN) since the monitor started
+        self.added_gen = {}   # address string -> transactions committed before its add
         self.table_deleted = 0
         self.overflows = 0
         self.stopping = False
@@ -367,6 +370,8 @@ class SetMonitor:
                 if msg == NFT_MSG_DELTABLE and attrs and \
                         attrs.get(1, b"").rstrip(b"\0").decode() == self.table:
                     self.table_deleted += 1
+                if msg == NFT_MSG_NEWGEN:
+                    self.gens += 1
                 if msg not in (NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM):
                     continue
                 table = None
@@ -398,6 +403,7 @@ class SetMonitor:
         if msg == NFT_MSG_NEWSETELEM:
             self.n_added += 1
             self.added.setdefault(a, now)
+            self.added_gen.setdefault(a, self.gens)
         else:
             self.deleted[a] = now
 
@@ -418,6 +424,7 @@ class SetMonitor:
     def forget(self):
         with self.cv:
             self.added.clear()
+            self.added_gen.clear()
             self.deleted.clear()
             self.n_added = 0
 
