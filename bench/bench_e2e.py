@@ -32,6 +32,9 @@ Phases (each on a fresh database unless said otherwise):
 The database is filled with whichever schema the daemon under test made (this tree's, or an
 older one's for bench/run --baseline).
 The daemon's log goes through a pipe (as to journald under systemd), not straight to a file.
+The daemon runs at the nice value the shipped unit gives it (Nice= in etc/pbxguard.service.in,
+as systemd starts it; --nice N for another); the AMI server, the flood's sender and the kernel
+monitor run at the benchmark's own (0).
 """
 import argparse
 import ipaddress
@@ -88,7 +91,7 @@ class Rig:
         self.ami = e.AmiServer().start()
         self.mon = e.SetMonitor()
         self.d = e.Daemon(self.tmp, self.ami.port, maxretry=MAXRETRY, log_level="notice",
-                          log_pipe=True,
+                          log_pipe=True, nice=args.nice,
                           binary=os.path.join(args.build, "pbxguardd"),
                           cli=os.path.join(args.build, "pbxguard"), database=database,
                           general=(f"database_mmap_mib = {args.db_mmap}\n"
@@ -347,6 +350,19 @@ def phase_restore(args, n_bans, n_sources=0, then_events=0, repair=False):
         r.close()
 
 
+def unit_nice():
+    """The Nice= of the shipped unit (etc/pbxguard.service.in), or None without one."""
+    try:
+        with open(os.path.join(SOURCE, "etc", "pbxguard.service.in")) as f:
+            for line in f:
+                m = re.match(r"\s*Nice\s*=\s*(-?\d+)\s*$", line)
+                if m:
+                    return int(m.group(1))
+    except OSError:
+        pass
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description="end-to-end benchmark of pbxguardd")
     ap.add_argument("--build", default=os.path.join(SOURCE, "build-release"))
@@ -360,6 +376,8 @@ def main():
                          "the largest is also repaired)")
     ap.add_argument("--db-mmap", type=int, default=None,
                     help="[general] database_mmap_mib for the daemon (default: its own, 0)")
+    ap.add_argument("--nice", type=int, default=unit_nice(),
+                    help="the daemon's nice value (default: the shipped unit's Nice=, %(default)s)")
     args = ap.parse_args()
     h.in_private_netns()
     h.setup_loopback()
@@ -371,7 +389,7 @@ def main():
         restore_ns = [int(x) for x in args.restore_sizes.split(",")]
     rss_n = 100_000 if args.quick else 1_000_000
     only = set(args.only.split(","))
-    res = {"machine_cores": os.cpu_count(), "quick": args.quick}
+    res = {"machine_cores": os.cpu_count(), "quick": args.quick, "daemon_nice": args.nice}
     notes = []
 
     def run(name, fn, *a):

@@ -616,8 +616,9 @@ class Daemon:
     def __init__(self, tmp, ami_port, *, ami_host="127.0.0.1", auth="plain", maxretry=5,
                  findtime="10m", bantime="1h", whitelist=(), statsd_port=None, extra="",
                  binary=None, cli=None, log_level="info", database=None, log_pipe=False,
-                 general="", policy=""):
+                 general="", policy="", nice=None):
         self.tmp = tmp
+        self.nice = nice  # the process's nice value, as a unit's Nice= sets it (None: ours)
         self.binary = binary or h.DAEMON
         self.cli_binary = cli or h.CLI
         self.conf = os.path.join(tmp, "pbxguard.conf")
@@ -653,8 +654,10 @@ class Daemon:
         self.log = open(self.logpath, "ab" if self.log_pipe else "a")
         self.t_start = time.monotonic()
         out = subprocess.PIPE if self.log_pipe else self.log
-        self.p = subprocess.Popen([self.binary, "-c", self.conf], stdout=out,
-                                  stderr=subprocess.STDOUT, env=env)
+        nice = self.nice
+        self.p = subprocess.Popen(
+            [self.binary, "-c", self.conf], stdout=out, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=None if nice is None else lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
         if self.log_pipe:
             threading.Thread(target=self._drain, args=(self.p.stdout, self.log),
                              daemon=True).start()

@@ -80,6 +80,10 @@ def test_daemon_unit_is_hardened():
     t.eq(dv.get("RestrictAddressFamilies"), ["AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
          "sockets are limited to UNIX, IP and netlink")
     t.ok(dv.get("ExecReload") == ["/bin/kill -HUP $MAINPID"], "reload sends SIGHUP")
+    # Ahead of batch work for the CPU, never realtime (RestrictRealtime= stays on).
+    t.ok(dv.get("Nice") == ["-5"] and dv.get("RestrictRealtime") == ["yes"]
+         and "CPUSchedulingPolicy" not in dv,
+         "it runs at Nice=-5, ahead of batch work, and never realtime", dv.get("Nice"))
     # The filters apply in order: @chown must come back after "~@privileged", which holds it,
     # or the daemon could never hand its socket to control_group.
     filters = dv.get("SystemCallFilter", [])
