@@ -609,6 +609,19 @@ class UdpSink:
 # ---------------------------------------------------------------------------------------------
 # The daemon.
 
+def priority_fn(nice):
+    """A preexec_fn: a session of its own at nice, its autogroup's weight raised as much."""
+    def fn():
+        os.setsid()
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(nice))
+        except OSError:
+            pass  # a kernel without autogroups: the session's nice value is all there is
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return fn
+
+
 class Daemon:
     """pbxguardd in the caller's namespace with a generated config under tmp. Readiness comes
     from the daemon's own sd_notify("READY=1") on a NOTIFY_SOCKET we hold."""
@@ -618,7 +631,10 @@ class Daemon:
                  binary=None, cli=None, log_level="info", database=None, log_pipe=False,
                  general="", policy="", nice=None):
         self.tmp = tmp
-        self.nice = nice  # the process's nice value, as a unit's Nice= sets it (None: ours)
+        # A CPU priority, as the unit gives it (None: ours): in a session of its own, as
+        # systemd starts a service, at that nice value and with its session's weight (the
+        # kernel's autogroup) raised as much, as CPUWeight= raises a service's cgroup.
+        self.nice = nice
         self.binary = binary or h.DAEMON
         self.cli_binary = cli or h.CLI
         self.conf = os.path.join(tmp, "pbxguard.conf")
@@ -654,10 +670,9 @@ class Daemon:
         self.log = open(self.logpath, "ab" if self.log_pipe else "a")
         self.t_start = time.monotonic()
         out = subprocess.PIPE if self.log_pipe else self.log
-        nice = self.nice
         self.p = subprocess.Popen(
             [self.binary, "-c", self.conf], stdout=out, stderr=subprocess.STDOUT, env=env,
-            preexec_fn=None if nice is None else lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
+            preexec_fn=None if self.nice is None else priority_fn(self.nice))
         if self.log_pipe:
             threading.Thread(target=self._drain, args=(self.p.stdout, self.log),
                              daemon=True).start()

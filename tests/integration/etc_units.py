@@ -81,9 +81,10 @@ def test_daemon_unit_is_hardened():
          "sockets are limited to UNIX, IP and netlink")
     t.ok(dv.get("ExecReload") == ["/bin/kill -HUP $MAINPID"], "reload sends SIGHUP")
     # Ahead of batch work for the CPU, never realtime (RestrictRealtime= stays on).
-    t.ok(dv.get("Nice") == ["-5"] and dv.get("RestrictRealtime") == ["yes"]
-         and "CPUSchedulingPolicy" not in dv,
-         "it runs at Nice=-5, ahead of batch work, and never realtime", dv.get("Nice"))
+    t.ok(dv.get("CPUWeight") == ["300"] and dv.get("Nice") == ["-5"]
+         and dv.get("RestrictRealtime") == ["yes"] and "CPUSchedulingPolicy" not in dv,
+         "it runs ahead of batch work (CPUWeight=300, Nice=-5), and never realtime",
+         (dv.get("CPUWeight"), dv.get("Nice")))
     # The filters apply in order: @chown must come back after "~@privileged", which holds it,
     # or the daemon could never hand its socket to control_group.
     filters = dv.get("SystemCallFilter", [])
